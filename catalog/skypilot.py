@@ -1,0 +1,227 @@
+"""Exchange offerings with SkyPilot's catalog format (`<cloud>/vms.csv`, schema v8).
+
+Import reads both layouts found in the wild: the 9-column one (`InstanceType,
+AcceleratorName, AcceleratorCount, vCPUs, MemoryGiB, Price, Region, GpuInfo, SpotPrice`,
+as Lambda's fetcher writes it) and the 16-column one that adds `AvailabilityZone`, `Arch`
+and local-disk/EFA columns (AWS). Columns are matched by name, so order does not matter.
+Export writes costserve's offerings so that SkyPilot can plan and dry-run offline on our
+prices (point `SKY_RUNTIME_DIR` or `HOME` at a directory holding `.sky/catalogs/v8/`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from catalog.load import CatalogError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SKY_CLOUDS = ("aws", "gcp", "azure", "lambda")
+SKY_SCHEMA_VERSION = "v8"
+REQUIRED_COLUMNS = ("InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "Region")
+# Instances assumed available for an imported offering that the catalog did not have
+# before: enough for 8 GPUs, at least one instance. `availability.csv` overrides it.
+IMPORTED_GPUS_AVAILABLE = 8
+
+
+def sky_catalog_dir(root: Path) -> Path:
+    """`<root>/.sky/catalogs/v8`: where SkyPilot looks when `SKY_RUNTIME_DIR=<root>`."""
+    return root / ".sky" / "catalogs" / SKY_SCHEMA_VERSION
+
+
+def _gpu_name_map(gpus: "pd.DataFrame") -> dict[str, str]:
+    """SkyPilot accelerator name -> costserve gpu name (first row wins: SXM before PCIe)."""
+    mapping: dict[str, str] = {}
+    for row in gpus.itertuples(index=False):
+        if row.sky_name and row.sky_name not in mapping:
+            mapping[row.sky_name] = row.gpu
+    return mapping
+
+
+def read_sky_vms(path: Path, cloud: str, gpus: "pd.DataFrame") -> tuple["pd.DataFrame", dict[str, int]]:
+    """Offerings (costserve columns, without `availability`) from one SkyPilot `vms.csv`.
+
+    Keeps GPU rows whose accelerator is in gpus.csv and that have an on-demand price; spot
+    is the cheapest zone's. GCP GPUs attached to a host VM (empty InstanceType) are priced
+    with the region's `n1-standard-8` host when the file has one. Returns the offerings and
+    a count of skipped accelerators by name.
+    """
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise CatalogError(f"{path}:1: {missing[0]}: required column is missing (a SkyPilot vms.csv has {', '.join(REQUIRED_COLUMNS)})")
+    if "SpotPrice" not in df.columns:
+        df["SpotPrice"] = float("nan")
+    hosts = df[df["AcceleratorName"].isna() & df["InstanceType"].notna()].set_index(["Region", "InstanceType"])
+    gpu_rows = df[df["AcceleratorName"].notna()].copy()
+    names = _gpu_name_map(gpus)
+    is_pcie = gpu_rows["InstanceType"].fillna("").str.contains("pcie", case=False)
+    mapped = gpu_rows["AcceleratorName"].map(names)
+    mapped = mapped.mask(is_pcie & (mapped == "H100"), "H100-PCIe")
+    skipped = gpu_rows.loc[mapped.isna(), "AcceleratorName"].value_counts().to_dict()
+    gpu_rows["gpu"] = mapped
+    gpu_rows = gpu_rows[mapped.notna()]
+    whole = gpu_rows["AcceleratorCount"] == gpu_rows["AcceleratorCount"].round()
+    gpu_rows = gpu_rows[whole & (gpu_rows["AcceleratorCount"] >= 1)]
+
+    attached = gpu_rows["InstanceType"].isna()
+    if attached.any():
+        host_key = "n1-standard-8"
+        def host_of(region: str) -> "pd.Series | None":
+            return hosts.loc[(region, host_key)] if (region, host_key) in hosts.index else None
+        rows = []
+        for _, row in gpu_rows[attached].iterrows():
+            host = host_of(row["Region"])
+            if host is None:
+                continue
+            row = row.copy()
+            row["InstanceType"] = host_key
+            row["vCPUs"], row["MemoryGiB"] = host["vCPUs"], host["MemoryGiB"]
+            row["Price"] = row["Price"] + host["Price"]
+            row["SpotPrice"] = row["SpotPrice"] + host["SpotPrice"]
+            rows.append(row)
+        gpu_rows = pd.concat([gpu_rows[~attached], pd.DataFrame(rows)]) if rows else gpu_rows[~attached]
+    gpu_rows = gpu_rows[gpu_rows["Price"].notna() & (gpu_rows["Price"] > 0)]
+    keys = ["Region", "InstanceType", "gpu", "AcceleratorCount"]
+    grouped = gpu_rows.groupby(keys, as_index=False).agg(
+        vCPUs=("vCPUs", "max"), MemoryGiB=("MemoryGiB", "max"), Price=("Price", "min"), SpotPrice=("SpotPrice", "min")
+    )
+    as_of = dt.date.fromtimestamp(path.stat().st_mtime)
+    out = pd.DataFrame(
+        {
+            "cloud": cloud,
+            "region": grouped["Region"],
+            "instance_type": grouped["InstanceType"],
+            "gpu": grouped["gpu"],
+            "gpu_count": grouped["AcceleratorCount"].astype(int),
+            "vcpus": grouped["vCPUs"].round().astype(int),
+            "host_memory_gib": grouped["MemoryGiB"].astype(float),
+            "price_per_hour": grouped["Price"].astype(float),
+            "spot_price_per_hour": grouped["SpotPrice"].where(grouped["SpotPrice"] > 0),
+            "source": f"SkyPilot catalog {path.name} ({cloud})",
+            "as_of": as_of,
+        }
+    )
+    return out, {str(k): int(v) for k, v in skipped.items()}
+
+
+def find_sky_vms(source: Path) -> dict[str, Path]:
+    """The `vms.csv` files under a SkyPilot catalog dir (`<dir>/<cloud>/vms.csv`), by cloud.
+
+    `source` may also be a `<cloud>` directory itself. Raises CatalogError when none is found.
+    """
+    if not source.is_dir():
+        raise CatalogError(f"{source}: not a directory (expected a SkyPilot catalog dir with <cloud>/vms.csv)")
+    found = {c: source / c / "vms.csv" for c in SKY_CLOUDS if (source / c / "vms.csv").is_file()}
+    if not found and source.name in SKY_CLOUDS and (source / "vms.csv").is_file():
+        found = {source.name: source / "vms.csv"}
+    if not found:
+        raise CatalogError(f"{source}: no <cloud>/vms.csv found for any of {', '.join(SKY_CLOUDS)}")
+    return found
+
+
+def import_sky_catalog(
+    source: Path, current: "pd.DataFrame", gpus: "pd.DataFrame"
+) -> tuple["pd.DataFrame", dict[str, int], dict[str, int]]:
+    """New offerings: `current` with the rows of every cloud found under `source` replaced.
+
+    Availability is kept for offerings already known and defaults to enough instances for
+    IMPORTED_GPUS_AVAILABLE GPUs otherwise. Returns (offerings, rows imported per cloud,
+    skipped accelerator counts).
+    """
+    import pandas as pd
+
+    imported, counts, skipped = [], {}, {}
+    for cloud, path in find_sky_vms(source).items():
+        frame, skip = read_sky_vms(path, cloud, gpus)
+        imported.append(frame)
+        counts[cloud] = len(frame)
+        for name, n in skip.items():
+            skipped[name] = skipped.get(name, 0) + n
+    new = pd.concat(imported, ignore_index=True)
+    keys = ["cloud", "region", "instance_type", "gpu", "gpu_count"]
+    known = current.set_index(keys)["availability"]
+    default = (IMPORTED_GPUS_AVAILABLE // new["gpu_count"]).clip(lower=1)
+    new["availability"] = [
+        int(known.get(key, d)) for key, d in zip(new[keys].itertuples(index=False, name=None), default)
+    ]
+    kept = current[~current["cloud"].isin(list(counts))]
+    return pd.concat([kept, new[current.columns]], ignore_index=True), counts, skipped
+
+
+def _gpu_info(gpu: str, count: int, memory_gib: float) -> str:
+    """SkyPilot's GpuInfo cell: a Python-literal dict read with ast.literal_eval."""
+    mib = int(round(memory_gib * 1024))
+    info = {
+        "Gpus": [{"Name": gpu, "Manufacturer": "NVIDIA", "Count": float(count), "MemoryInfo": {"SizeInMiB": mib}}],
+        "TotalGpuMemoryInMiB": mib * count,
+    }
+    return repr(info)
+
+
+def export_sky_catalog(offerings: "pd.DataFrame", gpus: "pd.DataFrame", out_dir: Path) -> dict[str, Path]:
+    """Write offerings as SkyPilot `<out_dir>/<cloud>/vms.csv` files (16-column layout).
+
+    CPU-only offerings are written without accelerator columns. AWS rows get one zone,
+    `<region>a`; GCP rows zone `<region>-a` in GCP's split layout (see `_gcp_layout`).
+    Returns the written file per cloud.
+    """
+    import pandas as pd
+
+    specs = gpus.set_index("gpu")
+    written: dict[str, Path] = {}
+    for cloud, rows in offerings.groupby("cloud", sort=True):
+        is_gpu = rows["gpu"] != "cpu"
+        sky_names = rows["gpu"].map(specs["sky_name"]).where(is_gpu)
+        frame = pd.DataFrame(
+            {
+                "InstanceType": rows["instance_type"],
+                "AcceleratorName": sky_names,
+                "AcceleratorCount": rows["gpu_count"].astype(float).where(is_gpu),
+                "vCPUs": rows["vcpus"].astype(float),
+                "MemoryGiB": rows["host_memory_gib"].astype(float),
+                "GpuInfo": [
+                    _gpu_info(name, n, specs.at[g, "memory_gib"]) if g != "cpu" else None
+                    for name, n, g in zip(sky_names, rows["gpu_count"], rows["gpu"])
+                ],
+                "Price": rows["price_per_hour"],
+                "SpotPrice": rows["spot_price_per_hour"],
+                "Region": rows["region"],
+                "AvailabilityZone": rows["region"] + "a" if cloud == "aws" else None,
+                "Arch": "x86_64",
+            }
+        )
+        if cloud == "gcp":
+            frame = _gcp_layout(frame)
+        path = out_dir / str(cloud) / "vms.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+        written[str(cloud)] = path
+    return written
+
+
+def _gcp_layout(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """SkyPilot's GCP layout: a GPU VM is a host-VM row plus an accelerator row without InstanceType.
+
+    SkyPilot adds the two prices. costserve's price is for the whole VM, so the accelerator
+    row carries it all and the host row (only used as a GPU host) carries $0.
+    """
+    import pandas as pd
+
+    frame = frame.assign(AvailabilityZone=frame["Region"] + "-a")
+    has_gpu = frame["AcceleratorName"].notna()
+    hosts = (
+        frame[has_gpu][["InstanceType", "vCPUs", "MemoryGiB", "Region", "AvailabilityZone", "Arch"]]
+        .drop_duplicates(subset=["InstanceType", "Region"])
+        .assign(Price=0.0, SpotPrice=0.0)
+    )
+    accelerators = frame[has_gpu].assign(InstanceType=None)
+    return pd.concat([frame[~has_gpu], hosts, accelerators], ignore_index=True)[frame.columns]

@@ -1,0 +1,47 @@
+"""The `costserve` command line. Heavy libraries (pandas, sky, torch) are imported inside commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from costserve.catalog_cli import catalog_app
+
+app = typer.Typer(
+    name="costserve",
+    help="Batch LLM inference on the cheapest mix of cloud GPUs that meets a deadline, quality target and budget.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(catalog_app, name="catalog")
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="job files (JSON Lines: OpenAI Batch or plain form)")],
+    max_errors: Annotated[Optional[int], typer.Option(help="bad lines to print before only counting them [config: max_errors]")] = None,
+    default_max_tokens: Annotated[Optional[int], typer.Option(help="output tokens for jobs without max_tokens [config]")] = None,
+) -> None:
+    """Check job files line by line and summarise them: jobs, models, token distributions.
+
+    Each bad line is reported as FILE:LINE: field: problem. Exits 1 when any line is bad.
+    """
+    from costserve.validate_cmd import run_validate
+
+    raise typer.Exit(run_validate(files, max_errors, default_max_tokens))
+
+
+@app.command()
+def version() -> None:
+    """Print costserve's version."""
+    from costserve import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,221 @@
+"""Job schemas: the OpenAI Batch request line and costserve's plain form, and the normalised Job.
+
+Both input forms are validated with pydantic in strict mode (a string "100" is not a
+number) and become one `Job`, the only job type the rest of costserve sees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Largest context among the shipped models (Llama-3.1: 131,072 tokens); a larger request
+# cannot be served by any of them and is almost always a typo.
+MAX_TOKENS_LIMIT = 131_072
+DEFAULT_MAX_TOKENS = 256
+CHAT_URL = "/v1/chat/completions"
+COMPLETIONS_URL = "/v1/completions"
+Endpoint = Literal["chat", "completion"]
+
+
+def _text_of_content(value: Any) -> str:
+    """Content of a chat message: a string, or a list of `{"type": "text", "text": ...}` parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
+                raise ValueError('content parts must be {"type": "text", "text": "..."} (only text is supported)')
+            texts.append(part["text"])
+        return "".join(texts)
+    raise ValueError(f"content must be a string or a list of text parts, not {type(value).__name__}")
+
+
+def _check_stop(value: str | list[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    stops = (value,) if isinstance(value, str) else tuple(value)
+    if len(stops) > 4:
+        raise ValueError(f"at most 4 stop sequences (got {len(stops)})")
+    if any(s == "" for s in stops):
+        raise ValueError("stop sequences must not be empty")
+    return stops
+
+
+class _Sampling(BaseModel):
+    """Generation parameters shared by every form. Unknown OpenAI parameters are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    model: str | None = Field(None, min_length=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_ok(cls, value: str | list[str] | None) -> str | list[str] | None:
+        _check_stop(value)
+        return value
+
+
+class ChatMessage(BaseModel):
+    """One chat message; `content` is normalised to plain text."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content_text(cls, value: Any) -> str:
+        return _text_of_content(value)
+
+
+class ChatBody(_Sampling):
+    """Body of a `/v1/chat/completions` request."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+
+    @field_validator("messages")
+    @classmethod
+    def _not_empty(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if all(not m.content.strip() for m in messages):
+            raise ValueError("empty prompt: every message's content is blank")
+        return messages
+
+
+class CompletionBody(_Sampling):
+    """Body of a `/v1/completions` request (one prompt string per line)."""
+
+    prompt: str
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_prompt(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            raise ValueError("one prompt per line: a list of prompts is not supported, split it into lines")
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("empty prompt")
+        return prompt
+
+
+class BatchRequestLine(BaseModel):
+    """One line of an OpenAI Batch input file."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    custom_id: str = Field(min_length=1, max_length=512)
+    method: Literal["POST"]
+    url: Literal["/v1/chat/completions", "/v1/completions"]
+    body: dict[str, Any]
+
+
+class PlainJobLine(_Sampling):
+    """costserve's plain form: `{"id": ..., "prompt": ..., "max_tokens": ...}`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    id: str | None = Field(None, min_length=1, max_length=512)
+    prompt: str
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _int_id(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("empty prompt")
+        return prompt
+
+
+def estimate_tokens(text: str) -> int:
+    """Token count estimate for text without a tokenizer: ceil(chars / 4), at least 1 (tokens)."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One validated job, whichever form it came in.
+
+    `line` is the 1-based line of the input file; results are written in that order.
+    `messages` holds (role, text) pairs for chat jobs, `prompt` the text of completion jobs.
+    """
+
+    custom_id: str
+    line: int
+    endpoint: Endpoint
+    model: str | None
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: tuple[str, ...]
+    seed: int | None
+    prompt: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None
+
+    def prompt_text(self) -> str:
+        """All prompt text of the job (chat messages joined by newlines)."""
+        if self.messages is not None:
+            return "\n".join(text for _, text in self.messages)
+        return self.prompt or ""
+
+    def estimated_input_tokens(self) -> int:
+        """Input length estimate (tokens, chars/4) used when no tokenizer is loaded."""
+        return estimate_tokens(self.prompt_text())
+
+
+def body_schema(url: str) -> type[ChatBody] | type[CompletionBody]:
+    """The pydantic schema of a Batch line's body for its `url`."""
+    return ChatBody if url == CHAT_URL else CompletionBody
+
+
+def job_from_batch_line(req: BatchRequestLine, body: ChatBody | CompletionBody, line: int, default_max_tokens: int) -> Job:
+    """Normalise a validated OpenAI Batch line and its validated body into a Job."""
+    max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens or default_max_tokens
+    common = dict(
+        custom_id=req.custom_id,
+        line=line,
+        model=body.model,
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=_check_stop(body.stop),
+        seed=body.seed,
+    )
+    if isinstance(body, ChatBody):
+        messages = tuple((m.role, m.content) for m in body.messages)
+        return Job(endpoint="chat", messages=messages, **common)
+    return Job(endpoint="completion", prompt=body.prompt, **common)
+
+
+def job_from_plain_line(req: PlainJobLine, line: int, default_max_tokens: int) -> Job:
+    """Normalise a validated plain-form line into a Job (id defaults to `line-<N>`)."""
+    return Job(
+        custom_id=req.id or f"line-{line}",
+        line=line,
+        endpoint="completion",
+        model=req.model,
+        max_tokens=req.max_tokens or default_max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        stop=_check_stop(req.stop),
+        seed=req.seed,
+        prompt=req.prompt,
+    )

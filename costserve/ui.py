@@ -1,0 +1,50 @@
+"""Terminal output helpers shared by the CLI commands: rich tables from DataFrames, one-line errors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
+console = Console() if Console().is_terminal else Console(width=160)
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `costserve: <message>` on stderr (no traceback, no markup) and exit with `code`."""
+    err_console.print(f"costserve: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def frame_table(df: "pd.DataFrame", title: str | None = None, index_name: str | None = None) -> Table:
+    """A rich Table with one column per DataFrame column (and the index first when named)."""
+    table = Table(title=title, title_justify="left")
+    if index_name is not None:
+        table.add_column(index_name, style="bold")
+    for column in df.columns:
+        numeric = df[column].dtype.kind in "iuf"
+        table.add_column(str(column), justify="right" if numeric else "left")
+    for index, row in df.iterrows():
+        cells = ["" if _missing(v) else _format(v) for v in row.tolist()]
+        table.add_row(*(([str(index)] if index_name is not None else []) + cells))
+    return table
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _format(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

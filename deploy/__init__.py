@@ -1,0 +1,1 @@
+"""Provisioners that execute a Plan: local worker processes and SkyPilot clusters."""

@@ -1,0 +1,1 @@
+"""Planner: cost model and Pyomo models (fleet MILP, layer/bit partition). Imports only catalog."""

@@ -1,0 +1,1 @@
+"""Workers: Celery app and the quantized pipeline inference engine. Never imports pyomo."""
