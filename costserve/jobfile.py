@@ -61,6 +61,8 @@ def _loc_to_field(prefix: str, loc: tuple[Any, ...]) -> str:
 def _describe_validation_error(exc: ValidationError, prefix: str) -> tuple[str, str]:
     """The first error of a ValidationError as (field, problem); notes how many more there are."""
     errors = exc.errors(include_url=False)
+    # A misspelt field also makes the intended one "missing": name the typo, the root cause.
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     problem = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":

@@ -53,6 +53,7 @@ class _Sampling(BaseModel):
 
     model: str | None = Field(None, min_length=1)
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT, description="OpenAI's newer name")
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
@@ -83,7 +84,6 @@ class ChatBody(_Sampling):
     """Body of a `/v1/chat/completions` request."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
 
     @field_validator("messages")
     @classmethod
@@ -188,7 +188,7 @@ def body_schema(url: str) -> type[ChatBody] | type[CompletionBody]:
 
 def job_from_batch_line(req: BatchRequestLine, body: ChatBody | CompletionBody, line: int, default_max_tokens: int) -> Job:
     """Normalise a validated OpenAI Batch line and its validated body into a Job."""
-    max_tokens = getattr(body, "max_completion_tokens", None) or body.max_tokens or default_max_tokens
+    max_tokens = body.max_completion_tokens or body.max_tokens or default_max_tokens
     common = dict(
         custom_id=req.custom_id,
         line=line,
@@ -212,7 +212,7 @@ def job_from_plain_line(req: PlainJobLine, line: int, default_max_tokens: int) -
         line=line,
         endpoint="completion",
         model=req.model,
-        max_tokens=req.max_tokens or default_max_tokens,
+        max_tokens=req.max_completion_tokens or req.max_tokens or default_max_tokens,
         temperature=req.temperature,
         top_p=req.top_p,
         stop=_check_stop(req.stop),
