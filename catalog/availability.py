@@ -64,10 +64,11 @@ def apply_availability(
         overrides = read_rows(path, AvailabilityRow)
         for line, row in enumerate(overrides.itertuples(index=False), start=2):
             match = (df["cloud"] == row.cloud) & (df["instance_type"] == row.instance_type)
-            if row.region:
-                match &= df["region"] == row.region
+            region = row.region if isinstance(row.region, str) and row.region else None
+            if region:
+                match &= df["region"] == region
             if not match.any():
-                raise CatalogError(f"{path}:{line}: instance_type: no offering {row.cloud}/{row.region or '*'}/{row.instance_type}")
+                raise CatalogError(f"{path}:{line}: instance_type: no offering {row.cloud}/{region or '*'}/{row.instance_type}")
             df.loc[match, "availability"] = row.availability
     for gpu, cap in (gpu_limits or {}).items():
         rows = df["gpu"] == gpu

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from catalog.load import CatalogError
+from catalog.merge import merge_offerings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,9 +23,22 @@ if TYPE_CHECKING:
 SKY_CLOUDS = ("aws", "gcp", "azure", "lambda")
 SKY_SCHEMA_VERSION = "v8"
 REQUIRED_COLUMNS = ("InstanceType", "AcceleratorName", "AcceleratorCount", "vCPUs", "MemoryGiB", "Price", "Region")
-# Instances assumed available for an imported offering that the catalog did not have
-# before: enough for 8 GPUs, at least one instance. `availability.csv` overrides it.
-IMPORTED_GPUS_AVAILABLE = 8
+
+
+# GCP GPU -> host VM, as SkyPilot's gcp_catalog pairs them (A2/A3/G2 families have the GPUs
+# built in; older GPUs attach to an N1 host, for which costserve uses n1-standard-8).
+_GCP_HOST_FAMILY = {"A100-40GB": "a2-highgpu-{n}g", "A100-80GB": "a2-ultragpu-{n}g", "H100": "a3-highgpu-{n}g", "H200": "a3-ultragpu-{n}g"}
+_GCP_L4_HOSTS = {1: "g2-standard-4", 2: "g2-standard-24", 4: "g2-standard-48", 8: "g2-standard-96"}
+_GCP_N1_HOST = "n1-standard-8"
+
+
+def gcp_host_type(gpu: str, count: int) -> str:
+    """The GCP VM type that carries `count` GPUs of `gpu` in SkyPilot's GCP catalog layout."""
+    if gpu in _GCP_HOST_FAMILY:
+        return _GCP_HOST_FAMILY[gpu].format(n=count)
+    if gpu == "L4":
+        return _GCP_L4_HOSTS.get(count, _GCP_N1_HOST)
+    return _GCP_N1_HOST
 
 
 def sky_catalog_dir(root: Path) -> Path:
@@ -45,9 +59,9 @@ def read_sky_vms(path: Path, cloud: str, gpus: "pd.DataFrame") -> tuple["pd.Data
     """Offerings (costserve columns, without `availability`) from one SkyPilot `vms.csv`.
 
     Keeps GPU rows whose accelerator is in gpus.csv and that have an on-demand price; spot
-    is the cheapest zone's. GCP GPUs attached to a host VM (empty InstanceType) are priced
-    with the region's `n1-standard-8` host when the file has one. Returns the offerings and
-    a count of skipped accelerators by name.
+    is the cheapest zone's. GCP lists a GPU VM as an accelerator row without InstanceType
+    plus a host-VM row; the host is found as SkyPilot finds it (`gcp_host_type`) and the
+    two prices are added. Returns the offerings and a count of skipped accelerators by name.
     """
     import pandas as pd
 
@@ -74,16 +88,15 @@ def read_sky_vms(path: Path, cloud: str, gpus: "pd.DataFrame") -> tuple["pd.Data
 
     attached = gpu_rows["InstanceType"].isna()
     if attached.any():
-        host_key = "n1-standard-8"
-        def host_of(region: str) -> "pd.Series | None":
-            return hosts.loc[(region, host_key)] if (region, host_key) in hosts.index else None
         rows = []
         for _, row in gpu_rows[attached].iterrows():
-            host = host_of(row["Region"])
-            if host is None:
+            host_type = gcp_host_type(row["gpu"], int(row["AcceleratorCount"]))
+            if (row["Region"], host_type) not in hosts.index:
                 continue
+            host = hosts.loc[(row["Region"], host_type)]
+            host = host.iloc[0] if isinstance(host, pd.DataFrame) else host  # one row per zone
             row = row.copy()
-            row["InstanceType"] = host_key
+            row["InstanceType"] = host_type
             row["vCPUs"], row["MemoryGiB"] = host["vCPUs"], host["MemoryGiB"]
             row["Price"] = row["Price"] + host["Price"]
             row["SpotPrice"] = row["SpotPrice"] + host["SpotPrice"]
@@ -133,8 +146,7 @@ def import_sky_catalog(
 ) -> tuple["pd.DataFrame", dict[str, int], dict[str, int]]:
     """New offerings: `current` with the rows of every cloud found under `source` replaced.
 
-    Availability is kept for offerings already known and defaults to enough instances for
-    IMPORTED_GPUS_AVAILABLE GPUs otherwise. Returns (offerings, rows imported per cloud,
+    Availability is kept for offerings already known (see `merge_offerings`). Returns (offerings, rows imported per cloud,
     skipped accelerator counts).
     """
     import pandas as pd
@@ -147,14 +159,8 @@ def import_sky_catalog(
         for name, n in skip.items():
             skipped[name] = skipped.get(name, 0) + n
     new = pd.concat(imported, ignore_index=True)
-    keys = ["cloud", "region", "instance_type", "gpu", "gpu_count"]
-    known = current.set_index(keys)["availability"]
-    default = (IMPORTED_GPUS_AVAILABLE // new["gpu_count"]).clip(lower=1)
-    new["availability"] = [
-        int(known.get(key, d)) for key, d in zip(new[keys].itertuples(index=False, name=None), default)
-    ]
-    kept = current[~current["cloud"].isin(list(counts))]
-    return pd.concat([kept, new[current.columns]], ignore_index=True), counts, skipped
+    merged = merge_offerings(current, new, current["cloud"].isin(list(counts)))
+    return merged, counts, skipped
 
 
 def _gpu_info(gpu: str, count: int, memory_gib: float) -> str:

@@ -1,0 +1,43 @@
+"""Combine refreshed offerings with the catalog in force."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+OFFERING_KEY = ["cloud", "region", "instance_type", "gpu", "gpu_count"]
+# Instances assumed available for a refreshed offering the catalog did not have before:
+# enough for 8 GPUs, at least one instance. `availability.csv` overrides it.
+NEW_OFFERING_GPUS_AVAILABLE = 8
+
+
+def merge_offerings(current: "pd.DataFrame", fresh: "pd.DataFrame", replaced: "pd.Series") -> "pd.DataFrame":
+    """`current` minus the rows where `replaced` is true, plus `fresh`.
+
+    `fresh` has every offering column but `availability`; each row keeps the availability
+    its offering had in `current`, or enough instances for NEW_OFFERING_GPUS_AVAILABLE GPUs.
+    """
+    import pandas as pd
+
+    known = current.set_index(OFFERING_KEY)["availability"]
+    default = (NEW_OFFERING_GPUS_AVAILABLE // fresh["gpu_count"].clip(lower=1)).clip(lower=1)
+    fresh = fresh.assign(
+        availability=[int(known.get(k, d)) for k, d in zip(fresh[OFFERING_KEY].itertuples(index=False, name=None), default)]
+    )
+    return pd.concat([current[~replaced], fresh[current.columns]], ignore_index=True)
+
+
+def match_gpu(name: str, memory_gib: float, gpus: "pd.DataFrame") -> str | None:
+    """costserve's gpu for a cloud's GPU name and per-GPU memory (GiB), or None if unknown.
+
+    Candidates share the name as their `gpu` or `sky_name` prefix (A100 -> A100-40GB and
+    A100-80GB); the one with the closest memory wins; the first listed wins a tie (SXM).
+    """
+    key = name.strip().lower()
+    named = gpus[gpus["gpu"].str.lower().str.split("-").str[0].eq(key) | gpus["sky_name"].fillna("").str.lower().eq(key)]
+    if named.empty:
+        return None
+    distance = (named["memory_gib"] - memory_gib).abs()
+    return str(named.loc[distance.idxmin(), "gpu"])
