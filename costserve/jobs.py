@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 # Largest context among the shipped models (Llama-3.1: 131,072 tokens); a larger request
 # cannot be served by any of them and is almost always a typo.
@@ -44,6 +44,22 @@ def _check_stop(value: str | list[str] | None) -> tuple[str, ...]:
     if any(s == "" for s in stops):
         raise ValueError("stop sequences must not be empty")
     return stops
+
+
+def _single_prompt(value: Any) -> Any:
+    if isinstance(value, list):
+        raise ValueError("one prompt per line: a list of prompts is not supported, split it into lines")
+    return value
+
+
+def _non_blank(prompt: str) -> str:
+    if not prompt.strip():
+        raise ValueError("empty prompt")
+    return prompt
+
+
+# A completion prompt in either form: one non-blank string.
+Prompt = Annotated[str, BeforeValidator(_single_prompt), AfterValidator(_non_blank)]
 
 
 class _Sampling(BaseModel):
@@ -96,21 +112,7 @@ class ChatBody(_Sampling):
 class CompletionBody(_Sampling):
     """Body of a `/v1/completions` request (one prompt string per line)."""
 
-    prompt: str
-
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _one_prompt(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            raise ValueError("one prompt per line: a list of prompts is not supported, split it into lines")
-        return value
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_empty(cls, prompt: str) -> str:
-        if not prompt.strip():
-            raise ValueError("empty prompt")
-        return prompt
+    prompt: Prompt
 
 
 class BatchRequestLine(BaseModel):
@@ -130,19 +132,12 @@ class PlainJobLine(_Sampling):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     id: str | None = Field(None, min_length=1, max_length=512)
-    prompt: str
+    prompt: Prompt
 
     @field_validator("id", mode="before")
     @classmethod
     def _int_id(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_empty(cls, prompt: str) -> str:
-        if not prompt.strip():
-            raise ValueError("empty prompt")
-        return prompt
 
 
 def estimate_tokens(text: str) -> int:

@@ -88,6 +88,7 @@ def test_batch_and_plain_forms_normalise(tmp_path: Path) -> None:
         ({"id": "x", "promt": "typo"}, "promt", "unknown field"),
         ({"custom_id": "", "method": "POST", "url": "/v1/completions", "body": {"prompt": "p"}}, "custom_id", "at least 1"),
         ({"custom_id": "x", "method": "POST", "url": "/v1/completions", "body": {"prompt": ["a", "b"]}}, "body.prompt", "one prompt per line"),
+        ({"id": "x", "prompt": ["a", "b"]}, "prompt", "one prompt per line"),
         (chat("x", [{"type": "image_url", "image_url": "u"}]), "body.messages[0].content", "only text"),
         (chat("x", stop=["a", "b", "c", "d", "e"]), "body.stop", "at most 4"),
     ],
