@@ -30,8 +30,8 @@ def frame_table(df: "pd.DataFrame", title: str | None = None, index_name: str | 
     for column in df.columns:
         numeric = df[column].dtype.kind in "iuf"
         table.add_column(str(column), justify="right" if numeric else "left")
-    for index, row in df.iterrows():
-        cells = ["" if _missing(v) else _format(v) for v in row.tolist()]
+    for index, *values in df.itertuples(name=None):  # itertuples keeps each column's type
+        cells = ["" if _missing(v) else _format(v.item() if hasattr(v, "item") else v) for v in values]
         table.add_row(*(([str(index)] if index_name is not None else []) + cells))
     return table
 

@@ -97,3 +97,9 @@ def test_help_is_fast_because_heavy_modules_stay_unloaded() -> None:
     code = "import sys; from costserve.cli import app; print(sorted(m for m in ('sky','torch','transformers','pandas','pyomo') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def test_integer_columns_print_as_integers(cli) -> None:
+    out = cli.invoke(app, ["validate", str(EXAMPLES / "plain.jsonl")]).output
+    row = next(l for l in out.splitlines() if "max output tokens" in l)
+    assert ".0" not in row  # counts and totals are whole tokens
