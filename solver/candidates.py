@@ -1,0 +1,89 @@
+"""Replica configurations the fleet MILP chooses among: offering × tensor-parallel degree × bits.
+
+Each candidate is one instance of an offering running `replicas` identical replicas of
+`tp` GPUs each, with every layer at `bits`; its throughput per workload class (requests/s
+for the whole instance) comes from the cost model, or from a measured profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from solver.costmodel import Device, ModelShape, class_throughput
+from solver.quality import predicted_quality
+from solver.workload import Workload
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BIT_WIDTHS = (16, 8, 4)
+# Throughput lost to spot preemptions (restarts and redone shards), by cloud; a planning
+# allowance, to be replaced by measured preemption rates.
+SPOT_OVERHEAD = {"aws": 0.10, "gcp": 0.10, "azure": 0.15, "lambda": 0.0}
+STARTUP_SECONDS = 600.0  # provisioning, image pull and model load of a fresh instance
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One instance type running one configuration. Prices in $/h, throughputs in requests/s."""
+
+    offering: int  # row index in the offerings frame (availability is per offering)
+    label: str
+    gpu: str
+    gpus_per_instance: int
+    spot: bool
+    price_per_hour: float
+    tp: int
+    replicas: int
+    bits: int
+    quality: float
+    requests_per_s: tuple[float, ...]  # per workload class, whole instance
+    startup_seconds: float = STARTUP_SECONDS
+
+
+def build_candidates(
+    offerings: "pd.DataFrame",
+    gpus: "pd.DataFrame",
+    model: ModelShape,
+    workload: Workload,
+    quality_target: float = 0.0,
+    spot: bool = False,
+    bit_widths: tuple[int, ...] = BIT_WIDTHS,
+) -> list[Candidate]:
+    """Every (offering, purchase option, tp, bits) that meets the quality target and serves ≥ 1 class."""
+    specs = gpus.set_index("gpu", drop=False)
+    out: list[Candidate] = []
+    for idx, row in offerings.iterrows():
+        if row["availability"] <= 0:
+            continue
+        options = [(False, row["price_per_hour"])]
+        if spot and row["spot_price_per_hour"] == row["spot_price_per_hour"]:  # not NaN
+            options.append((True, row["spot_price_per_hour"]))
+        gpu_row = specs.loc[row["gpu"]]
+        tps = [1] if row["gpu"] == "cpu" else [t for t in (1, 2, 4, 8) if row["gpu_count"] % t == 0 and t <= row["gpu_count"]]
+        for bits in bit_widths:
+            quality = predicted_quality((bits,) * model.layers)
+            if quality < quality_target:
+                continue
+            for tp in tps:
+                device = Device.from_catalog(gpu_row, tp, int(row["vcpus"]), float(row["host_memory_gib"]))
+                replicas = 1 if row["gpu"] == "cpu" else row["gpu_count"] // tp
+                per_replica = [
+                    class_throughput(model, device, (bits,) * model.layers, c.input_tokens, c.output_tokens).requests_per_s
+                    for c in workload.classes
+                ]
+                if not any(per_replica):
+                    continue
+                for is_spot, price in options:
+                    keep = 1 - SPOT_OVERHEAD.get(row["cloud"], 0.1) if is_spot else 1.0
+                    out.append(
+                        Candidate(
+                            offering=int(idx),
+                            label=f"{row['cloud']}/{row['region']}/{row['instance_type']}{' spot' if is_spot else ''}",
+                            gpu=row["gpu"], gpus_per_instance=int(row["gpu_count"]), spot=is_spot,
+                            price_per_hour=float(price), tp=tp, replicas=int(replicas), bits=bits, quality=quality,
+                            requests_per_s=tuple(r * replicas * keep for r in per_replica),
+                        )
+                    )
+    return out

@@ -1,0 +1,157 @@
+"""Cheapest heterogeneous fleet (Jiang et al., ICML 2025; Mélange): a Pyomo MILP solved by HiGHS.
+
+For a batch with deadline D billed per second, a candidate c (an instance type running one
+configuration) with n_c instances and assigned work W_c = Σ_k x_ck · N_k / r_ck
+(instance-seconds) costs p_c · (n_c · s_c + W_c); the deadline is W_c ≤ n_c · (D − s_c).
+Both are linear, so the whole plan is one MILP. Minimising the makespan under a budget is a
+bisection on D over the same model (the paper's Algorithm 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import pyomo.environ as pyo
+
+from solver.candidates import Candidate
+from solver.workload import Workload
+
+
+def build_fleet_model(
+    candidates: list[Candidate],
+    workload: Workload,
+    deadline_s: float,
+    availability: dict[int, int],
+    budget: float | None = None,
+    gpu_caps: dict[str, int] | None = None,
+) -> pyo.ConcreteModel:
+    """The fleet MILP for `deadline_s` seconds; `availability` maps offering -> max instances."""
+    m = pyo.ConcreteModel("fleet")
+    m.C = pyo.Set(initialize=range(len(candidates)))  # candidates c
+    m.K = pyo.Set(initialize=range(len(workload.classes)))  # workload classes k
+    m.O = pyo.Set(initialize=sorted({c.offering for c in candidates}))  # offerings o
+
+    m.N = pyo.Param(m.K, initialize={k: cls.count for k, cls in enumerate(workload.classes)})  # requests N_k
+    m.p = pyo.Param(m.C, initialize={i: c.price_per_hour / 3600 for i, c in enumerate(candidates)})  # $/s p_c
+    m.s = pyo.Param(m.C, initialize={i: c.startup_seconds for i, c in enumerate(candidates)})  # startup s_c
+    m.r = pyo.Param(m.C, m.K, initialize={(i, k): c.requests_per_s[k] for i, c in enumerate(candidates) for k in m.K})
+
+    usable = {i for i, c in enumerate(candidates) if deadline_s > c.startup_seconds}
+    m.n = pyo.Var(m.C, domain=pyo.NonNegativeIntegers, bounds=lambda _, i: (0, availability.get(candidates[i].offering, 0) if i in usable else 0))
+    m.x = pyo.Var(m.C, m.K, bounds=lambda _, i, k: (0, 1 if candidates[i].requests_per_s[k] > 0 and i in usable else 0))
+
+    # W_c = Σ_k x_ck · N_k / r_ck : instance-seconds of work on candidate c
+    def work(model: pyo.ConcreteModel, i: int) -> pyo.Expression:
+        return sum(model.x[i, k] * model.N[k] / model.r[i, k] for k in model.K if model.r[i, k] > 0)
+
+    m.W = pyo.Expression(m.C, rule=work)
+    # cost = Σ_c p_c · (n_c · s_c + W_c)
+    m.cost = pyo.Expression(expr=sum(m.p[i] * (m.n[i] * m.s[i] + m.W[i]) for i in m.C))
+    m.objective = pyo.Objective(expr=m.cost, sense=pyo.minimize)
+    # Σ_c x_ck = 1 : every class is served in full
+    m.assigned = pyo.Constraint(m.K, rule=lambda model, k: sum(model.x[i, k] for i in model.C) == 1)
+    # W_c ≤ n_c · (D − s_c) : the work fits in the deadline
+    m.deadline = pyo.Constraint(m.C, rule=lambda model, i: model.W[i] <= model.n[i] * max(0.0, deadline_s - model.s[i]))
+    # Σ_{c ∈ o} n_c ≤ A_o : availability of each offering
+    m.available = pyo.Constraint(
+        m.O, rule=lambda model, o: sum(model.n[i] for i in model.C if candidates[i].offering == o) <= availability.get(o, 0)
+    )
+    caps = {g: cap for g, cap in (gpu_caps or {}).items() if any(c.gpu == g for c in candidates)}
+    m.G = pyo.Set(initialize=sorted(caps))
+    # Σ_{c on GPU g} n_c · gpus_c ≤ cap_g : GPUs of a type across the fleet
+    m.gpu_cap = pyo.Constraint(
+        m.G, rule=lambda model, g: sum(model.n[i] * candidates[i].gpus_per_instance for i in model.C if candidates[i].gpu == g) <= caps[g]
+    )
+    if budget is not None:
+        m.budget = pyo.Constraint(expr=m.cost <= budget)  # cost ≤ B
+    return m
+
+
+@dataclass(frozen=True)
+class FleetGroup:
+    """`count` instances of one candidate and the share of each class they serve."""
+
+    candidate: Candidate
+    count: int
+    shares: tuple[float, ...]  # fraction of each workload class
+    busy_seconds: float  # instance-seconds of work (all instances together)
+
+    @property
+    def finish_seconds(self) -> float:
+        """Wall time until this group is done: startup plus its share of the work per instance."""
+        return self.candidate.startup_seconds + self.busy_seconds / self.count
+
+
+@dataclass(frozen=True)
+class FleetSolution:
+    """An optimal fleet: cost ($) and makespan (s) as the model predicts them."""
+
+    cost: float
+    groups: tuple[FleetGroup, ...]
+
+    @property
+    def makespan_seconds(self) -> float:
+        return max((g.finish_seconds for g in self.groups), default=0.0)
+
+
+class Infeasible(Exception):
+    """No fleet meets the constraints."""
+
+
+def solve_fleet(
+    candidates: list[Candidate],
+    workload: Workload,
+    deadline_s: float,
+    availability: dict[int, int],
+    budget: float | None = None,
+    gpu_caps: dict[str, int] | None = None,
+) -> FleetSolution:
+    """Solve the fleet MILP with HiGHS; raises Infeasible when no fleet fits."""
+    if not candidates or not workload.classes:
+        raise Infeasible("no candidate configuration" if not candidates else "no jobs")
+    model = build_fleet_model(candidates, workload, deadline_s, availability, budget, gpu_caps)
+    result = pyo.SolverFactory("appsi_highs").solve(model, load_solutions=False)
+    if result.solver.termination_condition != pyo.TerminationCondition.optimal:
+        raise Infeasible(str(result.solver.termination_condition))
+    model.solutions.load_from(result)
+    groups = []
+    for i in model.C:
+        count = round(pyo.value(model.n[i]))
+        shares = tuple(max(0.0, pyo.value(model.x[i, k])) for k in model.K)
+        busy = sum(shares[k] * workload.classes[k].count / candidates[i].requests_per_s[k]
+                   for k in model.K if shares[k] > 1e-9)
+        if count == 0 or busy <= 1e-9:
+            continue  # instances without work cost nothing only when startup is free: not part of the plan
+        # With free startup, more instances than the work needs are an equally cheap optimum;
+        # report the fewest that meet the deadline (same cost).
+        needed = math.ceil(busy / (deadline_s - candidates[i].startup_seconds) - 1e-9)
+        groups.append(FleetGroup(candidates[i], max(1, min(count, needed)), shares, busy))
+    return FleetSolution(float(pyo.value(model.cost)), tuple(groups))
+
+
+def fastest_within_budget(
+    candidates: list[Candidate],
+    workload: Workload,
+    budget: float,
+    availability: dict[int, int],
+    gpu_caps: dict[str, int] | None = None,
+    tolerance_s: float = 60.0,
+    longest_s: float = 30 * 24 * 3600.0,
+) -> FleetSolution:
+    """Minimum-makespan fleet within `budget` $: bisection on the deadline (Algorithm 1)."""
+    try:
+        best = solve_fleet(candidates, workload, longest_s, availability, budget, gpu_caps)
+    except Infeasible:
+        raise Infeasible(f"no fleet finishes within {longest_s / 3600:.0f}h for ${budget:.2f}") from None
+    low = min(c.startup_seconds for c in candidates)
+    high = best.makespan_seconds
+    while high - low > tolerance_s:
+        mid = (low + high) / 2
+        try:
+            best = solve_fleet(candidates, workload, mid, availability, budget, gpu_caps)
+            high = min(mid, best.makespan_seconds)
+        except Infeasible:
+            low = mid
+    return best

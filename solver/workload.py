@@ -1,0 +1,123 @@
+"""Workload classes: jobs bucketed on an input × output token-length grid (Mélange-style).
+
+A class keeps its request count and total input/output tokens; the planner costs a class
+at its mean lengths. Output length is the job's `max_tokens` (an upper bound, so plans are
+conservative). Sources: job files (chars/4 token estimate unless counts are given) or a
+workload JSON `{"classes": [{"input_tokens": .., "output_tokens": .., "count": ..}]}`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Bucket upper edges (tokens). 3 × 3 = 9 classes: short chat, mid, long-document prompts
+# against short, medium and long generations.
+DEFAULT_INPUT_EDGES: tuple[float, ...] = (256, 2048, math.inf)
+DEFAULT_OUTPUT_EDGES: tuple[float, ...] = (128, 512, math.inf)
+
+
+@dataclass(frozen=True)
+class WorkloadClass:
+    """Requests of one length bucket: `count` requests totalling the given tokens."""
+
+    name: str
+    count: int
+    input_tokens_total: int
+    output_tokens_total: int
+
+    @property
+    def input_tokens(self) -> float:
+        """Mean prompt length (tokens)."""
+        return self.input_tokens_total / self.count
+
+    @property
+    def output_tokens(self) -> float:
+        """Mean output length (tokens)."""
+        return self.output_tokens_total / self.count
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The batch as classes, in grid order (input bucket major)."""
+
+    classes: tuple[WorkloadClass, ...]
+
+    @property
+    def requests(self) -> int:
+        return sum(c.count for c in self.classes)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(c.output_tokens_total for c in self.classes)
+
+
+def _bucket_name(edges: tuple[float, ...], index: int) -> str:
+    low = 0 if index == 0 else int(edges[index - 1])
+    high = edges[index]
+    return f"{low}+" if math.isinf(high) else f"{low}-{int(high)}"
+
+
+def bucket_workload(
+    groups: Iterable[tuple[int, int, int]],
+    input_edges: tuple[float, ...] = DEFAULT_INPUT_EDGES,
+    output_edges: tuple[float, ...] = DEFAULT_OUTPUT_EDGES,
+) -> Workload:
+    """Bucket (input tokens, output tokens, count) groups into a Workload; empty buckets are dropped."""
+    totals: dict[tuple[int, int], list[int]] = {}
+    for inp, out, count in groups:
+        if count <= 0:
+            continue
+        key = (bisect.bisect_left(input_edges, inp), bisect.bisect_left(output_edges, out))
+        acc = totals.setdefault(key, [0, 0, 0])
+        acc[0] += count
+        acc[1] += inp * count
+        acc[2] += out * count
+    classes = tuple(
+        WorkloadClass(f"in {_bucket_name(input_edges, i)} / out {_bucket_name(output_edges, o)}", *totals[(i, o)])
+        for i, o in sorted(totals)
+    )
+    return Workload(classes)
+
+
+def workload_from_jobs(jobs: Iterable, tokens_of=None) -> Workload:  # type: ignore[no-untyped-def]
+    """Workload of validated Jobs; `tokens_of(job)` counts prompt tokens (default: chars/4 estimate)."""
+    count_input = tokens_of or (lambda job: job.estimated_input_tokens())
+    return bucket_workload((count_input(job), job.max_tokens, 1) for job in jobs)
+
+
+class _ClassEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    input_tokens: int = Field(ge=1)
+    output_tokens: int = Field(ge=1)
+    count: int = Field(ge=1)
+
+
+class _WorkloadFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    classes: list[_ClassEntry] = Field(min_length=1)
+
+
+class WorkloadFileError(Exception):
+    """The workload JSON is unreadable or invalid; the message names the file and field."""
+
+
+def load_workload_json(path: Path) -> Workload:
+    """Read `{"classes": [{"input_tokens", "output_tokens", "count"}]}` and bucket it."""
+    try:
+        data = _WorkloadFile.model_validate(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise WorkloadFileError(f"{path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise WorkloadFileError(f"{path}: malformed JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        raise WorkloadFileError(f"{path}: {field}: {err['msg']}") from None
+    return bucket_workload((c.input_tokens, c.output_tokens, c.count) for c in data.classes)
