@@ -35,6 +35,25 @@ def validate(
 
 
 @app.command()
+def plan(
+    jobs: Annotated[Optional[Path], typer.Argument(help="job file (JSON Lines)")] = None,
+    workload: Annotated[Optional[Path], typer.Option(help='workload JSON: {"classes": [{"input_tokens", "output_tokens", "count"}]}')] = None,
+    model: Annotated[Optional[str], typer.Option(help="model from `costserve catalog models` [config: default_model]")] = None,
+    deadline: Annotated[str, typer.Option(help="finish within, e.g. 8h, 90m, 1d")] = "8h",
+    budget: Annotated[Optional[float], typer.Option(help="most to spend, $")] = None,
+    quality: Annotated[float, typer.Option(help="least quality vs the 16-bit model (1.0: no quantization)")] = 0.99,
+    spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,
+    available: Annotated[Optional[str], typer.Option(help="cap GPUs per type, e.g. H100=2,L4=16")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the Plan as JSON here")] = None,
+    baselines: Annotated[bool, typer.Option(help="also plan the baselines and show savings")] = True,
+) -> None:
+    """Find the cheapest GPU fleet that meets the deadline, budget and quality, and compare baselines."""
+    from costserve.plan_cmd import run_plan
+
+    run_plan(jobs, workload, model, deadline, budget, quality, spot, available, json_out, baselines)
+
+
+@app.command()
 def version() -> None:
     """Print costserve's version."""
     from costserve import __version__

@@ -26,8 +26,12 @@ def build_fleet_model(
     availability: dict[int, int],
     budget: float | None = None,
     gpu_caps: dict[str, int] | None = None,
+    single_offering: bool = False,
 ) -> pyo.ConcreteModel:
-    """The fleet MILP for `deadline_s` seconds; `availability` maps offering -> max instances."""
+    """The fleet MILP for `deadline_s` seconds; `availability` maps offering -> max instances.
+
+    `single_offering` restricts the fleet to one offering type (the homogeneous baselines).
+    """
     m = pyo.ConcreteModel("fleet")
     m.C = pyo.Set(initialize=range(len(candidates)))  # candidates c
     m.K = pyo.Set(initialize=range(len(workload.classes)))  # workload classes k
@@ -58,6 +62,13 @@ def build_fleet_model(
     m.available = pyo.Constraint(
         m.O, rule=lambda model, o: sum(model.n[i] for i in model.C if candidates[i].offering == o) <= availability.get(o, 0)
     )
+    if single_offering:
+        m.u = pyo.Var(m.O, domain=pyo.Binary)  # u_o = 1 for the one offering used
+        m.one_offering = pyo.Constraint(expr=sum(m.u[o] for o in m.O) <= 1)  # Σ_o u_o ≤ 1
+        # Σ_{c ∈ o} n_c ≤ A_o · u_o
+        m.only_chosen = pyo.Constraint(
+            m.O, rule=lambda model, o: sum(model.n[i] for i in model.C if candidates[i].offering == o) <= availability.get(o, 0) * model.u[o]
+        )
     caps = {g: cap for g, cap in (gpu_caps or {}).items() if any(c.gpu == g for c in candidates)}
     m.G = pyo.Set(initialize=sorted(caps))
     # Σ_{c on GPU g} n_c · gpus_c ≤ cap_g : GPUs of a type across the fleet
@@ -107,11 +118,12 @@ def solve_fleet(
     availability: dict[int, int],
     budget: float | None = None,
     gpu_caps: dict[str, int] | None = None,
+    single_offering: bool = False,
 ) -> FleetSolution:
     """Solve the fleet MILP with HiGHS; raises Infeasible when no fleet fits."""
     if not candidates or not workload.classes:
         raise Infeasible("no candidate configuration" if not candidates else "no jobs")
-    model = build_fleet_model(candidates, workload, deadline_s, availability, budget, gpu_caps)
+    model = build_fleet_model(candidates, workload, deadline_s, availability, budget, gpu_caps, single_offering)
     result = pyo.SolverFactory("appsi_highs").solve(model, load_solutions=False)
     if result.solver.termination_condition != pyo.TerminationCondition.optimal:
         raise Infeasible(str(result.solver.termination_condition))

@@ -1,0 +1,85 @@
+"""The Plan: the typed, JSON-serialisable contract between the planner and everything after it.
+
+Provisioners (`deploy/`) launch `groups`; workers run each group's `replica` description.
+Money in $, rates in $/h, times in seconds, throughput in requests/s.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Stage(BaseModel):
+    """A contiguous range of decoder layers [first, last] on one device of the replica."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device: str
+    first_layer: int = Field(ge=0)
+    last_layer: int = Field(ge=0)
+    bits: list[int] = Field(description="bit-width of each layer of the stage, in order")
+
+
+class Replica(BaseModel):
+    """How one replica is laid out: tensor-parallel degree, pipeline stages, micro-batches."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tp: int = Field(ge=1)
+    stages: list[Stage] = Field(min_length=1)
+    prefill_micro_batch: int = Field(ge=1)
+    decode_micro_batch: int = Field(ge=1)
+
+    @property
+    def bits(self) -> list[int]:
+        return [b for s in self.stages for b in s.bits]
+
+
+class FleetGroupPlan(BaseModel):
+    """`count` instances of one offering, each running `replicas` replicas."""
+
+    cloud: str
+    region: str
+    instance_type: str
+    gpu: str
+    gpus_per_instance: int
+    spot: bool
+    price_per_hour: float
+    count: int = Field(ge=1)
+    replicas: int = Field(ge=1)
+    replica: Replica
+    quality: float
+    class_shares: dict[str, float] = Field(description="fraction of each workload class this group serves")
+    requests_per_s: dict[str, float] = Field(description="per instance, per class")
+    finish_s: float
+
+
+class WorkloadClassPlan(BaseModel):
+    name: str
+    count: int
+    input_tokens: float
+    output_tokens: float
+
+
+class BaselinePlan(BaseModel):
+    name: str
+    cost: float | None
+    makespan_s: float | None
+    savings: float | None = Field(None, description="baseline cost / costserve cost")
+    note: str = ""
+
+
+class Plan(BaseModel):
+    """A whole batch plan: fleet, predicted cost and makespan, and the baselines beside it."""
+
+    model: str
+    deadline_s: float
+    budget: float | None
+    quality_target: float
+    spot_allowed: bool
+    workload: list[WorkloadClassPlan]
+    groups: list[FleetGroupPlan]
+    cost: float
+    makespan_s: float
+    quality: float = Field(description="lowest predicted quality among the groups")
+    baselines: list[BaselinePlan] = []

@@ -1,0 +1,119 @@
+"""Plan a batch: candidates -> fleet MILP -> Plan, with baselines and infeasibility diagnosis."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from solver.baselines import solve_baselines
+from solver.candidates import BIT_WIDTHS, Candidate, build_candidates
+from solver.costmodel import ModelShape
+from solver.fleet import FleetSolution, Infeasible, fastest_within_budget, solve_fleet
+from solver.plan import BaselinePlan, FleetGroupPlan, Plan, Replica, Stage, WorkloadClassPlan
+from solver.quality import predicted_quality
+from solver.workload import Workload
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class PlanningError(Exception):
+    """No plan meets the request; the message says why and the nearest feasible point."""
+
+
+def _hours(seconds: float) -> str:
+    """A duration for messages: minutes below two hours, hours above."""
+    return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
+
+
+def diagnose(
+    candidates: list[Candidate], model: ModelShape, workload: Workload, deadline_s: float,
+    availability: dict[int, int], budget: float | None, gpu_caps: dict[str, int] | None,
+    quality_target: float, all_candidates: "callable",
+) -> str:
+    """One line: why nothing fits, and the nearest feasible point."""
+    if not candidates:
+        for bits in BIT_WIDTHS:
+            if all_candidates(bits):
+                q = predicted_quality((bits,) * model.layers)
+                return (f"no offering has memory for {model.name} at a quality of {quality_target:g}: "
+                        f"allow --quality {math.floor(q * 1000) / 1000:g} for {bits}-bit")
+        return f"no available offering has memory for {model.name} even at {min(BIT_WIDTHS)}-bit"
+    if budget is not None:
+        try:
+            cheapest = solve_fleet(candidates, workload, deadline_s, availability, None, gpu_caps)
+        except Infeasible:
+            cheapest = None  # the deadline alone is already impossible: say so below
+        if cheapest is not None:
+            message = f"budget ${budget:.2f} is below the cheapest fleet for {_hours(deadline_s)}, ${cheapest.cost:.2f}"
+            try:
+                fastest = fastest_within_budget(candidates, workload, budget, availability, gpu_caps)
+                message += f"; the fastest within ${budget:.2f} takes {_hours(fastest.makespan_seconds)}"
+            except Infeasible:
+                pass
+            return message + " — raise --budget or --deadline"
+    try:
+        fastest = fastest_within_budget(candidates, workload, math.inf, availability, gpu_caps)
+        return (f"deadline {_hours(deadline_s)} is too short for the available offerings: the fastest fleet "
+                f"needs {_hours(fastest.makespan_seconds)} (${fastest.cost:.2f}) — raise --deadline or --available")
+    except Infeasible as exc:
+        return f"no fleet can run this batch: {exc}"
+
+
+def _group_plan(g, offerings: "pd.DataFrame", workload: Workload, model: ModelShape) -> FleetGroupPlan:  # type: ignore[no-untyped-def]
+    c = g.candidate
+    row = offerings.loc[c.offering]
+    stage = Stage(device=c.gpu, first_layer=0, last_layer=model.layers - 1, bits=[c.bits] * model.layers)
+    return FleetGroupPlan(
+        cloud=row["cloud"], region=row["region"], instance_type=row["instance_type"], gpu=c.gpu,
+        gpus_per_instance=c.gpus_per_instance, spot=c.spot, price_per_hour=c.price_per_hour, count=g.count,
+        replicas=c.replicas, replica=Replica(tp=c.tp, stages=[stage], prefill_micro_batch=1, decode_micro_batch=1),
+        quality=c.quality,
+        class_shares={k.name: round(s, 6) for k, s in zip(workload.classes, g.shares) if s > 1e-9},
+        requests_per_s={k.name: r for k, r in zip(workload.classes, c.requests_per_s)},
+        finish_s=g.finish_seconds,
+    )
+
+
+def plan_batch(
+    workload: Workload,
+    model_row: "pd.Series",
+    offerings: "pd.DataFrame",
+    gpus: "pd.DataFrame",
+    deadline_s: float,
+    budget: float | None = None,
+    quality_target: float = 0.0,
+    spot: bool = False,
+    gpu_caps: dict[str, int] | None = None,
+    with_baselines: bool = True,
+) -> Plan:
+    """The cheapest plan meeting deadline (s), budget ($), quality and availability; PlanningError if none."""
+    model = ModelShape.from_row(model_row)
+    availability = {int(i): int(a) for i, a in offerings["availability"].items()}
+    candidates = build_candidates(offerings, gpus, model, workload, quality_target, spot)
+    try:
+        best: FleetSolution = solve_fleet(candidates, workload, deadline_s, availability, budget, gpu_caps)
+    except Infeasible:
+        def any_at(bits: int) -> bool:
+            return bool(build_candidates(offerings, gpus, model, workload, 0.0, spot, bit_widths=(bits,)))
+        raise PlanningError(diagnose(candidates, model, workload, deadline_s, availability, budget, gpu_caps,
+                                     quality_target, any_at)) from None
+    baselines = []
+    if with_baselines:
+        for result in solve_baselines(candidates, workload, deadline_s, availability, budget, gpu_caps):
+            if result.solution is None:
+                baselines.append(BaselinePlan(name=result.name, cost=None, makespan_s=None, note=result.reason))
+                continue
+            cost = result.solution.cost
+            # every baseline is a restriction of the same MILP: it can never be cheaper
+            assert cost >= best.cost - 1e-6 * max(1.0, cost), (result.name, cost, best.cost)
+            baselines.append(BaselinePlan(name=result.name, cost=cost, makespan_s=result.solution.makespan_seconds,
+                                          savings=cost / best.cost if best.cost > 0 else None))
+    return Plan(
+        model=model.name, deadline_s=deadline_s, budget=budget, quality_target=quality_target, spot_allowed=spot,
+        workload=[WorkloadClassPlan(name=k.name, count=k.count, input_tokens=k.input_tokens, output_tokens=k.output_tokens)
+                  for k in workload.classes],
+        groups=[_group_plan(g, offerings, workload, model) for g in best.groups],
+        cost=best.cost, makespan_s=best.makespan_seconds,
+        quality=min(g.candidate.quality for g in best.groups), baselines=baselines,
+    )
