@@ -1,0 +1,91 @@
+"""Planner on the shipped catalog: baselines never beat costserve, limits hold, errors say what to change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from catalog.availability import apply_availability
+from catalog.load import load_gpus, load_models, load_offerings
+from costserve.cli import app
+from costserve.durations import parse_duration
+from solver.plan import Plan
+from solver.planner import PlanningError, plan_batch
+from solver.workload import bucket_workload
+from tests.conftest import EXAMPLES
+
+MODELS = load_models().set_index("model", drop=False)
+GPUS = load_gpus()
+OFFERINGS = load_offerings()
+MIXED = bucket_workload([(150, 100, 30_000), (1500, 300, 8_000), (600, 1200, 4_000)])
+
+
+@pytest.mark.parametrize(
+    ("model", "deadline_h", "quality", "spot"),
+    [("Llama-3.1-8B", 4, 0.99, False), ("Llama-3.1-70B", 8, 0.99, True), ("Qwen2.5-14B", 2, 1.0, False)],
+)
+def test_plan_beats_or_ties_every_baseline_and_keeps_every_limit(model: str, deadline_h: float, quality: float, spot: bool) -> None:
+    plan = plan_batch(MIXED, MODELS.loc[model], OFFERINGS, GPUS, deadline_h * 3600, None, quality, spot)
+    assert plan.makespan_s <= deadline_h * 3600 + 1e-6
+    assert plan.quality >= quality
+    assert all(g.spot is False for g in plan.groups) or spot
+    for cls in plan.workload:  # every class is served in full
+        assert sum(g.class_shares.get(cls.name, 0.0) for g in plan.groups) == pytest.approx(1.0, abs=1e-5)
+    availability = OFFERINGS.set_index(["cloud", "region", "instance_type", "gpu"])["availability"]
+    for g in plan.groups:
+        assert g.count <= availability[(g.cloud, g.region, g.instance_type, g.gpu)]
+    cost = sum(g.price_per_hour / 3600 * (g.count * 600 + sum(
+        share * next(c.count for c in plan.workload if c.name == k) / g.requests_per_s[k] for k, share in g.class_shares.items()))
+        for g in plan.groups)
+    assert plan.cost == pytest.approx(cost, rel=1e-6)  # the reported cost is the plan's own arithmetic
+    assert [b.name for b in plan.baselines] == ["single-16bit", "melange-16bit", "uniform-quant"]
+    for b in plan.baselines:
+        assert b.cost is None or b.cost >= plan.cost - 1e-9
+    assert Plan.model_validate_json(plan.model_dump_json()) == plan  # the contract round-trips as JSON
+
+
+def test_budget_and_gpu_caps_are_respected() -> None:
+    caps = {"H100": 0, "H200": 0, "A100-80GB": 8}
+    limited = apply_availability(OFFERINGS, None, caps)
+    plan = plan_batch(MIXED, MODELS.loc["Llama-3.1-70B"], limited, GPUS, 8 * 3600, 500.0, 0.99, False, caps)
+    assert plan.cost <= 500.0
+    assert not {"H100", "H200"} & {g.gpu for g in plan.groups}
+    assert sum(g.count * g.gpus_per_instance for g in plan.groups if g.gpu == "A100-80GB") <= 8
+
+
+def test_infeasible_plans_name_the_nearest_feasible_point() -> None:
+    llama70 = MODELS.loc["Llama-3.1-70B"]
+    with pytest.raises(PlanningError, match=r"budget \$0\.01 is below the cheapest fleet for 8\.0h, \$\d+\.\d\d"):
+        plan_batch(MIXED, llama70, OFFERINGS, GPUS, 8 * 3600, 0.01, 0.99)
+    with pytest.raises(PlanningError, match=r"deadline 5m is too short .* fastest fleet needs \d+m"):
+        plan_batch(MIXED, llama70, OFFERINGS, GPUS, 300, None, 0.99)
+    only_small = OFFERINGS[OFFERINGS["gpu"].isin(["T4", "L4", "A10G", "A10", "cpu"]) & (OFFERINGS["gpu_count"] <= 1)]
+    with pytest.raises(PlanningError, match=r"no offering has memory for Llama-3.1-70B at a quality of 1: allow --quality 0\.99\d* for 8-bit"):
+        plan_batch(MIXED, llama70, only_small, GPUS, 8 * 3600, None, 1.0)  # 128 GiB CPU hosts hold 8-bit, not 16-bit
+    with pytest.raises(PlanningError, match=r"no available offering has memory for Llama-3.1-70B even at 4-bit"):
+        plan_batch(MIXED, llama70, only_small.assign(host_memory_gib=32.0), GPUS, 8 * 3600, None, 0.0)
+
+
+def test_plan_command_writes_json_and_prints_savings(cli, tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    result = cli.invoke(app, ["plan", str(EXAMPLES / "jobs.jsonl"), "--model", "Llama-3.1-8B", "--deadline", "2h",
+                              "--spot", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "predicted cost $" in result.output and "single-16bit" in result.output
+    plan = Plan.model_validate_json(out.read_text())
+    assert sum(c.count for c in plan.workload) == 200
+    workload = tmp_path / "w.json"
+    workload.write_text(json.dumps({"classes": [{"input_tokens": 1000, "output_tokens": 200, "count": 5000}]}))
+    assert cli.invoke(app, ["plan", "--workload", str(workload), "--model", "Mistral-7B"]).exit_code == 0
+    bad = cli.invoke(app, ["plan", str(EXAMPLES / "jobs.jsonl"), "--model", "Llama-3.1-70B", "--deadline", "1h", "--budget", "0.1"])
+    assert bad.exit_code == 1 and bad.output.startswith("costserve: budget $0.10 is below the cheapest fleet")
+    assert cli.invoke(app, ["plan"]).exit_code == 2  # neither jobs nor --workload
+
+
+def test_durations() -> None:
+    assert [parse_duration(t) for t in ("8h", "90m", "1d12h", "3600", "1h30m")] == [28800, 5400, 129600, 3600, 5400]
+    for bad in ("soon", "0h", "8x", "h"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
