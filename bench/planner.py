@@ -1,0 +1,74 @@
+"""Planner vs baselines on the shipped catalog: cost of costserve's plan and of each baseline.
+
+24 scenarios = 3 models × 4 workload mixes × 2 settings (a relaxed deadline with spot and no
+caps; a tight deadline, a budget and GPU caps). Prints one row per scenario and the
+geometric-mean ratio baseline / costserve (> 1: costserve is cheaper).
+
+    python bench/planner.py
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+
+from catalog.availability import apply_availability
+from catalog.load import load_gpus, load_models, load_offerings
+from solver.planner import PlanningError, plan_batch
+from solver.workload import bucket_workload
+
+MIXES = {
+    "short chat": [(120, 80, 150_000), (300, 150, 50_000)],
+    "long-prompt summaries": [(3000, 200, 20_000), (1500, 150, 20_000)],
+    "long generation": [(200, 1500, 10_000), (400, 800, 10_000)],
+    "mixed": [(150, 100, 60_000), (1500, 300, 15_000), (600, 1200, 5_000), (4000, 250, 5_000)],
+}
+MODELS = ("Llama-3.1-8B", "Qwen2.5-32B", "Llama-3.1-70B")
+SETTINGS = {
+    "relaxed": dict(deadline_h=12, budget=None, spot=True, caps={}),
+    "tight": dict(deadline_h=3, budget=2000.0, spot=False, caps={"H100": 16, "H200": 8, "A100-80GB": 16}),
+}
+QUALITY = 0.99
+SCALE = 10  # nightly-batch sizes: 0.5M-2M requests per scenario
+
+
+def main() -> None:
+    gpus, offerings, models = load_gpus(), load_offerings(), load_models().set_index("model", drop=False)
+    rows = []
+    for model in MODELS:
+        for mix, groups in MIXES.items():
+            workload = bucket_workload([(i, o, n * SCALE) for i, o, n in groups])
+            for setting, s in SETTINGS.items():
+                limited = apply_availability(offerings, None, s["caps"])
+                start = time.perf_counter()
+                try:
+                    plan = plan_batch(workload, models.loc[model], limited, gpus, s["deadline_h"] * 3600, s["budget"],
+                                      QUALITY, s["spot"], s["caps"])
+                except PlanningError as exc:
+                    rows.append({"model": model, "mix": mix, "setting": setting, "costserve $": math.nan, "note": str(exc)[:60]})
+                    continue
+                row = {"model": model, "mix": mix, "setting": setting, "costserve $": plan.cost,
+                       "makespan h": plan.makespan_s / 3600, "plan s": time.perf_counter() - start,
+                       "fleet": " + ".join(f"{g.count}x{g.instance_type}{'*' if g.spot else ''}" for g in plan.groups)}
+                for b in plan.baselines:
+                    row[f"{b.name} $"] = b.cost if b.cost is not None else math.nan
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_colwidth", 60)
+    print(table.round(2).to_string(index=False))
+    print()
+    solved = table.dropna(subset=["costserve $"])
+    print(f"scenarios: {len(table)}, planned: {len(solved)}")
+    for name in ("single-16bit", "melange-16bit", "uniform-quant"):
+        both = solved.dropna(subset=[f"{name} $"])
+        ratio = math.exp((both[f"{name} $"] / both["costserve $"]).map(math.log).mean())
+        worse = int((both[f"{name} $"] < both["costserve $"] - 1e-6).sum())
+        print(f"{name:>14}: geometric-mean cost ratio baseline/costserve = {ratio:.2f}x over {len(both)} scenarios"
+              f" (baseline cheaper in {worse}; {len(solved) - len(both)} infeasible for the baseline)")
+
+
+if __name__ == "__main__":
+    main()
