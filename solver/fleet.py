@@ -111,6 +111,28 @@ class Infeasible(Exception):
     """No fleet meets the constraints."""
 
 
+def prune_dominated(candidates: list[Candidate]) -> list[Candidate]:
+    """Drop candidates another candidate of the same offering, price, startup and GPUs beats in every class.
+
+    Exact: work assigned to a dominated candidate can move to its dominator, taking no longer
+    at no higher price, so some optimum never uses it. Of identical twins the first is kept.
+    """
+    by_key: dict[tuple, list[int]] = defaultdict(list)
+    for i, c in enumerate(candidates):
+        by_key[(c.offering, c.price_per_hour, c.startup_seconds, c.gpu, c.gpus_per_instance, c.spot)].append(i)
+    keep = []
+    for members in by_key.values():
+        for i in members:
+            ri = candidates[i].requests_per_s
+            dominated = any(
+                all(a >= b for a, b in zip(candidates[j].requests_per_s, ri)) and (candidates[j].requests_per_s != ri or j < i)
+                for j in members if j != i
+            )
+            if not dominated:
+                keep.append(i)
+    return [candidates[i] for i in sorted(keep)]
+
+
 def solve_fleet(
     candidates: list[Candidate],
     workload: Workload,
@@ -123,6 +145,7 @@ def solve_fleet(
     """Solve the fleet MILP with HiGHS; raises Infeasible when no fleet fits."""
     if not candidates or not workload.classes:
         raise Infeasible("no candidate configuration" if not candidates else "no jobs")
+    candidates = prune_dominated(candidates)
     model = build_fleet_model(candidates, workload, deadline_s, availability, budget, gpu_caps, single_offering)
     result = pyo.SolverFactory("appsi_highs").solve(model, load_solutions=False)
     if result.solver.termination_condition != pyo.TerminationCondition.optimal:

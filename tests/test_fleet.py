@@ -99,9 +99,12 @@ def test_milp_equals_brute_force_on_random_instances(seed: int) -> None:
     n_offerings = rng.randint(1, 3)
     cands = []
     for o in range(n_offerings):
-        for _ in range(rng.randint(1, 2)):  # two configurations may share an offering's availability
+        price, startup = rng.uniform(0.5, 10.0), rng.choice([0.0, 300.0, 900.0])
+        for _ in range(rng.randint(1, 3)):  # configurations share an offering's availability, often its price
             rates = tuple(rng.choice([0.0, rng.uniform(0.2, 5.0), rng.uniform(0.2, 5.0)]) for _ in range(2))
-            cands.append(cand(o, rng.uniform(0.5, 10.0), rates, startup=rng.choice([0.0, 300.0, 900.0])))
+            if rng.random() < 0.3:
+                price = rng.uniform(0.5, 10.0)
+            cands.append(cand(o, price, rates, startup=startup))
     jobs = work(rng.randint(100, 20_000), rng.randint(100, 20_000))
     avail = {o: rng.randint(0, 3) for o in range(n_offerings)}
     deadline = rng.uniform(0.5, 8.0) * HOUR
@@ -124,3 +127,14 @@ def test_milp_equals_brute_force_on_random_instances(seed: int) -> None:
         assert got.cost <= budget + 1e-6
     for k in range(2):
         assert sum(g.shares[k] for g in got.groups) == pytest.approx(1.0)
+
+
+def test_pruning_drops_only_dominated_configurations() -> None:
+    from solver.fleet import prune_dominated
+
+    a = cand(0, 2.0, (1.0, 2.0))
+    worse = cand(0, 2.0, (0.5, 2.0))  # no better anywhere: dropped
+    twin = cand(0, 2.0, (1.0, 2.0))  # identical: one of the two stays
+    other = cand(0, 2.0, (2.0, 0.1))  # better in class 0: stays
+    pricier = cand(0, 3.0, (0.1, 0.1))  # another price: never compared
+    assert prune_dominated([a, worse, twin, other, pricier]) == [a, other, pricier]

@@ -1,0 +1,67 @@
+"""Fleet MILP solve time against problem size (offerings × configurations × classes).
+
+Candidates are synthetic but shaped like real ones: per-offering prices of $0.5-$100/h and
+per-class throughputs that scale with price, some configurations unable to serve some
+classes. Prints build+solve seconds per size; the ratio column is against the smallest.
+
+    python bench/solver.py
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+# Run as a script, this file's folder is sys.path[0] and its name would shadow the `solver`
+# package; drop the folder so `import solver` finds the package.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import pandas as pd  # noqa: E402
+
+from solver.candidates import Candidate  # noqa: E402
+from solver.fleet import solve_fleet  # noqa: E402
+from solver.workload import bucket_workload  # noqa: E402
+
+SIZES = [  # (offerings, configurations per offering, classes)
+    (10, 1, 4), (10, 10, 9), (40, 10, 9), (40, 30, 9), (100, 10, 9), (100, 30, 16), (300, 10, 9), (300, 30, 9), (300, 10, 36),
+]
+
+
+def synthetic(offerings: int, configs: int, classes: int, seed: int = 0):  # type: ignore[no-untyped-def]
+    rng = random.Random(seed)
+    side = round(classes**0.5)  # a side x side grid of length buckets: exactly `classes` classes
+    edges_in = tuple(float(64 * 2**i) for i in range(side - 1)) + (float("inf"),)
+    edges_out = tuple(float(32 * 2**i) for i in range(side - 1)) + (float("inf"),)
+    groups = [(64 * 2**i - 1, 32 * 2**j - 1, rng.randint(1000, 50_000)) for i in range(side) for j in range(side)]
+    workload = bucket_workload(groups, edges_in, edges_out)
+    candidates = []
+    for o in range(offerings):
+        price = rng.uniform(0.5, 100.0)
+        for _ in range(configs):
+            speed = price * rng.uniform(0.5, 2.0)
+            rates = tuple(0.0 if rng.random() < 0.1 else speed * rng.uniform(0.5, 5.0) / (1 + k) for k in range(len(workload.classes)))
+            candidates.append(Candidate(o, f"o{o}", f"g{o % 12}", rng.choice([1, 4, 8]), False, price, 1, 1,
+                                        rng.choice([16, 8, 4]), 1.0, rates, 600.0))
+    availability = {o: rng.randint(1, 16) for o in range(offerings)}
+    return candidates, workload, availability
+
+
+def main() -> None:
+    rows = []
+    for offerings, configs, classes in SIZES:
+        candidates, workload, availability = synthetic(offerings, configs, classes)
+        start = time.perf_counter()
+        solution = solve_fleet(candidates, workload, 6 * 3600, availability, gpu_caps={"g0": 32})
+        seconds = time.perf_counter() - start
+        rows.append({"offerings": offerings, "configs/offering": configs, "classes": len(workload.classes),
+                     "candidates": len(candidates), "x variables": len(candidates) * len(workload.classes),
+                     "seconds": seconds, "groups": len(solution.groups), "cost $": solution.cost})
+    table = pd.DataFrame(rows)
+    table["ratio"] = table["seconds"] / table["seconds"].iloc[0]
+    print(table.round(3).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
