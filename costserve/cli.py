@@ -46,11 +46,12 @@ def plan(
     available: Annotated[Optional[str], typer.Option(help="cap GPUs per type, e.g. H100=2,L4=16")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the Plan as JSON here")] = None,
     baselines: Annotated[bool, typer.Option(help="also plan the baselines and show savings")] = True,
+    profiles: Annotated[Optional[Path], typer.Option(help="measured throughputs, Mélange format (gpu_info/tputs + edges)")] = None,
 ) -> None:
     """Find the cheapest GPU fleet that meets the deadline, budget and quality, and compare baselines."""
     from costserve.plan_cmd import run_plan
 
-    run_plan(jobs, workload, model, deadline, budget, quality, spot, available, json_out, baselines)
+    run_plan(jobs, workload, model, deadline, budget, quality, spot, available, json_out, baselines, profiles)
 
 
 @app.command()

@@ -42,6 +42,7 @@ def _workload(jobs: Path | None, workload_file: Path | None, default_max_tokens:
 def run_plan(
     jobs: Path | None, workload_file: Path | None, model: str | None, deadline: str, budget: float | None,
     quality: float, spot: bool, available: str | None, json_out: Path | None, baselines: bool,
+    profiles: Path | None = None,
 ) -> None:
     """Plan and print; writes the Plan as JSON when `json_out` is given."""
     import pandas as pd
@@ -71,10 +72,18 @@ def run_plan(
         offerings = apply_availability(offerings, None, caps)
     except (ValueError, CatalogError) as exc:
         fail(str(exc))
+    profile = None
+    if profiles is not None:
+        from solver.profiles import ProfileError, load_profile
+
+        try:
+            profile = load_profile(profiles, set(gpus["gpu"]))
+        except ProfileError as exc:
+            fail(str(exc))
     workload = _workload(jobs, workload_file, settings.default_max_tokens, settings.max_errors)
     with console.status("planning (fleet MILP and baselines)..."):
         try:
-            plan = plan_batch(workload, match.iloc[0], offerings, gpus, deadline_s, budget, quality, spot, caps, baselines)
+            plan = plan_batch(workload, match.iloc[0], offerings, gpus, deadline_s, budget, quality, spot, caps, baselines, profile)
         except PlanningError as exc:
             fail(str(exc), code=1)
     groups = pd.DataFrame([

@@ -17,6 +17,8 @@ from solver.workload import Workload
 if TYPE_CHECKING:
     import pandas as pd
 
+    from solver.profiles import ThroughputProfile
+
 BIT_WIDTHS = (16, 8, 4)
 # Throughput lost to spot preemptions (restarts and redone shards), by cloud; a planning
 # allowance, to be replaced by measured preemption rates.
@@ -50,9 +52,14 @@ def build_candidates(
     quality_target: float = 0.0,
     spot: bool = False,
     bit_widths: tuple[int, ...] = BIT_WIDTHS,
+    profile: "ThroughputProfile | None" = None,
 ) -> list[Candidate]:
-    """Every (offering, purchase option, tp, bits) that meets the quality target and serves ≥ 1 class."""
+    """Every (offering, purchase option, tp, bits) that meets the quality target and serves ≥ 1 class.
+
+    With a measured `profile`, a profiled GPU's throughputs are scaled to match it.
+    """
     specs = gpus.set_index("gpu", drop=False)
+    calibration = _profile_calibration(profile, specs, model, workload) if profile is not None else {}
     out: list[Candidate] = []
     for idx, row in offerings.iterrows():
         if row["availability"] <= 0:
@@ -73,6 +80,8 @@ def build_candidates(
                     class_throughput(model, device, (bits,) * model.layers, c.input_tokens, c.output_tokens).requests_per_s
                     for c in workload.classes
                 ]
+                if row["gpu"] in calibration:
+                    per_replica = [r * f for r, f in zip(per_replica, calibration[row["gpu"]])]
                 if not any(per_replica):
                     continue
                 for is_spot, price in options:
@@ -87,3 +96,18 @@ def build_candidates(
                         )
                     )
     return out
+
+
+def _profile_calibration(profile: "ThroughputProfile", specs: "pd.DataFrame", model: ModelShape, workload: Workload) -> dict[str, list[float]]:
+    """Per profiled GPU, per class: measured req/s ÷ modelled req/s (16 bits, one GPU)."""
+    factors: dict[str, list[float]] = {}
+    for gpu in profile.gpu_info:
+        device = Device.from_catalog(specs.loc[gpu], 1)
+        row = []
+        for c in workload.classes:
+            measured = profile.requests_per_s(gpu, c.input_tokens, c.output_tokens) or 0.0
+            modelled = class_throughput(model, device, (16,) * model.layers, c.input_tokens, c.output_tokens).requests_per_s
+            # where the model finds no memory for a class at 16 bits, the memory check stands
+            row.append(measured / modelled if modelled > 0 else 0.0)
+        factors[gpu] = row
+    return factors

@@ -16,6 +16,8 @@ from solver.workload import Workload
 if TYPE_CHECKING:
     import pandas as pd
 
+    from solver.profiles import ThroughputProfile
+
 
 class PlanningError(Exception):
     """No plan meets the request; the message says why and the nearest feasible point."""
@@ -86,11 +88,12 @@ def plan_batch(
     spot: bool = False,
     gpu_caps: dict[str, int] | None = None,
     with_baselines: bool = True,
+    profile: "ThroughputProfile | None" = None,
 ) -> Plan:
     """The cheapest plan meeting deadline (s), budget ($), quality and availability; PlanningError if none."""
     model = ModelShape.from_row(model_row)
     availability = {int(i): int(a) for i, a in offerings["availability"].items()}
-    candidates = build_candidates(offerings, gpus, model, workload, quality_target, spot)
+    candidates = build_candidates(offerings, gpus, model, workload, quality_target, spot, profile=profile)
     try:
         best: FleetSolution = solve_fleet(candidates, workload, deadline_s, availability, budget, gpu_caps)
     except Infeasible:
