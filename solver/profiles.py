@@ -13,10 +13,11 @@ ratios. `cost` is informational: prices come from the offerings catalog.
 from __future__ import annotations
 
 import bisect
-import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from solver.jsonfile import read_json_model
 
 
 class GpuProfile(BaseModel):
@@ -58,20 +59,7 @@ class ProfileError(Exception):
 
 def load_profile(path: Path, known_gpus: set[str]) -> ThroughputProfile:
     """Read and validate a profile; every GPU must be one of gpus.csv."""
-    try:
-        profile = ThroughputProfile.model_validate(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such file") from None
-    except json.JSONDecodeError as exc:
-        raise ProfileError(f"{path}: malformed JSON: {exc.msg} at line {exc.lineno}") from None
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        message = err["msg"].removeprefix("Value error, ")
-        if not err["loc"] and ": " in message:  # a whole-model check names its field itself
-            field, message = message.split(": ", 1)
-        else:
-            field = ".".join(str(p) for p in err["loc"]) or "profile"
-        raise ProfileError(f"{path}: {field}: {message}") from None
+    profile = read_json_model(path, ThroughputProfile, ProfileError)
     unknown = sorted(set(profile.gpu_info) - known_gpus)
     if unknown:
         raise ProfileError(f"{path}: gpu_info.{unknown[0]}: not a GPU of gpus.csv")

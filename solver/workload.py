@@ -9,13 +9,14 @@ workload JSON `{"classes": [{"input_tokens": .., "output_tokens": .., "count": .
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from solver.jsonfile import read_json_model
 
 # Bucket upper edges (tokens). 3 × 3 = 9 classes: short chat, mid, long-document prompts
 # against short, medium and long generations.
@@ -110,14 +111,5 @@ class WorkloadFileError(Exception):
 
 def load_workload_json(path: Path) -> Workload:
     """Read `{"classes": [{"input_tokens", "output_tokens", "count"}]}` and bucket it."""
-    try:
-        data = _WorkloadFile.model_validate(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise WorkloadFileError(f"{path}: no such file") from None
-    except json.JSONDecodeError as exc:
-        raise WorkloadFileError(f"{path}: malformed JSON: {exc.msg} at line {exc.lineno}") from None
-    except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
-        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-        raise WorkloadFileError(f"{path}: {field}: {err['msg']}") from None
+    data = read_json_model(path, _WorkloadFile, WorkloadFileError)
     return bucket_workload((c.input_tokens, c.output_tokens, c.count) for c in data.classes)
