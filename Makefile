@@ -27,7 +27,9 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python bench/validate_speed.py
+	$(BIN)/python -m bench.validate_speed
+	$(BIN)/python -m bench.planner
+	$(BIN)/python -m bench.solver
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -4,7 +4,7 @@
 caps; a tight deadline, a budget and GPU caps). Prints one row per scenario and the
 geometric-mean ratio baseline / costserve (> 1: costserve is cheaper).
 
-    python bench/planner.py
+    python -m bench.planner
 """
 
 from __future__ import annotations

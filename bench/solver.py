@@ -4,25 +4,19 @@ Candidates are synthetic but shaped like real ones: per-offering prices of $0.5-
 per-class throughputs that scale with price, some configurations unable to serve some
 classes. Prints build+solve seconds per size; the ratio column is against the smallest.
 
-    python bench/solver.py
+    python -m bench.solver
 """
 
 from __future__ import annotations
 
 import random
-import sys
 import time
-from pathlib import Path
 
-# Run as a script, this file's folder is sys.path[0] and its name would shadow the `solver`
-# package; drop the folder so `import solver` finds the package.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from solver.candidates import Candidate  # noqa: E402
-from solver.fleet import solve_fleet  # noqa: E402
-from solver.workload import bucket_workload  # noqa: E402
+from solver.candidates import Candidate
+from solver.fleet import solve_fleet
+from solver.workload import bucket_workload
 
 SIZES = [  # (offerings, configurations per offering, classes)
     (10, 1, 4), (10, 10, 9), (40, 10, 9), (40, 30, 9), (100, 10, 9), (100, 30, 16), (300, 10, 9), (300, 30, 9), (300, 10, 36),

@@ -4,7 +4,7 @@ Each size runs in a fresh process (`costserve validate`, the real CLI) and repor
 time, lines per second and peak RSS; the ratios are against the smallest file in the same
 run, so "constant memory" reads as a peak-RSS ratio near 1 while the line count grows 100x.
 
-    python bench/validate_speed.py [--sizes 2000,20000,200000]
+    python -m bench.validate_speed [--sizes 2000,20000,200000]
 """
 
 from __future__ import annotations
