@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from solver.baselines import solve_baselines
 from solver.candidates import BIT_WIDTHS, Candidate, build_candidates
 from solver.costmodel import ModelShape
-from solver.fleet import FleetSolution, Infeasible, fastest_within_budget, solve_fleet
+from solver.fleet import FleetGroup, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
 from solver.plan import BaselinePlan, FleetGroupPlan, Plan, Replica, Stage, WorkloadClassPlan
 from solver.quality import predicted_quality
 from solver.workload import Workload
@@ -31,7 +32,7 @@ def _hours(seconds: float) -> str:
 def diagnose(
     candidates: list[Candidate], model: ModelShape, workload: Workload, deadline_s: float,
     availability: dict[int, int], budget: float | None, gpu_caps: dict[str, int] | None,
-    quality_target: float, all_candidates: "callable",
+    quality_target: float, all_candidates: Callable[[int], bool],
 ) -> str:
     """One line: why nothing fits, and the nearest feasible point."""
     if not candidates:
@@ -62,7 +63,7 @@ def diagnose(
         return f"no fleet can run this batch: {exc}"
 
 
-def _group_plan(g, offerings: "pd.DataFrame", workload: Workload, model: ModelShape) -> FleetGroupPlan:  # type: ignore[no-untyped-def]
+def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, model: ModelShape) -> FleetGroupPlan:
     c = g.candidate
     row = offerings.loc[c.offering]
     stage = Stage(device=c.gpu, first_layer=0, last_layer=model.layers - 1, bits=[c.bits] * model.layers)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,8 +88,11 @@ def bucket_workload(
     return Workload(classes)
 
 
-def workload_from_jobs(jobs: Iterable, tokens_of=None) -> Workload:  # type: ignore[no-untyped-def]
-    """Workload of validated Jobs; `tokens_of(job)` counts prompt tokens (default: chars/4 estimate)."""
+def workload_from_jobs(jobs: Iterable[Any], tokens_of: Callable[[Any], int] | None = None) -> Workload:
+    """Workload of validated Jobs; `tokens_of(job)` counts prompt tokens (default: chars/4 estimate).
+
+    Jobs are duck-typed (`estimated_input_tokens()`, `max_tokens`): solver/ never imports costserve/.
+    """
     count_input = tokens_of or (lambda job: job.estimated_input_tokens())
     return bucket_workload((count_input(job), job.max_tokens, 1) for job in jobs)
 
