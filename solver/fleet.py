@@ -58,22 +58,25 @@ def build_fleet_model(
     m.assigned = pyo.Constraint(m.K, rule=lambda model, k: sum(model.x[i, k] for i in model.C) == 1)
     # W_c ≤ n_c · (D − s_c) : the work fits in the deadline
     m.deadline = pyo.Constraint(m.C, rule=lambda model, i: model.W[i] <= model.n[i] * max(0.0, deadline_s - model.s[i]))
+    by_offering: dict[int, list[int]] = defaultdict(list)
+    by_gpu: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(candidates):
+        by_offering[c.offering].append(i)
+        by_gpu[c.gpu].append(i)
     # Σ_{c ∈ o} n_c ≤ A_o : availability of each offering
-    m.available = pyo.Constraint(
-        m.O, rule=lambda model, o: sum(model.n[i] for i in model.C if candidates[i].offering == o) <= availability.get(o, 0)
-    )
+    m.available = pyo.Constraint(m.O, rule=lambda model, o: sum(model.n[i] for i in by_offering[o]) <= availability.get(o, 0))
     if single_offering:
         m.u = pyo.Var(m.O, domain=pyo.Binary)  # u_o = 1 for the one offering used
         m.one_offering = pyo.Constraint(expr=sum(m.u[o] for o in m.O) <= 1)  # Σ_o u_o ≤ 1
         # Σ_{c ∈ o} n_c ≤ A_o · u_o
         m.only_chosen = pyo.Constraint(
-            m.O, rule=lambda model, o: sum(model.n[i] for i in model.C if candidates[i].offering == o) <= availability.get(o, 0) * model.u[o]
+            m.O, rule=lambda model, o: sum(model.n[i] for i in by_offering[o]) <= availability.get(o, 0) * model.u[o]
         )
-    caps = {g: cap for g, cap in (gpu_caps or {}).items() if any(c.gpu == g for c in candidates)}
+    caps = {g: cap for g, cap in (gpu_caps or {}).items() if g in by_gpu}
     m.G = pyo.Set(initialize=sorted(caps))
     # Σ_{c on GPU g} n_c · gpus_c ≤ cap_g : GPUs of a type across the fleet
     m.gpu_cap = pyo.Constraint(
-        m.G, rule=lambda model, g: sum(model.n[i] * candidates[i].gpus_per_instance for i in model.C if candidates[i].gpu == g) <= caps[g]
+        m.G, rule=lambda model, g: sum(model.n[i] * candidates[i].gpus_per_instance for i in by_gpu[g]) <= caps[g]
     )
     if budget is not None:
         m.budget = pyo.Constraint(expr=m.cost <= budget)  # cost ≤ B
@@ -155,8 +158,7 @@ def solve_fleet(
     for i in model.C:
         count = round(pyo.value(model.n[i]))
         shares = tuple(max(0.0, pyo.value(model.x[i, k])) for k in model.K)
-        busy = sum(shares[k] * workload.classes[k].count / candidates[i].requests_per_s[k]
-                   for k in model.K if shares[k] > 1e-9)
+        busy = max(0.0, pyo.value(model.W[i]))  # W_c: instance-seconds of work, as the model states it
         if count == 0 or busy <= 1e-9:
             continue  # instances without work cost nothing only when startup is free: not part of the plan
         # With free startup, more instances than the work needs are an equally cheap optimum;
