@@ -60,6 +60,9 @@ def build_candidates(
     """
     specs = gpus.set_index("gpu", drop=False)
     calibration = _profile_calibration(profile, specs, model, workload) if profile is not None else {}
+    allowed = {b: q for b in bit_widths if (q := predicted_quality((b,) * model.layers)) >= quality_target}
+    # Regions and clouds selling the same hardware give the same Device: model it once.
+    per_device: dict[tuple[Device, int], list[float]] = {}
     out: list[Candidate] = []
     for idx, row in offerings.iterrows():
         if row["availability"] <= 0:
@@ -69,17 +72,16 @@ def build_candidates(
             options.append((True, row["spot_price_per_hour"]))
         gpu_row = specs.loc[row["gpu"]]
         tps = [1] if row["gpu"] == "cpu" else [t for t in (1, 2, 4, 8) if row["gpu_count"] % t == 0 and t <= row["gpu_count"]]
-        for bits in bit_widths:
-            quality = predicted_quality((bits,) * model.layers)
-            if quality < quality_target:
-                continue
+        for bits, quality in allowed.items():
             for tp in tps:
                 device = Device.from_catalog(gpu_row, tp, int(row["vcpus"]), float(row["host_memory_gib"]))
                 replicas = 1 if row["gpu"] == "cpu" else row["gpu_count"] // tp
-                per_replica = [
-                    class_throughput(model, device, (bits,) * model.layers, c.input_tokens, c.output_tokens).requests_per_s
-                    for c in workload.classes
-                ]
+                if (device, bits) not in per_device:
+                    per_device[(device, bits)] = [
+                        class_throughput(model, device, (bits,) * model.layers, c.input_tokens, c.output_tokens).requests_per_s
+                        for c in workload.classes
+                    ]
+                per_replica = per_device[(device, bits)]
                 if row["gpu"] in calibration:
                     per_replica = [r * f for r, f in zip(per_replica, calibration[row["gpu"]])]
                 if not any(per_replica):
