@@ -56,12 +56,11 @@ class ModelShape:
 
     @classmethod
     def from_row(cls, row: Any) -> "ModelShape":
-        """From a models.csv row (a pandas Series or namedtuple)."""
-        get = row.__getitem__ if hasattr(row, "__getitem__") and not isinstance(row, tuple) else lambda k: getattr(row, k)
+        """From a models.csv row (a pandas Series or a dict with the same keys)."""
         return cls(
-            name=get("model"), layers=int(get("layers")), hidden=int(get("hidden")), intermediate=int(get("intermediate")),
-            heads=int(get("heads")), kv_heads=int(get("kv_heads")), vocab=int(get("vocab")), experts=int(get("experts")),
-            experts_per_token=int(get("experts_per_token")), tied_embeddings=bool(get("tied_embeddings")),
+            name=row["model"], layers=int(row["layers"]), hidden=int(row["hidden"]), intermediate=int(row["intermediate"]),
+            heads=int(row["heads"]), kv_heads=int(row["kv_heads"]), vocab=int(row["vocab"]), experts=int(row["experts"]),
+            experts_per_token=int(row["experts_per_token"]), tied_embeddings=bool(row["tied_embeddings"]),
         )
 
     @property

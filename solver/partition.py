@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import pyomo.environ as pyo
 
 from solver.costmodel import (
-    KV_BYTES_PER_VALUE,
     STORED_BITS,
     Device,
     ModelShape,
@@ -134,18 +133,18 @@ def stage_costs(
 ) -> StageCosts:
     """Roofline cost tables of one device as one pipeline stage (see solver.costmodel)."""
     context = input_tokens + output_tokens
-    kv_per_layer = 2 * model.kv_heads * model.head_dim * KV_BYTES_PER_VALUE * context * batch
+    kv_per_token = model.kv_bytes_per_token() / model.layers  # one layer, one token of context
     fixed = model.vocab * model.hidden * 2 * (int(first) + int(last and not (first and model.tied_embeddings)))
     fixed += (prefill_mb * input_tokens) * (4 * model.hidden + 2 * model.intermediate) * 2
     flops, bandwidth = device.effective_flops(), device.effective_bandwidth()
     layer_bytes, prefill, decode = {}, {}, {}
     for b in bit_widths:
         weights = model.layer_params() * STORED_BITS[b] / 8
-        layer_bytes[b] = weights + kv_per_layer
+        layer_bytes[b] = weights + kv_per_token * context * batch
         dq = _dequant_factor((b,))
         prefill[b] = (2 * model.layer_active_params() * input_tokens * prefill_mb * dq
                       + 2 * model.hidden * input_tokens**2 * prefill_mb) / flops
-        read = weights + decode_mb * (input_tokens + output_tokens / 2) * kv_per_layer / (context * batch)
+        read = weights + decode_mb * (input_tokens + output_tokens / 2) * kv_per_token
         decode[b] = max(read / bandwidth, 2 * model.layer_active_params() * decode_mb * dq / flops)
     link = link_gbps * 1e9
     return StageCosts(
@@ -173,14 +172,14 @@ def partition_replica(
     """
     budget = -math.log(quality_target) if quality_target > 0 else None
     best: Partition | None = None
-    orders = sorted({tuple(order) for order in itertools.permutations(range(len(devices)))},
-                    key=lambda o: tuple(devices[i][0].name for i in o))
-    seen_orders = set()
-    for order in orders:
-        kinds = tuple(devices[i][0].name for i in order)
-        if kinds in seen_orders:  # identical devices in another order: same problem
+    def kinds(order: tuple[int, ...]) -> tuple[str, ...]:
+        return tuple(devices[i][0].name for i in order)
+
+    seen_orders: set[tuple[str, ...]] = set()
+    for order in sorted(itertools.permutations(range(len(devices))), key=kinds):
+        if kinds(order) in seen_orders:  # identical devices in another order: same problem
             continue
-        seen_orders.add(kinds)
+        seen_orders.add(kinds(order))
         n = len(order)
         for batch in batches:
             prefill_options = [m for m in (1, 2, 4, 8) if m <= batch]
