@@ -144,3 +144,17 @@ def read_jobs(
                 yield LineError(name, lineno, field, f"duplicate {parsed.custom_id!r}, first used on line {first}", raw)
                 continue
             yield parsed
+
+
+def valid_jobs(
+    path: Path,
+    default_max_tokens: int,
+    on_error: Callable[[LineError], None],
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[Job]:
+    """The valid jobs of a job file, streamed in file order; each bad line goes to `on_error`."""
+    for item in read_jobs(path, default_max_tokens, on_bytes):
+        if isinstance(item, LineError):
+            on_error(item)
+        else:
+            yield item

@@ -9,8 +9,8 @@ from catalog.load import CatalogError, load_models
 from costserve.catalog_views import current_offerings
 from costserve.config import ConfigError, load_settings
 from costserve.durations import parse_duration
-from costserve.jobfile import JobFileError, LineError, read_jobs
-from costserve.ui import console, err_console, fail, frame_table
+from costserve.jobfile import JobFileError, valid_jobs
+from costserve.ui import BadLinePrinter, console, err_console, fail, frame_table
 
 
 def _workload(jobs: Path | None, workload_file: Path | None, default_max_tokens: int, max_errors: int):  # type: ignore[no-untyped-def]
@@ -23,20 +23,14 @@ def _workload(jobs: Path | None, workload_file: Path | None, default_max_tokens:
             return load_workload_json(workload_file)
         except WorkloadFileError as exc:
             fail(str(exc))
-    valid, bad = [], 0
+    bad_lines = BadLinePrinter(err_console, max_errors)
     try:
-        for item in read_jobs(jobs, default_max_tokens):
-            if isinstance(item, LineError):
-                bad += 1
-                if bad <= max_errors:
-                    err_console.print(str(item), markup=False, highlight=False, soft_wrap=True)
-            else:
-                valid.append(item)
+        workload = workload_from_jobs(valid_jobs(jobs, default_max_tokens, bad_lines))  # streamed, never all in memory
     except JobFileError as exc:
         fail(str(exc))
-    if bad:
-        fail(f"{jobs}: {bad} bad lines; fix them (costserve validate {jobs} lists them all)", code=1)
-    return workload_from_jobs(valid)
+    if bad_lines.count:
+        fail(f"{jobs}: {bad_lines.count} bad lines; fix them (costserve validate {jobs} lists them all)", code=1)
+    return workload
 
 
 def run_plan(

@@ -22,6 +22,20 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+class BadLinePrinter:
+    """Counts rejected lines and prints the first `max_errors` of them, one line each (no markup)."""
+
+    def __init__(self, console: Console, max_errors: int) -> None:
+        self.console = console
+        self.max_errors = max_errors
+        self.count = 0
+
+    def __call__(self, error: object) -> None:
+        self.count += 1
+        if self.count <= self.max_errors:
+            self.console.print(str(error), markup=False, highlight=False, soft_wrap=True)
+
+
 def frame_table(df: "pd.DataFrame", title: str | None = None, index_name: str | None = None) -> Table:
     """A rich Table with one column per DataFrame column (and the index first when named)."""
     table = Table(title=title, title_justify="left")

@@ -7,9 +7,9 @@ from pathlib import Path
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from costserve.config import ConfigError, load_settings
-from costserve.jobfile import JobFileError, LineError, read_jobs
+from costserve.jobfile import JobFileError, valid_jobs
 from costserve.jobstats import JobFileSummary
-from costserve.ui import console, err_console, fail, frame_table
+from costserve.ui import BadLinePrinter, console, err_console, fail, frame_table
 
 
 def run_validate(files: list[Path], max_errors: int | None, default_max_tokens: int | None) -> int:
@@ -25,21 +25,18 @@ def run_validate(files: list[Path], max_errors: int | None, default_max_tokens: 
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
         console=err_console, transient=True,
     )
+    bad_lines = BadLinePrinter(progress.console, max_errors)
     with progress:
         for path in files:
             size = path.stat().st_size if path.is_file() else None
             task = progress.add_task(f"validating {path.name}", total=size)
             try:
-                for item in read_jobs(path, default_max_tokens, on_bytes=lambda n: progress.advance(task, n)):
-                    if isinstance(item, LineError):
-                        summary.bad_lines += 1
-                        if summary.bad_lines <= max_errors:
-                            progress.console.print(str(item), markup=False, highlight=False, soft_wrap=True)
-                    else:
-                        summary.add(item, settings.default_model)
+                for job in valid_jobs(path, default_max_tokens, bad_lines, on_bytes=lambda n: progress.advance(task, n)):
+                    summary.add(job, settings.default_model)
             except JobFileError as exc:
                 progress.stop()
                 fail(str(exc))
+    summary.bad_lines = bad_lines.count
     _print_summary(summary, max_errors)
     return 1 if summary.bad_lines else 0
 

@@ -89,3 +89,15 @@ def test_durations() -> None:
     for bad in ("soon", "0h", "8x", "h"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_plan_refuses_a_job_file_with_bad_lines(cli, tmp_path: Path) -> None:
+    good = (EXAMPLES / "jobs.jsonl").read_text().splitlines()[:3]
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join([good[0], '{"id": "x", "prompt": ""}', good[1], "not json", good[2]]) + "\n")
+    result = cli.invoke(app, ["plan", str(path), "--model", "Llama-3.1-8B"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0] == f"{path}:2: prompt: empty prompt (got '')"
+    assert lines[1].startswith(f"{path}:4: json: malformed JSON")
+    assert lines[2] == f"costserve: {path}: 2 bad lines; fix them (costserve validate {path} lists them all)"
