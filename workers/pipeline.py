@@ -1,0 +1,168 @@
+"""Pipeline stages as processes: hidden states flow stage to stage over torch.distributed.
+
+Rank r < last runs stage r in its own process (`python -m workers.pipeline`); the last
+rank is the process that owns the Engine: it holds the last stage, the LM head and the
+batcher. Commands (token ids, positions, cache slots) go from the last rank to rank 0,
+hidden states from rank r to r+1 — a ring, so no rank ever waits on its own output and
+several micro-batches are in flight at once. Sends are asynchronous (`isend`) so the
+ring cannot deadlock. Backend: gloo on CPU, NCCL when every stage is on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+from collections import deque
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from workers.batching import Command
+from workers.loader import build_stage, read_model_args
+from workers.model import ModelArgs, StageModel
+from workers.replica import ReplicaSpec
+
+RUN, SETUP, STOP = 0, 1, 2
+HEADER = 5  # kind, rows, tokens per row, slots, max_seq
+TIMEOUT = timedelta(minutes=30)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Sender:
+    """Asynchronous sends to one peer; keeps each tensor alive until its send completes."""
+
+    def __init__(self, dst: int) -> None:
+        self.dst = dst
+        self.pending: deque[tuple[dist.Work, Tensor]] = deque()
+
+    def send(self, *tensors: Tensor) -> None:
+        for t in tensors:
+            t = t.contiguous()
+            self.pending.append((dist.isend(t, self.dst), t))
+        while self.pending and self.pending[0][0].is_completed():
+            self.pending.popleft()
+
+    def drain(self) -> None:
+        while self.pending:
+            self.pending.popleft()[0].wait()
+
+
+def _recv(shape: tuple[int, ...], dtype: torch.dtype, src: int) -> Tensor:
+    t = torch.empty(shape, dtype=dtype)
+    dist.recv(t, src)
+    return t
+
+
+def _recv_batch(src: int, rows: int, width: int, first: bool, dim: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    x = _recv((rows, width), torch.long, src) if first else _recv((rows, width, dim), torch.float32, src)
+    pos = _recv((rows, width), torch.long, src)
+    slots = _recv((rows,), torch.long, src)
+    last = _recv((rows,), torch.long, src)
+    return x, pos, slots, last
+
+
+def stage_loop(rank: int, world: int, stage: StageModel, args: ModelArgs) -> None:
+    """Serve one non-last stage until a STOP header arrives."""
+    src = world - 1 if rank == 0 else rank - 1
+    out = _Sender(rank + 1)
+    while True:
+        header = _recv((HEADER,), torch.long, src)
+        kind, rows, width, slots_total, max_seq = (int(v) for v in header)
+        if kind == STOP:
+            out.send(header)
+            out.drain()
+            return
+        if kind == SETUP:
+            stage.setup_cache(slots_total, max_seq)
+            out.send(header)
+            continue
+        x, pos, slots, last = _recv_batch(src, rows, width, rank == 0, args.dim)
+        h = stage(x, slots, pos, last)
+        out.send(header, h, pos, slots, last)
+
+
+class ProcessPipeline:
+    """Stages 0..n-2 in child processes, the last stage here; submit/collect like LocalPipeline."""
+
+    def __init__(self, model_dir: Path, args: ModelArgs, replica: ReplicaSpec, threads_per_stage: int | None = None) -> None:
+        self.args, self.world = args, len(replica.stages)
+        port = free_port()
+        threads = threads_per_stage or max(1, (os.cpu_count() or 1) // self.world)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        self.children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "workers.pipeline", "--rank", str(r), "--world", str(self.world),
+                 "--port", str(port), "--model-dir", str(model_dir), "--replica", replica.model_dump_json(),
+                 "--threads", str(threads)],
+                env=env,
+            )
+            for r in range(self.world - 1)
+        ]
+        torch.set_num_threads(threads)
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=self.world - 1, world_size=self.world, timeout=TIMEOUT)
+        self.stage = build_stage(model_dir, args, replica.stages[-1])
+        self.to_first = _Sender(0)
+        self.closed = False
+
+    def setup(self, slots: int, max_seq: int) -> None:
+        """Allocate KV caches on every stage for `slots` sequences of `max_seq` tokens."""
+        self.to_first.send(torch.tensor([SETUP, 0, 0, slots, max_seq]))
+        self.stage.setup_cache(slots, max_seq)
+        _recv((HEADER,), torch.long, self.world - 2)  # the SETUP header, after every stage did it
+
+    def submit(self, cmd: Command) -> None:
+        rows, width = cmd.tokens.shape
+        self.to_first.send(torch.tensor([RUN, rows, width, 0, 0]), cmd.tokens, cmd.pos, cmd.slots, cmd.last_index)
+
+    def collect(self) -> Tensor:
+        header = _recv((HEADER,), torch.long, self.world - 2)
+        rows, width = int(header[1]), int(header[2])
+        h, pos, slots, last = _recv_batch(self.world - 2, rows, width, False, self.args.dim)
+        return self.stage(h, slots, pos, last)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.to_first.send(torch.tensor([STOP, 0, 0, 0, 0]))
+        _recv((HEADER,), torch.long, self.world - 2)
+        self.to_first.drain()
+        for c in self.children:
+            c.wait(timeout=60)
+        dist.destroy_process_group()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="one pipeline stage process (started by the engine)")
+    p.add_argument("--rank", type=int, required=True)
+    p.add_argument("--world", type=int, required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--model-dir", type=Path, required=True)
+    p.add_argument("--replica", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    replica = ReplicaSpec.model_validate_json(a.replica)
+    args = read_model_args(a.model_dir)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{a.port}", rank=a.rank, world_size=a.world, timeout=TIMEOUT)
+    stage = build_stage(a.model_dir, args, replica.stages[a.rank])
+    try:
+        stage_loop(a.rank, a.world, stage, args)
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
