@@ -27,3 +27,19 @@ def costserve_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def cli() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded SmolLM2-135M converted to safetensors once per test session (~25 s)."""
+    from engine_fixtures import convert_smollm2
+
+    return convert_smollm2(tmp_path_factory.mktemp("models") / "SmolLM2-135M")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_dir: Path) -> Path:
+    """A 4-layer random Llama with SmolLM2's tokenizer, for fast engine tests."""
+    from engine_fixtures import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny", smollm2_dir)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -47,6 +47,7 @@ class Generation:
     finish_reason: str  # "stop" | "length" | "error"
     chat: bool
     error: str | None = None
+    token_ids: list[int] = field(default_factory=list)
 
 
 class LocalPipeline:
@@ -136,7 +137,8 @@ class Engine:
         for s in batcher.run(seqs, self.pipeline.submit, self.pipeline.collect, self._finished):
             job = jobs[s.index]
             text = s.text if s.text is not None else self.tokenizer.decode(s.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            yield Generation(s.index, job.custom_id, text, len(s.prompt_ids), len(s.tokens), s.finish_reason or "length", job.messages is not None)
+            yield Generation(s.index, job.custom_id, text, len(s.prompt_ids), len(s.tokens), s.finish_reason or "length",
+                             job.messages is not None, token_ids=s.tokens)
 
     def close(self) -> None:
         """Stop stage processes and free the model."""
