@@ -54,6 +54,31 @@ def plan(
     run_plan(jobs, workload, model, deadline, budget, quality, spot, available, json_out, baselines, profiles)
 
 
+@app.command("run-local")
+def run_local(
+    jobs: Annotated[Path, typer.Argument(help="job file (JSON Lines)")],
+    replica: Annotated[Optional[Path], typer.Option(help="replica JSON (stages, bits, micro-batches) or a plan.json; default one fp32 stage")] = None,
+    model: Annotated[Optional[str], typer.Option(help="HF model dir, .gguf file, or the embedded SmolLM2-135M [config: default_model]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="results file [default: JOBS.results.jsonl]")] = None,
+) -> None:
+    """Run a job file through one engine replica on this machine; results in OpenAI Batch output format."""
+    from costserve.run_local_cmd import run_local as run
+
+    raise typer.Exit(run(jobs, replica, model, out))
+
+
+@app.command()
+def calibrate(
+    model: Annotated[Optional[str], typer.Option(help="model to calibrate [config: default_model]")] = None,
+    replica: Annotated[Optional[Path], typer.Option(help="instead, measure this replica's perplexity and the predicted one")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="profile file [default: $COSTSERVE_HOME/quality/MODEL.json]")] = None,
+) -> None:
+    """Measure each layer's perplexity sensitivity at 16/8/4 bits and write the model's quality profile."""
+    from costserve.calibrate_cmd import run_calibrate
+
+    run_calibrate(model, replica, out)
+
+
 @app.command()
 def version() -> None:
     """Print costserve's version."""

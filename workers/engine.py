@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -57,9 +57,9 @@ class LocalPipeline:
         self.stages = stages
         self._ready: list[Tensor] = []
 
-    def setup(self, slots: int, max_seq: int) -> None:
+    def setup(self, slots: int, max_seq: int, dtype: torch.dtype) -> None:
         for s in self.stages:
-            s.setup_cache(slots, max_seq, device=_device_of(s))
+            s.setup_cache(slots, max_seq, dtype, device=_device_of(s))
 
     def submit(self, cmd: Command) -> None:
         x, device = cmd.tokens, _device_of(self.stages[0])
@@ -107,6 +107,8 @@ class Engine:
             self.pipeline = LocalPipeline([build_stage(self.model_dir, self.args, s, s.torch_device()) for s in stages])
         self.groups = len(stages) if processes else 1
         self.stats = BatchStats()
+        # fp32 replicas keep an fp32 KV cache (exact reference); any lower precision keeps it in bf16
+        self.kv_dtype = torch.float32 if set(self.replica.bits) == {32} else torch.bfloat16
 
     # -- public API ---------------------------------------------------------------
 
@@ -132,7 +134,7 @@ class Engine:
         self.stats = BatchStats()
         per_group = self.replica.decode_micro_batch
         max_seq = max(len(s.prompt_ids) + s.max_new for s in seqs)
-        self.pipeline.setup(self.groups * per_group, max_seq)
+        self.pipeline.setup(self.groups * per_group, max_seq, self.kv_dtype)
         batcher = ContinuousBatcher(self.groups, per_group, self.replica.prefill_micro_batch, self.stats)
         for s in batcher.run(seqs, self.pipeline.submit, self.pipeline.collect, self._finished):
             job = jobs[s.index]
@@ -153,11 +155,8 @@ class Engine:
     # -- helpers --------------------------------------------------------------------
 
     def encode(self, job: JobLike) -> list[int]:
-        """Prompt token ids: the chat template for `messages`, plain encoding for `prompt`."""
-        if job.messages is not None:
-            chat = [{"role": role, "content": text} for role, text in job.messages]
-            return list(self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-        return self.tokenizer.encode(job.prompt or "")
+        """Prompt token ids of a job (see encode_prompt)."""
+        return encode_prompt(self.tokenizer, job)
 
     def _finished(self, s: SeqState) -> bool:
         if s.tokens[-1] in self.eos_ids:
@@ -174,6 +173,14 @@ class Engine:
             s.finish_reason = "length"
             return True
         return False
+
+
+def encode_prompt(tokenizer: Any, job: JobLike) -> list[int]:
+    """Prompt token ids: the chat template for `messages`, plain encoding for `prompt`."""
+    if job.messages is not None:
+        chat = [{"role": role, "content": text} for role, text in job.messages]
+        return list(tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    return list(tokenizer.encode(job.prompt or ""))
 
 
 def _eos_ids(model_dir: Path, tokenizer: object) -> frozenset[int]:

@@ -60,6 +60,13 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def model_name(model: str | Path | None) -> str:
+    """The name profiles are filed under: the embedded model's catalog name, else the dir/file stem."""
+    if model is None or str(model).lower() in MODEL_ALIASES or str(model) == EMBEDDED_MODEL:
+        return EMBEDDED_MODEL
+    return Path(model).stem if ("/" in str(model) or str(model).endswith(".gguf")) else str(model)
+
+
 def resolve_model_dir(model: str | Path | None = None) -> Path:
     """A safetensors model directory for `model`: an existing HF dir, a .gguf file, or the embedded name.
 

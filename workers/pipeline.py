@@ -29,7 +29,8 @@ from workers.model import ModelArgs, StageModel
 from workers.replica import ReplicaSpec
 
 RUN, SETUP, STOP = 0, 1, 2
-HEADER = 5  # kind, rows, tokens per row, slots, max_seq
+HEADER = 6  # kind, rows, tokens per row, slots, max_seq, KV dtype (0 fp32, 1 bf16)
+KV_DTYPES = (torch.float32, torch.bfloat16)
 TIMEOUT = timedelta(minutes=30)
 
 
@@ -79,13 +80,13 @@ def stage_loop(rank: int, world: int, stage: StageModel, args: ModelArgs) -> Non
     out = _Sender(rank + 1)
     while True:
         header = _recv((HEADER,), torch.long, src)
-        kind, rows, width, slots_total, max_seq = (int(v) for v in header)
+        kind, rows, width, slots_total, max_seq, kv = (int(v) for v in header)
         if kind == STOP:
             out.send(header)
             out.drain()
             return
         if kind == SETUP:
-            stage.setup_cache(slots_total, max_seq)
+            stage.setup_cache(slots_total, max_seq, KV_DTYPES[kv])
             out.send(header)
             continue
         x, pos, slots, last = _recv_batch(src, rows, width, rank == 0, args.dim)
@@ -116,15 +117,15 @@ class ProcessPipeline:
         self.to_first = _Sender(0)
         self.closed = False
 
-    def setup(self, slots: int, max_seq: int) -> None:
+    def setup(self, slots: int, max_seq: int, dtype: torch.dtype) -> None:
         """Allocate KV caches on every stage for `slots` sequences of `max_seq` tokens."""
-        self.to_first.send(torch.tensor([SETUP, 0, 0, slots, max_seq]))
-        self.stage.setup_cache(slots, max_seq)
+        self.to_first.send(torch.tensor([SETUP, 0, 0, slots, max_seq, KV_DTYPES.index(dtype)]))
+        self.stage.setup_cache(slots, max_seq, dtype)
         _recv((HEADER,), torch.long, self.world - 2)  # the SETUP header, after every stage did it
 
     def submit(self, cmd: Command) -> None:
         rows, width = cmd.tokens.shape
-        self.to_first.send(torch.tensor([RUN, rows, width, 0, 0]), cmd.tokens, cmd.pos, cmd.slots, cmd.last_index)
+        self.to_first.send(torch.tensor([RUN, rows, width, 0, 0, 0]), cmd.tokens, cmd.pos, cmd.slots, cmd.last_index)
 
     def collect(self) -> Tensor:
         header = _recv((HEADER,), torch.long, self.world - 2)
@@ -136,7 +137,7 @@ class ProcessPipeline:
         if self.closed:
             return
         self.closed = True
-        self.to_first.send(torch.tensor([STOP, 0, 0, 0, 0]))
+        self.to_first.send(torch.tensor([STOP, 0, 0, 0, 0, 0]))
         _recv((HEADER,), torch.long, self.world - 2)
         self.to_first.drain()
         for c in self.children:

@@ -1,0 +1,144 @@
+"""Engine throughput: output tokens/s and peak RSS on 256 varied prompts (max_tokens 16-128).
+
+Variants, each in a fresh process so peak RSS is its own:
+  (a) transformers `generate`, one prompt at a time (fp32)
+  (b) transformers `generate`, left-padded batches of 16 (fp32)
+  (c) costserve fp32, (d) costserve int8, (e) costserve 2-stage int8 (two processes)
+All greedy, same token ids, each job stops at EOS or its max_tokens; only tokens a job
+keeps are counted (padding and tokens past a job's end in (b) are not). (a) is slow
+(~15 tokens/s here), so by default it runs on a sample of the prompts (`--baseline-sample`;
+tokens/s of one-at-a-time generation does not depend on which prompts run together).
+
+    python -m bench.engine [--prompts 256] [--baseline-sample 32] [--slots 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "a": "transformers generate, 1 at a time",
+    "b": "transformers generate, batches of 16",
+    "c": "costserve fp32",
+    "d": "costserve int8",
+    "e": "costserve 2-stage int8",
+}
+
+
+def bench_jobs(n: int, seed: int = 0) -> list[Any]:
+    """n jobs from examples/ (chat and completion prompts), max_tokens uniform in 16..128, greedy."""
+    from dataclasses import replace
+
+    from costserve.jobfile import read_jobs
+    from costserve.jobs import Job
+
+    base = [j for f in ("jobs.jsonl", "plain.jsonl") for j in read_jobs(REPO / "examples" / f, 64) if isinstance(j, Job)]
+    rng = random.Random(seed)
+    return [replace(base[i % len(base)], custom_id=f"b{i}", max_tokens=rng.randint(16, 128), temperature=0.0, stop=())
+            for i in range(n)]
+
+
+def run_transformers(model_dir: Path, jobs: list[Any], batch: int) -> tuple[int, float]:
+    """Tokens kept and seconds for transformers generate over `jobs` in batches of `batch`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workers.engine import _eos_ids, encode_prompt
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    eos = _eos_ids(model_dir, tok)
+    kept, t0 = 0, time.perf_counter()
+    for i in range(0, len(jobs), batch):
+        chunk = jobs[i : i + batch]
+        ids = [encode_prompt(tok, j) for j in chunk]
+        width = max(map(len, ids))
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 2
+        x = torch.tensor([[pad] * (width - len(r)) + r for r in ids])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids])
+        with torch.inference_mode():
+            out = model.generate(x, attention_mask=mask, max_new_tokens=max(j.max_tokens for j in chunk), do_sample=False,
+                                 pad_token_id=pad, eos_token_id=sorted(eos))
+        for row, job in zip(out[:, width:].tolist(), chunk):
+            n = next((k for k, t in enumerate(row) if t in eos), len(row))
+            kept += min(n, job.max_tokens)
+    return kept, time.perf_counter() - t0
+
+
+def run_costserve(model_dir: Path, jobs: list[Any], bits: int, stages: int, slots: int) -> tuple[int, float]:
+    """Tokens generated and seconds for the costserve engine (load time excluded)."""
+    from workers.engine import Engine
+    from workers.replica import ReplicaSpec
+
+    replica = ReplicaSpec.uniform(30, bits, stages=stages, decode_micro_batch=slots // stages, prefill_micro_batch=8)
+    with Engine(replica, model=model_dir) as engine:
+        t0 = time.perf_counter()
+        gens = engine.generate(jobs)
+        return sum(g.completion_tokens for g in gens), time.perf_counter() - t0
+
+
+def child(variant: str, model_dir: Path, n: int, sample: int, slots: int) -> None:
+    import torch
+
+    torch.set_num_threads(2)
+    jobs = bench_jobs(n)
+    if variant == "a":
+        tokens, secs = run_transformers(model_dir, jobs[:sample], 1)
+    elif variant == "b":
+        tokens, secs = run_transformers(model_dir, jobs, 16)
+    else:
+        bits, stages = {"c": (32, 1), "d": (8, 1), "e": (8, 2)}[variant]
+        tokens, secs = run_costserve(model_dir, jobs, bits, stages, slots)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"tokens": tokens, "seconds": secs, "peak_rss_mib": rss / 1024}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--prompts", type=int, default=256)
+    p.add_argument("--baseline-sample", type=int, default=32, help="prompts for variant (a)")
+    p.add_argument("--slots", type=int, default=64, help="decode batch slots of the costserve variants")
+    p.add_argument("--variants", default="abcde")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        child(a.child, a.model_dir, a.prompts, a.baseline_sample, a.slots)
+        return
+
+    import pandas as pd
+
+    from workers.model_source import resolve_model_dir
+
+    model_dir = resolve_model_dir(None)
+    rows = []
+    for v in a.variants:
+        cmd = [sys.executable, "-m", "bench.engine", "--child", v, "--model-dir", str(model_dir), "--prompts", str(a.prompts),
+               "--baseline-sample", str(a.baseline_sample), "--slots", str(a.slots)]
+        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        r = json.loads(out)
+        prompts = a.baseline_sample if v == "a" else a.prompts
+        rows.append({"variant": f"({v}) {VARIANTS[v]}", "prompts": prompts, "tokens": r["tokens"], "seconds": round(r["seconds"], 1),
+                     "tokens/s": r["tokens"] / r["seconds"], "peak RSS MiB": round(r["peak_rss_mib"])})
+        print(f"done {rows[-1]['variant']}: {rows[-1]['tokens/s']:.1f} tokens/s", file=sys.stderr, flush=True)
+    df = pd.DataFrame(rows)
+    by = dict(zip(a.variants, df["tokens/s"]))
+    if "a" in by:
+        df["vs (a)"] = df["tokens/s"] / by["a"]
+    if "b" in by:
+        df["vs (b)"] = df["tokens/s"] / by["b"]
+    print(df.round(2).to_string(index=False))
+    print("targets: (d) >= 4x (a) and >= 1.5x (b)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The Celery task shell and calibration, on the tiny random Llama (real task code, real engine)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from workers.shard_io import ShardJob, read_shard, results_db, write_shard
+
+
+def _shard_jobs() -> list[ShardJob]:
+    return [ShardJob(custom_id=f"s{i}", line=i + 1, prompt=f"item {i}", max_tokens=4 + i, temperature=0.0) for i in range(5)] + [
+        ShardJob(custom_id="chat", line=6, messages=(("user", "hello"),), max_tokens=3, temperature=0.0)]
+
+
+def test_run_shard_writes_each_result_once_even_when_redelivered(tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COSTSERVE_WORKER_MODEL", str(tiny_llama_dir))
+    from workers import tasks
+
+    monkeypatch.setattr(tasks, "_engine", None)
+    jobs = _shard_jobs()
+    write_shard(tmp_path, "shard-0", jobs)
+    assert read_shard(tmp_path, "shard-0") == jobs
+    first = tasks.run_shard.apply(args=(str(tmp_path), "shard-0")).get()
+    again = tasks.run_shard.apply(args=(str(tmp_path), "shard-0")).get()  # a redelivery
+    assert first["jobs"] == again["jobs"] == 6 and first["errors"] == 0
+    rows = results_db(tmp_path).execute("SELECT custom_id, line, output FROM results ORDER BY line").fetchall()
+    assert [r[0] for r in rows] == [j.custom_id for j in jobs]  # each once, none lost
+    outputs = [json.loads(r[2]) for r in rows]
+    assert outputs[-1]["response"]["body"]["object"] == "chat.completion"
+    assert [o["response"]["body"]["usage"]["completion_tokens"] <= j.max_tokens for o, j in zip(outputs, jobs)] == [True] * 6
+    tasks._engine.close()
+
+
+def test_calibration_profile_shape_and_single_layer_prediction(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    from workers.calibrate import QualityProfile, calibrate, replica_perplexity
+
+    seen: list[int] = []
+    profile = calibrate(tiny_llama_dir, "tiny", bits=(8, 4), progress=lambda done, total: seen.append(done))
+    assert seen == list(range(1, 9))
+    assert set(profile.layer_loss) == {8, 4} and all(len(v) == 4 for v in profile.layer_loss.values())
+    assert math.isfinite(profile.base_perplexity) and profile.base_perplexity > 1
+    # one layer at 4 bits: the prediction is that layer's own measurement
+    bits = [32, 4, 32, 32]
+    measured = replica_perplexity(tiny_llama_dir, bits)
+    assert profile.predicted_perplexity(bits) == pytest.approx(measured, rel=1e-4)
+    assert replica_perplexity(tiny_llama_dir, [4] * 4) != pytest.approx(profile.base_perplexity, rel=1e-6)
+    path = profile.save(tmp_path / "q.json")
+    assert QualityProfile.load(path) == profile
+
+
+def test_planner_reads_a_calibrated_profile(costserve_home: Path) -> None:
+    from catalog.quality_profiles import load_layer_loss, user_profile_path
+    from workers.calibrate import QualityProfile
+
+    assert load_layer_loss("NoSuchModel") is None
+    QualityProfile("NoSuchModel", 9.0, 512, {8: [0.01, 0.02], 4: [0.1, 0.2]}).save(user_profile_path("NoSuchModel"))
+    assert load_layer_loss("NoSuchModel") == {8: [0.01, 0.02], 4: [0.1, 0.2]}
+
+

@@ -1,0 +1,73 @@
+"""Shard files and the results database a worker writes, inside a run directory.
+
+A shard is `RUN_DIR/shards/<shard_id>.jsonl`, one normalised job per line
+(`custom_id, line, prompt | messages, max_tokens, temperature, top_p, stop, seed`), written by
+the driver. Results go to `RUN_DIR/results.sqlite`, keyed by `custom_id`: a redelivered
+shard overwrites its rows instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ShardJob:
+    """One job as a worker reads it (the engine's JobLike)."""
+
+    custom_id: str
+    line: int
+    max_tokens: int
+    prompt: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    seed: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ShardJob:
+        msgs = data.get("messages")
+        return cls(**{**data, "messages": tuple(map(tuple, msgs)) if msgs is not None else None, "stop": tuple(data.get("stop", ()))})
+
+
+def shard_path(run_dir: Path, shard_id: str) -> Path:
+    return Path(run_dir) / "shards" / f"{shard_id}.jsonl"
+
+
+def write_shard(run_dir: Path, shard_id: str, jobs: list[Any]) -> Path:
+    """Write jobs (anything with ShardJob's fields) as a shard file; returns its path."""
+    path = shard_path(run_dir, shard_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = ShardJob.__dataclass_fields__
+    with path.open("w") as f:
+        for j in jobs:
+            f.write(json.dumps({k: getattr(j, k) for k in fields}) + "\n")
+    return path
+
+
+def read_shard(run_dir: Path, shard_id: str) -> list[ShardJob]:
+    with shard_path(run_dir, shard_id).open() as f:
+        return [ShardJob.from_json(json.loads(line)) for line in f if line.strip()]
+
+
+def results_db(run_dir: Path) -> sqlite3.Connection:
+    """The run's results database (created on first use), in WAL mode so several workers can write."""
+    con = sqlite3.connect(Path(run_dir) / "results.sqlite", timeout=60)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, attempt INTEGER)")
+    return con
+
+
+def save_result(con: sqlite3.Connection, custom_id: str, line: int, shard: str, output: dict[str, Any], attempt: int) -> None:
+    """Insert or overwrite one job's output line."""
+    con.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)", (custom_id, line, shard, json.dumps(output), attempt))
+    con.commit()
+
+
+def as_dict(job: ShardJob) -> dict[str, Any]:
+    return asdict(job)

@@ -1,0 +1,64 @@
+"""Celery tasks: `run_shard(run_dir, shard_id)` generates one shard's jobs on this worker's replica.
+
+The replica is loaded once per worker process (`worker_process_init`), from
+`COSTSERVE_WORKER_REPLICA` (a replica or plan JSON; default one fp32 stage) and
+`COSTSERVE_WORKER_MODEL` (default the embedded SmolLM2). Each result is written as soon as
+its job finishes, keyed by custom_id, so a redelivered shard overwrites, never duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from workers.celery_app import app
+from workers.engine import Engine
+from workers.model_source import model_name
+from workers.replica import read_replica
+from workers.results import batch_output_line
+from workers.shard_io import read_shard, results_db, save_result
+
+_engine: Engine | None = None
+
+
+def worker_engine() -> Engine:
+    """This process's Engine, loaded on first use."""
+    global _engine
+    if _engine is None:
+        replica_file = os.environ.get("COSTSERVE_WORKER_REPLICA")
+        replica = read_replica(Path(replica_file)) if replica_file else None
+        _engine = Engine(replica, model=os.environ.get("COSTSERVE_WORKER_MODEL"))
+    return _engine
+
+
+@worker_process_init.connect
+def _load_replica(**_: Any) -> None:
+    worker_engine()
+
+
+@worker_process_shutdown.connect
+def _close_replica(**_: Any) -> None:
+    if _engine is not None:
+        _engine.close()
+
+
+@app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def run_shard(self: Any, run_dir: str, shard_id: str) -> dict[str, int]:
+    """Generate every job of a shard; returns counts (jobs, output tokens, errors)."""
+    jobs = read_shard(Path(run_dir), shard_id)
+    engine = worker_engine()
+    name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
+    con = results_db(Path(run_dir))
+    tokens = errors = 0
+    try:
+        for gen in engine.stream(jobs):
+            job = jobs[gen.index]
+            save_result(con, job.custom_id, job.line, shard_id, batch_output_line(gen, name), self.request.retries + 1)
+            tokens += gen.completion_tokens
+            errors += gen.error is not None
+    finally:
+        con.close()
+    return {"jobs": len(jobs), "tokens": tokens, "errors": errors}
