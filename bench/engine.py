@@ -9,7 +9,11 @@ keeps are counted (padding and tokens past a job's end in (b) are not). (a) is s
 (~15 tokens/s here), so by default it runs on a sample of the prompts (`--baseline-sample`;
 tokens/s of one-at-a-time generation does not depend on which prompts run together).
 
-    python -m bench.engine [--prompts 256] [--baseline-sample 32] [--slots 64]
+    python -m bench.engine [--prompts 256] [--baseline-sample 32] [--slots 64] [--profile cpu.json]
+
+With --profile (from `costserve profile`), the costserve rows also show the decode
+tokens/s the profile-fed cost model predicts (`solver/device_profile.py`) at the run's
+mean decode batch and context, and the error against the measured decode phase.
 """
 
 from __future__ import annotations
@@ -74,8 +78,8 @@ def run_transformers(model_dir: Path, jobs: list[Any], batch: int) -> tuple[int,
     return kept, time.perf_counter() - t0
 
 
-def run_costserve(model_dir: Path, jobs: list[Any], bits: int, stages: int, slots: int) -> tuple[int, float]:
-    """Tokens generated and seconds for the costserve engine (load time excluded)."""
+def run_costserve(model_dir: Path, jobs: list[Any], bits: int, stages: int, slots: int) -> tuple[int, float, dict[str, float]]:
+    """Tokens generated, seconds (load time excluded) and decode-phase figures for the costserve engine."""
     from workers.engine import Engine
     from workers.replica import ReplicaSpec
 
@@ -83,7 +87,10 @@ def run_costserve(model_dir: Path, jobs: list[Any], bits: int, stages: int, slot
     with Engine(replica, model=model_dir) as engine:
         t0 = time.perf_counter()
         gens = engine.generate(jobs)
-        return sum(g.completion_tokens for g in gens), time.perf_counter() - t0
+        secs, st = time.perf_counter() - t0, engine.stats
+        decode = {"decode_tokens_per_s": st.decode_rows / st.decode_seconds, "mean_batch": st.decode_rows / st.decode_passes,
+                  "mean_context": st.decode_context / st.decode_rows, "bits": bits}
+        return sum(g.completion_tokens for g in gens), secs, decode
 
 
 def child(variant: str, model_dir: Path, n: int, sample: int, slots: int) -> None:
@@ -91,15 +98,16 @@ def child(variant: str, model_dir: Path, n: int, sample: int, slots: int) -> Non
 
     torch.set_num_threads(2)
     jobs = bench_jobs(n)
+    decode: dict[str, float] = {}
     if variant == "a":
         tokens, secs = run_transformers(model_dir, jobs[:sample], 1)
     elif variant == "b":
         tokens, secs = run_transformers(model_dir, jobs, 16)
     else:
         bits, stages = {"c": (32, 1), "d": (8, 1), "e": (8, 2)}[variant]
-        tokens, secs = run_costserve(model_dir, jobs, bits, stages, slots)
+        tokens, secs, decode = run_costserve(model_dir, jobs, bits, stages, slots)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(json.dumps({"tokens": tokens, "seconds": secs, "peak_rss_mib": rss / 1024}))
+    print(json.dumps({"tokens": tokens, "seconds": secs, "peak_rss_mib": rss / 1024, **decode}))
 
 
 def main() -> None:
@@ -108,6 +116,7 @@ def main() -> None:
     p.add_argument("--baseline-sample", type=int, default=32, help="prompts for variant (a)")
     p.add_argument("--slots", type=int, default=64, help="decode batch slots of the costserve variants")
     p.add_argument("--variants", default="abcde")
+    p.add_argument("--profile", type=Path, help="device profile from `costserve profile`: adds predicted decode tokens/s")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -129,6 +138,14 @@ def main() -> None:
         prompts = a.baseline_sample if v == "a" else a.prompts
         rows.append({"variant": f"({v}) {VARIANTS[v]}", "prompts": prompts, "tokens": r["tokens"], "seconds": round(r["seconds"], 1),
                      "tokens/s": r["tokens"] / r["seconds"], "peak RSS MiB": round(r["peak_rss_mib"])})
+        if "decode_tokens_per_s" in r:
+            rows[-1]["decode tok/s"] = r["decode_tokens_per_s"]
+            if a.profile and v != "e":  # the profile predicts one process; (e) overlaps two
+                from solver.device_profile import decode_tokens_per_s, load_device_profile
+
+                pred = decode_tokens_per_s(load_device_profile(a.profile), [int(r["bits"])] * 30, r["mean_batch"], r["mean_context"])
+                rows[-1]["predicted decode tok/s"] = pred
+                rows[-1]["prediction error %"] = (pred / r["decode_tokens_per_s"] - 1) * 100
         print(f"done {rows[-1]['variant']}: {rows[-1]['tokens/s']:.1f} tokens/s", file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     by = dict(zip(a.variants, df["tokens/s"]))

@@ -80,6 +80,22 @@ def calibrate(
 
 
 @app.command()
+def profile(
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    model: Annotated[Optional[str], typer.Option(help="model whose layers are timed [config: default_model]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="profile file [default: $COSTSERVE_HOME/profiles/DEVICE-MODEL.json]")] = None,
+) -> None:
+    """Time decoder layers at several batch sizes, contexts and bit-widths; write a device profile."""
+    from costserve.profile_cmd import run_profile
+
+    if device not in ("cpu", "cuda"):
+        from costserve.ui import fail
+
+        fail(f"--device {device}: use cpu or cuda")
+    run_profile(device, model, out)
+
+
+@app.command()
 def version() -> None:
     """Print costserve's version."""
     from costserve import __version__

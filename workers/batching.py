@@ -11,6 +11,7 @@ longest-`max_tokens` first, which keeps the tail of the batch short.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,9 @@ class BatchStats:
     decode_passes: int = 0
     generated_tokens: int = 0
     prompt_tokens: int = 0
+    decode_seconds: float = 0.0  # time inside submit + collect of decode passes (exact for one process)
+    decode_rows: int = 0
+    decode_context: int = 0  # sum over decode rows of the cached tokens attended to
 
     @property
     def ideal_rounds(self) -> float:
@@ -128,7 +132,12 @@ class ContinuousBatcher:
             cmds += [prefill_command(g, new[i : i + self.prefill_mb]) for i in range(0, len(new), self.prefill_mb)]
             running[g].extend(new)
             for c in cmds:
+                t0 = time.perf_counter()
                 submit(c)
+                if not c.prefill:
+                    self.stats.decode_seconds += time.perf_counter() - t0
+                    self.stats.decode_rows += len(c.seqs)
+                    self.stats.decode_context += int(c.pos.sum()) + len(c.seqs)
                 in_flight.append(c)
                 self.stats.prefill_passes += c.prefill
                 self.stats.decode_passes += not c.prefill
@@ -140,7 +149,10 @@ class ContinuousBatcher:
             start_round(g)
         while in_flight:
             cmd = in_flight.popleft()
+            t0 = time.perf_counter()
             logits = collect()
+            if not cmd.prefill:
+                self.stats.decode_seconds += time.perf_counter() - t0
             for row, s in enumerate(cmd.seqs):
                 s.tokens.append(sample_row(logits[row], s.temperature, s.top_p, s.generator))
                 self.stats.generated_tokens += 1

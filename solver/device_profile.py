@@ -1,0 +1,47 @@
+"""Measured device profiles (`costserve profile`) in the cost model: decode and prefill speed of a replica.
+
+A profile gives, per bit-width, the latency of one decoder layer at several batch sizes
+and context lengths, and of the LM head per batch size. A replica's decode step is the sum
+over its layers (each at its own bits) plus the head; throughput = batch / step. Values
+between measured points are interpolated linearly (batch, then context) and extrapolated
+from the nearest two points.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def load_device_profile(path: Path) -> dict[str, Any]:
+    """Read a profile JSON written by `costserve profile`."""
+    return json.loads(Path(path).read_text())
+
+
+def _interp(points: dict[str, float], x: float) -> float:
+    xs = sorted((float(k), v) for k, v in points.items())
+    if len(xs) == 1:
+        return xs[0][1]
+    for (x0, y0), (x1, y1) in zip(xs, xs[1:]):
+        if x <= x1 or (x1, y1) == xs[-1]:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    raise AssertionError("unreachable")
+
+
+def layer_decode_ms(profile: dict[str, Any], bits: int, batch: float, context: float) -> float:
+    """ms of one decoder layer's decode step at `bits`, `batch` rows, `context` cached tokens."""
+    by_batch = profile["layer_decode_ms"][str(bits)]
+    at_context = {b: _interp(ctx, context) for b, ctx in by_batch.items()}
+    return _interp(at_context, batch)
+
+
+def decode_tokens_per_s(profile: dict[str, Any], bits: list[int], batch: float, context: float) -> float:
+    """Predicted decode throughput (tokens/s) of a replica with layer i at bits[i]."""
+    step_ms = sum(layer_decode_ms(profile, b, batch, context) for b in bits) + _interp(profile["head_decode_ms"], batch)
+    return batch / step_ms * 1000
+
+
+def prefill_tokens_per_s(profile: dict[str, Any], bits: list[int]) -> float:
+    """Predicted prefill throughput (prompt tokens/s) of a replica, head excluded."""
+    return 1000 / sum(profile["layer_prefill_ms_per_token"][str(b)] for b in bits)
