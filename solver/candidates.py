@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from solver.costmodel import Device, ModelShape, class_throughput
-from solver.quality import predicted_quality
+from solver.quality import model_quality
 from solver.workload import Workload
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def build_candidates(
     """
     specs = gpus.set_index("gpu", drop=False)
     calibration = _profile_calibration(profile, specs, model, workload) if profile is not None else {}
-    allowed = {b: q for b in bit_widths if (q := predicted_quality((b,) * model.layers)) >= quality_target}
+    allowed = {b: q for b in bit_widths if (q := model_quality((b,) * model.layers, model.name)) >= quality_target}
     # Regions and clouds selling the same hardware give the same Device: model it once.
     per_device: dict[tuple[Device, int], list[float]] = {}
     out: list[Candidate] = []

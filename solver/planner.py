@@ -11,7 +11,7 @@ from solver.candidates import BIT_WIDTHS, Candidate, build_candidates
 from solver.costmodel import ModelShape
 from solver.fleet import FleetGroup, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
 from solver.plan import BaselinePlan, FleetGroupPlan, Plan, Replica, Stage, WorkloadClassPlan
-from solver.quality import predicted_quality
+from solver.quality import model_quality
 from solver.workload import Workload
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def diagnose(
     if not candidates:
         for bits in BIT_WIDTHS:
             if all_candidates(bits):
-                q = predicted_quality((bits,) * model.layers)
+                q = model_quality((bits,) * model.layers, model.name)
                 return (f"no offering has memory for {model.name} at a quality of {quality_target:g}: "
                         f"allow --quality {math.floor(q * 1000) / 1000:g} for {bits}-bit")
         return f"no available offering has memory for {model.name} even at {min(BIT_WIDTHS)}-bit"

@@ -20,3 +20,15 @@ def predicted_quality(bits: tuple[int, ...], layer_loss: dict[int, list[float]] 
     else:
         total = sum(layer_loss[b][i] for i, b in enumerate(bits))
     return math.exp(-total)
+
+
+def model_quality(bits: tuple[int, ...], model_name: str) -> float:
+    """predicted_quality with the model's calibrated per-layer losses when a matching profile exists."""
+    from catalog.quality_profiles import load_layer_loss
+
+    loss = load_layer_loss(model_name)
+    usable = loss is not None and all(b in loss and len(loss[b]) == len(bits) for b in set(bits) - {16})
+    if usable and loss is not None:
+        loss = {**loss, 16: loss.get(16, [0.0] * len(bits))}
+        return predicted_quality(bits, loss)
+    return predicted_quality(bits)
