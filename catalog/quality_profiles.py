@@ -8,16 +8,16 @@ shipped in `catalog/data/quality/` is used when the user has not calibrated. For
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from catalog.home import costserve_home
 
 SHIPPED = Path(__file__).with_name("data") / "quality"
 
 
 def user_profile_path(model: str) -> Path:
     """Where `costserve calibrate` writes the profile of `model`."""
-    home = Path(os.environ.get("COSTSERVE_HOME") or Path.home() / ".costserve").expanduser()
-    return home / "quality" / f"{model}.json"
+    return costserve_home() / "quality" / f"{model}.json"
 
 
 def load_layer_loss(model: str) -> dict[int, list[float]] | None:

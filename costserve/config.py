@@ -7,9 +7,6 @@ user's catalog overrides (`catalog/offerings.csv` written by `costserve catalog 
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
@@ -18,10 +15,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from catalog.home import costserve_home  # re-exported: one definition for every layer
 
-def costserve_home() -> Path:
-    """The costserve home directory: `$COSTSERVE_HOME`, else `~/.costserve` (not created here)."""
-    return Path(os.environ.get("COSTSERVE_HOME") or Path.home() / ".costserve").expanduser()
+__all__ = ["ConfigError", "Settings", "costserve_home", "load_settings"]
 
 
 class Settings(BaseSettings):

@@ -62,12 +62,11 @@ class LocalPipeline:
             s.setup_cache(slots, max_seq, dtype, device=_device_of(s))
 
     def submit(self, cmd: Command) -> None:
-        x, device = cmd.tokens, _device_of(self.stages[0])
+        x = cmd.tokens
         for s in self.stages:
             d = _device_of(s)
             x = s(x.to(d), cmd.slots.to(d), cmd.pos.to(d), cmd.last_index.to(d))
         self._ready.append(x.cpu())
-        del device
 
     def collect(self) -> Tensor:
         return self._ready.pop(0)
@@ -114,8 +113,7 @@ class Engine:
 
     def generate(self, jobs: Iterable[JobLike]) -> list[Generation]:
         """Generate every job; results in input order."""
-        out = sorted(self.stream(jobs), key=lambda g: g.index)
-        return out
+        return sorted(self.stream(jobs), key=lambda g: g.index)
 
     def stream(self, jobs: Iterable[JobLike]) -> Iterator[Generation]:
         """Generate every job, yielding each Generation as soon as it finishes (completion order)."""

@@ -9,9 +9,8 @@ batch (continuous batching) and padded rows never see each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -195,6 +194,12 @@ class StageModel(nn.Module):
         """Bytes held by this stage's KV caches."""
         return sum(c.k.nbytes + c.v.nbytes for layer in self.layers if (c := layer.attention.kv_cache) is not None)
 
+    def position_inputs(self, pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Rotary cos, sin [B, T, hd] and the causal mask [B, 1, T, seen] for positions `pos` [B, T]."""
+        seen = int(pos.max()) + 1
+        mask = (torch.arange(seen, device=pos.device)[None, None, :] <= pos[:, :, None])[:, None]
+        return self.rope_cos[pos], self.rope_sin[pos], mask
+
     @torch.inference_mode()
     def forward(self, x: Tensor, slots: Tensor, pos: Tensor, last_index: Tensor | None = None) -> Tensor:
         """Run the stage on token ids [B, T] (first stage) or hidden states [B, T, dim].
@@ -204,9 +209,7 @@ class StageModel(nn.Module):
         last real token of a right-padded prompt); other stages return hidden states.
         """
         h = self.tok_embeddings(x) if self.tok_embeddings is not None else x
-        seen = int(pos.max()) + 1
-        mask = (torch.arange(seen, device=pos.device)[None, None, :] <= pos[:, :, None])[:, None]  # [B, 1, T, seen]
-        cos, sin = self.rope_cos[pos], self.rope_sin[pos]
+        cos, sin, mask = self.position_inputs(pos)
         for layer in self.layers:
             h = layer(h, cos, sin, mask, slots, pos)
         if not self.is_last:
@@ -250,15 +253,3 @@ def outer_state_dict(hf: Mapping[str, Tensor], args: ModelArgs, first: int, last
         out["output.weight"] = embed if args.tie_embeddings or "lm_head.weight" not in hf else hf["lm_head.weight"]
     return out
 
-
-def load_hf_state_dict(model_dir: Path) -> dict[str, Tensor]:
-    """All tensors of the safetensors files in a Hugging Face model directory (fp32)."""
-    from safetensors.torch import load_file
-
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{model_dir}: no .safetensors files")
-    state: dict[str, Tensor] = {}
-    for f in files:
-        state.update({k: v.float() for k, v in load_file(f).items()})
-    return state

