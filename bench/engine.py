@@ -89,7 +89,7 @@ def run_costserve(model_dir: Path, jobs: list[Any], bits: int, stages: int, slot
         gens = engine.generate(jobs)
         secs, st = time.perf_counter() - t0, engine.stats
         decode = {"decode_tokens_per_s": st.decode_rows / st.decode_seconds, "mean_batch": st.decode_rows / st.decode_passes,
-                  "mean_context": st.decode_context / st.decode_rows, "bits": bits}
+                  "mean_context": st.decode_context / st.decode_rows, "bits": bits, "decode_shapes": st.decode_shapes}
         return sum(g.completion_tokens for g in gens), secs, decode
 
 
@@ -140,10 +140,12 @@ def main() -> None:
                      "tokens/s": r["tokens"] / r["seconds"], "peak RSS MiB": round(r["peak_rss_mib"])})
         if "decode_tokens_per_s" in r:
             rows[-1]["decode tok/s"] = r["decode_tokens_per_s"]
+            rows[-1]["mean decode batch"] = r["mean_batch"]
             if a.profile and v != "e":  # the profile predicts one process; (e) overlaps two
-                from solver.device_profile import decode_tokens_per_s, load_device_profile
+                from solver.device_profile import decode_run_tokens_per_s, load_device_profile
 
-                pred = decode_tokens_per_s(load_device_profile(a.profile), [int(r["bits"])] * 30, r["mean_batch"], r["mean_context"])
+                # priced pass by pass: each decode pass at its rows and the context its attention spans
+                pred = decode_run_tokens_per_s(load_device_profile(a.profile), [int(r["bits"])] * 30, r["decode_shapes"])
                 rows[-1]["predicted decode tok/s"] = pred
                 rows[-1]["prediction error %"] = (pred / r["decode_tokens_per_s"] - 1) * 100
         print(f"done {rows[-1]['variant']}: {rows[-1]['tokens/s']:.1f} tokens/s", file=sys.stderr, flush=True)

@@ -36,10 +36,20 @@ def layer_decode_ms(profile: dict[str, Any], bits: int, batch: float, context: f
     return _interp(at_context, batch)
 
 
+def decode_step_ms(profile: dict[str, Any], bits: list[int], batch: float, context: float) -> float:
+    """Predicted ms of one decode step of a replica with layer i at bits[i]: every layer plus the LM head."""
+    return sum(layer_decode_ms(profile, b, batch, context) for b in bits) + _interp(profile["head_decode_ms"], batch)
+
+
 def decode_tokens_per_s(profile: dict[str, Any], bits: list[int], batch: float, context: float) -> float:
-    """Predicted decode throughput (tokens/s) of a replica with layer i at bits[i]."""
-    step_ms = sum(layer_decode_ms(profile, b, batch, context) for b in bits) + _interp(profile["head_decode_ms"], batch)
-    return batch / step_ms * 1000
+    """Predicted decode throughput (tokens/s) of a replica with layer i at bits[i], `batch` rows at `context` tokens."""
+    return batch / decode_step_ms(profile, bits, batch, context) * 1000
+
+
+def decode_run_tokens_per_s(profile: dict[str, Any], bits: list[int], shapes: list[tuple[int, int]]) -> float:
+    """Predicted decode tokens/s over a run's decode passes, each (rows, context tokens attended)."""
+    total_ms = sum(decode_step_ms(profile, bits, rows, ctx) for rows, ctx in shapes)
+    return sum(rows for rows, _ in shapes) / total_ms * 1000 if total_ms > 0 else 0.0
 
 
 def prefill_tokens_per_s(profile: dict[str, Any], bits: list[int]) -> float:

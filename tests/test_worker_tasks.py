@@ -61,3 +61,24 @@ def test_planner_reads_a_calibrated_profile(costserve_home: Path) -> None:
     assert load_layer_loss("NoSuchModel") == {8: [0.01, 0.02], 4: [0.1, 0.2]}
 
 
+
+
+def test_run_local_command_writes_results_in_input_order_and_names_bad_lines(cli, tmp_path: Path, tiny_llama_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from costserve.cli import app
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join([
+        json.dumps({"id": "long", "prompt": "one two three", "max_tokens": 9, "temperature": 0}),
+        json.dumps({"id": "bad", "prompt": "x", "max_tokens": "many"}),
+        json.dumps({"id": "short", "prompt": "four", "max_tokens": 2, "temperature": 0}),
+        json.dumps({"custom_id": "chat", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0}}),
+    ]) + "\n")
+    out = tmp_path / "out.jsonl"
+    result = cli.invoke(app, ["run-local", str(jobs), "--model", str(tiny_llama_dir), "--out", str(out)])
+    assert result.exit_code == 1, result.output  # a bad line was skipped: not a clean run
+    assert "jobs.jsonl:2" in result.output and "max_tokens" in result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["custom_id"] for r in lines] == ["long", "short", "chat"]  # input order, bad line left out
+    usage = [r["response"]["body"]["usage"]["completion_tokens"] for r in lines]
+    assert usage[0] <= 9 and usage[1] <= 2 and usage[2] <= 3 and all(r["error"] is None for r in lines)

@@ -69,7 +69,10 @@ class BatchStats:
     prompt_tokens: int = 0
     decode_seconds: float = 0.0  # time inside submit + collect of decode passes (exact for one process)
     decode_rows: int = 0
-    decode_context: int = 0  # sum over decode rows of the cached tokens attended to
+    decode_context: int = 0  # sum over decode rows of their cached tokens
+    # (rows, tokens each row attends to) per decode pass: attention runs every row of a pass
+    # over the longest row's cache, so this is the shape a cost model must price
+    decode_shapes: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def ideal_rounds(self) -> float:
@@ -138,6 +141,7 @@ class ContinuousBatcher:
                     self.stats.decode_seconds += time.perf_counter() - t0
                     self.stats.decode_rows += len(c.seqs)
                     self.stats.decode_context += int(c.pos.sum()) + len(c.seqs)
+                    self.stats.decode_shapes.append((len(c.seqs), int(c.pos.max()) + 1))
                 in_flight.append(c)
                 self.stats.prefill_passes += c.prefill
                 self.stats.decode_passes += not c.prefill
