@@ -83,7 +83,7 @@ def run_plan(
     groups = pd.DataFrame([
         {"instances": g.count, "offering": f"{g.cloud}/{g.region}/{g.instance_type}" + (" (spot)" if g.spot else ""),
          "GPUs": f"{g.gpus_per_instance}x{g.gpu}" if g.gpus_per_instance else "cpu", "$/h": g.price_per_hour,
-         "replica": f"tp{g.replica.tp} {g.replica.bits[0]}-bit" if len(set(g.replica.bits)) == 1 else f"tp{g.replica.tp} mixed",
+         "replica": g.replica.summary(),
          "classes": ", ".join(f"{k} {s:.0%}" for k, s in g.class_shares.items()), "done after": f"{g.finish_s / 3600:.2f}h"}
         for g in plan.groups
     ])

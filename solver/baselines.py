@@ -4,6 +4,7 @@
 (b) `melange-16bit`: mixed offering types, 16 bits, whole-model replicas (Mélange).
 (c) `uniform-quant`: one offering type, one bit-width for all layers: the lowest that meets
     the quality target.
+None of them may use the partition ILP's mixed-bit or pipelined configurations.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ def solve_baselines(
     gpu_caps: dict[str, int] | None = None,
 ) -> list[BaselineResult]:
     """Solve each baseline under the same deadline, budget and availability."""
-    sixteen = [c for c in candidates if c.bits == 16]
-    lowest = min((c.bits for c in candidates), default=16)
-    uniform = [c for c in candidates if c.bits == lowest]
+    whole = [c for c in candidates if c.whole_model_uniform]
+    sixteen = [c for c in whole if c.bits == 16]
+    lowest = min((c.bits for c in whole), default=16)
+    uniform = [c for c in whole if c.bits == lowest]
     problems = {
         "single-16bit": (sixteen, True),
         "melange-16bit": (sixteen, False),

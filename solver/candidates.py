@@ -42,6 +42,29 @@ class Candidate:
     quality: float
     requests_per_s: tuple[float, ...]  # per workload class, whole instance
     startup_seconds: float = STARTUP_SECONDS
+    # Pipeline layout from the partition ILP: (first layer, last layer, bits per layer) per
+    # stage of `tp` GPUs. Empty: one stage holding every layer at `bits`.
+    stages: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
+    prefill_micro_batch: int = 1
+    decode_micro_batch: int = 1
+
+    @property
+    def whole_model_uniform(self) -> bool:
+        """One stage, every layer at `bits`: the configurations the baselines may use."""
+        return len(self.stages) <= 1 and all(b == self.bits for s in self.stages for b in s[2])
+
+
+def purchase_options(row: "pd.Series", spot: bool) -> list[tuple[bool, float, float]]:
+    """(is spot, $/h, share of throughput kept after preemptions) for an offerings row."""
+    options = [(False, float(row["price_per_hour"]), 1.0)]
+    if spot and row["spot_price_per_hour"] == row["spot_price_per_hour"]:  # not NaN
+        options.append((True, float(row["spot_price_per_hour"]), 1 - SPOT_OVERHEAD.get(row["cloud"], 0.1)))
+    return options
+
+
+def offering_label(row: "pd.Series", is_spot: bool) -> str:
+    """cloud/region/instance_type, with ' spot' for the spot purchase option."""
+    return f"{row['cloud']}/{row['region']}/{row['instance_type']}{' spot' if is_spot else ''}"
 
 
 def build_candidates(
@@ -59,7 +82,7 @@ def build_candidates(
     With a measured `profile`, a profiled GPU's throughputs are scaled to match it.
     """
     specs = gpus.set_index("gpu", drop=False)
-    calibration = _profile_calibration(profile, specs, model, workload) if profile is not None else {}
+    calibration = profile_calibration(profile, specs, model, workload) if profile is not None else {}
     allowed = {b: q for b in bit_widths if (q := model_quality((b,) * model.layers, model.name)) >= quality_target}
     # Regions and clouds selling the same hardware give the same Device: model it once.
     per_device: dict[tuple[Device, int], list[float]] = {}
@@ -67,9 +90,7 @@ def build_candidates(
     for idx, row in offerings.iterrows():
         if row["availability"] <= 0:
             continue
-        options = [(False, row["price_per_hour"])]
-        if spot and row["spot_price_per_hour"] == row["spot_price_per_hour"]:  # not NaN
-            options.append((True, row["spot_price_per_hour"]))
+        options = purchase_options(row, spot)
         gpu_row = specs.loc[row["gpu"]]
         tps = [1] if row["gpu"] == "cpu" else [t for t in (1, 2, 4, 8) if row["gpu_count"] % t == 0 and t <= row["gpu_count"]]
         for bits, quality in allowed.items():
@@ -86,21 +107,19 @@ def build_candidates(
                     per_replica = [r * f for r, f in zip(per_replica, calibration[row["gpu"]])]
                 if not any(per_replica):
                     continue
-                for is_spot, price in options:
-                    keep = 1 - SPOT_OVERHEAD.get(row["cloud"], 0.1) if is_spot else 1.0
+                for is_spot, price, keep in options:
                     out.append(
                         Candidate(
-                            offering=int(idx),
-                            label=f"{row['cloud']}/{row['region']}/{row['instance_type']}{' spot' if is_spot else ''}",
+                            offering=int(idx), label=offering_label(row, is_spot),
                             gpu=row["gpu"], gpus_per_instance=int(row["gpu_count"]), spot=is_spot,
-                            price_per_hour=float(price), tp=tp, replicas=int(replicas), bits=bits, quality=quality,
+                            price_per_hour=price, tp=tp, replicas=int(replicas), bits=bits, quality=quality,
                             requests_per_s=tuple(r * replicas * keep for r in per_replica),
                         )
                     )
     return out
 
 
-def _profile_calibration(profile: "ThroughputProfile", specs: "pd.DataFrame", model: ModelShape, workload: Workload) -> dict[str, list[float]]:
+def profile_calibration(profile: "ThroughputProfile", specs: "pd.DataFrame", model: ModelShape, workload: Workload) -> dict[str, list[float]]:
     """Per profiled GPU, per class: measured req/s ÷ modelled req/s (16 bits, one GPU)."""
     factors: dict[str, list[float]] = {}
     for gpu in profile.gpu_info:

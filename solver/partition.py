@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyomo.environ as pyo
@@ -112,11 +113,20 @@ class Partition:
         return self.batch / self.latency_s if self.latency_s > 0 else 0.0
 
 
-def solve_partition_model(model: pyo.ConcreteModel, stages: list[StageCosts]) -> Partition | None:
-    """Solve with HiGHS; None when no partition fits."""
-    result = pyo.SolverFactory("appsi_highs").solve(model, load_solutions=False)
-    if result.solver.termination_condition != pyo.TerminationCondition.optimal:
+def solve_partition_model(model: pyo.ConcreteModel, stages: list[StageCosts], time_limit_s: float | None = None) -> Partition | None:
+    """Solve with HiGHS; None when no partition fits.
+
+    With `time_limit_s`, the best placement found by then is kept (pipelines of identical
+    devices are symmetric, which can make proving optimality slow); without, it is optimal.
+    """
+    options = {} if time_limit_s is None else {"timelimit": time_limit_s}
+    result = pyo.SolverFactory("appsi_highs").solve(model, load_solutions=False, **options)
+    condition = result.solver.termination_condition
+    timed_out = condition == pyo.TerminationCondition.maxTimeLimit and len(result.solution) > 0
+    if condition != pyo.TerminationCondition.optimal and not timed_out:
         return None
+    if timed_out:
+        result.solver.status = pyo.SolverStatus.ok  # a usable incumbent, not an error: load it quietly
     model.solutions.load_from(result)
     placed = sorted((l, d, b) for (l, d, b), var in model.z.items() if pyo.value(var) > 0.5)
     out = []
@@ -163,6 +173,8 @@ def partition_replica(
     layer_loss: dict[int, list[float]],
     bit_widths: tuple[int, ...] = (16, 8, 4),
     batches: tuple[int, ...] = (16, 64, 256),
+    prefill_micro_batches: tuple[int, ...] = (1, 2, 4, 8),
+    time_limit_s: float | None = None,
 ) -> Partition | None:
     """Best partition of `model` over `devices` ((Device, link GB/s to the next stage) pairs).
 
@@ -182,7 +194,7 @@ def partition_replica(
         seen_orders.add(kinds(order))
         n = len(order)
         for batch in batches:
-            prefill_options = [m for m in (1, 2, 4, 8) if m <= batch]
+            prefill_options = [m for m in prefill_micro_batches if m <= batch]
             decode_options = sorted({max(1, batch // k) for k in (n, 2 * n) if batch // k >= 1})
             for prefill_mb, decode_mb in itertools.product(prefill_options, decode_options):
                 stages = [
@@ -196,10 +208,62 @@ def partition_replica(
                 ilp = build_partition_model(model.layers, stages, {b: layer_loss[b] for b in bit_widths},
                                             math.ceil(batch / prefill_mb), math.ceil(batch / decode_mb),
                                             max(1, math.ceil(output_tokens)), budget)
-                found = solve_partition_model(ilp, stages)
+                found = solve_partition_model(ilp, stages, time_limit_s)
                 if found is None:
                     continue
                 found = Partition(found.stages, found.latency_s, found.quality_loss, batch, prefill_mb, decode_mb)
                 if best is None or found.requests_per_s > best.requests_per_s:
                     best = found
+    return best
+
+
+def assignment_latency(
+    stages: list[StageCosts], placement: Sequence[tuple[int, int]], prefill_micro_batches: int,
+    decode_micro_batches: int, decode_steps: int,
+) -> float | None:
+    """Batch latency (s) of a fixed placement — (stage, bits) per layer — by the ILP's formula; None if a stage overflows."""
+    used = [s.fixed for s in stages]
+    pre = [0.0] * len(stages)
+    dec = [0.0] * len(stages)
+    for d, b in placement:
+        used[d] += stages[d].layer_bytes[b]
+        pre[d] += stages[d].prefill_s[b]
+        dec[d] += stages[d].decode_s[b]
+    if any(u > s.capacity for u, s in zip(used, stages)):
+        return None
+    for d in range(len(stages) - 1):
+        pre[d] += stages[d].send_prefill_s
+        dec[d] += stages[d].send_decode_s
+    return (sum(pre) + (prefill_micro_batches - 1) * max(pre)
+            + decode_steps * (sum(dec) + (decode_micro_batches - 1) * max(dec)))
+
+
+def partition_throughput(
+    model: ModelShape,
+    devices: list[tuple[Device, float]],
+    partition: Partition,
+    input_tokens: float,
+    output_tokens: float,
+    batches: tuple[int, ...] = (8, 16, 32, 64, 128, 256),
+) -> tuple[float, int]:
+    """(requests/s, batch) of a solved partition on requests of other mean lengths (0.0, 0 if none fits).
+
+    `devices` are in stage order. The layout and bits stay as solved; the batch is the best of
+    `batches` that fits every stage, with the micro-batches scaled from the solved ones.
+    """
+    placement = [(d, b) for d, stage in enumerate(partition.stages) for b in stage[3]]
+    bit_widths = tuple(sorted({b for _, b in placement}))
+    n = len(devices)
+    best = (0.0, 0)
+    for batch in batches:
+        prefill_mb = min(max(1, partition.prefill_micro_batch), batch)
+        decode_mb = max(1, round(batch * partition.decode_micro_batch / partition.batch)) if partition.batch else max(1, batch // n)
+        stages = [
+            stage_costs(model, dev, batch, prefill_mb, decode_mb, input_tokens, output_tokens, pos == 0, pos == n - 1, link, bit_widths)
+            for pos, (dev, link) in enumerate(devices)
+        ]
+        latency = assignment_latency(stages, placement, math.ceil(batch / prefill_mb), math.ceil(batch / decode_mb),
+                                     max(1, math.ceil(output_tokens)))
+        if latency is not None and latency > 0 and batch / latency > best[0]:
+            best = (batch / latency, batch)
     return best

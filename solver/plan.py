@@ -34,6 +34,18 @@ class Replica(BaseModel):
     def bits(self) -> list[int]:
         return [b for s in self.stages for b in s.bits]
 
+    def summary(self) -> str:
+        """One line for tables: e.g. `tp2 8-bit` or `tp1 x2 stages [0-39 8b; 40-79 8b x38 + 4b x2] mb 4/32`."""
+        if len(self.stages) == 1 and len(set(self.bits)) == 1:
+            return f"tp{self.tp} {self.bits[0]}-bit"
+        parts = []
+        for s in self.stages:
+            counts = {b: s.bits.count(b) for b in sorted(set(s.bits), reverse=True)}
+            bits = f"{s.bits[0]}b" if len(counts) == 1 else " + ".join(f"{b}b x{n}" for b, n in counts.items())
+            parts.append(f"{s.first_layer}-{s.last_layer} {bits}")
+        stages = f" x{len(self.stages)} stages" if len(self.stages) > 1 else ""
+        return f"tp{self.tp}{stages} [{'; '.join(parts)}] mb {self.prefill_micro_batch}/{self.decode_micro_batch}"
+
 
 class FleetGroupPlan(BaseModel):
     """`count` instances of one offering, each running `replicas` replicas."""

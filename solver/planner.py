@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from solver.baselines import solve_baselines
-from solver.candidates import BIT_WIDTHS, Candidate, build_candidates
+from solver.candidates import BIT_WIDTHS, Candidate, build_candidates, profile_calibration
 from solver.costmodel import ModelShape
 from solver.fleet import FleetGroup, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
+from solver.partitioned import partitioned_candidates
 from solver.plan import BaselinePlan, FleetGroupPlan, Plan, Replica, Stage, WorkloadClassPlan
 from solver.quality import model_quality
 from solver.workload import Workload
@@ -66,16 +67,31 @@ def diagnose(
 def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, model: ModelShape) -> FleetGroupPlan:
     c = g.candidate
     row = offerings.loc[c.offering]
-    stage = Stage(device=c.gpu, first_layer=0, last_layer=model.layers - 1, bits=[c.bits] * model.layers)
+    layout = c.stages or ((0, model.layers - 1, (c.bits,) * model.layers),)
+    stages = [Stage(device=c.gpu, first_layer=first, last_layer=last, bits=list(bits)) for first, last, bits in layout]
     return FleetGroupPlan(
         cloud=row["cloud"], region=row["region"], instance_type=row["instance_type"], gpu=c.gpu,
         gpus_per_instance=c.gpus_per_instance, spot=c.spot, price_per_hour=c.price_per_hour, count=g.count,
-        replicas=c.replicas, replica=Replica(tp=c.tp, stages=[stage], prefill_micro_batch=1, decode_micro_batch=1),
+        replicas=c.replicas, replica=Replica(tp=c.tp, stages=stages, prefill_micro_batch=c.prefill_micro_batch,
+                                                        decode_micro_batch=c.decode_micro_batch),
         quality=c.quality,
         class_shares={k.name: round(s, 6) for k, s in zip(workload.classes, g.shares) if s > 1e-9},
         requests_per_s={k.name: r for k, r in zip(workload.classes, c.requests_per_s)},
         finish_s=g.finish_seconds,
     )
+
+
+def all_candidates(
+    offerings: "pd.DataFrame", gpus: "pd.DataFrame", model: ModelShape, workload: Workload, quality_target: float,
+    spot: bool, profile: "ThroughputProfile | None" = None, partitioned: bool = True,
+) -> list[Candidate]:
+    """Whole-model uniform-bit candidates plus, with `partitioned`, the partition ILP's mixed-bit and pipelined ones."""
+    out = build_candidates(offerings, gpus, model, workload, quality_target, spot, profile=profile)
+    if partitioned:
+        specs = gpus.set_index("gpu", drop=False)
+        calibration = profile_calibration(profile, specs, model, workload) if profile is not None else {}
+        out += partitioned_candidates(offerings, specs, model, workload, quality_target, spot, BIT_WIDTHS, calibration, out)
+    return out
 
 
 def plan_batch(
@@ -90,11 +106,12 @@ def plan_batch(
     gpu_caps: dict[str, int] | None = None,
     with_baselines: bool = True,
     profile: "ThroughputProfile | None" = None,
+    partitioned: bool = True,
 ) -> Plan:
     """The cheapest plan meeting deadline (s), budget ($), quality and availability; PlanningError if none."""
     model = ModelShape.from_row(model_row)
     availability = {int(i): int(a) for i, a in offerings["availability"].items()}
-    candidates = build_candidates(offerings, gpus, model, workload, quality_target, spot, profile=profile)
+    candidates = all_candidates(offerings, gpus, model, workload, quality_target, spot, profile, partitioned)
     try:
         best: FleetSolution = solve_fleet(candidates, workload, deadline_s, availability, budget, gpu_caps)
     except Infeasible:

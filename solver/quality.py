@@ -22,13 +22,17 @@ def predicted_quality(bits: tuple[int, ...], layer_loss: dict[int, list[float]] 
     return math.exp(-total)
 
 
-def model_quality(bits: tuple[int, ...], model_name: str) -> float:
-    """predicted_quality with the model's calibrated per-layer losses when a matching profile exists."""
+def model_layer_loss(model_name: str, layers: int) -> dict[int, list[float]]:
+    """Per-layer log-perplexity loss by bit-width: the model's calibrated profile when it matches, else the uniform default."""
     from catalog.quality_profiles import load_layer_loss
 
-    loss = load_layer_loss(model_name)
-    usable = loss is not None and all(b in loss and len(loss[b]) == len(bits) for b in set(bits) - {16})
-    if usable and loss is not None:
-        loss = {**loss, 16: loss.get(16, [0.0] * len(bits))}
-        return predicted_quality(bits, loss)
-    return predicted_quality(bits)
+    default = {b: [loss / layers] * layers for b, loss in DEFAULT_MODEL_LOSS.items()}
+    measured = load_layer_loss(model_name)
+    if measured is None or not all(b in measured and len(measured[b]) == layers for b in DEFAULT_MODEL_LOSS if b != 16):
+        return default
+    return {**default, **{b: v for b, v in measured.items() if len(v) == layers}}
+
+
+def model_quality(bits: tuple[int, ...], model_name: str) -> float:
+    """predicted_quality with the model's calibrated per-layer losses when a matching profile exists."""
+    return predicted_quality(bits, model_layer_loss(model_name, len(bits)))
