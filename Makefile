@@ -20,8 +20,7 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/costserve validate examples/jobs.jsonl
-	$(BIN)/costserve validate examples/plain.jsonl
-	$(BIN)/costserve catalog offerings --gpu L4
+	$(BIN)/costserve submit examples/jobs.jsonl --replica examples/replica-mixed.json --out examples/jobs.results.jsonl
 
 test: install
 	$(BIN)/python -m pytest

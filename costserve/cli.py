@@ -96,6 +96,38 @@ def profile(
 
 
 @app.command()
+def submit(
+    jobs: Annotated[Path, typer.Argument(help="job file (JSON Lines)")],
+    model: Annotated[Optional[str], typer.Option(help="HF model dir, .gguf file, or the embedded SmolLM2-135M [config: default_model]")] = None,
+    quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model; picks the bits per layer")] = 0.99,
+    broker: Annotated[Optional[str], typer.Option(help="Celery broker URL, e.g. redis://:PASSWORD@host:6379/0 [default: an embedded Redis per run]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="results file [default: JOBS.results.jsonl]")] = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="jobs per queued shard")] = 32,
+    workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
+    stages: Annotated[int, typer.Option(min=1, help="pipeline stages per replica (one process each)")] = 2,
+    replica: Annotated[Optional[Path], typer.Option(help="run this replica JSON instead of the one chosen from --quality")] = None,
+) -> None:
+    """Run a job file end to end on this machine: run store, Redis queue, local workers, results in input order."""
+    from costserve.submit_cmd import run_submit
+
+    raise typer.Exit(run_submit(jobs, model, quality, broker, out, shard_size, workers, stages, replica))
+
+
+@app.command()
+def worker(
+    queue: Annotated[str, typer.Option(help="queue to consume")],
+    broker: Annotated[str, typer.Option(help="Celery broker URL")],
+    replica: Annotated[Optional[Path], typer.Option(help="replica JSON this worker runs")] = None,
+    model: Annotated[Optional[str], typer.Option(help="model dir or .gguf [default: the embedded SmolLM2-135M]")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="worker processes, one replica each")] = 1,
+) -> None:
+    """A Celery worker for one queue (started by `submit`; run it by hand on another machine to add capacity)."""
+    from costserve.worker_cmd import run_worker
+
+    run_worker(queue, broker, replica, model, concurrency)
+
+
+@app.command()
 def version() -> None:
     """Print costserve's version."""
     from costserve import __version__
@@ -106,3 +138,7 @@ def version() -> None:
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -42,7 +42,10 @@ def _load_replica(**_: Any) -> None:
 @worker_process_shutdown.connect
 def _close_replica(**_: Any) -> None:
     if _engine is not None:
-        _engine.close()
+        try:
+            _engine.close()
+        except RuntimeError:
+            pass  # stopping a worker signals its whole process group: the pipeline stages may be gone already
 
 
 @app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)

