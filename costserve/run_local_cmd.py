@@ -9,8 +9,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from costserve.config import ConfigError, load_settings
-from costserve.jobfile import JobFileError, valid_jobs
-from costserve.ui import BadLinePrinter, console, err_console, fail
+from costserve.ui import console, err_console, fail, read_valid_jobs
 
 
 def run_local(jobs_path: Path, replica_path: Path | None, model: str | None, out: Path | None) -> int:
@@ -25,11 +24,7 @@ def run_local(jobs_path: Path, replica_path: Path | None, model: str | None, out
         replica = read_replica(replica_path) if replica_path else None
     except (ConfigError, ReplicaError) as exc:
         fail(str(exc))
-    bad = BadLinePrinter(err_console, settings.max_errors)
-    try:
-        jobs = list(valid_jobs(jobs_path, settings.default_max_tokens, bad))
-    except JobFileError as exc:
-        fail(str(exc))
+    jobs, bad = read_valid_jobs(jobs_path, settings.default_max_tokens, settings.max_errors)
     out = out or jobs_path.with_suffix(".results.jsonl")
     if not jobs:
         fail(f"{jobs_path}: no valid jobs to run")

@@ -15,9 +15,8 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from costserve.config import ConfigError, load_settings
-from costserve.jobfile import JobFileError, valid_jobs
 from costserve.runstore import RunStore
-from costserve.ui import BadLinePrinter, console, err_console, fail
+from costserve.ui import console, err_console, fail, read_valid_jobs
 
 QUEUE = "local"
 
@@ -47,11 +46,7 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
         settings = load_settings()
     except ConfigError as exc:
         fail(str(exc))
-    bad = BadLinePrinter(err_console, settings.max_errors)
-    try:
-        jobs = list(valid_jobs(jobs_path, settings.default_max_tokens, bad))
-    except JobFileError as exc:
-        fail(str(exc))
+    jobs, bad = read_valid_jobs(jobs_path, settings.default_max_tokens, settings.max_errors)
     if bad.count:
         fail(f"{jobs_path}: {bad.count} bad line(s); fix them and submit again (nothing was run)")
     if not jobs:

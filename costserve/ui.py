@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
@@ -62,3 +64,17 @@ def _format(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def read_valid_jobs(path: "Path", default_max_tokens: int, max_errors: int) -> tuple[list, "BadLinePrinter"]:
+    """Every valid job of a job file, in file order, with the printer that reported the bad lines (one line each).
+
+    An unreadable file ends the command with its one-line error.
+    """
+    from costserve.jobfile import JobFileError, valid_jobs
+
+    bad = BadLinePrinter(err_console, max_errors)
+    try:
+        return list(valid_jobs(path, default_max_tokens, bad)), bad
+    except JobFileError as exc:
+        fail(str(exc))
