@@ -114,6 +114,33 @@ def submit(
 
 
 @app.command()
+def runs() -> None:
+    """List the runs in $COSTSERVE_HOME/runs: jobs, results so far, last event."""
+    from costserve.runs_cmd import show_runs
+
+    show_runs()
+
+
+@app.command()
+def status(run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")]) -> None:
+    """Shards by state, results so far and the latest events of a run."""
+    from costserve.runs_cmd import show_status
+
+    show_status(run)
+
+
+@app.command()
+def results(
+    run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")],
+    out: Annotated[Optional[Path], typer.Option(help="write here instead of standard output")] = None,
+) -> None:
+    """A run's results (OpenAI Batch output lines) in input order; exits 1 while some jobs have none."""
+    from costserve.runs_cmd import write_results
+
+    raise typer.Exit(write_results(run, out))
+
+
+@app.command()
 def worker(
     queue: Annotated[str, typer.Option(help="queue to consume")],
     broker: Annotated[str, typer.Option(help="Celery broker URL")],

@@ -21,6 +21,13 @@ from catalog.home import costserve_home
 SHARD_STATES = ("queued", "done")
 
 
+def list_runs() -> list["RunStore"]:
+    """Every run in the store, oldest first (ids start with their creation time)."""
+    if not runs_dir().is_dir():
+        return []
+    return [RunStore(d) for d in sorted(runs_dir().iterdir()) if (d / "run.sqlite").is_file()]
+
+
 def runs_dir() -> Path:
     """Where runs live: `$COSTSERVE_HOME/runs`."""
     return costserve_home() / "runs"
@@ -92,6 +99,25 @@ class RunStore:
                 self.event("shard done", sid)
         self.db.commit()
         return len(self.shards("done"))
+
+    def input_info(self) -> dict[str, Any]:
+        """input.json: the job file's path, SHA-256 and number of valid jobs."""
+        return json.loads((self.dir / "input.json").read_text())
+
+    def results_done(self) -> int:
+        """Jobs with a result in results.sqlite (0 before any worker wrote one)."""
+        path = self.dir / "results.sqlite"
+        if not path.is_file():
+            return 0
+        con = sqlite3.connect(path, timeout=60)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        finally:
+            con.close()
+
+    def last_event(self) -> tuple[float, str, str]:
+        """(unix time, kind, detail) of the newest event."""
+        return tuple(self.db.execute("SELECT ts, kind, detail FROM events ORDER BY rowid DESC LIMIT 1").fetchone())  # type: ignore[return-value]
 
     def write_json(self, name: str, data: Any) -> Path:
         """Write a JSON file in the run directory (plan.json, replica files)."""

@@ -36,6 +36,16 @@ def test_submit_runs_every_job_once_in_input_order(cli, tmp_path: Path, tiny_lla
     replica = json.loads((run_dir / "replica-local.json").read_text())
     assert len(replica["stages"]) == 2
     assert run_dir.name in result.output
+    # the run store answers without a broker or workers
+    listed = cli.invoke(app, ["runs"])
+    assert listed.exit_code == 0 and run_dir.name in listed.output and "finished" in listed.output
+    status = cli.invoke(app, ["status", run_dir.name])
+    assert status.exit_code == 0 and "11/11 jobs have results; shards 3 done" in status.output
+    again = tmp_path / "again.jsonl"
+    assert cli.invoke(app, ["results", run_dir.name, "--out", str(again)]).exit_code == 0
+    assert again.read_text() == out.read_text()
+    missing = cli.invoke(app, ["status", "no-such-run"])
+    assert missing.exit_code == 2 and "no such run" in missing.output
 
 
 def test_submit_refuses_bad_lines_before_running_anything(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

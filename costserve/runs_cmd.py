@@ -1,0 +1,69 @@
+"""`costserve runs`, `status RUN` and `results RUN`: what the run store knows, without a broker or workers."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from costserve.runstore import RunStore, list_runs
+from costserve.ui import console, fail
+
+
+def _open(run_id: str) -> RunStore:
+    try:
+        return RunStore.open(run_id)
+    except FileNotFoundError as exc:
+        fail(f"{exc} (see `costserve runs`)")
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def show_runs() -> None:
+    """A table of every run: id, jobs, results so far, last event."""
+    import pandas as pd
+
+    from costserve.ui import frame_table
+
+    rows = []
+    for run in list_runs():
+        ts, kind, _ = run.last_event()
+        rows.append({"run": run.id, "jobs": run.input_info()["jobs"], "results": run.results_done(), "last event": kind,
+                     "at": _when(ts), "input": run.input_info()["path"]})
+    if not rows:
+        console.print("no runs yet: `costserve submit JOBS` starts one")
+        return
+    console.print(frame_table(pd.DataFrame(rows), "runs"))
+
+
+def show_status(run_id: str) -> None:
+    """Shards by state, results so far and the last events of one run."""
+    run = _open(run_id)
+    info = run.input_info()
+    shards = run.shards()
+    states = {state: sum(1 for s in shards if s[3] == state) for state in sorted({s[3] for s in shards})}
+    console.print(f"run {run.id}: {run.results_done()}/{info['jobs']} jobs have results; shards "
+                  + ", ".join(f"{n} {state}" for state, n in states.items()), markup=False)
+    for ts, kind, detail in run.db.execute("SELECT ts, kind, detail FROM events ORDER BY rowid DESC LIMIT 5").fetchall()[::-1]:
+        console.print(f"  {_when(ts)}  {kind}  {detail}", markup=False)
+
+
+def write_results(run_id: str, out: Path | None) -> int:
+    """The run's result lines in input order, to `out` or stdout; exit 1 if some jobs have none yet."""
+    from workers.shard_io import results_db
+
+    run = _open(run_id)
+    con = results_db(run.dir)
+    lines = [row[0] for row in con.execute("SELECT output FROM results ORDER BY line")]
+    text = "".join(line + "\n" for line in lines)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        console.print(f"{len(lines)} result lines -> {out}", markup=False)
+    missing = run.input_info()["jobs"] - len(lines)
+    if missing:
+        print(f"costserve: run {run.id}: {missing} jobs have no result yet", file=sys.stderr)
+    return 1 if missing else 0
