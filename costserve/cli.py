@@ -143,7 +143,7 @@ def results(
 @app.command()
 def worker(
     queue: Annotated[str, typer.Option(help="queue to consume")],
-    broker: Annotated[str, typer.Option(help="Celery broker URL")],
+    broker: Annotated[str, typer.Option(envvar="COSTSERVE_BROKER", help="Celery broker URL (or $COSTSERVE_BROKER, which keeps a password out of `ps`)")],
     replica: Annotated[Optional[Path], typer.Option(help="replica JSON this worker runs")] = None,
     model: Annotated[Optional[str], typer.Option(help="model dir or .gguf [default: the embedded SmolLM2-135M]")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="worker processes, one replica each")] = 1,

@@ -35,13 +35,17 @@ class EmbeddedRedis:
 
 
 def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: str | None, log: Path) -> subprocess.Popen[bytes]:
-    """Start `costserve worker` for `queue` in its own process group; output goes to `log`."""
-    cmd = [sys.executable, "-m", "costserve.cli", "worker", "--queue", queue, "--broker", broker, "--replica", str(replica)]
+    """Start `costserve worker` for `queue` in its own process group; output goes to `log`.
+
+    The broker URL goes in the environment, not the command line, so a password in it is not
+    visible to other users through `ps`.
+    """
+    cmd = [sys.executable, "-m", "costserve.cli", "worker", "--queue", queue, "--replica", str(replica)]
     if model:
         cmd += ["--model", model]
     out = log.open("ab")
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=run_dir,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "COSTSERVE_BROKER": broker})
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
