@@ -211,7 +211,28 @@ def export_sky_catalog(offerings: "pd.DataFrame", gpus: "pd.DataFrame", out_dir:
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, index=False)
         written[str(cloud)] = path
+    written.update(_export_common(offerings, specs, out_dir))
     return written
+
+
+def _export_common(offerings: "pd.DataFrame", specs: "pd.DataFrame", out_dir: Path) -> dict[str, Path]:
+    """SkyPilot's cross-cloud files (`common/accelerators.csv`, `common/metadata.csv`), which it
+    would otherwise download before any launch or dryrun: accelerator names and their clouds,
+    and GPU memory."""
+    import pandas as pd
+
+    gpu_rows = offerings[offerings["gpu"] != "cpu"]
+    names = gpu_rows.assign(name=gpu_rows["gpu"].map(specs["sky_name"])).groupby("name")["cloud"]
+    accelerators = pd.DataFrame({"AcceleratorName": list(names.groups),
+                                 "Clouds": [",".join(sorted(set(c))) for _, c in names]})
+    memory = specs[specs["per_vcpu"].astype(str).str.lower() != "true"]
+    metadata = pd.DataFrame({"GPU": memory["sky_name"], "MemoryGB": memory["memory_gib"].astype(float),
+                             "Manufacturer": memory["vendor"]}).drop_duplicates("GPU")
+    common = out_dir / "common"
+    common.mkdir(parents=True, exist_ok=True)
+    accelerators.to_csv(common / "accelerators.csv", index=False)
+    metadata.to_csv(common / "metadata.csv", index=False)
+    return {"common/accelerators": common / "accelerators.csv", "common/metadata": common / "metadata.csv"}
 
 
 def _gcp_layout(frame: "pd.DataFrame") -> "pd.DataFrame":

@@ -47,11 +47,12 @@ def plan(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the Plan as JSON here")] = None,
     baselines: Annotated[bool, typer.Option(help="also plan the baselines and show savings")] = True,
     profiles: Annotated[Optional[Path], typer.Option(help="measured throughputs, Mélange format (gpu_info/tputs + edges)")] = None,
+    clouds: Annotated[Optional[str], typer.Option(help="only these clouds' offerings, e.g. aws,gcp (the accounts you have)")] = None,
 ) -> None:
     """Find the cheapest GPU fleet that meets the deadline, budget and quality, and compare baselines."""
     from costserve.plan_cmd import run_plan
 
-    run_plan(jobs, workload, model, deadline, budget, quality, spot, available, json_out, baselines, profiles)
+    run_plan(jobs, workload, model, deadline, budget, quality, spot, available, json_out, baselines, profiles, clouds)
 
 
 @app.command("run-local")
@@ -106,8 +107,21 @@ def submit(
     workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
     stages: Annotated[int, typer.Option(min=1, help="pipeline stages per replica (one process each)")] = 2,
     replica: Annotated[Optional[Path], typer.Option(help="run this replica JSON instead of the one chosen from --quality")] = None,
+    backend: Annotated[str, typer.Option(help="local (this machine) or sky (a SkyPilot fleet from the plan)")] = "local",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="sky: plan, write the SkyPilot tasks and run SkyPilot's dryrun offline; launch nothing")] = False,
+    deadline: Annotated[str, typer.Option(help="sky: finish within, e.g. 8h")] = "8h",
+    budget: Annotated[Optional[float], typer.Option(help="sky: most to spend, $")] = None,
+    spot: Annotated[bool, typer.Option("--spot", help="sky: allow spot instances")] = False,
 ) -> None:
-    """Run a job file end to end on this machine: run store, Redis queue, local workers, results in input order."""
+    """Run a job file end to end: on this machine (run store, Redis queue, local workers), or plan a SkyPilot fleet."""
+    if backend == "sky":
+        from costserve.sky_submit_cmd import run_sky_submit
+
+        raise typer.Exit(run_sky_submit(jobs, model, quality, deadline, budget, spot, dry_run))
+    if backend != "local":
+        from costserve.ui import fail
+
+        fail(f"--backend: {backend!r} is not a backend (local or sky)")
     from costserve.submit_cmd import run_submit
 
     raise typer.Exit(run_submit(jobs, model, quality, broker, out, shard_size, workers, stages, replica))

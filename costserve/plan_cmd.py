@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from catalog.availability import apply_availability, parse_gpu_limits
 from catalog.load import CatalogError, load_models
@@ -11,6 +12,9 @@ from costserve.config import ConfigError, load_settings
 from costserve.durations import parse_duration
 from costserve.jobfile import JobFileError, valid_jobs
 from costserve.ui import BadLinePrinter, console, err_console, fail, frame_table
+
+if TYPE_CHECKING:
+    from solver.plan import Plan
 
 
 def _workload(jobs: Path | None, workload_file: Path | None, default_max_tokens: int, max_errors: int):  # type: ignore[no-untyped-def]
@@ -37,8 +41,12 @@ def run_plan(
     jobs: Path | None, workload_file: Path | None, model: str | None, deadline: str, budget: float | None,
     quality: float, spot: bool, available: str | None, json_out: Path | None, baselines: bool,
     profiles: Path | None = None,
-) -> None:
-    """Plan and print; writes the Plan as JSON when `json_out` is given."""
+    clouds: str | None = None,
+) -> "Plan":
+    """Plan and print; writes the Plan as JSON when `json_out` is given; returns it.
+
+    `clouds` (comma-separated, e.g. "aws,gcp") keeps only those clouds' offerings.
+    """
     import pandas as pd
 
     from solver.planner import PlanningError, plan_batch
@@ -61,6 +69,12 @@ def run_plan(
     if match.empty:
         fail(f"--model: unknown model {name!r} (known: {', '.join(models['model'])})")
     offerings, gpus, _ = current_offerings()
+    if clouds:
+        wanted = {c.strip().lower() for c in clouds.split(",") if c.strip()}
+        unknown = wanted - set(offerings["cloud"])
+        if unknown:
+            fail(f"--clouds: unknown cloud(s) {', '.join(sorted(unknown))} (catalog has {', '.join(sorted(set(offerings['cloud'])))})")
+        offerings = offerings[offerings["cloud"].isin(wanted)]
     try:
         caps = parse_gpu_limits(available, set(gpus["gpu"]))
         offerings = apply_availability(offerings, None, caps)
@@ -97,3 +111,4 @@ def run_plan(
     if json_out is not None:
         json_out.write_text(plan.model_dump_json(indent=2))
         console.print(f"plan written to {json_out}", markup=False)
+    return plan

