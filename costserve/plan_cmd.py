@@ -37,6 +37,19 @@ def _workload(jobs: Path | None, workload_file: Path | None, default_max_tokens:
     return workload
 
 
+def _cpu_profile(model: str) -> dict | None:  # type: ignore[type-arg]
+    """This model's CPU profile from `costserve profile --device cpu`, if one was written; says so when used."""
+    import json
+
+    from catalog.home import costserve_home
+
+    path = costserve_home() / "profiles" / f"cpu-{model}.json"
+    if not path.is_file():
+        return None
+    console.print(f"CPU offerings: throughput from the measured profile {path} (per thread x vCPUs)", markup=False)
+    return json.loads(path.read_text())
+
+
 def run_plan(
     jobs: Path | None, workload_file: Path | None, model: str | None, deadline: str, budget: float | None,
     quality: float, spot: bool, available: str | None, json_out: Path | None, baselines: bool,
@@ -89,9 +102,11 @@ def run_plan(
         except ProfileError as exc:
             fail(str(exc))
     workload = _workload(jobs, workload_file, settings.default_max_tokens, settings.max_errors)
+    cpu_profile = _cpu_profile(match.iloc[0]["model"])
     with console.status("planning (fleet MILP and baselines)..."):
         try:
-            plan = plan_batch(workload, match.iloc[0], offerings, gpus, deadline_s, budget, quality, spot, caps, baselines, profile)
+            plan = plan_batch(workload, match.iloc[0], offerings, gpus, deadline_s, budget, quality, spot, caps, baselines, profile,
+                              cpu_profile=cpu_profile)
         except PlanningError as exc:
             fail(str(exc), code=1)
     groups = pd.DataFrame([

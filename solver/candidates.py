@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from solver.costmodel import Device, ModelShape, class_throughput
+from solver.device_profile import class_requests_per_s
 from solver.quality import model_quality
 from solver.workload import Workload
 
@@ -76,11 +77,17 @@ def build_candidates(
     spot: bool = False,
     bit_widths: tuple[int, ...] = BIT_WIDTHS,
     profile: "ThroughputProfile | None" = None,
+    cpu_profile: dict | None = None,  # type: ignore[type-arg]
 ) -> list[Candidate]:
     """Every (offering, purchase option, tp, bits) that meets the quality target and serves ≥ 1 class.
 
-    With a measured `profile`, a profiled GPU's throughputs are scaled to match it.
+    With a measured `profile`, a profiled GPU's throughputs are scaled to match it. With a
+    `cpu_profile` (`costserve profile --device cpu`) of this model, CPU offerings take their
+    throughput from it instead of the roofline: measured per thread, times the offering's vCPUs.
     """
+    if cpu_profile is not None and (cpu_profile.get("device") != "cpu" or cpu_profile.get("model") != model.name
+                                    or cpu_profile.get("layers") != model.layers):
+        cpu_profile = None  # a profile of another device or model says nothing about this one
     specs = gpus.set_index("gpu", drop=False)
     calibration = profile_calibration(profile, specs, model, workload) if profile is not None else {}
     allowed = {b: q for b in bit_widths if (q := model_quality((b,) * model.layers, model.name)) >= quality_target}
@@ -97,6 +104,13 @@ def build_candidates(
             for tp in tps:
                 device = Device.from_catalog(gpu_row, tp, int(row["vcpus"]), float(row["host_memory_gib"]))
                 replicas = 1 if row["gpu"] == "cpu" else row["gpu_count"] // tp
+                if (device, bits) not in per_device and row["gpu"] == "cpu" and cpu_profile is not None and bits in (16, 8, 4):
+                    per_thread = 1 / int(cpu_profile["threads"])
+                    per_device[(device, bits)] = [
+                        class_requests_per_s(cpu_profile, [bits] * model.layers, c.input_tokens, c.output_tokens)
+                        * per_thread * int(row["vcpus"])
+                        for c in workload.classes
+                    ]
                 if (device, bits) not in per_device:
                     per_device[(device, bits)] = [
                         class_throughput(model, device, (bits,) * model.layers, c.input_tokens, c.output_tokens).requests_per_s

@@ -55,3 +55,15 @@ def decode_run_tokens_per_s(profile: dict[str, Any], bits: list[int], shapes: li
 def prefill_tokens_per_s(profile: dict[str, Any], bits: list[int]) -> float:
     """Predicted prefill throughput (prompt tokens/s) of a replica, head excluded."""
     return 1000 / sum(profile["layer_prefill_ms_per_token"][str(b)] for b in bits)
+
+
+def class_requests_per_s(profile: dict[str, Any], bits: list[int], input_tokens: float, output_tokens: float,
+                         batch: int = 64) -> float:
+    """Requests/s of one replica on requests of these mean lengths, from the profile alone (no roofline).
+
+    A batch of `batch` prompts prefills (prompt tokens × per-token layer time), then decodes
+    `output_tokens` steps at the mean context (input + output / 2), as the roofline model does.
+    """
+    prefill_ms = batch * input_tokens * sum(profile["layer_prefill_ms_per_token"][str(b)] for b in bits)
+    decode_ms = max(1.0, output_tokens) * decode_step_ms(profile, bits, batch, input_tokens + output_tokens / 2)
+    return batch / ((prefill_ms + decode_ms) / 1000)

@@ -83,10 +83,10 @@ def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, mo
 
 def all_candidates(
     offerings: "pd.DataFrame", gpus: "pd.DataFrame", model: ModelShape, workload: Workload, quality_target: float,
-    spot: bool, profile: "ThroughputProfile | None" = None, partitioned: bool = True,
+    spot: bool, profile: "ThroughputProfile | None" = None, partitioned: bool = True, cpu_profile: dict | None = None,  # type: ignore[type-arg]
 ) -> list[Candidate]:
     """Whole-model uniform-bit candidates plus, with `partitioned`, the partition ILP's mixed-bit and pipelined ones."""
-    out = build_candidates(offerings, gpus, model, workload, quality_target, spot, profile=profile)
+    out = build_candidates(offerings, gpus, model, workload, quality_target, spot, profile=profile, cpu_profile=cpu_profile)
     if partitioned:
         specs = gpus.set_index("gpu", drop=False)
         calibration = profile_calibration(profile, specs, model, workload) if profile is not None else {}
@@ -107,11 +107,12 @@ def plan_batch(
     with_baselines: bool = True,
     profile: "ThroughputProfile | None" = None,
     partitioned: bool = True,
+    cpu_profile: dict | None = None,  # type: ignore[type-arg]
 ) -> Plan:
     """The cheapest plan meeting deadline (s), budget ($), quality and availability; PlanningError if none."""
     model = ModelShape.from_row(model_row)
     availability = {int(i): int(a) for i, a in offerings["availability"].items()}
-    candidates = all_candidates(offerings, gpus, model, workload, quality_target, spot, profile, partitioned)
+    candidates = all_candidates(offerings, gpus, model, workload, quality_target, spot, profile, partitioned, cpu_profile)
     try:
         best: FleetSolution = solve_fleet(candidates, workload, deadline_s, availability, budget, gpu_caps)
     except Infeasible:
