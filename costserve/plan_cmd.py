@@ -39,15 +39,13 @@ def _workload(jobs: Path | None, workload_file: Path | None, default_max_tokens:
 
 def _cpu_profile(model: str) -> dict | None:  # type: ignore[type-arg]
     """This model's CPU profile from `costserve profile --device cpu`, if one was written; says so when used."""
-    import json
+    from solver.device_profile import default_profile_path, load_device_profile
 
-    from catalog.home import costserve_home
-
-    path = costserve_home() / "profiles" / f"cpu-{model}.json"
+    path = default_profile_path("cpu", model)
     if not path.is_file():
         return None
     console.print(f"CPU offerings: throughput from the measured profile {path} (per thread x vCPUs)", markup=False)
-    return json.loads(path.read_text())
+    return load_device_profile(path)
 
 
 def run_plan(

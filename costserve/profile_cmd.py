@@ -8,13 +8,14 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from costserve.config import ConfigError, costserve_home, load_settings
+from costserve.config import ConfigError, load_settings
 from costserve.ui import console, err_console, fail
 
 
 def run_profile(device: str, model: str | None, out: Path | None) -> None:
     """Profile `device` (cpu or cuda) with `model`'s layers; write JSON and print a summary."""
     from workers.model_source import ModelSourceError, model_name, resolve_model_dir
+    from solver.device_profile import default_profile_path
     from workers.profile import profile_device
 
     if device == "cuda":
@@ -33,7 +34,7 @@ def run_profile(device: str, model: str | None, out: Path | None) -> None:
     with progress:
         task = progress.add_task("profile", total=None)
         prof = profile_device(model_dir, name, device, progress=lambda d, t: progress.update(task, completed=d, total=t))
-    path = out or costserve_home() / "profiles" / f"{device}-{name}.json"
+    path = out or default_profile_path(device, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(prof, indent=1) + "\n")
     from solver.device_profile import decode_tokens_per_s

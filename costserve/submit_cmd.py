@@ -35,7 +35,7 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
                shard_size: int, workers: int, stages: int, replica_path: Path | None = None) -> int:
     """Run every valid job of `jobs_path` on this machine; returns the exit code."""
     from deploy.local import EmbeddedRedis, start_worker, stop_worker
-    from catalog.home import costserve_home
+    from solver.device_profile import default_profile_path
     from solver.local_replica import local_replica, profile_layer_ms
     from solver.plan import Replica
     from workers.celery_app import make_app
@@ -67,7 +67,7 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
             fail(str(exc))
         replica = Replica.model_validate(spec.model_dump())
     else:
-        layer_ms = profile_layer_ms(costserve_home() / "profiles" / f"cpu-{name}.json")
+        layer_ms = profile_layer_ms(default_profile_path("cpu", name))
         replica = local_replica(name, layers, quality, stages=stages, layer_ms=layer_ms)
     store = RunStore.create(jobs_path, len(jobs))
     replica_file = store.write_json(f"replica-{QUEUE}.json", replica.model_dump_json(indent=2))

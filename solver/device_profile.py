@@ -14,6 +14,13 @@ from pathlib import Path
 from typing import Any
 
 
+def default_profile_path(device: str, model: str) -> Path:
+    """Where `costserve profile` writes, and the planner looks for, the profile of `model` on `device`."""
+    from catalog.home import costserve_home
+
+    return costserve_home() / "profiles" / f"{device}-{model}.json"
+
+
 def load_device_profile(path: Path) -> dict[str, Any]:
     """Read a profile JSON written by `costserve profile`."""
     return json.loads(Path(path).read_text())

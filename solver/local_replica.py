@@ -9,7 +9,6 @@ else from the relative times below.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -27,9 +26,9 @@ def profile_layer_ms(profile_path: Path | None, batch: int = 16, context: int = 
     """Per-layer decode ms by bit-width from a `costserve profile` file, else DEFAULT_LAYER_DECODE_MS."""
     if profile_path is None or not profile_path.is_file():
         return DEFAULT_LAYER_DECODE_MS
-    from solver.device_profile import layer_decode_ms
+    from solver.device_profile import layer_decode_ms, load_device_profile
 
-    profile = json.loads(profile_path.read_text())
+    profile = load_device_profile(profile_path)
     return {b: layer_decode_ms(profile, b, batch, context) for b in LOCAL_BITS}
 
 
