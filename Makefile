@@ -20,7 +20,7 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/costserve validate examples/jobs.jsonl
-	$(BIN)/costserve submit examples/jobs.jsonl --replica examples/replica-mixed.json --out examples/jobs.results.jsonl
+	$(BIN)/costserve submit examples/jobs.jsonl --replica examples/replica-mixed.json --out examples/jobs.results.jsonl --yes
 
 test: install
 	$(BIN)/python -m pytest

@@ -109,9 +109,10 @@ def submit(
     replica: Annotated[Optional[Path], typer.Option(help="run this replica JSON instead of the one chosen from --quality")] = None,
     backend: Annotated[str, typer.Option(help="local (this machine) or sky (a SkyPilot fleet from the plan)")] = "local",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="sky: plan, write the SkyPilot tasks and run SkyPilot's dryrun offline; launch nothing")] = False,
-    deadline: Annotated[str, typer.Option(help="sky: finish within, e.g. 8h")] = "8h",
-    budget: Annotated[Optional[float], typer.Option(help="sky: most to spend, $")] = None,
+    deadline: Annotated[str, typer.Option(help="finish within, e.g. 8h (local: the plan's deadline; sky: the fleet's)")] = "8h",
+    budget: Annotated[Optional[float], typer.Option(help="most to spend, $ (local: the predicted cost must fit)")] = None,
     spot: Annotated[bool, typer.Option("--spot", help="sky: allow spot instances")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="start without asking for confirmation")] = False,
 ) -> None:
     """Run a job file end to end: on this machine (run store, Redis queue, local workers), or plan a SkyPilot fleet."""
     if backend == "sky":
@@ -124,7 +125,7 @@ def submit(
         fail(f"--backend: {backend!r} is not a backend (local or sky)")
     from costserve.submit_cmd import run_submit
 
-    raise typer.Exit(run_submit(jobs, model, quality, broker, out, shard_size, workers, stages, replica))
+    raise typer.Exit(run_submit(jobs, model, quality, broker, out, shard_size, workers, stages, replica, deadline, yes, budget))
 
 
 @app.command()
@@ -152,6 +153,85 @@ def results(
     from costserve.runs_cmd import write_results
 
     raise typer.Exit(write_results(run, out))
+
+
+@app.command()
+def cancel(run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")]) -> None:
+    """Stop a run and its fleet, keeping every finished result."""
+    from costserve.runs_cmd import cancel_run
+
+    raise typer.Exit(cancel_run(run))
+
+
+@app.command()
+def report(
+    run: Annotated[Optional[str], typer.Argument(help="run id (see `costserve runs`)")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="write a self-contained HTML report (tables and plots) here")] = None,
+    csv: Annotated[Optional[Path], typer.Option(help="write the planned-vs-actual table as CSV here")] = None,
+    since: Annotated[Optional[str], typer.Option(help="instead, every run of the last e.g. 30d: the nightly trend")] = None,
+) -> None:
+    """Cost report of a run: planned vs actual per fleet group, $/1M output tokens, makespan, baselines."""
+    from costserve.report_cmd import show_run_report, show_trend
+    from costserve.ui import fail
+
+    if (run is None) == (since is None):
+        fail("give a run id or --since PERIOD (one of them)")
+    if since is not None:
+        show_trend(since, html, csv)
+    else:
+        show_run_report(run, html, csv)  # type: ignore[arg-type]
+
+
+schedule_app = typer.Typer(help="Nightly (cron) batches: stored schedules that `costserve scheduler` fires.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("add")
+def schedule_add(
+    name: Annotated[str, typer.Argument(help="a name for the schedule")],
+    jobs: Annotated[Path, typer.Argument(help="job file submitted at each fire (read afresh each time)")],
+    cron: Annotated[str, typer.Option(help='5-field cron expression in the local time zone, e.g. "0 2 * * *"')],
+    budget: Annotated[Optional[float], typer.Option(help="most to spend per run, $")] = None,
+    deadline: Annotated[str, typer.Option(help="each run finishes within, e.g. 8h")] = "8h",
+    model: Annotated[Optional[str], typer.Option(help="model [config: default_model]")] = None,
+    quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model")] = 0.99,
+    backend: Annotated[str, typer.Option(help="local or sky")] = "local",
+    spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,
+) -> None:
+    """Store a schedule that submits JOBS at each cron time."""
+    from costserve.schedule_cmd import schedule_add as add
+
+    args = ["--deadline", deadline, "--quality", str(quality), "--backend", backend]
+    args += ["--budget", str(budget)] if budget is not None else []
+    args += ["--model", model] if model else []
+    args += ["--spot"] if spot else []
+    add(name, cron, jobs, args)
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """Stored schedules and when each fires next."""
+    from costserve.schedule_cmd import schedule_list as show
+
+    show()
+
+
+@schedule_app.command("remove")
+def schedule_remove(name: Annotated[str, typer.Argument(help="schedule name")]) -> None:
+    """Delete a stored schedule."""
+    from costserve.schedule_cmd import schedule_remove as remove
+
+    remove(name)
+
+
+@app.command()
+def scheduler(
+    broker: Annotated[Optional[str], typer.Option(envvar="COSTSERVE_BROKER", help="broker URL [default: an embedded Redis in $COSTSERVE_HOME/scheduler]")] = None,
+) -> None:
+    """Run Celery beat over the stored schedules; each fire runs `costserve submit --yes` (until Ctrl-C)."""
+    from costserve.scheduler import run_scheduler
+
+    run_scheduler(broker)
 
 
 @app.command()

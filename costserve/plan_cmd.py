@@ -48,6 +48,26 @@ def _cpu_profile(model: str) -> dict | None:  # type: ignore[type-arg]
     return load_device_profile(path)
 
 
+def show_plan(plan: "Plan", title: str) -> None:
+    """Print a plan: its fleet groups, predicted cost and makespan, and the baselines with savings."""
+    import pandas as pd
+
+    groups = pd.DataFrame([
+        {"instances": g.count, "offering": f"{g.cloud}/{g.region}/{g.instance_type}" + (" (spot)" if g.spot else ""),
+         "GPUs": f"{g.gpus_per_instance}x{g.gpu}" if g.gpus_per_instance else "cpu", "$/h": g.price_per_hour,
+         "replica": g.replica.summary(),
+         "classes": ", ".join(f"{k} {s:.0%}" for k, s in g.class_shares.items()), "done after": f"{g.finish_s / 3600:.2f}h"}
+        for g in plan.groups
+    ])
+    console.print(frame_table(groups, title))
+    console.print(f"predicted cost [bold]${plan.cost:.4g}[/], makespan [bold]{plan.makespan_s / 3600:.2f}h[/] "
+                  f"(deadline {plan.deadline_s / 3600:g}h), quality {plan.quality:.4f}")
+    if plan.baselines:
+        rows = pd.DataFrame([{"baseline": b.name, "cost $": b.cost, "makespan h": (b.makespan_s or float("nan")) / 3600,
+                              "costserve saves": f"{b.savings:.2f}x" if b.savings else b.note} for b in plan.baselines])
+        console.print(frame_table(rows, "baselines (same deadline, budget, availability)"))
+
+
 def run_plan(
     jobs: Path | None, workload_file: Path | None, model: str | None, deadline: str, budget: float | None,
     quality: float, spot: bool, available: str | None, json_out: Path | None, baselines: bool,
@@ -107,20 +127,7 @@ def run_plan(
                               cpu_profile=cpu_profile)
         except PlanningError as exc:
             fail(str(exc), code=1)
-    groups = pd.DataFrame([
-        {"instances": g.count, "offering": f"{g.cloud}/{g.region}/{g.instance_type}" + (" (spot)" if g.spot else ""),
-         "GPUs": f"{g.gpus_per_instance}x{g.gpu}" if g.gpus_per_instance else "cpu", "$/h": g.price_per_hour,
-         "replica": g.replica.summary(),
-         "classes": ", ".join(f"{k} {s:.0%}" for k, s in g.class_shares.items()), "done after": f"{g.finish_s / 3600:.2f}h"}
-        for g in plan.groups
-    ])
-    console.print(frame_table(groups, f"fleet for {workload.requests:,} jobs of {plan.model}"))
-    console.print(f"predicted cost [bold]${plan.cost:.2f}[/], makespan [bold]{plan.makespan_s / 3600:.2f}h[/] "
-                  f"(deadline {deadline_s / 3600:g}h), quality {plan.quality:.4f}")
-    if plan.baselines:
-        rows = pd.DataFrame([{"baseline": b.name, "cost $": b.cost, "makespan h": (b.makespan_s or float("nan")) / 3600,
-                              "costserve saves": f"{b.savings:.2f}x" if b.savings else b.note} for b in plan.baselines])
-        console.print(frame_table(rows, "baselines (same deadline, budget, availability)"))
+    show_plan(plan, f"fleet for {workload.requests:,} jobs of {plan.model}")
     if json_out is not None:
         json_out.write_text(plan.model_dump_json(indent=2))
         console.print(f"plan written to {json_out}", markup=False)

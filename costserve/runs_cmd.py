@@ -67,3 +67,46 @@ def write_results(run_id: str, out: Path | None) -> int:
     if missing:
         print(f"costserve: run {run.id}: {missing} jobs have no result yet", file=sys.stderr)
     return 1 if missing else 0
+
+
+def _costserve_process(pid: int) -> bool:
+    """Whether `pid` is alive and is a costserve process (a recycled pid belongs to something else)."""
+    try:
+        return b"costserve" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def cancel_run(run_id: str, wait_s: float = 60.0) -> int:
+    """Stop a run, keeping every finished result: its driver stops the fleet, or, with no driver alive, this does."""
+    import os
+    import signal
+
+    run = _open(run_id)
+    finished = run.db.execute("SELECT kind FROM events WHERE kind IN ('finished', 'stopped') LIMIT 1").fetchone()
+    if finished:
+        console.print(f"run {run.id} already {finished[0]}; nothing to cancel", markup=False)
+        return 0
+    run.event("cancel requested")
+    driver = [int(d) for (d,) in run.db.execute("SELECT detail FROM events WHERE kind = 'driver'")]
+    if driver and _costserve_process(driver[-1]):
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if run.db.execute("SELECT 1 FROM events WHERE kind IN ('finished', 'stopped')").fetchone():
+                break
+            time.sleep(0.5)
+        else:
+            fail(f"run {run.id}: its driver (pid {driver[-1]}) did not stop within {wait_s:.0f}s; cancel again or kill it")
+    else:  # the driver is gone (killed, machine rebooted): stop what it left running
+        for (pid,) in run.db.execute("SELECT detail FROM events WHERE kind = 'worker started'").fetchall():
+            if _costserve_process(int(pid)):
+                try:
+                    os.killpg(int(pid), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for queue, *_ in run.fleet():
+            run.fleet_down(queue)
+        run.event("stopped", "cancelled")
+    console.print(f"run {run.id} cancelled: {run.results_done()}/{run.input_info()['jobs']} jobs have results "
+                  f"(`costserve results {run.id}`)", markup=False)
+    return 0

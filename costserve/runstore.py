@@ -14,9 +14,12 @@ import secrets
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from catalog.home import costserve_home
+
+if TYPE_CHECKING:
+    from solver.plan import Plan
 
 SHARD_STATES = ("queued", "done")
 
@@ -52,6 +55,8 @@ class RunStore:
         self.db.execute("CREATE TABLE IF NOT EXISTS shards (shard_id TEXT PRIMARY KEY, queue TEXT, jobs INTEGER, "
                         "state TEXT, updated REAL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS events (ts REAL, kind TEXT, detail TEXT)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS fleet (queue TEXT PRIMARY KEY, group_index INTEGER, instances INTEGER, "
+                        "price_per_hour REAL, up REAL, down REAL)")
         self.db.commit()
 
     @classmethod
@@ -99,6 +104,42 @@ class RunStore:
                 self.event("shard done", sid)
         self.db.commit()
         return len(self.shards("done"))
+
+    def fleet_up(self, queue: str, group_index: int, instances: int, price_per_hour: float) -> None:
+        """Record that plan group `group_index` is running: `instances` instances at $/h each, serving `queue`."""
+        self.db.execute("INSERT OR REPLACE INTO fleet VALUES (?, ?, ?, ?, ?, NULL)", (queue, group_index, instances, price_per_hour, time.time()))
+        self.event("fleet up", f"{queue}: {instances} instance(s) at ${price_per_hour:.4f}/h")
+
+    def fleet_down(self, queue: str) -> None:
+        """Record that the group serving `queue` was torn down (its billing stops now)."""
+        self.db.execute("UPDATE fleet SET down = ? WHERE queue = ? AND down IS NULL", (time.time(), queue))
+        self.event("fleet down", queue)
+
+    def fleet(self) -> list[tuple[str, int, int, float, float, float | None]]:
+        """(queue, group_index, instances, $/h, up, down) per group; times in unix s, down None while running."""
+        return list(self.db.execute("SELECT queue, group_index, instances, price_per_hour, up, down FROM fleet ORDER BY group_index"))
+
+    def spend(self, now: float | None = None) -> float:
+        """Dollars spent so far: instances x $/h x uptime of every group (running groups count up to `now`)."""
+        now = time.time() if now is None else now
+        return sum(n * price * ((down or now) - up) / 3600 for _, _, n, price, up, down in self.fleet())
+
+    def cancel_requested(self) -> bool:
+        """Whether `costserve cancel` asked this run to stop."""
+        return self.db.execute("SELECT 1 FROM events WHERE kind = 'cancel requested' LIMIT 1").fetchone() is not None
+
+    def created(self) -> float:
+        """Unix time of the run's first event."""
+        return float(self.db.execute("SELECT ts FROM events ORDER BY rowid LIMIT 1").fetchone()[0])
+
+    def plan(self) -> "Plan | None":
+        """The run's plan.json, or None when it has none."""
+        path = self.dir / "plan.json"
+        if not path.is_file():
+            return None
+        from solver.plan import Plan
+
+        return Plan.model_validate_json(path.read_text())
 
     def input_info(self) -> dict[str, Any]:
         """input.json: the job file's path, SHA-256 and number of valid jobs."""

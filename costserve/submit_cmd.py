@@ -9,19 +9,28 @@ results in input order (OpenAI Batch output) → stop workers and broker.
 from __future__ import annotations
 
 import json
-import time
+import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+import typer
 
 from costserve.config import ConfigError, load_settings
+from costserve.durations import parse_duration
+from costserve.live_view import Cancelled, WorkersGone, follow
+from costserve.plan_cmd import show_plan
+from costserve.report_cmd import write_run_report
 from costserve.runstore import RunStore
-from costserve.ui import console, err_console, fail, read_valid_jobs
+from costserve.ui import console, fail, read_valid_jobs
+
+if TYPE_CHECKING:
+    from solver.plan import Plan, Replica
 
 QUEUE = "local"
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """A broker URL without its password, for output."""
     if "@" not in url or "://" not in url:
         return url
@@ -32,7 +41,8 @@ def _redact(url: str) -> str:
 
 
 def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str | None, out: Path | None,
-               shard_size: int, workers: int, stages: int, replica_path: Path | None = None) -> int:
+               shard_size: int, workers: int, stages: int, replica_path: Path | None = None, deadline: str = "8h",
+               yes: bool = False, budget: float | None = None) -> int:
     """Run every valid job of `jobs_path` on this machine; returns the exit code."""
     from deploy.local import EmbeddedRedis, start_worker, stop_worker
     from solver.device_profile import default_profile_path
@@ -44,8 +54,13 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
 
     try:
         settings = load_settings()
+        deadline_s = parse_duration(deadline)
     except ConfigError as exc:
         fail(str(exc))
+    except ValueError as exc:
+        fail(f"--deadline: {exc}")
+    if budget is not None and budget <= 0:
+        fail("--budget must be more than $0")
     jobs, bad = read_valid_jobs(jobs_path, settings.default_max_tokens, settings.max_errors)
     if bad.count:
         fail(f"{jobs_path}: {bad.count} bad line(s); fix them and submit again (nothing was run)")
@@ -55,7 +70,8 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
         model_dir = resolve_model_dir(model or None)  # converts the embedded model once, before workers race to
     except ModelSourceError as exc:
         fail(str(exc))
-    layers = json.loads((model_dir / "config.json").read_text())["num_hidden_layers"]
+    config = json.loads((model_dir / "config.json").read_text())
+    layers = config["num_hidden_layers"]
     name = model_name(model)
     if replica_path is not None:
         from workers.replica import ReplicaError, read_replica
@@ -69,7 +85,15 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
     else:
         layer_ms = profile_layer_ms(default_profile_path("cpu", name))
         replica = local_replica(name, layers, quality, stages=stages, layer_ms=layer_ms)
+    plan = _local_plan(jobs, name, config, replica, deadline_s, quality, settings.local_cpu_price_per_hour)
+    show_plan(plan, f"{len(jobs):,} jobs of {name} on this machine (priced as {plan.groups[0].region})")
+    if budget is not None and plan.cost > budget:
+        fail(f"--budget ${budget:g}: the predicted cost on this machine is ${plan.cost:.4f}; raise --budget")
+    _confirm(yes, f"run {len(jobs):,} jobs on this machine")
     store = RunStore.create(jobs_path, len(jobs))
+    store.event("driver", str(os.getpid()))
+    store.write_json("plan.json", plan.model_dump_json(indent=2))
+    price = plan.groups[0].price_per_hour
     replica_file = store.write_json(f"replica-{QUEUE}.json", replica.model_dump_json(indent=2))
     console.print(f"run [bold]{store.id}[/]: {len(jobs)} jobs of {name} on this machine, replica {replica.summary()}")
     shards = []
@@ -80,47 +104,74 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
         shards.append(sid)
     redis = EmbeddedRedis(store.dir) if broker is None and settings.broker is None else None
     url = redis.url if redis is not None else (broker or settings.broker or "")
-    store.event("broker", _redact(url))
+    store.event("broker", redact_url(url))
     log = store.dir / "workers.log"
     procs = [start_worker(store.dir, QUEUE, url, replica_file, str(model_dir), log) for _ in range(workers)]
+    for p in procs:
+        store.event("worker started", str(p.pid))
+    store.fleet_up(QUEUE, 0, 1, price)
     results = results_db(store.dir)
+    stopped: str | None = None
     try:
         app = make_app(url)
         for sid in shards:
             app.send_task("workers.tasks.run_shard", args=(str(store.dir), sid), queue=QUEUE)
         store.event("queued", f"{len(shards)} shards")
-        _follow(store, results, len(jobs), procs, log)
+        follow(store, results, len(jobs), procs, log, price)
+    except Cancelled:
+        stopped = "cancelled"
+    except WorkersGone as exc:
+        stopped = str(exc)
     finally:
         for p in procs:
             stop_worker(p)
         if redis is not None:
             redis.stop()
+        store.fleet_down(QUEUE)
     out = out or jobs_path.with_suffix(".results.jsonl")
-    failed = 0
+    failed = written = 0
     with out.open("w") as f:
         for (output,) in results.execute("SELECT output FROM results ORDER BY line"):
             failed += json.loads(output)["error"] is not None
+            written += 1
             f.write(output + "\n")
-    store.event("finished", str(out))
+    store.event("finished" if stopped is None else "stopped", str(out) if stopped is None else stopped)
+    report = write_run_report(store)
+    console.print(f"report: {report}", markup=False)
+    if stopped is not None:
+        fail(f"run {store.id} {stopped}: {written}/{len(jobs)} results kept in {out}")
     console.print(f"run {store.id}: {len(jobs)} results -> {out}" + (f" ({failed} failed)" if failed else ""), markup=False)
     return 1 if failed else 0
 
 
-def _follow(store: RunStore, results, total: int, procs, log: Path) -> None:  # type: ignore[no-untyped-def]
-    """Live view until every job has a result; fails with the log's path if every worker died."""
-    progress = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeRemainingColumn(), console=err_console, transient=True)
-    t0 = time.monotonic()
-    with progress:
-        task = progress.add_task("jobs", total=total, rate="")
-        while True:
-            done, tokens = results.execute(
-                "SELECT COUNT(*), COALESCE(SUM(json_extract(output, '$.response.body.usage.completion_tokens')), 0) FROM results"
-            ).fetchone()
-            store.mark_finished_shards(results)
-            progress.update(task, completed=done, rate=f"{tokens / max(time.monotonic() - t0, 1e-9):.1f} tokens/s")
-            if done >= total:
-                return
-            if all(p.poll() is not None for p in procs):
-                fail(f"every worker exited before the run finished; see {log} (run {store.id})")
-            time.sleep(0.5)
+def _local_plan(jobs: list, name: str, config: dict, replica: "Replica", deadline_s: float, quality: float,  # type: ignore[type-arg]
+                price: float | None) -> "Plan":
+    """The local run's plan: this machine priced like a cloud CPU, and the cloud fleet and baselines for the same batch.
+
+    A model the catalog lacks is described from its config.json.
+    """
+    from catalog.load import load_models
+    from costserve.catalog_views import current_offerings
+    from solver.device_profile import default_profile_path, load_device_profile
+    from solver.local_plan import local_plan, model_row_from_hf_config
+    from solver.workload import workload_from_jobs
+
+    models = load_models()
+    match = models[models["model"].str.lower() == name.lower()]
+    row = match.iloc[0] if not match.empty and int(match.iloc[0]["layers"]) == config["num_hidden_layers"] \
+        else model_row_from_hf_config(name, config)
+    offerings, gpus, _ = current_offerings()
+    profile_path = default_profile_path("cpu", row["model"])
+    profile = load_device_profile(profile_path) if profile_path.is_file() else None
+    with console.status("planning (this machine, and the cloud fleet and baselines for comparison)..."):
+        return local_plan(workload_from_jobs(jobs), row, replica, offerings, gpus, deadline_s, quality, price, profile)
+
+
+def _confirm(yes: bool, what: str) -> None:
+    """Ask before starting unless --yes; without a terminal to ask on, --yes is required."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"about to {what}: pass --yes to go ahead without a prompt")
+    if not typer.confirm(f"{what}?", default=True):
+        fail("nothing was run", code=1)

@@ -58,6 +58,10 @@ def build_fleet_model(
     m.assigned = pyo.Constraint(m.K, rule=lambda model, k: sum(model.x[i, k] for i in model.C) == 1)
     # W_c ≤ n_c · (D − s_c) : the work fits in the deadline
     m.deadline = pyo.Constraint(m.C, rule=lambda model, i: model.W[i] <= model.n[i] * max(0.0, deadline_s - model.s[i]))
+    # Σ_k x_ck ≤ |K| · n_c : a candidate with no instance serves nothing. Implied by the deadline
+    # row in exact arithmetic, but a tiny batch on a fast GPU has W_c below HiGHS's feasibility
+    # tolerance, so without it the solver may assign work to zero instances.
+    m.served_by_instances = pyo.Constraint(m.C, rule=lambda model, i: sum(model.x[i, k] for k in model.K) <= len(model.K) * model.n[i])
     by_offering: dict[int, list[int]] = defaultdict(list)
     by_gpu: dict[str, list[int]] = defaultdict(list)
     for i, c in enumerate(candidates):

@@ -46,6 +46,15 @@ def test_two_types_one_class_hand_computed() -> None:
     assert slow.groups[0].count == 2 and slow.cost == pytest.approx(15.0 + 2 * 600 * 3 / HOUR)
 
 
+def test_a_tiny_batch_on_a_fast_gpu_still_pays_for_one_instance() -> None:
+    # 5 requests at 1.5e8 req/s: 3e-8 instance-seconds, below HiGHS's feasibility tolerance;
+    # the plan must still start one instance and pay its startup (600 s at $3.6/h = $0.60)
+    fast = cand(0, 3.6, (1.5e8,), startup=600.0)
+    best = solve_fleet([fast], work(5), HOUR, {0: 2})
+    assert [(g.candidate.offering, g.count) for g in best.groups] == [(0, 1)]
+    assert best.cost == pytest.approx(0.6, rel=1e-6)
+
+
 def test_budget_and_gpu_caps() -> None:
     a, b = cand(0, 2.0, (1.0,), gpu="A"), cand(1, 3.0, (2.0,), gpu="B", gpus=4)
     jobs = work(36_000)

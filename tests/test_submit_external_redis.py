@@ -63,7 +63,7 @@ def test_submit_through_an_external_redis_keeps_the_password_out_of_the_run(cli,
                             for i, cid in enumerate(ids)))
     out = tmp_path / "results.jsonl"
     result = cli.invoke(app, ["submit", str(jobs), "--model", str(tiny_llama_dir), "--out", str(out), "--shard-size", "2",
-                              "--broker", redis_url])
+                              "--broker", redis_url, "--yes"])
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["custom_id"] for line in out.read_text().splitlines()] == ids
     assert PASSWORD not in result.output

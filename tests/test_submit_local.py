@@ -22,7 +22,7 @@ def test_submit_runs_every_job_once_in_input_order(cli, tmp_path: Path, tiny_lla
     jobs.write_text("".join(json.dumps({"id": cid, "prompt": f"count to {i}", "max_tokens": 2 + i % 5, "temperature": 0}) + "\n"
                             for i, cid in enumerate(ids)))
     out = tmp_path / "results.jsonl"
-    result = cli.invoke(app, ["submit", str(jobs), "--model", str(tiny_llama_dir), "--out", str(out), "--shard-size", "4"])
+    result = cli.invoke(app, ["submit", str(jobs), "--model", str(tiny_llama_dir), "--out", str(out), "--shard-size", "4", "--yes"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["custom_id"] for r in lines] == ids  # each exactly once, in input order
@@ -46,6 +46,61 @@ def test_submit_runs_every_job_once_in_input_order(cli, tmp_path: Path, tiny_lla
     assert again.read_text() == out.read_text()
     missing = cli.invoke(app, ["status", "no-such-run"])
     assert missing.exit_code == 2 and "no such run" in missing.output
+    check_report_equals_run_store(cli, store, tmp_path)
+
+
+def check_report_equals_run_store(cli, store: RunStore, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The report submit wrote, and `costserve report --csv/--html`, say what the run store says."""
+    import sqlite3
+
+    import pandas as pd
+
+    from costserve.cli import app
+    from costserve.report_html import money
+
+    results = sqlite3.connect(store.dir / "results.sqlite")
+    jobs, tokens = results.execute("SELECT COUNT(*), SUM(tokens) FROM results").fetchone()
+    usage = sum(json.loads(o)["response"]["body"]["usage"]["completion_tokens"] for (o,) in results.execute("SELECT output FROM results"))
+    assert tokens == usage
+    ((queue, group, instances, price, up, down),) = store.fleet()
+    assert (queue, group, instances) == ("local", 0, 1) and down is not None and down > up and price > 0
+    cost = instances * price * (down - up) / 3600
+    plan = store.plan()
+    assert plan is not None and plan.groups[0].price_per_hour == price and plan.groups[0].cloud == "local"
+    assert [b.name for b in plan.baselines][:1] == ["costserve-cloud"]
+    for csv in (store.dir / "report.csv", tmp_path / "again.csv"):
+        if csv.name == "again.csv":
+            assert cli.invoke(app, ["report", store.id, "--csv", str(csv), "--html", str(tmp_path / "again.html")]).exit_code == 0
+        frame = pd.read_csv(csv)
+        total = frame[frame["group"] == "total"].iloc[0]
+        assert int(total["jobs"]) == jobs and int(total["output tokens"]) == tokens
+        assert float(total["cost $"]) == pytest.approx(cost, rel=1e-9)
+        assert float(total["$ per 1M output tokens"]) == pytest.approx(cost / tokens * 1e6, rel=1e-9)
+        assert float(total["planned cost $"]) == pytest.approx(plan.cost, rel=1e-9)
+    for page in (store.dir / "report.html", tmp_path / "again.html"):
+        html = page.read_text()
+        assert f"{jobs:,} / {jobs:,}" in html and f">{tokens:,}<" in html and money(cost) in html
+        assert html.count("data:image/png;base64,") == 3 and "<script" not in html and "src='http" not in html
+    trend = cli.invoke(app, ["report", "--since", "1d", "--csv", str(tmp_path / "trend.csv")])
+    assert trend.exit_code == 0, trend.output
+    row = pd.read_csv(tmp_path / "trend.csv").iloc[0]
+    assert row["run"] == store.id and int(row["output tokens"]) == tokens and float(row["cost $"]) == pytest.approx(cost, rel=1e-9)
+
+
+def test_submit_without_a_terminal_needs_yes(cli, tmp_path: Path, tiny_llama_dir: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from costserve.cli import app
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "a", "prompt": "hi", "max_tokens": 2}) + "\n")
+    result = cli.invoke(app, ["submit", str(jobs), "--model", str(tiny_llama_dir)])
+    assert result.exit_code == 2 and "pass --yes" in result.output
+    assert not runs_dir().exists() or not any(runs_dir().iterdir())
+    monkeypatch.setenv("COSTSERVE_LOCAL_CPU_PRICE_PER_HOUR", "1000")
+    over = cli.invoke(app, ["submit", str(jobs), "--model", str(tiny_llama_dir), "--budget", "1e-12", "--yes"])
+    assert over.exit_code == 2 and "--budget" in over.output and "predicted cost" in over.output
+    assert "1,000" in over.output  # the local_cpu_price_per_hour setting is the $/h planned with
+    assert not runs_dir().exists() or not any(runs_dir().iterdir())
 
 
 def test_submit_refuses_bad_lines_before_running_anything(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,25 @@ def results_db(run_dir: Path) -> sqlite3.Connection:
     """The run's results database (created on first use), in WAL mode so several workers can write."""
     con = sqlite3.connect(Path(run_dir) / "results.sqlite", timeout=60)
     con.execute("PRAGMA journal_mode=WAL")
-    con.execute("CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, attempt INTEGER)")
+    con.execute("CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, "
+                "attempt INTEGER, finished REAL, tokens INTEGER)")
+    con.execute("CREATE TABLE IF NOT EXISTS shard_runs (shard TEXT, worker TEXT, queue TEXT, attempt INTEGER, started REAL, "
+                "finished REAL, jobs INTEGER, tokens INTEGER, errors INTEGER)")
     return con
 
 
-def save_result(con: sqlite3.Connection, custom_id: str, line: int, shard: str, output: dict[str, Any], attempt: int) -> None:
-    """Insert or overwrite one job's output line."""
-    con.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?)", (custom_id, line, shard, json.dumps(output), attempt))
+def save_result(con: sqlite3.Connection, custom_id: str, line: int, shard: str, output: dict[str, Any], attempt: int,
+                tokens: int = 0) -> None:
+    """Insert or overwrite one job's output line, stamped with the time it finished (unix s) and its output tokens."""
+    con.execute("INSERT OR REPLACE INTO results (custom_id, line, shard, output, attempt, finished, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (custom_id, line, shard, json.dumps(output), attempt, time.time(), tokens))
+    con.commit()
+
+
+def save_shard_run(con: sqlite3.Connection, shard: str, worker: str, queue: str, attempt: int, started: float,
+                   jobs: int, tokens: int, errors: int) -> None:
+    """Record one execution of a shard by a worker: start and finish (unix s), jobs, output tokens, errors."""
+    con.execute("INSERT INTO shard_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (shard, worker, queue, attempt, started, time.time(), jobs, tokens, errors))
     con.commit()
 

@@ -9,6 +9,8 @@ its job finishes, keyed by custom_id, so a redelivered shard overwrites, never d
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from workers.engine import Engine
 from workers.model_source import model_name
 from workers.replica import read_replica
 from workers.results import batch_output_line
-from workers.shard_io import read_shard, results_db, save_result
+from workers.shard_io import read_shard, results_db, save_result, save_shard_run
 
 _engine: Engine | None = None
 
@@ -56,12 +58,16 @@ def run_shard(self: Any, run_dir: str, shard_id: str) -> dict[str, int]:
     name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
     con = results_db(Path(run_dir))
     tokens = errors = 0
+    started = time.time()
+    attempt = self.request.retries + 1
     try:
         for gen in engine.stream(jobs):
             job = jobs[gen.index]
-            save_result(con, job.custom_id, job.line, shard_id, batch_output_line(gen, name), self.request.retries + 1)
+            save_result(con, job.custom_id, job.line, shard_id, batch_output_line(gen, name), attempt, gen.completion_tokens)
             tokens += gen.completion_tokens
             errors += gen.error is not None
+        queue = (self.request.delivery_info or {}).get("routing_key") or ""
+        save_shard_run(con, shard_id, f"{self.request.hostname or socket.gethostname()}/{os.getpid()}", queue, attempt, started, len(jobs), tokens, errors)
     finally:
         con.close()
     return {"jobs": len(jobs), "tokens": tokens, "errors": errors}

@@ -1,0 +1,109 @@
+"""The live view of a running batch: jobs done/total, output tokens/s, $ spent and projected, ETA, per-worker status.
+
+It polls the run store (results.sqlite, the fleet's uptimes), never the broker, so it shows
+what is really done.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from rich.console import RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from costserve.runstore import RunStore
+from costserve.ui import err_console
+
+POLL_S = 0.5
+
+
+class Cancelled(Exception):
+    """`costserve cancel` asked the run to stop."""
+
+
+class WorkersGone(Exception):
+    """Every worker process exited before the run finished."""
+
+
+class _FleetProgress(Progress):
+    """A progress bar with a status table under it (rich's documented get_renderables hook).
+
+    `status` is set by the polling loop: rich renders from its own refresh thread, which must
+    not touch the loop's SQLite connection.
+    """
+
+    status: RenderableType | None = None
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.status is not None:
+            yield self.status
+
+
+def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], now: float) -> Table:
+    """One row per worker: state, shards done, output tokens, seconds since its last shard finished."""
+    table = Table(box=None, show_header=True, header_style="dim")
+    for column in ("worker", "state", "shards", "tokens", "last shard"):
+        table.add_column(column, justify="left" if column in ("worker", "state") else "right")
+    rows = {w.rsplit("/", 1)[-1]: (n, tok, last) for w, n, tok, last in results.execute(
+        "SELECT worker, COUNT(*), SUM(tokens), MAX(finished) FROM shard_runs GROUP BY worker")}
+    for proc in procs:
+        state = "running" if proc.poll() is None else f"exited ({proc.returncode})"
+        shards = tokens = 0
+        last: float | None = None
+        for pid, (n, tok, fin) in rows.items():  # a worker's pool processes are its children: count them by process group
+            if _in_group(int(pid), proc.pid):
+                shards, tokens, last = shards + n, tokens + (tok or 0), max(last or 0, fin)
+        table.add_row(f"pid {proc.pid}", state, str(shards), f"{tokens:,}", f"{now - last:.0f}s ago" if last else "–")
+    return table
+
+
+def _in_group(pid: int, group: int) -> bool:
+    """Whether process `pid` is (or was) in process group `group`; exited processes are matched by pid only."""
+    import os
+
+    try:
+        return os.getpgid(pid) == group
+    except ProcessLookupError:
+        return pid == group
+
+
+def follow(store: RunStore, results: sqlite3.Connection, total: int, procs: list[subprocess.Popen[bytes]], log: Path,
+           price_per_hour: float) -> None:
+    """Show progress until every job has a result.
+
+    Raises Cancelled when `costserve cancel` asks, WorkersGone (naming `log`) when every worker died.
+    """
+    t0 = time.monotonic()
+    progress = _FleetProgress(
+        TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[money]}"), TextColumn("{task.fields[eta]}"),
+        console=err_console, transient=True,
+    )
+    with progress:
+        task = progress.add_task("jobs", total=total, rate="", money="", eta="")
+        while True:
+            done, tokens = results.execute("SELECT COUNT(*), COALESCE(SUM(tokens), 0) FROM results").fetchone()
+            store.mark_finished_shards(results)
+            progress.status = worker_table(results, procs, time.time())
+            elapsed = max(time.monotonic() - t0, 1e-9)
+            spent = store.spend()
+            remaining_s = (total - done) * elapsed / done if done else None
+            projected = spent + price_per_hour * remaining_s / 3600 if remaining_s is not None else None
+            progress.update(
+                task, completed=done, rate=f"{tokens / elapsed:.1f} tokens/s",
+                money=f"${spent:.4f} spent" + (f", ${projected:.4f} projected" if projected is not None else ""),
+                eta=f"ETA {remaining_s / 60:.1f} min" if remaining_s is not None else "ETA –",
+            )
+            if done >= total:
+                return
+            if store.cancel_requested():
+                raise Cancelled()
+            if all(p.poll() is not None for p in procs):
+                raise WorkersGone(f"every worker exited before the run finished; see {log} (run {store.id})")
+            time.sleep(POLL_S)

@@ -1,0 +1,124 @@
+"""The Plan of an embedded (`--backend local`) run: this machine as a one-instance CPU offering.
+
+The local CPU is priced like a comparable cloud CPU instance: the catalog's cheapest
+on-demand CPU offering per vCPU, times this machine's vCPUs (or the `local_cpu_price_per_hour`
+setting). Its throughput per workload class comes from this machine's `costserve profile`
+when there is one, else from the CPU roofline of the cost model. The same batch is also
+planned on the cloud catalog, so the report can show what the cloud fleet and the baselines
+would have cost.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from solver.costmodel import Device, ModelShape, class_throughput
+from solver.device_profile import class_requests_per_s
+from solver.plan import BaselinePlan, FleetGroupPlan, Plan, Replica, WorkloadClassPlan
+from solver.quality import model_quality
+from solver.workload import Workload
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LOCAL_CLOUD = "local"
+
+
+def host_vcpus() -> int:
+    """Logical CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def host_memory_gib() -> float:
+    """This machine's physical memory, GiB."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def local_price_per_hour(offerings: "pd.DataFrame", vcpus: int, override: float | None) -> tuple[float, str]:
+    """($/h for this machine, where that price comes from).
+
+    `override` (the `local_cpu_price_per_hour` setting) wins; else the catalog's cheapest
+    on-demand CPU offering's $/vCPU·h times `vcpus`.
+    """
+    if override is not None:
+        return override, "local_cpu_price_per_hour setting"
+    cpu = offerings[offerings["gpu"] == "cpu"]
+    if cpu.empty:
+        return 0.0, "no CPU offering in the catalog: priced at $0"
+    per_vcpu = cpu["price_per_hour"] / cpu["vcpus"]
+    row = cpu.loc[per_vcpu.idxmin()]
+    return float(per_vcpu.min() * vcpus), f"{vcpus} vCPU at {row['cloud']}/{row['region']}/{row['instance_type']}'s $/vCPU·h"
+
+
+def local_requests_per_s(model: ModelShape, cpu_spec: "pd.Series", vcpus: int, memory_gib: float, bits: list[int],
+                         workload: Workload, cpu_profile: dict[str, Any] | None) -> list[float]:
+    """Requests/s of this machine on each workload class, from its CPU profile or the roofline."""
+    usable = cpu_profile is not None and cpu_profile.get("model") == model.name and cpu_profile.get("layers") == len(bits)
+    if usable:
+        assert cpu_profile is not None
+        scale = vcpus / int(cpu_profile["threads"])
+        return [class_requests_per_s(cpu_profile, bits, c.input_tokens, c.output_tokens) * scale for c in workload.classes]
+    device = Device.from_catalog(cpu_spec, 1, vcpus, memory_gib)
+    return [class_throughput(model, device, tuple(bits), c.input_tokens, c.output_tokens).requests_per_s
+            for c in workload.classes]
+
+
+def model_row_from_hf_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """A models.csv-shaped row for a model the catalog lacks, from its Hugging Face config.json."""
+    heads = int(config["num_attention_heads"])
+    return {
+        "model": name, "layers": int(config["num_hidden_layers"]), "hidden": int(config["hidden_size"]),
+        "intermediate": int(config["intermediate_size"]), "heads": heads,
+        "kv_heads": int(config.get("num_key_value_heads") or heads), "vocab": int(config["vocab_size"]),
+        "experts": int(config.get("num_local_experts") or 1), "experts_per_token": int(config.get("num_experts_per_tok") or 1),
+        "tied_embeddings": bool(config.get("tie_word_embeddings", False)),
+    }
+
+
+def local_plan(workload: Workload, model_row: "pd.Series | dict[str, Any]", replica: Replica, offerings: "pd.DataFrame", gpus: "pd.DataFrame",
+               deadline_s: float, quality_target: float, price_override: float | None = None,
+               cpu_profile: dict[str, Any] | None = None, cloud_baselines: bool = True) -> Plan:
+    """The local run as a Plan: one group (this machine, `replica`), predicted cost ($) and makespan (s).
+
+    With `cloud_baselines`, the same batch is planned on `offerings` (deadline, quality) and
+    that plan and its baselines become this plan's baselines (savings = their cost / local cost).
+    """
+    model = ModelShape.from_row(model_row)
+    vcpus, memory = host_vcpus(), host_memory_gib()
+    price, priced_as = local_price_per_hour(offerings, vcpus, price_override)
+    cpu_spec = gpus.set_index("gpu", drop=False).loc["cpu"]
+    rates = local_requests_per_s(model, cpu_spec, vcpus, memory, replica.bits, workload, cpu_profile)
+    finish_s = sum(c.count / r for c, r in zip(workload.classes, rates) if c.count)
+    cost = price * finish_s / 3600
+    group = FleetGroupPlan(
+        cloud=LOCAL_CLOUD, region=priced_as, instance_type=f"this machine ({vcpus} vCPU, {memory:.0f} GiB)", gpu="cpu",
+        gpus_per_instance=0, spot=False, price_per_hour=price, count=1, replicas=1, replica=replica,
+        quality=model_quality(tuple(replica.bits), model.name),
+        class_shares={c.name: 1.0 for c in workload.classes}, requests_per_s={c.name: r for c, r in zip(workload.classes, rates)},
+        finish_s=finish_s,
+    )
+    baselines = _cloud_baselines(workload, model_row, offerings, gpus, deadline_s, quality_target, cost, cpu_profile) \
+        if cloud_baselines else []
+    return Plan(
+        model=model.name, deadline_s=deadline_s, budget=None, quality_target=quality_target, spot_allowed=False,
+        workload=[WorkloadClassPlan(name=k.name, count=k.count, input_tokens=k.input_tokens, output_tokens=k.output_tokens)
+                  for k in workload.classes],
+        groups=[group], cost=cost, makespan_s=finish_s, quality=group.quality, baselines=baselines,
+    )
+
+
+def _cloud_baselines(workload: Workload, model_row: "pd.Series | dict[str, Any]", offerings: "pd.DataFrame", gpus: "pd.DataFrame",
+                     deadline_s: float, quality_target: float, local_cost: float,
+                     cpu_profile: dict[str, Any] | None) -> list[BaselinePlan]:
+    """The cloud fleet costserve would plan for the same batch, and that plan's baselines."""
+    from solver.planner import PlanningError, plan_batch
+
+    try:
+        cloud = plan_batch(workload, model_row, offerings, gpus, deadline_s, None, quality_target, cpu_profile=cpu_profile)
+    except PlanningError as exc:
+        return [BaselinePlan(name="costserve-cloud", cost=None, makespan_s=None, note=str(exc))]
+    out = [BaselinePlan(name="costserve-cloud", cost=cloud.cost, makespan_s=cloud.makespan_s,
+                        note=", ".join(f"{g.count}x {g.instance_type}" for g in cloud.groups))]
+    out += cloud.baselines
+    return [b.model_copy(update={"savings": b.cost / local_cost if b.cost and local_cost > 0 else None}) for b in out]

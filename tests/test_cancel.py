@@ -1,0 +1,58 @@
+"""`costserve cancel RUN` on a real running submit: the driver stops workers and broker, keeps every finished result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from costserve.runstore import RunStore, runs_dir
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_cancel_stops_a_running_submit_and_keeps_finished_results(cli, tmp_path: Path, tiny_llama_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from costserve.cli import app
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps({"id": f"c{i}", "prompt": f"story {i}", "max_tokens": 200, "temperature": 0}) + "\n"
+                            for i in range(400)))
+    out = tmp_path / "results.jsonl"
+    driver = subprocess.Popen([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--model", str(tiny_llama_dir),
+                               "--out", str(out), "--shard-size", "4", "--yes"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        _wait_for(lambda: runs_dir().is_dir() and any(runs_dir().iterdir()), 120, "the run directory")
+        (run_dir,) = runs_dir().iterdir()
+        store = RunStore(run_dir)
+        _wait_for(lambda: store.results_done() >= 4, 240, "first results")
+        result = cli.invoke(app, ["cancel", run_dir.name])
+        assert result.exit_code == 0, result.output
+        output = driver.communicate(timeout=120)[0].decode()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 2 and "cancelled" in output, output
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    done = store.results_done()
+    assert 4 <= len(kept) == done < 400  # every finished result kept, in input order, and the run really stopped early
+    assert [r["custom_id"] for r in kept] == sorted((r["custom_id"] for r in kept), key=lambda c: int(c[1:]))
+    ((_, _, _, _, up, down),) = store.fleet()
+    assert down is not None and down >= up
+    workers = [int(p) for (p,) in store.db.execute("SELECT detail FROM events WHERE kind = 'worker started'")]
+    assert workers and not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert (run_dir / "report.html").is_file()
+    again = cli.invoke(app, ["cancel", run_dir.name])
+    assert again.exit_code == 0 and "already stopped" in again.output
