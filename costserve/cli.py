@@ -101,7 +101,7 @@ def submit(
     jobs: Annotated[Path, typer.Argument(help="job file (JSON Lines)")],
     model: Annotated[Optional[str], typer.Option(help="HF model dir, .gguf file, or the embedded SmolLM2-135M [config: default_model]")] = None,
     quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model; picks the bits per layer")] = 0.99,
-    broker: Annotated[Optional[str], typer.Option(help="Celery broker URL, e.g. redis://:PASSWORD@host:6379/0 [default: an embedded Redis per run]")] = None,
+    broker: Annotated[Optional[str], typer.Option(help="Celery broker URL, e.g. redis://:PASSWORD@host:6379/0 [default: local: an embedded Redis per run; sky: a Redis head node]")] = None,
     out: Annotated[Optional[Path], typer.Option(help="results file [default: JOBS.results.jsonl]")] = None,
     shard_size: Annotated[int, typer.Option(min=1, help="jobs per queued shard")] = 32,
     workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
@@ -115,10 +115,14 @@ def submit(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="start without asking for confirmation")] = False,
 ) -> None:
     """Run a job file end to end: on this machine (run store, Redis queue, local workers), or plan a SkyPilot fleet."""
-    if backend == "sky":
+    if backend == "sky" and dry_run:
         from costserve.sky_submit_cmd import run_sky_submit
 
-        raise typer.Exit(run_sky_submit(jobs, model, quality, deadline, budget, spot, dry_run))
+        raise typer.Exit(run_sky_submit(jobs, model, quality, deadline, budget, spot))
+    if backend == "sky":
+        from costserve.sky_run import run_sky_launch
+
+        raise typer.Exit(run_sky_launch(jobs, model, quality, deadline, budget, spot, broker, yes, shard_size, out))
     if backend != "local":
         from costserve.ui import fail
 

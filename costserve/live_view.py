@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 from rich.console import RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -45,6 +46,41 @@ class _FleetProgress(Progress):
             yield self.status
 
 
+class Fleet(Protocol):
+    """What the live view needs from the workers of a run, wherever they run."""
+
+    def poll(self) -> None:
+        """Bring finished work into the run store (remote results); nothing to do when workers write it themselves."""
+
+    def alive(self) -> bool:
+        """Whether any worker can still finish jobs."""
+
+    def status(self, now: float) -> RenderableType:
+        """A per-worker (or per-group) status table."""
+
+    def gone(self) -> str:
+        """Why the run cannot finish when no worker is alive (one line, naming a log)."""
+
+
+class LocalWorkers:
+    """Worker processes on this machine, writing results.sqlite themselves."""
+
+    def __init__(self, results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], log: Path, run_id: str) -> None:
+        self.results, self.procs, self.log, self.run_id = results, procs, log, run_id
+
+    def poll(self) -> None:
+        return None
+
+    def alive(self) -> bool:
+        return any(p.poll() is None for p in self.procs)
+
+    def status(self, now: float) -> RenderableType:
+        return worker_table(self.results, self.procs, now)
+
+    def gone(self) -> str:
+        return f"every worker exited before the run finished; see {self.log} (run {self.run_id})"
+
+
 def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], now: float) -> Table:
     """One row per worker: state, shards done, output tokens, seconds since its last shard finished."""
     table = Table(box=None, show_header=True, header_style="dim")
@@ -73,11 +109,10 @@ def _in_group(pid: int, group: int) -> bool:
         return pid == group
 
 
-def follow(store: RunStore, results: sqlite3.Connection, total: int, procs: list[subprocess.Popen[bytes]], log: Path,
-           price_per_hour: float) -> None:
-    """Show progress until every job has a result.
+def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Fleet, price_per_hour: float) -> None:
+    """Show progress until every job has a result; `price_per_hour` is the whole fleet's $/h.
 
-    Raises Cancelled when `costserve cancel` asks, WorkersGone (naming `log`) when every worker died.
+    Raises Cancelled when `costserve cancel` asks, WorkersGone when no worker is left.
     """
     t0 = time.monotonic()
     progress = _FleetProgress(
@@ -88,9 +123,10 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, procs: list
     with progress:
         task = progress.add_task("jobs", total=total, rate="", money="", eta="")
         while True:
+            fleet.poll()
             done, tokens = results.execute("SELECT COUNT(*), COALESCE(SUM(tokens), 0) FROM results").fetchone()
             store.mark_finished_shards(results)
-            progress.status = worker_table(results, procs, time.time())
+            progress.status = fleet.status(time.time())
             elapsed = max(time.monotonic() - t0, 1e-9)
             spent = store.spend()
             remaining_s = (total - done) * elapsed / done if done else None
@@ -104,6 +140,6 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, procs: list
                 return
             if store.cancel_requested():
                 raise Cancelled()
-            if all(p.poll() is not None for p in procs):
-                raise WorkersGone(f"every worker exited before the run finished; see {log} (run {store.id})")
+            if not fleet.alive():
+                raise WorkersGone(fleet.gone())
             time.sleep(POLL_S)

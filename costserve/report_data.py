@@ -107,7 +107,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     fleet = store.fleet()
     rows = []
     for queue, index, instances, price, up, down in fleet:
-        group = plan.groups[index] if plan is not None and index < len(plan.groups) else None
+        group = plan.groups[index] if plan is not None and 0 <= index < len(plan.groups) else None  # -1: the broker node
         hours = instances * ((down or now) - up) / 3600
         mine = results[results["queue"] == queue]
         tokens = int(mine["tokens"].sum())

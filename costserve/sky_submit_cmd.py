@@ -12,7 +12,7 @@ DRYRUN_CLOUDS = "aws"
 
 
 def run_sky_submit(jobs_path: Path, model: str | None, quality: float, deadline: str, budget: float | None,
-                   spot: bool, dry_run: bool) -> int:
+                   spot: bool) -> int:
     """Plan over the dry-runnable clouds, write `sky/g<i>.yaml` per fleet group in a new run, dry-run each; exit code."""
     import pandas as pd
 
@@ -20,9 +20,6 @@ def run_sky_submit(jobs_path: Path, model: str | None, quality: float, deadline:
     from costserve.plan_cmd import run_plan
     from deploy.skypilot import dryrun, write_group_tasks
 
-    if not dry_run:
-        fail("--backend sky launches real instances, which this build cannot do yet; add --dry-run to plan the fleet, "
-             "write its SkyPilot tasks and check them with SkyPilot's dryrun")
     console.print(f"offline dryrun: planning over {DRYRUN_CLOUDS} offerings (the account the dryrun fakes)")
     store = RunStore.create(jobs_path, 0)
     plan = run_plan(jobs_path, None, model, deadline, budget, quality, spot, None, store.dir / "plan.json", True,

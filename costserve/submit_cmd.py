@@ -18,13 +18,15 @@ import typer
 
 from costserve.config import ConfigError, load_settings
 from costserve.durations import parse_duration
-from costserve.live_view import Cancelled, WorkersGone, follow
+from costserve.live_view import Cancelled, LocalWorkers, WorkersGone, follow
 from costserve.plan_cmd import show_plan
 from costserve.report_cmd import write_run_report
 from costserve.runstore import RunStore
 from costserve.ui import console, fail, read_valid_jobs
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from solver.plan import Plan, Replica
 
 QUEUE = "local"
@@ -89,7 +91,7 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
     show_plan(plan, f"{len(jobs):,} jobs of {name} on this machine (priced as {plan.groups[0].region})")
     if budget is not None and plan.cost > budget:
         fail(f"--budget ${budget:g}: the predicted cost on this machine is ${plan.cost:.4f}; raise --budget")
-    _confirm(yes, f"run {len(jobs):,} jobs on this machine")
+    confirm(yes, f"run {len(jobs):,} jobs on this machine")
     store = RunStore.create(jobs_path, len(jobs))
     store.event("driver", str(os.getpid()))
     store.write_json("plan.json", plan.model_dump_json(indent=2))
@@ -117,7 +119,7 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
         for sid in shards:
             app.send_task("workers.tasks.run_shard", args=(str(store.dir), sid), queue=QUEUE)
         store.event("queued", f"{len(shards)} shards")
-        follow(store, results, len(jobs), procs, log, price)
+        follow(store, results, len(jobs), LocalWorkers(results, procs, log, store.id), price)
     except Cancelled:
         stopped = "cancelled"
     except WorkersGone as exc:
@@ -129,12 +131,7 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
             redis.stop()
         store.fleet_down(QUEUE)
     out = out or jobs_path.with_suffix(".results.jsonl")
-    failed = written = 0
-    with out.open("w") as f:
-        for (output,) in results.execute("SELECT output FROM results ORDER BY line"):
-            failed += json.loads(output)["error"] is not None
-            written += 1
-            f.write(output + "\n")
+    written, failed = write_results_file(results, out)
     store.event("finished" if stopped is None else "stopped", str(out) if stopped is None else stopped)
     report = write_run_report(store)
     console.print(f"report: {report}", markup=False)
@@ -167,7 +164,18 @@ def _local_plan(jobs: list, name: str, config: dict, replica: "Replica", deadlin
         return local_plan(workload_from_jobs(jobs), row, replica, offerings, gpus, deadline_s, quality, price, profile)
 
 
-def _confirm(yes: bool, what: str) -> None:
+def write_results_file(results: "sqlite3.Connection", out: Path) -> tuple[int, int]:
+    """Every result line in input order to `out`; returns (lines written, lines with an error)."""
+    written = failed = 0
+    with out.open("w") as f:
+        for (output,) in results.execute("SELECT output FROM results ORDER BY line"):
+            failed += json.loads(output)["error"] is not None
+            written += 1
+            f.write(output + "\n")
+    return written, failed
+
+
+def confirm(yes: bool, what: str) -> None:
     """Ask before starting unless --yes; without a terminal to ask on, --yes is required."""
     if yes:
         return

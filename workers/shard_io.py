@@ -40,14 +40,18 @@ def shard_path(run_dir: Path, shard_id: str) -> Path:
     return Path(run_dir) / "shards" / f"{shard_id}.jsonl"
 
 
+def shard_job_dict(job: Any) -> dict[str, Any]:
+    """A job (anything with ShardJob's fields) as the JSON object shard files and inline shards carry."""
+    return {k: getattr(job, k) for k in ShardJob.__dataclass_fields__}
+
+
 def write_shard(run_dir: Path, shard_id: str, jobs: list[Any]) -> Path:
     """Write jobs (anything with ShardJob's fields) as a shard file; returns its path."""
     path = shard_path(run_dir, shard_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields = ShardJob.__dataclass_fields__
     with path.open("w") as f:
         for j in jobs:
-            f.write(json.dumps({k: getattr(j, k) for k in fields}) + "\n")
+            f.write(json.dumps(shard_job_dict(j)) + "\n")
     return path
 
 
@@ -68,17 +72,17 @@ def results_db(run_dir: Path) -> sqlite3.Connection:
 
 
 def save_result(con: sqlite3.Connection, custom_id: str, line: int, shard: str, output: dict[str, Any], attempt: int,
-                tokens: int = 0) -> None:
-    """Insert or overwrite one job's output line, stamped with the time it finished (unix s) and its output tokens."""
+                tokens: int = 0, finished: float | None = None) -> None:
+    """Insert or overwrite one job's output line, stamped with the time it finished (unix s, default now) and its output tokens."""
     con.execute("INSERT OR REPLACE INTO results (custom_id, line, shard, output, attempt, finished, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (custom_id, line, shard, json.dumps(output), attempt, time.time(), tokens))
+                (custom_id, line, shard, json.dumps(output), attempt, time.time() if finished is None else finished, tokens))
     con.commit()
 
 
 def save_shard_run(con: sqlite3.Connection, shard: str, worker: str, queue: str, attempt: int, started: float,
-                   jobs: int, tokens: int, errors: int) -> None:
-    """Record one execution of a shard by a worker: start and finish (unix s), jobs, output tokens, errors."""
+                   jobs: int, tokens: int, errors: int, finished: float | None = None) -> None:
+    """Record one execution of a shard by a worker: start and finish (unix s, default now), jobs, output tokens, errors."""
     con.execute("INSERT INTO shard_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (shard, worker, queue, attempt, started, time.time(), jobs, tokens, errors))
+                (shard, worker, queue, attempt, started, time.time() if finished is None else finished, jobs, tokens, errors))
     con.commit()
 

@@ -21,7 +21,7 @@ from workers.engine import Engine
 from workers.model_source import model_name
 from workers.replica import read_replica
 from workers.results import batch_output_line
-from workers.shard_io import read_shard, results_db, save_result, save_shard_run
+from workers.shard_io import ShardJob, read_shard, results_db, save_result, save_shard_run
 
 _engine: Engine | None = None
 
@@ -50,9 +50,14 @@ def _close_replica(**_: Any) -> None:
             pass  # stopping a worker signals its whole process group: the pipeline stages may be gone already
 
 
+def _worker_id(task: Any) -> str:
+    """`host/pid` of the process running a task (the live view groups shards by it)."""
+    return f"{task.request.hostname or socket.gethostname()}/{os.getpid()}"
+
+
 @app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def run_shard(self: Any, run_dir: str, shard_id: str) -> dict[str, int]:
-    """Generate every job of a shard; returns counts (jobs, output tokens, errors)."""
+    """Generate every job of a shard file in a run directory this worker shares (local backend); returns counts."""
     jobs = read_shard(Path(run_dir), shard_id)
     engine = worker_engine()
     name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
@@ -67,7 +72,27 @@ def run_shard(self: Any, run_dir: str, shard_id: str) -> dict[str, int]:
             tokens += gen.completion_tokens
             errors += gen.error is not None
         queue = (self.request.delivery_info or {}).get("routing_key") or ""
-        save_shard_run(con, shard_id, f"{self.request.hostname or socket.gethostname()}/{os.getpid()}", queue, attempt, started, len(jobs), tokens, errors)
+        save_shard_run(con, shard_id, _worker_id(self), queue, attempt, started, len(jobs), tokens, errors)
     finally:
         con.close()
     return {"jobs": len(jobs), "tokens": tokens, "errors": errors}
+
+
+@app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def run_jobs(self: Any, shard_id: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Generate a shard sent inline (remote workers share no run directory); the outputs go back as the task result.
+
+    Returns {shard, worker, queue, attempt, started, finished, outputs: [{custom_id, line, output, tokens, finished}]};
+    times in unix s. The driver writes them to the run store.
+    """
+    parsed = [ShardJob.from_json(j) for j in jobs]
+    engine = worker_engine()
+    name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
+    started = time.time()
+    outputs = []
+    for gen in engine.stream(parsed):
+        job = parsed[gen.index]
+        outputs.append({"custom_id": job.custom_id, "line": job.line, "output": batch_output_line(gen, name),
+                        "tokens": gen.completion_tokens, "finished": time.time()})
+    return {"shard": shard_id, "worker": _worker_id(self), "queue": (self.request.delivery_info or {}).get("routing_key") or "",
+            "attempt": self.request.retries + 1, "started": started, "finished": time.time(), "outputs": outputs}

@@ -1,0 +1,68 @@
+"""Launching and tearing down a run's clusters with SkyPilot's Python API (`sky.launch`, `sky.status`, `sky.down`).
+
+This is the cloud boundary: tests replace the `sky` module, nothing below it. Cluster names
+carry the run id, so `sky status` shows which run a cluster belongs to and `down_all` after a
+crash can find them. Secrets (the broker URL, the Redis password) reach SkyPilot only as task
+secrets, never in a file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from deploy.skypilot import AUTOSTOP_IDLE_MINUTES, BROKER_SECRET, REDIS_PASSWORD_SECRET
+
+
+def cluster_name(run_id: str, part: str) -> str:
+    """A valid SkyPilot cluster name for one part (`broker`, `g0`, ...) of a run."""
+    return re.sub(r"[^a-z0-9-]", "-", f"cs-{run_id}-{part}".lower())[:63]
+
+
+class SkyFleet:
+    """The clusters of one run: launched in order, all torn down by `down_all`."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.launched: list[str] = []
+
+    def launch_broker(self, config: dict[str, Any], password: str) -> str:
+        """Launch the Redis head node from its task config; returns its public IP."""
+        import sky
+
+        task = sky.Task.from_yaml_config(config)
+        task.update_secrets({REDIS_PASSWORD_SECRET: password})
+        name = cluster_name(self.run_id, "broker")
+        self._launch(task, name)
+        records = sky.get(sky.status(cluster_names=[name]))
+        handle = records[0]["handle"] if isinstance(records[0], dict) else records[0].handle
+        return str(handle.head_ip)
+
+    def launch_group(self, task_file: Path, part: str, broker_url: str) -> str:
+        """Launch one fleet group's task (its YAML from write_group_tasks) with the broker URL as a secret."""
+        import sky
+
+        task = sky.Task.from_yaml(str(task_file))
+        task.update_secrets({BROKER_SECRET: broker_url})
+        name = cluster_name(self.run_id, part)
+        self._launch(task, name)
+        return name
+
+    def _launch(self, task: Any, name: str) -> None:
+        import sky
+
+        self.launched.append(name)  # before launching: a half-launched cluster must be torn down too
+        sky.get(sky.launch(task, cluster_name=name, idle_minutes_to_autostop=AUTOSTOP_IDLE_MINUTES, down=True))
+
+    def down_all(self) -> list[str]:
+        """Tear down every cluster this run launched, newest first; returns the names that failed to go down."""
+        import sky
+
+        failed = []
+        for name in reversed(self.launched):
+            try:
+                sky.get(sky.down(name))
+            except Exception:  # noqa: BLE001 — keep tearing the rest down; the caller reports what is left
+                failed.append(name)
+        return failed

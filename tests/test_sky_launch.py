@@ -1,0 +1,143 @@
+"""`costserve submit --backend sky` up to the cloud boundary: `sky` is faked, everything else is real.
+
+The fake `sky.launch` starts a real `costserve worker` process per node of the task, for the
+task's queue, with the broker URL it was given as a SkyPilot secret; `sky.down` stops them.
+So the test runs the real plan, task YAML, per-group queues with inline shards, results
+through Redis's result store, the run store, teardown and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import REDIS_PASSWORD
+from costserve.job_assignment import assign_jobs, split_counts
+from costserve.runstore import RunStore, runs_dir
+from deploy.skypilot import REDIS_PASSWORD_SECRET, REDIS_PORT, head_task_config
+
+pytestmark = pytest.mark.slow
+
+
+class FakeTask:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config, self.secrets = config, {}
+
+    @classmethod
+    def from_yaml(cls, path: str) -> "FakeTask":
+        return cls(yaml.safe_load(Path(path).read_text()))
+
+    @classmethod
+    def from_yaml_config(cls, config: dict[str, Any]) -> "FakeTask":
+        return cls(config)
+
+    def update_secrets(self, secrets: dict[str, str]) -> "FakeTask":
+        self.secrets.update(secrets)
+        return self
+
+
+def fake_sky(model: Path, log_dir: Path) -> types.ModuleType:
+    from deploy.local import start_worker, stop_worker
+
+    sky = types.ModuleType("sky")
+    sky.Task = FakeTask  # type: ignore[attr-defined]
+    sky.launched, sky.downed, sky.nodes = [], [], {}  # type: ignore[attr-defined]
+
+    def launch(task: FakeTask, cluster_name: str, idle_minutes_to_autostop: int, down: bool) -> tuple[str, str]:
+        assert idle_minutes_to_autostop > 0 and down  # the autostop guard is always on
+        sky.launched.append((cluster_name, task.config, dict(task.secrets)))  # type: ignore[attr-defined]
+        replica = Path(task.config["file_mounts"]["~/costserve/replica.json"])
+        sky.nodes[cluster_name] = [  # type: ignore[attr-defined]
+            start_worker(log_dir, task.config["envs"]["COSTSERVE_QUEUE"], task.secrets["COSTSERVE_BROKER"], replica, str(model),
+                         log_dir / f"{cluster_name}.log")
+            for _ in range(task.config["num_nodes"])
+        ]
+        return ("launch", cluster_name)
+
+    def down(name: str) -> tuple[str, str]:
+        for proc in sky.nodes.pop(name, []):  # type: ignore[attr-defined]
+            stop_worker(proc)
+        sky.downed.append(name)  # type: ignore[attr-defined]
+        return ("down", name)
+
+    sky.launch, sky.down = launch, down  # type: ignore[attr-defined]
+    sky.get = lambda request: request  # type: ignore[attr-defined]
+    return sky
+
+
+def test_sky_backend_runs_every_job_once_and_tears_the_fleet_down(cli, tmp_path: Path, smollm2_dir: Path, redis_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from costserve.cli import app
+
+    sky = fake_sky(smollm2_dir, tmp_path)  # the "nodes" run the planned model, SmolLM2-135M
+    monkeypatch.setitem(sys.modules, "sky", sky)
+    jobs = tmp_path / "jobs.jsonl"
+    ids = [f"s{i:02d}" for i in range(9)]
+    jobs.write_text("".join(json.dumps({"id": c, "prompt": f"say {i}", "max_tokens": 2 + i % 3, "temperature": 0}) + "\n"
+                            for i, c in enumerate(ids)))
+    out = tmp_path / "results.jsonl"
+    refused = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "SmolLM2-135M", "--broker", redis_url])
+    assert refused.exit_code == 2 and "pass --yes" in refused.output and not sky.launched
+    result = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "SmolLM2-135M", "--deadline", "2h",
+                              "--broker", redis_url, "--out", str(out), "--shard-size", "2", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["custom_id"] for line in out.read_text().splitlines()] == ids  # each once, in input order
+    (run_dir,) = runs_dir().iterdir()
+    store = RunStore.open(run_dir.name)
+    plan = store.plan()
+    assert plan is not None and len(sky.launched) == len(plan.groups) >= 1
+    for i, (name, config, secrets) in enumerate(sky.launched):
+        assert name.endswith(f"-g{i}") and config["num_nodes"] == plan.groups[i].count
+        assert secrets == {"COSTSERVE_BROKER": redis_url} and config["secrets"] == {"COSTSERVE_BROKER": None}
+    assert sorted(sky.downed) == sorted(name for name, _, _ in sky.launched) and not sky.nodes  # all torn down
+    assert all(state == "done" for *_, state in store.shards()) and len(store.shards()) == 5
+    assert all(down is not None for *_, down in store.fleet())
+    assert (run_dir / "report.html").is_file()
+    for path in run_dir.rglob("*"):  # the broker password is in no file the run wrote
+        if path.is_file():
+            assert REDIS_PASSWORD.encode() not in path.read_bytes(), path
+    assert REDIS_PASSWORD not in result.output
+
+
+def test_head_node_opens_only_the_redis_port_and_takes_its_password_as_a_secret() -> None:
+    config = head_task_config("aws", "us-east-1")
+    assert config["resources"]["ports"] == [REDIS_PORT] and config["secrets"] == {REDIS_PASSWORD_SECRET: None}
+    assert f"--requirepass \"${REDIS_PASSWORD_SECRET}\"" in config["run"] and "--protected-mode yes" in config["run"]
+    assert config["resources"]["autostop"]["down"] is True
+
+
+def test_jobs_follow_the_plans_class_shares() -> None:
+    from solver.plan import FleetGroupPlan, Plan, Replica, Stage, WorkloadClassPlan
+    from workers.shard_io import ShardJob
+
+    assert split_counts(10, [0.2, 0.8]) == [2, 8] and split_counts(3, [0.5, 0.5]) in ([2, 1], [1, 2])
+    assert sum(split_counts(7, [0.2, 0.3, 0.5])) == 7
+
+    class Job(ShardJob):
+        def estimated_input_tokens(self) -> int:
+            return len(self.prompt or "") // 4
+
+    short = [Job(custom_id=f"a{i}", line=2 * i + 1, max_tokens=16, prompt="hi") for i in range(8)]
+    long = [Job(custom_id=f"b{i}", line=2 * i + 2, max_tokens=1000, prompt="hi") for i in range(4)]
+    replica = Replica(tp=1, stages=[Stage(device="cpu", first_layer=0, last_layer=0, bits=[16])], prefill_micro_batch=1,
+                      decode_micro_batch=1)
+
+    def group(shares: dict[str, float]) -> FleetGroupPlan:
+        return FleetGroupPlan(cloud="aws", region="r", instance_type="t", gpu="L4", gpus_per_instance=1, spot=False,
+                              price_per_hour=1.0, count=1, replicas=1, replica=replica, quality=1.0, class_shares=shares,
+                              requests_per_s={}, finish_s=1.0)
+
+    plan = Plan(model="m", deadline_s=1, budget=None, quality_target=0, spot_allowed=False,
+                workload=[WorkloadClassPlan(name="in 0-256 / out 0-128", count=8, input_tokens=1, output_tokens=16),
+                          WorkloadClassPlan(name="in 0-256 / out 512+", count=4, input_tokens=1, output_tokens=1000)],
+                groups=[group({"in 0-256 / out 0-128": 0.25, "in 0-256 / out 512+": 1.0}), group({"in 0-256 / out 0-128": 0.75})],
+                cost=1, makespan_s=1, quality=1)
+    first, second = assign_jobs(short + long, plan)
+    assert [j.custom_id for j in first] == ["a0", "b0", "a1", "b1", "b2", "b3"]  # 2 of 8 short, all long, in input order
+    assert [j.custom_id for j in second] == [f"a{i}" for i in range(2, 8)]
