@@ -46,6 +46,10 @@ def show_status(run_id: str) -> None:
     states = {state: sum(1 for s in shards if s[3] == state) for state in sorted({s[3] for s in shards})}
     console.print(f"run {run.id}: {run.results_done()}/{info['jobs']} jobs have results; shards "
                   + ", ".join(f"{n} {state}" for state, n in states.items()), markup=False)
+    fleet = run.fleet()
+    if fleet:
+        running = sum(n for _, _, n, _, _, down in fleet if down is None)
+        console.print(f"  spent ${run.spend():.4f} on {len(fleet)} fleet group(s), {running} instance(s) running", markup=False)
     for ts, kind, detail in run.db.execute("SELECT ts, kind, detail FROM events ORDER BY rowid DESC LIMIT 5").fetchall()[::-1]:
         console.print(f"  {_when(ts)}  {kind}  {detail}", markup=False)
 
