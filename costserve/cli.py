@@ -160,6 +160,17 @@ def results(
 
 
 @app.command()
+def resume(
+    run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")],
+    broker: Annotated[Optional[str], typer.Option(help="the broker URL again, if the run used --broker [default: a new embedded Redis]")] = None,
+) -> None:
+    """Finish a run whose driver died (killed, machine rebooted): finished shards are skipped, results kept."""
+    from costserve.runs_cmd import resume_run
+
+    raise typer.Exit(resume_run(run, broker))
+
+
+@app.command()
 def cancel(run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")]) -> None:
     """Stop a run and its fleet, keeping every finished result."""
     from costserve.runs_cmd import cancel_run

@@ -62,25 +62,6 @@ class Fleet(Protocol):
         """Why the run cannot finish when no worker is alive (one line, naming a log)."""
 
 
-class LocalWorkers:
-    """Worker processes on this machine, writing results.sqlite themselves."""
-
-    def __init__(self, results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], log: Path, run_id: str) -> None:
-        self.results, self.procs, self.log, self.run_id = results, procs, log, run_id
-
-    def poll(self) -> None:
-        return None
-
-    def alive(self) -> bool:
-        return any(p.poll() is None for p in self.procs)
-
-    def status(self, now: float) -> RenderableType:
-        return worker_table(self.results, self.procs, now)
-
-    def gone(self) -> str:
-        return f"every worker exited before the run finished; see {self.log} (run {self.run_id})"
-
-
 def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], now: float) -> Table:
     """One row per worker: state, shards done, output tokens, seconds since its last shard finished."""
     table = Table(box=None, show_header=True, header_style="dim")

@@ -104,11 +104,14 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     last = float(results["finished"].max()) if len(results) else queued
     makespan = max(0.0, (last if end is not None or len(results) == store.input_info()["jobs"] else now) - queued)
     waits = (runs["started"] - queued).clip(lower=0) if len(runs) else pd.Series([0.0])
-    fleet = store.fleet()
+    periods: dict[str, list[tuple[int, int, float, float]]] = {}
+    for queue, index, instances, price, up, down in store.fleet():  # a resumed run has several periods per group
+        periods.setdefault(queue, []).append((index, instances, price, instances * ((down or now) - up) / 3600))
     rows = []
-    for queue, index, instances, price, up, down in fleet:
+    for queue, spans in periods.items():
+        index, instances, price = spans[0][0], spans[-1][1], spans[-1][2]
         group = plan.groups[index] if plan is not None and 0 <= index < len(plan.groups) else None  # -1: the broker node
-        hours = instances * ((down or now) - up) / 3600
+        hours = sum(h for *_, h in spans)
         mine = results[results["queue"] == queue]
         tokens = int(mine["tokens"].sum())
         span = float(mine["finished"].max() - queued) if len(mine) else 0.0
@@ -121,7 +124,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
             "planned instance-hours": group.count * group.finish_s / 3600 if group else None,
             "GPU-hours": hours * (group.gpus_per_instance if group else 0),
             "$/h": price,
-            "cost $": hours * price,
+            "cost $": sum(p * h for _, _, p, h in spans),
             "planned cost $": group.count * group.finish_s / 3600 * group.price_per_hour if group else None,
             "jobs": len(mine),
             "output tokens": tokens,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,34 +82,88 @@ def _costserve_process(pid: int) -> bool:
         return False
 
 
-def cancel_run(run_id: str, wait_s: float = 60.0) -> int:
-    """Stop a run, keeping every finished result: its driver stops the fleet, or, with no driver alive, this does."""
-    import os
+def _works_in(pid: int, run_dir: Path) -> bool:
+    """Whether `pid` is a live process whose working directory is `run_dir` (how `submit` starts workers; Celery
+    rewrites their command line, and a recycled pid belongs to something else)."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")).resolve() == run_dir.resolve()
+    except OSError:
+        return False
+
+
+def _recorded_pids(run: RunStore, kind: str) -> list[int]:
+    return [int(d) for (d,) in run.db.execute("SELECT detail FROM events WHERE kind = ?", (kind,))]
+
+
+def driver_alive(run: RunStore) -> int | None:
+    """The pid of the run's driver (`submit`/`resume`) if it is still running, else None."""
+    pids = _recorded_pids(run, "driver")
+    return pids[-1] if pids and _costserve_process(pids[-1]) else None
+
+
+def stop_leftovers(run: RunStore) -> None:
+    """Stop the worker process groups and embedded Redis a dead driver left running (checked by command line first)."""
     import signal
 
+    for pid in _recorded_pids(run, "worker started"):
+        if _works_in(pid, run.dir):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for pid in _recorded_pids(run, "broker pid"):
+        try:
+            if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def resume_run(run_id: str, broker: str | None) -> int:
+    """Finish a local run whose driver died: stop its leftovers, then run the shards not done (results already in are kept)."""
+    from costserve.config import ConfigError, load_settings
+    from costserve.local_run import SETTINGS_FILE, execute_local
+
+    run = _open(run_id)
+    if run.db.execute("SELECT 1 FROM events WHERE kind = 'finished'").fetchone():
+        console.print(f"run {run.id} already finished (`costserve results {run.id}`)", markup=False)
+        return 0
+    if (pid := driver_alive(run)) is not None:
+        fail(f"run {run.id} is still running (driver pid {pid}); `costserve cancel {run.id}` stops it")
+    if not (run.dir / SETTINGS_FILE).is_file():
+        fail(f"run {run.id} is not a local run; only `--backend local` runs can be resumed for now")
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        fail(str(exc))
+    stop_leftovers(run)
+    run.close_dangling_fleet()
+    run.event("driver", str(os.getpid()))
+    run.event("resumed", f"{run.results_done()}/{run.input_info()['jobs']} jobs had results")
+    console.print(f"resuming run {run.id}: {run.results_done()}/{run.input_info()['jobs']} jobs already have results", markup=False)
+    return execute_local(run, broker or settings.broker)
+
+
+def cancel_run(run_id: str, wait_s: float = 60.0) -> int:
+    """Stop a run, keeping every finished result: its driver stops the fleet, or, with no driver alive, this does."""
     run = _open(run_id)
     finished = run.db.execute("SELECT kind FROM events WHERE kind IN ('finished', 'stopped') LIMIT 1").fetchone()
     if finished:
         console.print(f"run {run.id} already {finished[0]}; nothing to cancel", markup=False)
         return 0
     run.event("cancel requested")
-    driver = [int(d) for (d,) in run.db.execute("SELECT detail FROM events WHERE kind = 'driver'")]
-    if driver and _costserve_process(driver[-1]):
+    driver = driver_alive(run)
+    if driver is not None:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if run.db.execute("SELECT 1 FROM events WHERE kind IN ('finished', 'stopped')").fetchone():
                 break
             time.sleep(0.5)
         else:
-            fail(f"run {run.id}: its driver (pid {driver[-1]}) did not stop within {wait_s:.0f}s; cancel again or kill it")
+            fail(f"run {run.id}: its driver (pid {driver}) did not stop within {wait_s:.0f}s; cancel again or kill it")
     else:  # the driver is gone (killed, machine rebooted): stop what it left running
-        for (pid,) in run.db.execute("SELECT detail FROM events WHERE kind = 'worker started'").fetchall():
-            if _costserve_process(int(pid)):
-                try:
-                    os.killpg(int(pid), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for queue, *_ in run.fleet():
+        stop_leftovers(run)
+        for queue in {q for q, *_ in run.fleet()}:
             run.fleet_down(queue)
         run.event("stopped", "cancelled")
     console.print(f"run {run.id} cancelled: {run.results_done()}/{run.input_info()['jobs']} jobs have results "

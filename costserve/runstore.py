@@ -55,7 +55,8 @@ class RunStore:
         self.db.execute("CREATE TABLE IF NOT EXISTS shards (shard_id TEXT PRIMARY KEY, queue TEXT, jobs INTEGER, "
                         "state TEXT, updated REAL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS events (ts REAL, kind TEXT, detail TEXT)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS fleet (queue TEXT PRIMARY KEY, group_index INTEGER, instances INTEGER, "
+        # one row per period a group was up: a resumed run adds a period
+        self.db.execute("CREATE TABLE IF NOT EXISTS fleet (queue TEXT, group_index INTEGER, instances INTEGER, "
                         "price_per_hour REAL, up REAL, down REAL)")
         self.db.commit()
 
@@ -107,7 +108,7 @@ class RunStore:
 
     def fleet_up(self, queue: str, group_index: int, instances: int, price_per_hour: float) -> None:
         """Record that plan group `group_index` is running: `instances` instances at $/h each, serving `queue`."""
-        self.db.execute("INSERT OR REPLACE INTO fleet VALUES (?, ?, ?, ?, ?, NULL)", (queue, group_index, instances, price_per_hour, time.time()))
+        self.db.execute("INSERT INTO fleet VALUES (?, ?, ?, ?, ?, NULL)", (queue, group_index, instances, price_per_hour, time.time()))
         self.event("fleet up", f"{queue}: {instances} instance(s) at ${price_per_hour:.4f}/h")
 
     def fleet_down(self, queue: str) -> None:
@@ -116,8 +117,15 @@ class RunStore:
         self.event("fleet down", queue)
 
     def fleet(self) -> list[tuple[str, int, int, float, float, float | None]]:
-        """(queue, group_index, instances, $/h, up, down) per group; times in unix s, down None while running."""
-        return list(self.db.execute("SELECT queue, group_index, instances, price_per_hour, up, down FROM fleet ORDER BY group_index"))
+        """(queue, group_index, instances, $/h, up, down) per group and period up; unix s, down None while running."""
+        return list(self.db.execute("SELECT queue, group_index, instances, price_per_hour, up, down FROM fleet "
+                                    "ORDER BY group_index, up"))
+
+    def close_dangling_fleet(self) -> None:
+        """End periods a dead driver left open at the run's last recorded moment (its last event)."""
+        last = self.last_event()[0]
+        self.db.execute("UPDATE fleet SET down = MAX(up, ?) WHERE down IS NULL", (last,))
+        self.db.commit()
 
     def spend(self, now: float | None = None) -> float:
         """Dollars spent so far: instances x $/h x uptime of every group (running groups count up to `now`)."""
@@ -126,7 +134,9 @@ class RunStore:
 
     def cancel_requested(self) -> bool:
         """Whether `costserve cancel` asked this run to stop."""
-        return self.db.execute("SELECT 1 FROM events WHERE kind = 'cancel requested' LIMIT 1").fetchone() is not None
+        return self.db.execute(  # since the last resume: a cancelled run can be resumed
+            "SELECT 1 FROM events WHERE kind = 'cancel requested' "
+            "AND rowid > COALESCE((SELECT MAX(rowid) FROM events WHERE kind = 'resumed'), 0) LIMIT 1").fetchone() is not None
 
     def created(self) -> float:
         """Unix time of the run's first event."""

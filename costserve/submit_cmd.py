@@ -18,9 +18,7 @@ import typer
 
 from costserve.config import ConfigError, load_settings
 from costserve.durations import parse_duration
-from costserve.live_view import Cancelled, LocalWorkers, WorkersGone, follow
 from costserve.plan_cmd import show_plan
-from costserve.report_cmd import write_run_report
 from costserve.runstore import RunStore
 from costserve.ui import console, fail, read_valid_jobs
 
@@ -28,8 +26,6 @@ if TYPE_CHECKING:
     import sqlite3
 
     from solver.plan import Plan, Replica
-
-QUEUE = "local"
 
 
 def redact_url(url: str) -> str:
@@ -46,13 +42,12 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
                shard_size: int, workers: int, stages: int, replica_path: Path | None = None, deadline: str = "8h",
                yes: bool = False, budget: float | None = None) -> int:
     """Run every valid job of `jobs_path` on this machine; returns the exit code."""
-    from deploy.local import EmbeddedRedis, start_worker, stop_worker
+    from costserve.local_run import QUEUE, execute_local, write_settings
     from solver.device_profile import default_profile_path
     from solver.local_replica import local_replica, profile_layer_ms
     from solver.plan import Replica
-    from workers.celery_app import make_app
     from workers.model_source import ModelSourceError, model_name, resolve_model_dir
-    from workers.shard_io import results_db, write_shard
+    from workers.shard_io import write_shard
 
     try:
         settings = load_settings()
@@ -95,50 +90,14 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
     store = RunStore.create(jobs_path, len(jobs))
     store.event("driver", str(os.getpid()))
     store.write_json("plan.json", plan.model_dump_json(indent=2))
-    price = plan.groups[0].price_per_hour
-    replica_file = store.write_json(f"replica-{QUEUE}.json", replica.model_dump_json(indent=2))
+    store.write_json(f"replica-{QUEUE}.json", replica.model_dump_json(indent=2))
+    write_settings(store, model_dir, workers, out or jobs_path.with_suffix(".results.jsonl"))
     console.print(f"run [bold]{store.id}[/]: {len(jobs)} jobs of {name} on this machine, replica {replica.summary()}")
-    shards = []
     for i in range(0, len(jobs), shard_size):
         sid = f"shard-{i // shard_size:05d}"
         write_shard(store.dir, sid, jobs[i : i + shard_size])
         store.add_shard(sid, QUEUE, len(jobs[i : i + shard_size]))
-        shards.append(sid)
-    redis = EmbeddedRedis(store.dir) if broker is None and settings.broker is None else None
-    url = redis.url if redis is not None else (broker or settings.broker or "")
-    store.event("broker", redact_url(url))
-    log = store.dir / "workers.log"
-    procs = [start_worker(store.dir, QUEUE, url, replica_file, str(model_dir), log) for _ in range(workers)]
-    for p in procs:
-        store.event("worker started", str(p.pid))
-    store.fleet_up(QUEUE, 0, 1, price)
-    results = results_db(store.dir)
-    stopped: str | None = None
-    try:
-        app = make_app(url)
-        for sid in shards:
-            app.send_task("workers.tasks.run_shard", args=(str(store.dir), sid), queue=QUEUE)
-        store.event("queued", f"{len(shards)} shards")
-        follow(store, results, len(jobs), LocalWorkers(results, procs, log, store.id), price)
-    except Cancelled:
-        stopped = "cancelled"
-    except WorkersGone as exc:
-        stopped = str(exc)
-    finally:
-        for p in procs:
-            stop_worker(p)
-        if redis is not None:
-            redis.stop()
-        store.fleet_down(QUEUE)
-    out = out or jobs_path.with_suffix(".results.jsonl")
-    written, failed = write_results_file(results, out)
-    store.event("finished" if stopped is None else "stopped", str(out) if stopped is None else stopped)
-    report = write_run_report(store)
-    console.print(f"report: {report}", markup=False)
-    if stopped is not None:
-        fail(f"run {store.id} {stopped}: {written}/{len(jobs)} results kept in {out}")
-    console.print(f"run {store.id}: {len(jobs)} results -> {out}" + (f" ({failed} failed)" if failed else ""), markup=False)
-    return 1 if failed else 0
+    return execute_local(store, broker or settings.broker)
 
 
 def _local_plan(jobs: list, name: str, config: dict, replica: "Replica", deadline_s: float, quality: float,  # type: ignore[type-arg]

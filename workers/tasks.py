@@ -21,7 +21,7 @@ from workers.engine import Engine
 from workers.model_source import model_name
 from workers.replica import read_replica
 from workers.results import batch_output_line
-from workers.shard_io import ShardJob, read_shard, results_db, save_result, save_shard_run
+from workers.shard_io import ShardJob, mark_shard_started, read_shard, results_db, save_result, save_shard_run
 
 _engine: Engine | None = None
 
@@ -65,6 +65,7 @@ def run_shard(self: Any, run_dir: str, shard_id: str) -> dict[str, int]:
     tokens = errors = 0
     started = time.time()
     attempt = self.request.retries + 1
+    mark_shard_started(con, shard_id)
     try:
         for gen in engine.stream(jobs):
             job = jobs[gen.index]
