@@ -113,6 +113,7 @@ def submit(
     budget: Annotated[Optional[float], typer.Option(help="most to spend, $ (local: the predicted cost must fit)")] = None,
     spot: Annotated[bool, typer.Option("--spot", help="sky: allow spot instances")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="start without asking for confirmation")] = False,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="run the valid lines; bad ones go to the run's rejected.jsonl")] = False,
 ) -> None:
     """Run a job file end to end: on this machine (run store, Redis queue, local workers), or plan a SkyPilot fleet."""
     if backend == "sky" and dry_run:
@@ -129,7 +130,7 @@ def submit(
         fail(f"--backend: {backend!r} is not a backend (local or sky)")
     from costserve.submit_cmd import run_submit
 
-    raise typer.Exit(run_submit(jobs, model, quality, broker, out, shard_size, workers, stages, replica, deadline, yes, budget))
+    raise typer.Exit(run_submit(jobs, model, quality, broker, out, shard_size, workers, stages, replica, deadline, yes, budget, skip_invalid))
 
 
 @app.command()

@@ -20,7 +20,7 @@ from costserve.config import ConfigError, load_settings
 from costserve.durations import parse_duration
 from costserve.plan_cmd import show_plan
 from costserve.runstore import RunStore
-from costserve.ui import console, fail, read_valid_jobs
+from costserve.ui import console, fail, read_valid_jobs, write_rejected
 
 if TYPE_CHECKING:
     import sqlite3
@@ -40,7 +40,7 @@ def redact_url(url: str) -> str:
 
 def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str | None, out: Path | None,
                shard_size: int, workers: int, stages: int, replica_path: Path | None = None, deadline: str = "8h",
-               yes: bool = False, budget: float | None = None) -> int:
+               yes: bool = False, budget: float | None = None, skip_invalid: bool = False) -> int:
     """Run every valid job of `jobs_path` on this machine; returns the exit code."""
     from costserve.local_run import QUEUE, execute_local, write_settings
     from solver.device_profile import default_profile_path
@@ -58,9 +58,9 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
         fail(f"--deadline: {exc}")
     if budget is not None and budget <= 0:
         fail("--budget must be more than $0")
-    jobs, bad = read_valid_jobs(jobs_path, settings.default_max_tokens, settings.max_errors)
-    if bad.count:
-        fail(f"{jobs_path}: {bad.count} bad line(s); fix them and submit again (nothing was run)")
+    jobs, bad = read_valid_jobs(jobs_path, settings.default_max_tokens, settings.max_errors, skip_invalid)
+    if bad.count and not skip_invalid:
+        fail(f"{jobs_path}: {bad.count} bad line(s); fix them, or pass --skip-invalid to run the valid lines (nothing was run)")
     if not jobs:
         fail(f"{jobs_path}: no jobs")
     try:
@@ -90,6 +90,10 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
     store = RunStore.create(jobs_path, len(jobs))
     store.event("driver", str(os.getpid()))
     store.write_json("plan.json", plan.model_dump_json(indent=2))
+    if bad.rejected:
+        rejected = write_rejected(bad.rejected, store.dir)
+        store.event("rejected", f"{bad.count} bad line(s)")
+        console.print(f"{bad.count} bad line(s) skipped; they are in {rejected} (errors in rejected.errors.txt)", markup=False)
     store.write_json(f"replica-{QUEUE}.json", replica.model_dump_json(indent=2))
     write_settings(store, model_dir, workers, out or jobs_path.with_suffix(".results.jsonl"))
     console.print(f"run [bold]{store.id}[/]: {len(jobs)} jobs of {name} on this machine, replica {replica.summary()}")

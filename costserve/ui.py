@@ -27,13 +27,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
 class BadLinePrinter:
     """Counts rejected lines and prints the first `max_errors` of them, one line each (no markup)."""
 
-    def __init__(self, console: Console, max_errors: int) -> None:
+    def __init__(self, console: Console, max_errors: int, keep: bool = False) -> None:
         self.console = console
         self.max_errors = max_errors
         self.count = 0
+        self.rejected: list[object] | None = [] if keep else None  # every rejected line's error, when kept
 
     def __call__(self, error: object) -> None:
         self.count += 1
+        if self.rejected is not None:
+            self.rejected.append(error)
         if self.count <= self.max_errors:
             self.console.print(str(error), markup=False, highlight=False, soft_wrap=True)
 
@@ -52,6 +55,17 @@ def frame_table(df: "pd.DataFrame", title: str | None = None, index_name: str | 
     return table
 
 
+def write_rejected(errors: list, folder: "Path") -> "Path":  # type: ignore[type-arg]
+    """`rejected.jsonl` (each rejected line, byte for byte, to fix and resubmit) and `rejected.errors.txt`
+    (FILE:LINE: field: problem for each) in `folder`; returns the first."""
+    lines = folder / "rejected.jsonl"
+    with lines.open("wb") as raw, (folder / "rejected.errors.txt").open("w") as why:
+        for error in errors:
+            raw.write(error.raw if error.raw.endswith(b"\n") else error.raw + b"\n")
+            why.write(f"{error}\n")
+    return lines
+
+
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
@@ -66,14 +80,15 @@ def _format(value: object) -> str:
     return str(value)
 
 
-def read_valid_jobs(path: "Path", default_max_tokens: int, max_errors: int) -> tuple[list, "BadLinePrinter"]:
+def read_valid_jobs(path: "Path", default_max_tokens: int, max_errors: int, keep_rejected: bool = False) -> tuple[list, "BadLinePrinter"]:
     """Every valid job of a job file, in file order, with the printer that reported the bad lines (one line each).
 
+    With `keep_rejected`, the printer also keeps every rejected line's LineError (`.rejected`).
     An unreadable file ends the command with its one-line error.
     """
     from costserve.jobfile import JobFileError, valid_jobs
 
-    bad = BadLinePrinter(err_console, max_errors)
+    bad = BadLinePrinter(err_console, max_errors, keep_rejected)
     try:
         return list(valid_jobs(path, default_max_tokens, bad)), bad
     except JobFileError as exc:
