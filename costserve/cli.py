@@ -164,11 +164,12 @@ def results(
 def resume(
     run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")],
     broker: Annotated[Optional[str], typer.Option(help="the broker URL again, if the run used --broker [default: a new embedded Redis]")] = None,
+    budget: Annotated[Optional[float], typer.Option(help="a new total budget, $ (spend so far counts) [default: the run's]")] = None,
 ) -> None:
-    """Finish a run whose driver died (killed, machine rebooted): finished shards are skipped, results kept."""
+    """Finish a run that stopped (driver killed, budget reached, cancelled): finished shards are skipped, results kept."""
     from costserve.runs_cmd import resume_run
 
-    raise typer.Exit(resume_run(run, broker))
+    raise typer.Exit(resume_run(run, broker, budget))
 
 
 @app.command()

@@ -17,6 +17,7 @@ from rich.console import RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from costserve.budget_guard import BudgetGuard
 from costserve.runstore import RunStore
 from costserve.ui import err_console
 
@@ -90,12 +91,15 @@ def _in_group(pid: int, group: int) -> bool:
         return pid == group
 
 
-def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Fleet, price_per_hour: float) -> None:
+def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Fleet, price_per_hour: float,
+           guard: BudgetGuard | None = None) -> None:
     """Show progress until every job has a result; `price_per_hour` is the whole fleet's $/h.
 
-    Raises Cancelled when `costserve cancel` asks, WorkersGone when no worker is left.
+    Raises Cancelled when `costserve cancel` asks, WorkersGone when no worker is left,
+    BudgetReached when `guard` says the next billing increment would cross the budget.
     """
     t0 = time.monotonic()
+    done0: int | None = None
     progress = _FleetProgress(
         TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
         TextColumn("{task.fields[money]}"), TextColumn("{task.fields[eta]}"),
@@ -109,8 +113,11 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Flee
             store.mark_finished_shards(results)
             progress.status = fleet.status(time.time())
             elapsed = max(time.monotonic() - t0, 1e-9)
-            spent = store.spend()
-            remaining_s = (total - done) * elapsed / done if done else None
+            spent = store.spend() if guard is None else guard.check(store)
+            done0 = done if done0 is None else done0  # results from before a resume do not count toward the rate
+            remaining_s = (total - done) * elapsed / (done - done0) if done > done0 else None
+            if guard is not None:
+                fleet.may_add_capacity = guard.may_add_capacity(store, remaining_s)  # type: ignore[attr-defined]
             projected = spent + price_per_hour * remaining_s / 3600 if remaining_s is not None else None
             progress.update(
                 task, completed=done, rate=f"{tokens / elapsed:.1f} tokens/s",

@@ -21,6 +21,7 @@ from typing import Any
 
 from rich.console import RenderableType
 
+from costserve.budget_guard import BudgetGuard, BudgetReached
 from costserve.live_view import Cancelled, WorkersGone, follow, worker_table
 from costserve.runstore import RunStore
 from costserve.ui import console, fail
@@ -38,6 +39,7 @@ class LocalWorkers:
         self.store, self.results, self.start, self.app = store, results, start, app
         self.procs: list[subprocess.Popen[bytes]] = []
         self.replacements = 0
+        self.may_add_capacity = True  # the budget guard turns this off while the projected spend is over budget
         for _ in range(count):
             self._spawn()
 
@@ -55,16 +57,19 @@ class LocalWorkers:
             self.store.event("worker lost", f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}")
             for sid in lost:
                 self.app.send_task(RUN_SHARD, args=(str(self.store.dir), sid), queue=QUEUE)
-            if self.replacements < MAX_REPLACEMENTS:
+            if self.replacements < MAX_REPLACEMENTS and self.may_add_capacity:
                 self.replacements += 1
                 self._spawn()
+            elif not self.may_add_capacity:
+                self.store.event("no replacement", "the projected spend is over the budget")
 
     def _finished(self) -> set[str]:
         return {sid for (sid,) in self.results.execute("SELECT DISTINCT shard FROM shard_runs")}
 
     def alive(self) -> bool:
         # a worker that died since the last poll() is replaced by the next one, while replacements remain
-        return any(p.poll() is None for p in self.procs) or (bool(self.procs) and self.replacements < MAX_REPLACEMENTS)
+        return any(p.poll() is None for p in self.procs) or (
+            bool(self.procs) and self.replacements < MAX_REPLACEMENTS and self.may_add_capacity)
 
     def status(self, now: float) -> RenderableType:
         return worker_table(self.results, self.procs, now)
@@ -80,13 +85,16 @@ class LocalWorkers:
             stop_worker(p)
 
 
-def write_settings(store: RunStore, model_dir: Path, workers: int, out: Path) -> None:
+def write_settings(store: RunStore, model_dir: Path, workers: int, out: Path, budget: float | None = None) -> None:
     """What execute_local needs to run (or resume) this run; no secrets (a --broker URL is given again on resume)."""
-    store.write_json(SETTINGS_FILE, {"model_dir": str(model_dir), "workers": workers, "out": str(out.resolve())})
+    store.write_json(SETTINGS_FILE, {"model_dir": str(model_dir), "workers": workers, "out": str(out.resolve()), "budget": budget})
 
 
-def execute_local(store: RunStore, broker: str | None) -> int:
-    """Run every shard of `store` not yet done on local workers; write results and the report; returns the exit code."""
+def execute_local(store: RunStore, broker: str | None, budget: float | None = None) -> int:
+    """Run every shard of `store` not yet done on local workers; write results and the report; returns the exit code.
+
+    `budget` ($, default the one the run was submitted with) is enforced live by a BudgetGuard.
+    """
     from costserve.report_cmd import write_run_report
     from costserve.submit_cmd import redact_url, write_results_file
     from deploy.local import EmbeddedRedis, start_worker
@@ -94,6 +102,7 @@ def execute_local(store: RunStore, broker: str | None) -> int:
     from workers.shard_io import results_db
 
     settings = json.loads((store.dir / SETTINGS_FILE).read_text())
+    budget = budget if budget is not None else settings.get("budget")
     plan = store.plan()
     price = plan.groups[0].price_per_hour if plan is not None else 0.0
     results = results_db(store.dir)
@@ -116,9 +125,11 @@ def execute_local(store: RunStore, broker: str | None) -> int:
         for sid in todo:
             app.send_task(RUN_SHARD, args=(str(store.dir), sid), queue=QUEUE)
         store.event("queued", f"{len(todo)} shards")
-        follow(store, results, total, fleet, price)
+        follow(store, results, total, fleet, price, BudgetGuard(budget) if budget is not None else None)
     except Cancelled:
         stopped = "cancelled"
+    except BudgetReached as exc:
+        stopped = f"stopped at its budget: {exc}; `costserve resume {store.id} --budget MORE` continues it"
     except WorkersGone as exc:
         stopped = str(exc)
     finally:

@@ -119,7 +119,7 @@ def stop_leftovers(run: RunStore) -> None:
             pass
 
 
-def resume_run(run_id: str, broker: str | None) -> int:
+def resume_run(run_id: str, broker: str | None, budget: float | None = None) -> int:
     """Finish a local run whose driver died: stop its leftovers, then run the shards not done (results already in are kept)."""
     from costserve.config import ConfigError, load_settings
     from costserve.local_run import SETTINGS_FILE, execute_local
@@ -141,7 +141,7 @@ def resume_run(run_id: str, broker: str | None) -> int:
     run.event("driver", str(os.getpid()))
     run.event("resumed", f"{run.results_done()}/{run.input_info()['jobs']} jobs had results")
     console.print(f"resuming run {run.id}: {run.results_done()}/{run.input_info()['jobs']} jobs already have results", markup=False)
-    return execute_local(run, broker or settings.broker)
+    return execute_local(run, broker or settings.broker, budget)
 
 
 def cancel_run(run_id: str, wait_s: float = 60.0) -> int:

@@ -88,6 +88,7 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
                    broker: str | None, yes: bool, shard_size: int, out: Path | None) -> int:
     """Plan, launch and run a batch on SkyPilot; returns the exit code."""
     from catalog.load import load_models
+    from costserve.budget_guard import BudgetGuard, BudgetReached
     from costserve.catalog_views import current_offerings
     from costserve.config import ConfigError, load_settings
     from costserve.job_assignment import assign_jobs
@@ -150,9 +151,12 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
                 pending[sid] = (app.send_task(RUN_TASK, args=(sid, payload), queue=f"g{i}"), f"g{i}", payload)
         store.event("queued", f"{len(pending)} shards on {len(plan.groups)} queue(s)")
         total_price = sum(price * n for _, _, n, price, _, down in store.fleet() if down is None)
-        follow(store, results, len(jobs), RemoteWorkers(store, results, app, pending), total_price)
+        guard = BudgetGuard(budget) if budget is not None else None
+        follow(store, results, len(jobs), RemoteWorkers(store, results, app, pending), total_price, guard)
     except Cancelled:
         stopped = "cancelled"
+    except BudgetReached as exc:
+        stopped = f"stopped at its budget: {exc}"
     except WorkersGone as exc:
         stopped = str(exc)
     finally:

@@ -95,7 +95,7 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
         store.event("rejected", f"{bad.count} bad line(s)")
         console.print(f"{bad.count} bad line(s) skipped; they are in {rejected} (errors in rejected.errors.txt)", markup=False)
     store.write_json(f"replica-{QUEUE}.json", replica.model_dump_json(indent=2))
-    write_settings(store, model_dir, workers, out or jobs_path.with_suffix(".results.jsonl"))
+    write_settings(store, model_dir, workers, out or jobs_path.with_suffix(".results.jsonl"), budget)
     console.print(f"run [bold]{store.id}[/]: {len(jobs)} jobs of {name} on this machine, replica {replica.summary()}")
     for i in range(0, len(jobs), shard_size):
         sid = f"shard-{i // shard_size:05d}"
