@@ -85,6 +85,15 @@ class LocalWorkers:
             stop_worker(p)
 
 
+def require_broker(url: str | None) -> None:
+    """End the command with one line (password redacted) when an external broker does not answer."""
+    from costserve.submit_cmd import redact_url
+    from deploy.local import broker_problem
+
+    if url is not None and (problem := broker_problem(url)) is not None:
+        fail(f"--broker {redact_url(url)}: {problem}")
+
+
 def write_settings(store: RunStore, model_dir: Path, workers: int, out: Path, budget: float | None = None) -> None:
     """What execute_local needs to run (or resume) this run; no secrets (a --broker URL is given again on resume)."""
     store.write_json(SETTINGS_FILE, {"model_dir": str(model_dir), "workers": workers, "out": str(out.resolve()), "budget": budget})

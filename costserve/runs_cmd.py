@@ -122,7 +122,7 @@ def stop_leftovers(run: RunStore) -> None:
 def resume_run(run_id: str, broker: str | None, budget: float | None = None) -> int:
     """Finish a local run whose driver died: stop its leftovers, then run the shards not done (results already in are kept)."""
     from costserve.config import ConfigError, load_settings
-    from costserve.local_run import SETTINGS_FILE, execute_local
+    from costserve.local_run import SETTINGS_FILE, execute_local, require_broker
 
     run = _open(run_id)
     if run.db.execute("SELECT 1 FROM events WHERE kind = 'finished'").fetchone():
@@ -136,6 +136,7 @@ def resume_run(run_id: str, broker: str | None, budget: float | None = None) -> 
         settings = load_settings()
     except ConfigError as exc:
         fail(str(exc))
+    require_broker(broker or settings.broker)
     stop_leftovers(run)
     run.close_dangling_fleet()
     run.event("driver", str(os.getpid()))

@@ -97,6 +97,7 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
     from costserve.report_cmd import write_run_report
     from costserve.submit_cmd import confirm, redact_url, write_results_file
     from costserve.ui import read_valid_jobs
+    from deploy.local import broker_problem
     from deploy.sky_fleet import SkyFleet
     from deploy.skypilot import REDIS_PORT, head_task_config, write_group_tasks
     from workers.celery_app import make_app
@@ -112,6 +113,8 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
              else f"{jobs_path}: no jobs")
     plan = run_plan(jobs_path, None, model, deadline, budget, quality, spot, None, None, True, None, None)
     broker = broker or settings.broker
+    if broker is not None and (problem := broker_problem(broker)) is not None:
+        fail(f"--broker {redact_url(broker)}: {problem}; nothing was launched")
     instances = sum(g.count for g in plan.groups) + (0 if broker else 1)
     confirm(yes, f"launch {instances} cloud instance(s), predicted ${plan.cost:.2f}")
     store = RunStore.create(jobs_path, len(jobs))

@@ -42,7 +42,7 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
                shard_size: int, workers: int, stages: int, replica_path: Path | None = None, deadline: str = "8h",
                yes: bool = False, budget: float | None = None, skip_invalid: bool = False) -> int:
     """Run every valid job of `jobs_path` on this machine; returns the exit code."""
-    from costserve.local_run import QUEUE, execute_local, write_settings
+    from costserve.local_run import QUEUE, execute_local, require_broker, write_settings
     from solver.device_profile import default_profile_path
     from solver.local_replica import local_replica, profile_layer_ms
     from solver.plan import Replica
@@ -87,6 +87,7 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
     if budget is not None and plan.cost > budget:
         fail(f"--budget ${budget:g}: the predicted cost on this machine is ${plan.cost:.4f}; raise --budget")
     confirm(yes, f"run {len(jobs):,} jobs on this machine")
+    require_broker(broker or settings.broker)
     store = RunStore.create(jobs_path, len(jobs))
     store.event("driver", str(os.getpid()))
     store.write_json("plan.json", plan.model_dump_json(indent=2))

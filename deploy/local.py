@@ -61,3 +61,24 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
         proc.wait()
     except ProcessLookupError:
         pass
+
+
+def broker_problem(url: str, timeout_s: float = 5.0) -> str | None:
+    """Why a Redis broker URL cannot be used (unreachable, wrong password, bad URL), or None when it answers a PING.
+
+    The reason never includes the URL (it may hold a password); callers name it redacted.
+    """
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url.replace("redis+socket://", "unix://"), socket_connect_timeout=timeout_s,
+                                      socket_timeout=timeout_s)
+        client.ping()
+        client.close()
+        return None
+    except redis.exceptions.AuthenticationError:
+        return "authentication failed (check the password)"
+    except redis.exceptions.ConnectionError as exc:
+        return f"cannot connect ({str(exc).splitlines()[0].replace(url, '<broker>')})"
+    except (redis.exceptions.RedisError, ValueError) as exc:
+        return f"not a usable Redis URL ({type(exc).__name__})"

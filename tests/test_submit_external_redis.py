@@ -36,3 +36,16 @@ def test_submit_through_an_external_redis_keeps_the_password_out_of_the_run(cli,
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_an_unreachable_or_wrong_password_broker_is_one_redacted_line(cli, tmp_path: Path, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+    from costserve.cli import app
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "a", "prompt": "hi", "max_tokens": 2}) + "\n")
+    wrong = redis_url.replace(PASSWORD, "not-the-password")
+    for url, problem in ((wrong, "authentication failed"), ("redis://:hunter2-pw@127.0.0.1:1/0", "cannot connect")):
+        result = cli.invoke(app, ["submit", str(jobs), "--broker", url, "--yes", "--model", "SmolLM2-135M"])
+        assert result.exit_code == 2 and problem in result.output and "Traceback" not in result.output, result.output
+        assert "not-the-password" not in result.output and "hunter2-pw" not in result.output and ":***@" in result.output
+    assert not runs_dir().exists() or not any(runs_dir().iterdir())  # nothing was started
