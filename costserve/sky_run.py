@@ -19,10 +19,10 @@ from rich.console import RenderableType
 from rich.table import Table
 
 from costserve.runstore import RunStore
+from costserve.sky_replan import RUN_TASK, GroupReplacer
 from costserve.ui import console, err_console, fail
 
 MAX_SHARD_ATTEMPTS = 3
-RUN_TASK = "workers.tasks.run_jobs"
 
 
 class RemoteWorkers:
@@ -32,6 +32,7 @@ class RemoteWorkers:
         self.store, self.results, self.app, self.pending = store, results, app, pending
         self.attempts: dict[str, int] = {sid: 1 for sid in pending}
         self.error: str | None = None
+        self.replacer: GroupReplacer | None = None  # set once the fleet is up
 
     def poll(self) -> None:
         from workers.shard_io import save_result, save_shard_run
@@ -56,6 +57,9 @@ class RemoteWorkers:
                            len(done["outputs"]), sum(o["tokens"] for o in done["outputs"]), errors, done["finished"])
             res.forget()
             del self.pending[sid]
+        if self.replacer is not None and self.error is None:
+            self.replacer.check(self.pending)
+            self.error = self.replacer.error
 
     def alive(self) -> bool:
         return self.error is None
@@ -155,7 +159,10 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
         store.event("queued", f"{len(pending)} shards on {len(plan.groups)} queue(s)")
         total_price = sum(price * n for _, _, n, price, _, down in store.fleet() if down is None)
         guard = BudgetGuard(budget) if budget is not None else None
-        follow(store, results, len(jobs), RemoteWorkers(store, results, app, pending), total_price, guard)
+        workers = RemoteWorkers(store, results, app, pending)
+        workers.replacer = GroupReplacer(store, fleet, app, plan, offerings, gpus, row, broker, hf_id, plan.deadline_s, budget,
+                                         quality, spot)
+        follow(store, results, len(jobs), workers, total_price, guard)
     except Cancelled:
         stopped = "cancelled"
     except BudgetReached as exc:
@@ -165,7 +172,7 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
     finally:
         with console.status("tearing the fleet down (sky down)..."):
             left = fleet.down_all()
-        for queue, *_ in store.fleet():
+        for queue in {q for q, *_ in store.fleet()}:
             store.fleet_down(queue)
         if left:
             err_console.print(f"costserve: could not tear down {', '.join(left)}; run `sky down {' '.join(left)}`",

@@ -55,6 +55,29 @@ class SkyFleet:
         self.launched.append(name)  # before launching: a half-launched cluster must be torn down too
         sky.get(sky.launch(task, cluster_name=name, idle_minutes_to_autostop=AUTOSTOP_IDLE_MINUTES, down=True))
 
+    def statuses(self, names: list[str]) -> dict[str, str]:
+        """SkyPilot's status (UP, INIT, STOPPED) of each named cluster that still exists; a gone cluster is absent."""
+        import sky
+
+        records = sky.get(sky.status(cluster_names=names))
+        out = {}
+        for record in records:
+            name = record["name"] if isinstance(record, dict) else record.name
+            status = record["status"] if isinstance(record, dict) else record.status
+            out[name] = getattr(status, "value", str(status))
+        return out
+
+    def forget(self, name: str) -> None:
+        """Tear down one cluster now (a lost group's remains) and stop tracking it."""
+        import sky
+
+        try:
+            sky.get(sky.down(name))
+        except Exception:  # noqa: BLE001 — it may be gone already; down_all no longer owns it either way
+            pass
+        if name in self.launched:
+            self.launched.remove(name)
+
     def down_all(self) -> list[str]:
         """Tear down every cluster this run launched, newest first; returns the names that failed to go down."""
         import sky

@@ -85,10 +85,11 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
     }
 
 
-def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, hf_id: str | None = None) -> list[Path]:
+def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, hf_id: str | None = None, first_index: int = 0) -> list[Path]:
     """Write `sky/<group>.yaml` and its replica JSON per fleet group of `plan`; returns the YAML paths.
 
     `hf_id`: the model's Hugging Face repository for nodes to download (None: the embedded SmolLM2).
+    `first_index`: the first group's number (replacement groups continue after the run's existing ones).
     """
     import yaml
 
@@ -96,7 +97,7 @@ def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, hf_id: str | None = N
     out = []
     sky_dir = run_dir / "sky"
     sky_dir.mkdir(parents=True, exist_ok=True)
-    for i, group in enumerate(plan.groups):
+    for i, group in enumerate(plan.groups, start=first_index):
         replica = sky_dir / f"g{i}-replica.json"
         replica.write_text(group.replica.model_dump_json(indent=2))
         sky_name = names.get(group.gpu) if group.gpu != "cpu" else None

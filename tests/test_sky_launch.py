@@ -66,7 +66,15 @@ def fake_sky(model: Path, log_dir: Path) -> types.ModuleType:
         sky.downed.append(name)  # type: ignore[attr-defined]
         return ("down", name)
 
-    sky.launch, sky.down = launch, down  # type: ignore[attr-defined]
+    def status(cluster_names: list[str]) -> list[dict[str, str]]:
+        return [{"name": n, "status": "UP"} for n in cluster_names if n in sky.nodes]  # type: ignore[attr-defined]
+
+    def preempt(name: str) -> None:
+        """The cloud takes the instances back: the nodes die and the cluster disappears from `sky status`."""
+        for proc in sky.nodes.pop(name, []):  # type: ignore[attr-defined]
+            stop_worker(proc, timeout_s=0.1)
+
+    sky.launch, sky.down, sky.status, sky.preempt = launch, down, status, preempt  # type: ignore[attr-defined]
     sky.get = lambda request: request  # type: ignore[attr-defined]
     return sky
 
@@ -103,6 +111,52 @@ def test_sky_backend_runs_every_job_once_and_tears_the_fleet_down(cli, tmp_path:
         if path.is_file():
             assert REDIS_PASSWORD.encode() not in path.read_bytes(), path
     assert REDIS_PASSWORD not in result.output
+
+
+def test_a_preempted_group_is_replanned_and_replaced(cli, tmp_path: Path, smollm2_dir: Path, redis_url: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    import costserve.sky_replan
+    from costserve.cli import app
+
+    monkeypatch.setattr(costserve.sky_replan, "PREEMPTION_CHECK_S", 0.5)
+    sky = fake_sky(smollm2_dir, tmp_path)
+    monkeypatch.setitem(sys.modules, "sky", sky)
+    jobs = tmp_path / "jobs.jsonl"
+    ids = [f"p{i:02d}" for i in range(24)]
+    jobs.write_text("".join(json.dumps({"id": c, "prompt": f"count {i}", "max_tokens": 6, "temperature": 0}) + "\n"
+                            for i, c in enumerate(ids)))
+    out = tmp_path / "results.jsonl"
+
+    def preempt_after_first_results() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            runs = list(runs_dir().iterdir()) if runs_dir().is_dir() else []
+            if runs and RunStore(runs[0]).results_done() >= 2:
+                sky.preempt(sky.launched[0][0])
+                return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=preempt_after_first_results, daemon=True)
+    killer.start()
+    result = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "SmolLM2-135M", "--deadline", "2h", "--spot",
+                              "--broker", redis_url, "--out", str(out), "--shard-size", "2", "--yes"])
+    killer.join(5)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["custom_id"] for line in out.read_text().splitlines()] == ids  # none lost, none duplicated
+    (run_dir,) = runs_dir().iterdir()
+    store = RunStore.open(run_dir.name)
+    kinds = [k for (k,) in store.db.execute("SELECT kind FROM events")]
+    assert "group lost" in kinds and "replaced" in kinds and "is gone" in result.output and "launching replacement g1" in result.output
+    plan = store.plan()
+    assert plan is not None and len(plan.groups) >= 2 and len(sky.launched) == len(plan.groups)
+    queues = {q for q, *_ in store.fleet()}
+    assert {"g0", "g1"} <= queues and all(down is not None for *_, down in store.fleet())
+    assert all(state == "done" for *_, state in store.shards())
+    assert any(q != "g0" for _, q, _, _ in store.shards())  # the lost group's shards moved to the replacement
+    assert not sky.nodes  # everything torn down
 
 
 def test_head_node_opens_only_the_redis_port_and_takes_its_password_as_a_secret() -> None:
