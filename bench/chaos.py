@@ -110,9 +110,17 @@ def scenario_driver_killed(home: Path, jobs: Path, out: Path) -> Path:
 
 
 def scenario_budget_then_resume(home: Path, jobs: Path, out: Path) -> Path:
-    # $0.10/h: one 60 s billing increment is $0.00167; a $0.0025 budget stops the run after ~30 s of uptime
-    _submit(home, jobs, out, "--budget", "0.0025").communicate()
+    # $0.10/h: one 60 s billing increment is $0.00167, so a $0.0025 budget stops the run after ~30 s of
+    # uptime; the job file is doubled so that the run would take longer than that
+    doubled = jobs.with_name("doubled.jsonl")
+    lines = jobs.read_text().splitlines()
+    doubled.write_text("".join(line.replace('"c', '"d', 1) + "\n" for line in lines) + "\n".join(lines) + "\n")
+    _submit(home, doubled, out, "--budget", "0.0025").communicate()
     run = _run_dir(home)
+    con = sqlite3.connect(run / "run.sqlite", timeout=30)
+    stopped = con.execute("SELECT detail FROM events WHERE kind = 'stopped'").fetchone()
+    con.close()
+    print(f"  budget scenario: {'stopped: ' + stopped[0] if stopped else 'finished within the budget'}", flush=True)
     _costserve(home, "resume", run.name, "--budget", "1").communicate()
     return run
 
@@ -166,11 +174,13 @@ def main() -> None:
             t0 = time.monotonic()
             run = scenario(home, jobs, out)
             got = [json.loads(line)["custom_id"] for line in out.read_text().splitlines()] if out.is_file() else []
+            submitted = json.loads((run / "input.json").read_text())["jobs"]
+            expected = set(ids) | {i.replace("c", "d", 1) for i in ids} if submitted == 2 * len(ids) else set(ids)
             counts = Counter(got)
-            spend = _spend(run)
+            spend = _spend(run) * len(ids) / submitted  # per job of the reference batch, for runs of a different size
             reference_spend = spend if reference_spend is None else reference_spend
-            rows.append({"fault": name, "jobs submitted": len(ids), "results": len(got),
-                         "lost": len(set(ids) - set(counts)), "duplicated": sum(c - 1 for c in counts.values() if c > 1),
+            rows.append({"fault": name, "jobs submitted": submitted, "results": len(got),
+                         "lost": len(expected - set(counts)), "duplicated": sum(c - 1 for c in counts.values() if c > 1),
                          "$ spent": round(spend, 6), "extra $": round(spend - reference_spend, 6),
                          "wall s": round(time.monotonic() - t0, 1)})
             print(pd.DataFrame(rows[-1:]).to_string(index=False, header=n == 0), flush=True)
@@ -178,7 +188,7 @@ def main() -> None:
     print()
     print(table.to_string(index=False))
     print(f"\nlost in all: {int(table['lost'].sum())}, duplicated in all: {int(table['duplicated'].sum())}; "
-          f"extra $ is against the fault-free run at ${PRICE_PER_HOUR}/h")
+          f"$ spent is scaled to {len(ids)} jobs; extra $ is against the fault-free run at ${PRICE_PER_HOUR}/h")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Protocol
 
 from rich.console import RenderableType
@@ -131,3 +130,19 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Flee
             if not fleet.alive():
                 raise WorkersGone(fleet.gone())
             time.sleep(POLL_S)
+
+
+def follow_or_stop(store: RunStore, results: sqlite3.Connection, total: int, fleet: Fleet, price_per_hour: float,
+                   budget: float | None) -> str | None:
+    """`follow` with the budget guard; None when every job has a result, else why the run stopped (one line)."""
+    from costserve.budget_guard import BudgetReached
+
+    try:
+        follow(store, results, total, fleet, price_per_hour, BudgetGuard(budget) if budget is not None else None)
+        return None
+    except Cancelled:
+        return "cancelled"
+    except BudgetReached as exc:
+        return f"stopped at its budget: {exc}"
+    except WorkersGone as exc:
+        return str(exc)

@@ -21,10 +21,10 @@ from typing import Any
 
 from rich.console import RenderableType
 
-from costserve.budget_guard import BudgetGuard, BudgetReached
-from costserve.live_view import Cancelled, WorkersGone, follow, worker_table
+from costserve.live_view import follow_or_stop, worker_table
+from costserve.run_end import finish_run
 from costserve.runstore import RunStore
-from costserve.ui import console, fail
+from costserve.ui import fail
 
 QUEUE = "local"
 RUN_SHARD = "workers.tasks.run_shard"
@@ -104,8 +104,7 @@ def execute_local(store: RunStore, broker: str | None, budget: float | None = No
 
     `budget` ($, default the one the run was submitted with) is enforced live by a BudgetGuard.
     """
-    from costserve.report_cmd import write_run_report
-    from costserve.submit_cmd import redact_url, write_results_file
+    from costserve.submit_cmd import redact_url
     from deploy.local import EmbeddedRedis, start_worker
     from workers.celery_app import make_app
     from workers.shard_io import results_db
@@ -134,23 +133,10 @@ def execute_local(store: RunStore, broker: str | None, budget: float | None = No
         for sid in todo:
             app.send_task(RUN_SHARD, args=(str(store.dir), sid), queue=QUEUE)
         store.event("queued", f"{len(todo)} shards")
-        follow(store, results, total, fleet, price, BudgetGuard(budget) if budget is not None else None)
-    except Cancelled:
-        stopped = "cancelled"
-    except BudgetReached as exc:
-        stopped = f"stopped at its budget: {exc}; `costserve resume {store.id} --budget MORE` continues it"
-    except WorkersGone as exc:
-        stopped = str(exc)
+        stopped = follow_or_stop(store, results, total, fleet, price, budget)
     finally:
         fleet.stop()
         if redis is not None:
             redis.stop()
         store.fleet_down(QUEUE)
-    out = Path(settings["out"])
-    written, failed = write_results_file(results, out)
-    store.event("finished" if stopped is None else "stopped", str(out) if stopped is None else stopped)
-    console.print(f"report: {write_run_report(store)}", markup=False)
-    if stopped is not None:
-        fail(f"run {store.id} {stopped}: {written}/{total} results kept in {out}")
-    console.print(f"run {store.id}: {total} results -> {out}" + (f" ({failed} failed)" if failed else ""), markup=False)
-    return 1 if failed else 0
+    return finish_run(store, results, Path(settings["out"]), total, stopped, resumable=True)

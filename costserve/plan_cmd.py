@@ -78,7 +78,6 @@ def run_plan(
 
     `clouds` (comma-separated, e.g. "aws,gcp") keeps only those clouds' offerings.
     """
-    import pandas as pd
 
     from solver.planner import PlanningError, plan_batch
 

@@ -122,9 +122,8 @@ class RunStore:
                                     "ORDER BY group_index, up"))
 
     def close_dangling_fleet(self) -> None:
-        """End periods a dead driver left open at the run's last recorded moment (its last event)."""
-        last = self.last_event()[0]
-        self.db.execute("UPDATE fleet SET down = MAX(up, ?) WHERE down IS NULL", (last,))
+        """End periods a dead driver left open, now: what it left running was billed until it is stopped."""
+        self.db.execute("UPDATE fleet SET down = MAX(up, ?) WHERE down IS NULL", (time.time(),))
         self.db.commit()
 
     def spend(self, now: float | None = None) -> float:

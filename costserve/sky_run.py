@@ -92,14 +92,13 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
                    broker: str | None, yes: bool, shard_size: int, out: Path | None) -> int:
     """Plan, launch and run a batch on SkyPilot; returns the exit code."""
     from catalog.load import load_models
-    from costserve.budget_guard import BudgetGuard, BudgetReached
     from costserve.catalog_views import current_offerings
     from costserve.config import ConfigError, load_settings
     from costserve.job_assignment import assign_jobs
-    from costserve.live_view import Cancelled, WorkersGone, follow
+    from costserve.live_view import follow_or_stop
     from costserve.plan_cmd import run_plan
-    from costserve.report_cmd import write_run_report
-    from costserve.submit_cmd import confirm, redact_url, write_results_file
+    from costserve.run_end import finish_run
+    from costserve.submit_cmd import confirm, redact_url
     from costserve.ui import read_valid_jobs
     from deploy.local import broker_problem
     from deploy.sky_fleet import SkyFleet
@@ -158,17 +157,10 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
                 pending[sid] = (app.send_task(RUN_TASK, args=(sid, payload), queue=f"g{i}"), f"g{i}", payload)
         store.event("queued", f"{len(pending)} shards on {len(plan.groups)} queue(s)")
         total_price = sum(price * n for _, _, n, price, _, down in store.fleet() if down is None)
-        guard = BudgetGuard(budget) if budget is not None else None
         workers = RemoteWorkers(store, results, app, pending)
         workers.replacer = GroupReplacer(store, fleet, app, plan, offerings, gpus, row, broker, hf_id, plan.deadline_s, budget,
                                          quality, spot)
-        follow(store, results, len(jobs), workers, total_price, guard)
-    except Cancelled:
-        stopped = "cancelled"
-    except BudgetReached as exc:
-        stopped = f"stopped at its budget: {exc}"
-    except WorkersGone as exc:
-        stopped = str(exc)
+        stopped = follow_or_stop(store, results, len(jobs), workers, total_price, budget)
     finally:
         with console.status("tearing the fleet down (sky down)..."):
             left = fleet.down_all()
@@ -177,11 +169,4 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
         if left:
             err_console.print(f"costserve: could not tear down {', '.join(left)}; run `sky down {' '.join(left)}`",
                               markup=False, highlight=False)
-    out = out or jobs_path.with_suffix(".results.jsonl")
-    written, failed = write_results_file(results, out)
-    store.event("finished" if stopped is None else "stopped", str(out) if stopped is None else stopped)
-    console.print(f"report: {write_run_report(store)}", markup=False)
-    if stopped is not None:
-        fail(f"run {store.id} {stopped}: {written}/{len(jobs)} results kept in {out}")
-    console.print(f"run {store.id}: {len(jobs)} results -> {out}" + (f" ({failed} failed)" if failed else ""), markup=False)
-    return 1 if failed else 0
+    return finish_run(store, results, out or jobs_path.with_suffix(".results.jsonl"), len(jobs), stopped)

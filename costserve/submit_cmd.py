@@ -28,7 +28,6 @@ from costserve.ui import BadLinePrinter, console, err_console, fail, write_rejec
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Iterable, Iterator
 
     from solver.plan import Plan, Replica
@@ -151,17 +150,6 @@ def _chunks(items: "Iterable[T]", size: int) -> "Iterator[list[T]]":
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
-
-
-def write_results_file(results: "sqlite3.Connection", out: Path) -> tuple[int, int]:
-    """Every result line in input order to `out`; returns (lines written, lines with an error)."""
-    written = failed = 0
-    with out.open("w") as f:
-        for (output,) in results.execute("SELECT output FROM results ORDER BY line"):
-            failed += json.loads(output)["error"] is not None
-            written += 1
-            f.write(output + "\n")
-    return written, failed
 
 
 def confirm(yes: bool, what: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 GIB = 2**30
 # Achieved fraction of peak tensor FLOPs in prefill; vLLM/SGLang prefill typically reaches
