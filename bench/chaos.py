@@ -99,14 +99,19 @@ def scenario_worker_killed(home: Path, jobs: Path, out: Path) -> Path:
     return run
 
 
-def scenario_driver_killed(home: Path, jobs: Path, out: Path) -> Path:
+def _interrupt_then_resume(home: Path, jobs: Path, out: Path, interrupt: Callable[[subprocess.Popen[bytes], Path], None]) -> Path:
+    """Submit, wait for 8 results, `interrupt(driver, run_dir)`, wait for the driver, then `costserve resume`."""
     driver = _submit(home, jobs, out)
     run = _run_dir(home)
     _wait(lambda: _count(run, "SELECT COUNT(*) FROM results") >= 8)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    interrupt(driver, run)
+    driver.communicate()
     _costserve(home, "resume", run.name).communicate()
     return run
+
+
+def scenario_driver_killed(home: Path, jobs: Path, out: Path) -> Path:
+    return _interrupt_then_resume(home, jobs, out, lambda driver, _: driver.send_signal(signal.SIGKILL))
 
 
 def scenario_budget_then_resume(home: Path, jobs: Path, out: Path) -> Path:
@@ -126,13 +131,7 @@ def scenario_budget_then_resume(home: Path, jobs: Path, out: Path) -> Path:
 
 
 def scenario_cancel_then_resume(home: Path, jobs: Path, out: Path) -> Path:
-    driver = _submit(home, jobs, out)
-    run = _run_dir(home)
-    _wait(lambda: _count(run, "SELECT COUNT(*) FROM results") >= 8)
-    _costserve(home, "cancel", run.name).communicate()
-    driver.communicate()
-    _costserve(home, "resume", run.name).communicate()
-    return run
+    return _interrupt_then_resume(home, jobs, out, lambda _, run: _costserve(home, "cancel", run.name).communicate() and None)
 
 
 def scenario_bad_lines(home: Path, jobs: Path, out: Path) -> Path:
