@@ -162,6 +162,8 @@ class RunStore:
         con = sqlite3.connect(path, timeout=60)
         try:
             return int(con.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        except sqlite3.OperationalError:  # the file exists but its first writer has not created the table yet
+            return 0
         finally:
             con.close()
 

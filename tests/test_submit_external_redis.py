@@ -18,8 +18,12 @@ pytestmark = pytest.mark.slow
 
 
 def test_submit_through_an_external_redis_keeps_the_password_out_of_the_run(cli, tmp_path: Path, tiny_llama_dir: Path,
-                                                                              redis_url: str) -> None:  # type: ignore[no-untyped-def]
+                                                                              redis_url: str,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     from costserve.cli import app
+
+    cloud_secret = "aws-secret-key-NEVER-WRITTEN"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", cloud_secret)  # credentials in the environment, as on a user's machine
 
     jobs = tmp_path / "jobs.jsonl"
     ids = [f"ext-{i}" for i in range(6)]
@@ -30,12 +34,14 @@ def test_submit_through_an_external_redis_keeps_the_password_out_of_the_run(cli,
                               "--broker", redis_url, "--yes"])
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["custom_id"] for line in out.read_text().splitlines()] == ids
-    assert PASSWORD not in result.output
+    assert PASSWORD not in result.output and cloud_secret not in result.output
     (run_dir,) = runs_dir().iterdir()
     assert not list(run_dir.glob("broker-*.rdb*"))  # no embedded Redis was started
-    for path in run_dir.rglob("*"):
+    home = run_dir.parents[1]
+    for path in [*home.rglob("*"), out]:  # every file the run wrote: run dir, logs, report, results
         if path.is_file():
-            assert PASSWORD.encode() not in path.read_bytes(), path
+            data = path.read_bytes()
+            assert PASSWORD.encode() not in data and cloud_secret.encode() not in data, path
 
 
 def test_an_unreachable_or_wrong_password_broker_is_one_redacted_line(cli, tmp_path: Path, redis_url: str) -> None:  # type: ignore[no-untyped-def]
