@@ -1,9 +1,9 @@
-"""`costserve submit` on the embedded backend: job file -> run store -> shards on a Redis queue -> local workers -> results.
+"""`costserve submit` on the embedded backend: job file -> plan -> run store -> shards -> local workers -> results.
 
-Steps: validate (streamed) → choose the local replica from the quality profile → write
-shards of `shard_size` jobs → start the broker (embedded Redis unless `--broker`) and the
-workers → queue one Celery task per shard → live progress from the results database →
-results in input order (OpenAI Batch output) → stop workers and broker.
+Steps: validate and bucket the jobs (streamed) → choose the local replica from the quality
+profile → plan the run (this machine priced as a cloud CPU, the cloud fleet and baselines
+beside it) → confirm → write shards of `shard_size` jobs (streamed again) → hand over to
+`local_run.execute_local` (broker, workers, live view, recovery, results, report).
 """
 
 from __future__ import annotations
