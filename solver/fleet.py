@@ -59,9 +59,12 @@ def build_fleet_model(
     # W_c ≤ n_c · (D − s_c) : the work fits in the deadline
     m.deadline = pyo.Constraint(m.C, rule=lambda model, i: model.W[i] <= model.n[i] * max(0.0, deadline_s - model.s[i]))
     # Σ_k x_ck ≤ |K| · n_c : a candidate with no instance serves nothing. Implied by the deadline
-    # row in exact arithmetic, but a tiny batch on a fast GPU has W_c below HiGHS's feasibility
-    # tolerance, so without it the solver may assign work to zero instances.
-    m.served_by_instances = pyo.Constraint(m.C, rule=lambda model, i: sum(model.x[i, k] for k in model.K) <= len(model.K) * model.n[i])
+    # row in exact arithmetic, but when a class's whole work on c is under a second (a tiny batch
+    # on a fast GPU), W_c is within HiGHS's feasibility tolerance and the solver may assign work to
+    # zero instances. Only those candidates get the row: it costs solve time on big models.
+    weak = [i for i in m.C if i in usable and any(0 < m.N[k] / m.r[i, k] < 1.0 for k in m.K if m.r[i, k] > 0)]
+    m.WEAK = pyo.Set(initialize=weak)
+    m.served_by_instances = pyo.Constraint(m.WEAK, rule=lambda model, i: sum(model.x[i, k] for k in model.K) <= len(model.K) * model.n[i])
     by_offering: dict[int, list[int]] = defaultdict(list)
     by_gpu: dict[str, list[int]] = defaultdict(list)
     for i, c in enumerate(candidates):
