@@ -48,11 +48,14 @@ class Candidate:
     stages: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
     prefill_micro_batch: int = 1
     decode_micro_batch: int = 1
+    # CPU–GPU hybrid (solver.hybrid_partition): (layer, prefill on, decode on) of each layer kept
+    # in host memory, each phase "cpu" (computed by the host) or "stream" (weights copied to the GPU).
+    host_layers: tuple[tuple[int, str, str], ...] = ()
 
     @property
     def whole_model_uniform(self) -> bool:
-        """One stage, every layer at `bits`: the configurations the baselines may use."""
-        return len(self.stages) <= 1 and all(b == self.bits for s in self.stages for b in s[2])
+        """One stage, every layer at `bits` on the GPU: the configurations the baselines may use."""
+        return len(self.stages) <= 1 and all(b == self.bits for s in self.stages for b in s[2]) and not self.host_layers
 
 
 def purchase_options(row: "pd.Series", spot: bool) -> list[tuple[bool, float, float]]:

@@ -6,7 +6,19 @@ Money in $, rates in $/h, times in seconds, throughput in requests/s.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class HostLayer(BaseModel):
+    """A decoder layer kept in host memory, and per phase where it runs: the host "cpu", or "stream"ed to the device."""
+
+    model_config = ConfigDict(frozen=True)
+
+    layer: int = Field(ge=0)
+    prefill: Literal["cpu", "stream"]
+    decode: Literal["cpu", "stream"]
 
 
 class Stage(BaseModel):
@@ -18,6 +30,7 @@ class Stage(BaseModel):
     first_layer: int = Field(ge=0)
     last_layer: int = Field(ge=0)
     bits: list[int] = Field(description="bit-width of each layer of the stage, in order")
+    host_layers: list[HostLayer] = Field(default=[], description="layers of the stage kept in host memory (CPU–GPU hybrid)")
 
 
 class Replica(BaseModel):
@@ -35,7 +48,14 @@ class Replica(BaseModel):
         return [b for s in self.stages for b in s.bits]
 
     def summary(self) -> str:
-        """One line for tables: e.g. `tp2 8-bit` or `tp1 x2 stages [0-39 8b; 40-79 8b x38 + 4b x2] mb 4/32`."""
+        """One line for tables: e.g. `tp2 8-bit`, `tp1 8-bit, 12 layers in host memory (decode: 4 cpu, 8 stream)`
+        or `tp1 x2 stages [0-39 8b; 40-79 8b x38 + 4b x2] mb 4/32`."""
+        host = [h for s in self.stages for h in s.host_layers]
+        if host:
+            decode = {mode: sum(h.decode == mode for h in host) for mode in ("cpu", "stream")}
+            widths = "/".join(str(b) for b in sorted(set(self.bits), reverse=True))
+            return (f"tp{self.tp} {widths}-bit, {len(host)} layers in host memory "
+                    f"(decode: {decode['cpu']} cpu, {decode['stream']} stream) mb {self.prefill_micro_batch}/{self.decode_micro_batch}")
         if len(self.stages) == 1 and len(set(self.bits)) == 1:
             return f"tp{self.tp} {self.bits[0]}-bit"
         parts = []

@@ -10,8 +10,9 @@ from solver.baselines import solve_baselines
 from solver.candidates import BIT_WIDTHS, Candidate, build_candidates, profile_calibration
 from solver.costmodel import ModelShape
 from solver.fleet import FleetGroup, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
+from solver.hybrid_candidates import hybrid_candidates
 from solver.partitioned import partitioned_candidates
-from solver.plan import BaselinePlan, FleetGroupPlan, Plan, Replica, Stage, WorkloadClassPlan
+from solver.plan import BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, WorkloadClassPlan
 from solver.quality import model_quality
 from solver.workload import Workload
 
@@ -68,7 +69,9 @@ def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, mo
     c = g.candidate
     row = offerings.loc[c.offering]
     layout = c.stages or ((0, model.layers - 1, (c.bits,) * model.layers),)
-    stages = [Stage(device=c.gpu, first_layer=first, last_layer=last, bits=list(bits)) for first, last, bits in layout]
+    host = [HostLayer(layer=l, prefill=pre, decode=dec) for l, pre, dec in c.host_layers]
+    stages = [Stage(device=c.gpu, first_layer=first, last_layer=last, bits=list(bits),
+                    host_layers=[h for h in host if first <= h.layer <= last]) for first, last, bits in layout]
     return FleetGroupPlan(
         cloud=row["cloud"], region=row["region"], instance_type=row["instance_type"], gpu=c.gpu,
         gpus_per_instance=c.gpus_per_instance, spot=c.spot, price_per_hour=c.price_per_hour, count=g.count,
@@ -85,12 +88,15 @@ def all_candidates(
     offerings: "pd.DataFrame", gpus: "pd.DataFrame", model: ModelShape, workload: Workload, quality_target: float,
     spot: bool, profile: "ThroughputProfile | None" = None, partitioned: bool = True, cpu_profile: dict | None = None,  # type: ignore[type-arg]
 ) -> list[Candidate]:
-    """Whole-model uniform-bit candidates plus, with `partitioned`, the partition ILP's mixed-bit and pipelined ones."""
+    """Whole-model uniform-bit candidates plus, with `partitioned`, the partition ILP's mixed-bit and pipelined
+    ones and the CPU–GPU hybrid ones of GPUs too small for the model."""
     out = build_candidates(offerings, gpus, model, workload, quality_target, spot, profile=profile, cpu_profile=cpu_profile)
     if partitioned:
         specs = gpus.set_index("gpu", drop=False)
         calibration = profile_calibration(profile, specs, model, workload) if profile is not None else {}
-        out += partitioned_candidates(offerings, specs, model, workload, quality_target, spot, BIT_WIDTHS, calibration, out)
+        uniform = list(out)
+        out += partitioned_candidates(offerings, specs, model, workload, quality_target, spot, BIT_WIDTHS, calibration, uniform)
+        out += hybrid_candidates(offerings, specs, model, workload, quality_target, spot, BIT_WIDTHS, uniform, cpu_profile)
     return out
 
 

@@ -76,8 +76,7 @@ class LocalPipeline:
 
 
 def _device_of(stage: StageModel) -> str:
-    t = next(iter(stage.buffers()), None)
-    return str(t.device) if t is not None else "cpu"
+    return str(stage.compute_device)
 
 
 class Engine:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from workers.model import ModelArgs, StageModel, layer_state_dict, outer_state_dict
+from workers.offload import HostResidentBlock, WeightStreamer, link_prefetch
 from workers.quantize import quantize_block
 from workers.replica import StageSpec
 
@@ -48,12 +49,20 @@ class SafetensorsDir(Mapping[str, Tensor]):
 
 
 def build_stage(model_dir: Path, args: ModelArgs, spec: StageSpec, device: str = "cpu") -> StageModel:
-    """The StageModel for `spec`'s layers at `spec.bits`, on `device`."""
+    """The StageModel for `spec`'s layers at `spec.bits`, on `device`; `spec.host_layers` stay in host memory."""
     tensors = SafetensorsDir(model_dir)
     with torch.device("meta"):
         stage = StageModel(args, spec.first_layer, spec.last_layer)
     stage.load_state_dict(outer_state_dict(tensors, args, spec.first_layer, spec.last_layer), strict=False, assign=True)
-    for i, (block, bits) in enumerate(zip(stage.layers, spec.bits)):
+    host = spec.host_modes()
+    streamer = WeightStreamer(torch.device(device)) if host else None
+    for i, (block, bits) in enumerate(zip(list(stage.layers), spec.bits)):
         block.load_state_dict(layer_state_dict(tensors, args, spec.first_layer + i), assign=True)
         quantize_block(block, bits)
-    return stage.to(device)
+        if spec.first_layer + i in host:
+            assert streamer is not None
+            stage.layers[i] = HostResidentBlock(block, *host[spec.first_layer + i], torch.device(device), streamer)
+    link_prefetch(stage.layers)
+    stage = stage.to(device)
+    stage.compute_device = torch.device(device)
+    return stage

@@ -77,14 +77,22 @@ class KVCache(nn.Module):
         self.register_buffer("v", torch.zeros(shape, dtype=dtype), persistent=False)
 
     def update(self, slots: Tensor, pos: Tensor, k: Tensor, v: Tensor, seen: int) -> tuple[Tensor, Tensor]:
-        """Write k, v [B, kv_heads, T, head_dim] at `pos` [B, T] of `slots` [B]; return [B, kv, seen, hd]."""
+        """Write k, v [B, kv_heads, T, head_dim] at `pos` [B, T] of `slots` [B]; return [B, kv, seen, hd] on k's device.
+
+        The cache may live on another device than the layer computes on (a host-resident
+        layer of a hybrid replica, see workers/offload.py); then k, v cross over.
+        """
+        cache = self.k.device
+        slots, pos = slots.to(cache), pos.to(cache)
         rows = slots[:, None]
-        self.k[rows, :, pos] = k.transpose(1, 2).to(self.k.dtype)
-        self.v[rows, :, pos] = v.transpose(1, 2).to(self.v.dtype)
+        self.k[rows, :, pos] = k.transpose(1, 2).to(cache, self.k.dtype)
+        self.v[rows, :, pos] = v.transpose(1, 2).to(cache, self.v.dtype)
         first, n = int(slots[0]), slots.shape[0]
-        if bool((slots == torch.arange(first, first + n, device=slots.device)).all()):
-            return self.k[first : first + n, :, :seen], self.v[first : first + n, :, :seen]  # a view, no copy
-        return self.k[slots, :, :seen], self.v[slots, :, :seen]
+        if bool((slots == torch.arange(first, first + n, device=cache)).all()):
+            keys, values = self.k[first : first + n, :, :seen], self.v[first : first + n, :, :seen]  # a view, no copy
+        else:
+            keys, values = self.k[slots, :, :seen], self.v[slots, :, :seen]
+        return keys.to(k.device), values.to(k.device)
 
 
 def rotary_tables(args: ModelArgs, max_seq: int) -> tuple[Tensor, Tensor]:
@@ -185,12 +193,13 @@ class StageModel(nn.Module):
         self.norm = RMSNorm(args.dim, args.norm_eps) if self.is_last else None
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False) if self.is_last else None
         self.rope_cos = self.rope_sin = torch.empty(0)
+        self.compute_device = torch.device("cpu")  # where its layers compute (workers.loader.build_stage sets it)
 
     def setup_cache(self, slots: int, max_seq: int, dtype: torch.dtype = torch.float32, device: str = "cpu") -> None:
         """Allocate this stage's KV caches: `slots` sequences of up to `max_seq` tokens each."""
         a = self.args
-        with torch.device(device):
-            for layer in self.layers:
+        for layer in self.layers:
+            with torch.device(getattr(layer, "kv_device", None) or device):  # host-resident layers may keep theirs on the host
                 layer.attention.kv_cache = KVCache(slots, a.n_kv_heads, max_seq, a.head_dim, dtype)
         cos, sin = rotary_tables(a, max_seq)
         self.rope_cos, self.rope_sin = cos.to(device), sin.to(device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -20,8 +21,18 @@ class ReplicaError(Exception):
     """A replica description is unreadable or does not fit the model; the message says where."""
 
 
+class HostLayer(BaseModel):
+    """A layer kept in host memory; per phase it runs on the host "cpu" or is "stream"ed to the stage's device."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    layer: int = Field(ge=0)
+    prefill: Literal["cpu", "stream"]
+    decode: Literal["cpu", "stream"]
+
+
 class StageSpec(BaseModel):
-    """Decoder layers [first_layer, last_layer] on one device, with each layer's bit-width."""
+    """Decoder layers [first_layer, last_layer] on one device, with each layer's bit-width and any host-resident layers."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -29,6 +40,7 @@ class StageSpec(BaseModel):
     first_layer: int = Field(ge=0)
     last_layer: int = Field(ge=0)
     bits: list[int]
+    host_layers: list[HostLayer] = []
 
     @model_validator(mode="after")
     def _check(self) -> StageSpec:
@@ -40,7 +52,17 @@ class StageSpec(BaseModel):
         bad = sorted(set(self.bits) - set(BITS))
         if bad:
             raise ValueError(f"bits {bad} not supported; use {list(BITS)}")
+        host = [h.layer for h in self.host_layers]
+        outside = [layer for layer in host if not self.first_layer <= layer <= self.last_layer]
+        if outside:
+            raise ValueError(f"host layer {outside[0]} is not in stage {self.first_layer}..{self.last_layer}")
+        if len(set(host)) != len(host):
+            raise ValueError("a host layer is listed twice")
         return self
+
+    def host_modes(self) -> dict[int, tuple[str, str]]:
+        """{layer: (prefill mode, decode mode)} of this stage's host-resident layers."""
+        return {h.layer: (h.prefill, h.decode) for h in self.host_layers}
 
     def torch_device(self) -> str:
         """The torch device this stage runs on here: cuda when asked for and present, else cpu."""
