@@ -113,15 +113,17 @@ def test_batch_output_lines_follow_openai_format(tiny_llama_dir: Path) -> None:
 
 
 def test_replica_reads_the_planners_json(tmp_path: Path) -> None:
-    from solver.plan import Replica, Stage
+    from solver.plan import HostLayer, Replica, Stage
 
     planned = Replica(tp=1, stages=[Stage(device="L4", first_layer=0, last_layer=1, bits=[16, 8]),
-                                    Stage(device="L4", first_layer=2, last_layer=3, bits=[4, 4])],
+                                    Stage(device="L4", first_layer=2, last_layer=3, bits=[4, 4],
+                                          host_layers=[HostLayer(layer=3, prefill="stream", decode="cpu")])],
                       prefill_micro_batch=2, decode_micro_batch=8)
     path = tmp_path / "r.json"
     path.write_text(planned.model_dump_json())
     spec = read_replica(path)
     assert spec.bits == [16, 8, 4, 4] and spec.decode_micro_batch == 8
+    assert spec.stages[0].host_modes() == {} and spec.stages[1].host_modes() == {3: ("stream", "cpu")}
     spec.check_layers(4)
     with pytest.raises(ReplicaError, match="model has 30 layers"):
         spec.check_layers(30)
