@@ -130,25 +130,37 @@ def _solve(m: pyo.ConcreteModel, time_limit_s: float | None) -> bool:
     return True
 
 
-def shape_latency(model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bits: tuple[int, ...],
-                  placements: tuple[str, ...]) -> float | None:
-    """Batch latency (s) of a fixed per-layer (bits, placement) at `shape`, by the ILP's formula; None if memory overflows."""
+def phase_seconds(model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bits: tuple[int, ...],
+                  placements: tuple[str, ...]) -> tuple[float, float] | None:
+    """(one prefill pass, one decode step) seconds of a fixed per-layer (bits, placement); None if memory overflows."""
     costs = layer_costs(model, gpu, host, shape, tuple(sorted(set(bits))))
     chosen = [costs[b, p] for b, p in zip(bits, placements)]
     staging = max((c.staging_bytes for c, p in zip(chosen, placements) if "stream" in PLACEMENTS[p]), default=0.0)
-    if fixed_gpu_bytes(model, shape) + sum(c.gpu_bytes for c in chosen) + STREAM_BUFFERS * staging > gpu.usable_bytes():
+    on_gpu = any(p != "cpu" for p in placements)  # an all-CPU replica needs no GPU at all
+    gpu_bytes = fixed_gpu_bytes(model, shape) + sum(c.gpu_bytes for c in chosen) + STREAM_BUFFERS * staging
+    if on_gpu and gpu_bytes > gpu.usable_bytes():
         return None
-    if sum(c.host_bytes for c in chosen) > host.usable_bytes():
+    host_bytes = sum(c.host_bytes for c in chosen) + (0.0 if on_gpu else fixed_gpu_bytes(model, shape))
+    if host_bytes > host.usable_bytes():
         return None
-    head = head_seconds(model, gpu, shape)
-    pre = max(sum(c.prefill.pcie for c in chosen), head[0] + sum(c.prefill.gpu + c.prefill.cpu for c in chosen))
-    dec = max(sum(c.decode.pcie for c in chosen), head[1] + sum(c.decode.gpu + c.decode.cpu for c in chosen))
-    return math.ceil(shape.batch / shape.prefill_mb) * pre + max(1, math.ceil(shape.output_tokens)) * dec
+    head = head_seconds(model, gpu if on_gpu else host.cpu, shape)
+    pre = max(sum(c.prefill.pcie for c in chosen if on_gpu), head[0] + sum(c.prefill.gpu + c.prefill.cpu for c in chosen))
+    dec = max(sum(c.decode.pcie for c in chosen if on_gpu), head[1] + sum(c.decode.gpu + c.decode.cpu for c in chosen))
+    return pre, dec
+
+
+def shape_latency(model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bits: tuple[int, ...],
+                  placements: tuple[str, ...]) -> float | None:
+    """Batch latency (s) of a fixed per-layer (bits, placement) at `shape`, by the ILP's formula; None if memory overflows."""
+    seconds = phase_seconds(model, gpu, host, shape, bits, placements)
+    if seconds is None:
+        return None
+    return math.ceil(shape.batch / shape.prefill_mb) * seconds[0] + max(1, math.ceil(shape.output_tokens)) * seconds[1]
 
 
 def hybrid_partition(
     model: ModelShape, gpu: Device, host: Host, input_tokens: float, output_tokens: float, quality_target: float,
-    layer_loss: dict[int, list[float]], bit_widths: tuple[int, ...] = (16, 8, 4), batches: tuple[int, ...] = (16, 64),
+    layer_loss: dict[int, list[float]], bit_widths: tuple[int, ...] = (16, 8, 4), batches: tuple[int, ...] = (8, 16, 32, 64, 128),
     prefill_micro_batches: tuple[int, ...] = (1, 4), time_limit_s: float | None = None,
 ) -> HybridPartition | None:
     """The most requests/s hybrid layout of `model` on one `gpu` and its `host`; None if nothing fits.
