@@ -165,11 +165,15 @@ def resume(
     run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")],
     broker: Annotated[Optional[str], typer.Option(help="the broker URL again, if the run used --broker [default: a new embedded Redis]")] = None,
     budget: Annotated[Optional[float], typer.Option(help="a new total budget, $ (spend so far counts) [default: the run's]")] = None,
+    deadline: Annotated[Optional[str], typer.Option(help="SkyPilot runs: finish within this from now, e.g. 2h [default: what is left of the run's]")] = None,
 ) -> None:
-    """Finish a run that stopped (driver killed, budget reached, cancelled): finished shards are skipped, results kept."""
+    """Finish a run that stopped (driver killed, budget reached, cancelled): finished work is kept, the rest runs.
+
+    A SkyPilot run's leftover clusters are torn down and the unfinished jobs re-planned and re-provisioned.
+    """
     from costserve.runs_cmd import resume_run
 
-    raise typer.Exit(resume_run(run, broker, budget))
+    raise typer.Exit(resume_run(run, broker, budget, deadline))
 
 
 @app.command()

