@@ -64,8 +64,12 @@ def test_infeasible_plans_name_the_nearest_feasible_point() -> None:
     only_small = OFFERINGS[OFFERINGS["gpu"].isin(["T4", "L4", "A10G", "A10", "cpu"]) & (OFFERINGS["gpu_count"] <= 1)]
     with pytest.raises(PlanningError, match=r"no offering has memory for Llama-3.1-70B at a quality of 1: allow --quality 0\.99\d* for 8-bit"):
         plan_batch(MIXED, llama70, only_small, GPUS, 8 * 3600, None, 1.0)  # 128 GiB CPU hosts hold 8-bit, not 16-bit
+    # 4-bit Llama-70B (~37 GB) fits a 22.5 GiB GPU plus 32 GiB of host RAM as a CPU–GPU hybrid replica...
+    hybrid = plan_batch(MIXED, llama70, only_small.assign(host_memory_gib=32.0), GPUS, 8 * 3600, None, 0.0, with_baselines=False)
+    assert all(s.host_layers for g in hybrid.groups for s in g.replica.stages)
+    # ...but not with 8 GiB hosts, nor on any CPU host
     with pytest.raises(PlanningError, match=r"no available offering has memory for Llama-3.1-70B even at 4-bit"):
-        plan_batch(MIXED, llama70, only_small.assign(host_memory_gib=32.0), GPUS, 8 * 3600, None, 0.0)
+        plan_batch(MIXED, llama70, only_small.assign(host_memory_gib=8.0), GPUS, 8 * 3600, None, 0.0)
 
 
 def test_plan_command_writes_json_and_prints_savings(cli, tmp_path: Path) -> None:
