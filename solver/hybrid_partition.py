@@ -26,6 +26,7 @@ from solver.host_offload import (
     head_seconds,
     layer_costs,
 )
+from solver.partition import solve_ilp
 
 STREAM_BUFFERS = 2  # the layer being computed and the one being prefetched
 # Seconds charged per host-resident layer in the objective: among layouts of equal latency,
@@ -117,19 +118,6 @@ class HybridPartition:
         return self.batch / self.latency_s if self.latency_s > 0 else 0.0
 
 
-def _solve(m: pyo.ConcreteModel, time_limit_s: float | None) -> bool:
-    options = {} if time_limit_s is None else {"timelimit": time_limit_s}
-    result = pyo.SolverFactory("appsi_highs").solve(m, load_solutions=False, **options)
-    condition = result.solver.termination_condition
-    timed_out = condition == pyo.TerminationCondition.maxTimeLimit and len(result.solution) > 0
-    if condition != pyo.TerminationCondition.optimal and not timed_out:
-        return False
-    if timed_out:
-        result.solver.status = pyo.SolverStatus.ok  # keep the incumbent
-    m.solutions.load_from(result)
-    return True
-
-
 def phase_seconds(model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bits: tuple[int, ...],
                   placements: tuple[str, ...]) -> tuple[float, float] | None:
     """(one prefill pass, one decode step) seconds of a fixed per-layer (bits, placement); None if memory overflows."""
@@ -176,7 +164,7 @@ def hybrid_partition(
             ilp = build_hybrid_model(model.layers, costs, {b: layer_loss[b] for b in bit_widths}, gpu.usable_bytes(),
                                      fixed_gpu_bytes(model, shape), host.usable_bytes(), head_seconds(model, gpu, shape),
                                      math.ceil(batch / prefill_mb), max(1, math.ceil(output_tokens)), budget)
-            if not _solve(ilp, time_limit_s):
+            if not solve_ilp(ilp, time_limit_s):
                 continue
             bits = [b for (_, b), var in sorted(ilp.y.items()) if pyo.value(var) > 0.5]
             counts = {key: round(pyo.value(var)) for key, var in ilp.n.items()}

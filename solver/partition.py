@@ -113,21 +113,31 @@ class Partition:
         return self.batch / self.latency_s if self.latency_s > 0 else 0.0
 
 
-def solve_partition_model(model: pyo.ConcreteModel, stages: list[StageCosts], time_limit_s: float | None = None) -> Partition | None:
-    """Solve with HiGHS; None when no partition fits.
+def solve_ilp(model: pyo.ConcreteModel, time_limit_s: float | None = None) -> bool:
+    """Solve with HiGHS and load the solution; False when it is infeasible (or nothing was found in time).
 
-    With `time_limit_s`, the best placement found by then is kept (pipelines of identical
-    devices are symmetric, which can make proving optimality slow); without, it is optimal.
+    With `time_limit_s`, the best incumbent found by then is loaded; without, the optimum.
     """
     options = {} if time_limit_s is None else {"timelimit": time_limit_s}
     result = pyo.SolverFactory("appsi_highs").solve(model, load_solutions=False, **options)
     condition = result.solver.termination_condition
     timed_out = condition == pyo.TerminationCondition.maxTimeLimit and len(result.solution) > 0
     if condition != pyo.TerminationCondition.optimal and not timed_out:
-        return None
+        return False
     if timed_out:
         result.solver.status = pyo.SolverStatus.ok  # a usable incumbent, not an error: load it quietly
     model.solutions.load_from(result)
+    return True
+
+
+def solve_partition_model(model: pyo.ConcreteModel, stages: list[StageCosts], time_limit_s: float | None = None) -> Partition | None:
+    """Solve with HiGHS; None when no partition fits.
+
+    With `time_limit_s`, the best placement found by then is kept (pipelines of identical
+    devices are symmetric, which can make proving optimality slow); without, it is optimal.
+    """
+    if not solve_ilp(model, time_limit_s):
+        return None
     placed = sorted((l, d, b) for (l, d, b), var in model.z.items() if pyo.value(var) > 0.5)
     out = []
     for d, group in itertools.groupby(placed, key=lambda t: t[1]):

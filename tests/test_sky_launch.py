@@ -12,10 +12,8 @@ import json
 import sys
 import types
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from conftest import REDIS_PASSWORD
 from costserve.job_assignment import assign_jobs, split_counts
@@ -25,21 +23,21 @@ from deploy.skypilot import REDIS_PASSWORD_SECRET, REDIS_PORT, head_task_config
 pytestmark = pytest.mark.slow
 
 
-class FakeTask:
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config, self.secrets = config, {}
+FAKE_SKY = Path(__file__).parent / "fixtures" / "fake_sky"
 
-    @classmethod
-    def from_yaml(cls, path: str) -> "FakeTask":
-        return cls(yaml.safe_load(Path(path).read_text()))
 
-    @classmethod
-    def from_yaml_config(cls, config: dict[str, Any]) -> "FakeTask":
-        return cls(config)
+def persistent_fake_sky() -> types.ModuleType:
+    """tests/fixtures/fake_sky/sky: clusters kept in $FAKE_SKY_DIR, outliving the process that launched them."""
+    import importlib.util
 
-    def update_secrets(self, secrets: dict[str, str]) -> "FakeTask":
-        self.secrets.update(secrets)
-        return self
+    spec = importlib.util.spec_from_file_location("sky", FAKE_SKY / "sky" / "__init__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FakeTask = persistent_fake_sky().Task  # the same Task (YAML config + secrets) for the in-process fake
 
 
 def fake_sky(model: Path, log_dir: Path) -> types.ModuleType:
@@ -201,7 +199,6 @@ def test_a_killed_sky_driver_is_resumed_on_a_new_fleet(cli, tmp_path: Path, smol
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """SIGKILL `submit --backend sky` mid-run: its clusters keep running (and billing); `resume` downs them,
     re-plans the jobs without results, launches a new group and completes every job exactly once."""
-    import importlib.util
     import os
     import signal
     import subprocess
@@ -209,7 +206,6 @@ def test_a_killed_sky_driver_is_resumed_on_a_new_fleet(cli, tmp_path: Path, smol
 
     from costserve.cli import app
 
-    fixture = Path(__file__).parent / "fixtures" / "fake_sky"
     state = tmp_path / "sky-state"
     state.mkdir()
     monkeypatch.setenv("FAKE_SKY_DIR", str(state))
@@ -219,7 +215,7 @@ def test_a_killed_sky_driver_is_resumed_on_a_new_fleet(cli, tmp_path: Path, smol
     jobs.write_text("".join(json.dumps({"id": c, "prompt": f"count {i}", "max_tokens": 8, "temperature": 0}) + "\n"
                             for i, c in enumerate(ids)))
     out = tmp_path / "results.jsonl"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fixture), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE_SKY), os.environ.get("PYTHONPATH", "")])}
     driver = subprocess.Popen([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--backend", "sky", "--model",
                                "SmolLM2-135M", "--deadline", "2h", "--broker", redis_url, "--out", str(out), "--shard-size", "2",
                                "--yes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -238,11 +234,7 @@ def test_a_killed_sky_driver_is_resumed_on_a_new_fleet(cli, tmp_path: Path, smol
         old_pids = [pid for p in state.glob("*.json") for pid in json.loads(p.read_text())["pids"]]
         assert store.results_done() < len(ids)
 
-        spec = importlib.util.spec_from_file_location("sky", fixture / "sky" / "__init__.py")
-        assert spec is not None and spec.loader is not None
-        sky = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sky)
-        monkeypatch.setitem(sys.modules, "sky", sky)
+        monkeypatch.setitem(sys.modules, "sky", persistent_fake_sky())
         result = cli.invoke(app, ["resume", store.id, "--broker", redis_url])
         assert result.exit_code == 0, result.output
         assert "stopped 1 leftover cluster" in result.output and "re-planned" in result.output
