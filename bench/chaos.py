@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from costserve.runstore import results_rows
+
 PRICE_PER_HOUR = 0.10  # $/h for this machine, the same in every scenario
 
 
@@ -46,19 +48,6 @@ def _run_dir(home: Path, timeout_s: float = 300) -> Path:
             return found[0]
         time.sleep(0.2)
     raise TimeoutError("no run directory appeared")
-
-
-def _count(run_dir: Path, sql: str) -> int:
-    path = run_dir / "results.sqlite"
-    if not path.is_file():
-        return 0
-    con = sqlite3.connect(path, timeout=30)
-    try:
-        return int(con.execute(sql).fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        con.close()
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float = 600) -> None:
@@ -90,7 +79,7 @@ def scenario_none(home: Path, jobs: Path, out: Path) -> Path:
 def scenario_worker_killed(home: Path, jobs: Path, out: Path) -> Path:
     driver = _submit(home, jobs, out)
     run = _run_dir(home)
-    _wait(lambda: _count(run, "SELECT COUNT(*) FROM shard_starts") >= 2)
+    _wait(lambda: results_rows(run, "shard_starts") >= 2)
     con = sqlite3.connect(run / "run.sqlite", timeout=30)
     (pid,) = con.execute("SELECT detail FROM events WHERE kind = 'worker started' LIMIT 1").fetchone()
     con.close()
@@ -103,7 +92,7 @@ def _interrupt_then_resume(home: Path, jobs: Path, out: Path, interrupt: Callabl
     """Submit, wait for 8 results, `interrupt(driver, run_dir)`, wait for the driver, then `costserve resume`."""
     driver = _submit(home, jobs, out)
     run = _run_dir(home)
-    _wait(lambda: _count(run, "SELECT COUNT(*) FROM results") >= 8)
+    _wait(lambda: results_rows(run, "results") >= 8)
     interrupt(driver, run)
     driver.communicate()
     _costserve(home, "resume", run.name).communicate()

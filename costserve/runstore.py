@@ -45,6 +45,25 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+RESULT_TABLES = ("results", "shard_starts", "shard_runs")
+
+
+def results_rows(run_dir: Path, table: str) -> int:
+    """Rows of one table of a run's results.sqlite, read without creating anything (0 before a worker wrote one)."""
+    if table not in RESULT_TABLES:
+        raise ValueError(f"not a results table: {table}")
+    path = Path(run_dir) / "results.sqlite"
+    if not path.is_file():
+        return 0
+    con = sqlite3.connect(path, timeout=60)
+    try:
+        return int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    except sqlite3.OperationalError:  # the file exists but its first writer has not created the table yet
+        return 0
+    finally:
+        con.close()
+
+
 class RunStore:
     """One run directory and its state database."""
 
@@ -156,16 +175,7 @@ class RunStore:
 
     def results_done(self) -> int:
         """Jobs with a result in results.sqlite (0 before any worker wrote one)."""
-        path = self.dir / "results.sqlite"
-        if not path.is_file():
-            return 0
-        con = sqlite3.connect(path, timeout=60)
-        try:
-            return int(con.execute("SELECT COUNT(*) FROM results").fetchone()[0])
-        except sqlite3.OperationalError:  # the file exists but its first writer has not created the table yet
-            return 0
-        finally:
-            con.close()
+        return results_rows(self.dir, "results")
 
     def last_event(self) -> tuple[float, str, str]:
         """(unix time, kind, detail) of the newest event."""

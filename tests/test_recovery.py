@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from costserve.runstore import RunStore, runs_dir
+from costserve.runstore import RunStore, results_rows, runs_dir
 
 pytestmark = pytest.mark.slow
 JOBS = 48
@@ -39,21 +39,6 @@ def _job_file(tmp_path: Path) -> tuple[Path, list[str]]:
 def _submit(jobs: Path, model: Path, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--model", str(model), "--out", str(out),
                              "--shard-size", "4", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-
-def _started_shards(store: RunStore) -> int:
-    import sqlite3
-
-    path = store.dir / "results.sqlite"
-    if not path.is_file():
-        return 0
-    con = sqlite3.connect(path, timeout=30)
-    try:
-        return int(con.execute("SELECT COUNT(*) FROM shard_starts").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        con.close()
 
 
 def _running(pid: int) -> bool:
@@ -82,7 +67,7 @@ def test_a_worker_killed_mid_shard_loses_nothing(tmp_path: Path, tiny_llama_dir:
     driver = _submit(jobs, tiny_llama_dir, out)
     try:
         store = _the_run()
-        _wait_for(lambda: _started_shards(store) >= 2, 240, "a shard in progress")
+        _wait_for(lambda: results_rows(store.dir, "shard_starts") >= 2, 240, "a shard in progress")
         (worker,) = [int(d) for (d,) in store.db.execute("SELECT detail FROM events WHERE kind = 'worker started'")]
         os.killpg(worker, signal.SIGKILL)  # the worker, its Celery pool process and its pipeline stages
         output = driver.communicate(timeout=600)[0].decode()
