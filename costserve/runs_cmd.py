@@ -130,7 +130,7 @@ def resume_run(run_id: str, broker: str | None, budget: float | None = None, dea
     from costserve.sky_run import SKY_SETTINGS_FILE
 
     run = _open(run_id)
-    if run.db.execute("SELECT 1 FROM events WHERE kind = 'finished'").fetchone():
+    if run.ended() == "finished":
         console.print(f"run {run.id} already finished (`costserve results {run.id}`)", markup=False)
         return 0
     if (pid := driver_alive(run)) is not None:
@@ -142,34 +142,33 @@ def resume_run(run_id: str, broker: str | None, budget: float | None = None, dea
         settings = load_settings()
     except ConfigError as exc:
         fail(str(exc))
+    broker = broker or settings.broker
+    require_broker(broker)
+    run.event("driver", str(os.getpid()))
     if sky:
         from costserve.sky_resume import resume_sky_run
 
-        require_broker(broker or settings.broker)
-        run.event("driver", str(os.getpid()))
-        return resume_sky_run(run, broker or settings.broker, budget, deadline)
-    require_broker(broker or settings.broker)
+        return resume_sky_run(run, broker, budget, deadline)
     stop_leftovers(run)
     run.close_dangling_fleet()
-    run.event("driver", str(os.getpid()))
-    run.event("resumed", f"{run.results_done()}/{run.input_info()['jobs']} jobs had results")
-    console.print(f"resuming run {run.id}: {run.results_done()}/{run.input_info()['jobs']} jobs already have results", markup=False)
-    return execute_local(run, broker or settings.broker, budget)
+    done, total = run.results_done(), run.input_info()["jobs"]
+    run.event("resumed", f"{done}/{total} jobs had results")
+    console.print(f"resuming run {run.id}: {done}/{total} jobs already have results", markup=False)
+    return execute_local(run, broker, budget)
 
 
 def cancel_run(run_id: str, wait_s: float = 60.0) -> int:
     """Stop a run, keeping every finished result: its driver stops the fleet, or, with no driver alive, this does."""
     run = _open(run_id)
-    finished = run.db.execute("SELECT kind FROM events WHERE kind IN ('finished', 'stopped') LIMIT 1").fetchone()
-    if finished:
-        console.print(f"run {run.id} already {finished[0]}; nothing to cancel", markup=False)
+    if (ended := run.ended()) is not None:
+        console.print(f"run {run.id} already {ended}; nothing to cancel", markup=False)
         return 0
     run.event("cancel requested")
     driver = driver_alive(run)
     if driver is not None:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if run.db.execute("SELECT 1 FROM events WHERE kind IN ('finished', 'stopped')").fetchone():
+            if run.ended() is not None:
                 break
             time.sleep(0.5)
         else:

@@ -150,11 +150,21 @@ class RunStore:
         now = time.time() if now is None else now
         return sum(n * price * ((down or now) - up) / 3600 for _, _, n, price, up, down in self.fleet())
 
+    def _latest_since_resume(self, *kinds: str) -> str | None:
+        """The newest event of `kinds` since the last resume (a stopped or cancelled run can be resumed), or None."""
+        row = self.db.execute(
+            f"SELECT kind FROM events WHERE kind IN ({', '.join('?' * len(kinds))}) "
+            "AND rowid > COALESCE((SELECT MAX(rowid) FROM events WHERE kind = 'resumed'), 0) ORDER BY rowid DESC LIMIT 1",
+            kinds).fetchone()
+        return None if row is None else str(row[0])
+
     def cancel_requested(self) -> bool:
         """Whether `costserve cancel` asked this run to stop."""
-        return self.db.execute(  # since the last resume: a cancelled run can be resumed
-            "SELECT 1 FROM events WHERE kind = 'cancel requested' "
-            "AND rowid > COALESCE((SELECT MAX(rowid) FROM events WHERE kind = 'resumed'), 0) LIMIT 1").fetchone() is not None
+        return self._latest_since_resume("cancel requested") is not None
+
+    def ended(self) -> str | None:
+        """"finished" or "stopped" once the run's latest stretch (since its last resume) has ended; None while it has not."""
+        return self._latest_since_resume("finished", "stopped")
 
     def created(self) -> float:
         """Unix time of the run's first event."""

@@ -57,3 +57,28 @@ def test_cancel_stops_a_running_submit_and_keeps_finished_results(cli, tmp_path:
     assert (run_dir / "report.html").is_file()
     again = cli.invoke(app, ["cancel", run_dir.name])
     assert again.exit_code == 0 and "already stopped" in again.output
+
+
+def test_a_resumed_run_is_running_again_until_its_new_stretch_ends(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A run stopped at its budget and resumed can be cancelled: only events since the last resume count."""
+    from costserve.cli import app
+
+    jobs = tmp_path / "j.jsonl"
+    jobs.write_text(json.dumps({"id": "a", "prompt": "hi"}) + "\n")
+    store = RunStore.create(jobs, 1)
+    assert store.ended() is None and not store.cancel_requested()
+    store.event("cancel requested")
+    store.event("stopped", "stopped at its budget: ...")
+    assert store.ended() == "stopped" and store.cancel_requested()
+    already = cli.invoke(app, ["cancel", store.id])
+    assert already.exit_code == 0 and "already stopped" in already.output
+    store.event("resumed", "0/1 jobs had results")
+    assert store.ended() is None and not store.cancel_requested()  # the new stretch has neither
+    cancelled = cli.invoke(app, ["cancel", store.id])  # no driver alive: cancel stops it itself
+    assert cancelled.exit_code == 0 and "cancelled" in cancelled.output and "already" not in cancelled.output
+    assert store.ended() == "stopped" and store.cancel_requested()
+    store.event("resumed", "0/1 jobs had results")
+    store.event("finished", "out.jsonl")
+    assert store.ended() == "finished"
+    again = cli.invoke(app, ["resume", store.id])
+    assert again.exit_code == 0 and "already finished" in again.output
