@@ -85,13 +85,13 @@ class LocalWorkers:
             stop_worker(p)
 
 
-def require_broker(url: str | None) -> None:
-    """End the command with one line (password redacted) when an external broker does not answer."""
+def require_broker(url: str | None, consequence: str = "") -> None:
+    """End the command with one line (password redacted, then `consequence`) when an external broker does not answer."""
     from costserve.submit_cmd import redact_url
     from deploy.local import broker_problem
 
     if url is not None and (problem := broker_problem(url)) is not None:
-        fail(f"--broker {redact_url(url)}: {problem}")
+        fail(f"--broker {redact_url(url)}: {problem}{consequence}")
 
 
 def write_settings(store: RunStore, model_dir: Path, workers: int, out: Path, budget: float | None = None) -> None:

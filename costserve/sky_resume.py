@@ -89,4 +89,4 @@ def resume_sky_run(store: RunStore, broker: str | None, budget: float | None, de
     store.write_json("plan.json", plan.model_dump_json(indent=2))
     console.print(f"re-planned {len(jobs)} job(s): {', '.join(f'{g.count}x {g.instance_type}' for g in new.groups)}, "
                   f"predicted ${new.cost:.2f}", markup=False)
-    return operate_fleet(store, plan, first, jobs, broker, offerings, gpus, remaining_s, budget)
+    return operate_fleet(store, cfg, plan, first, jobs, broker, offerings, gpus, remaining_s, budget)

