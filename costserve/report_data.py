@@ -8,7 +8,6 @@ times in seconds, throughput in output tokens/s.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -67,12 +66,6 @@ class RunReport:
         }
 
 
-def _results_con(store: RunStore) -> sqlite3.Connection:
-    from workers.shard_io import results_db
-
-    return results_db(store.dir)
-
-
 def _event_time(store: RunStore, kind: str) -> float | None:
     row = store.db.execute("SELECT ts FROM events WHERE kind = ? ORDER BY rowid LIMIT 1", (kind,)).fetchone()
     return float(row[0]) if row else None
@@ -88,9 +81,12 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     """The report of one run, from its store; a running run is reported up to `now` (unix s)."""
     import pandas as pd
 
+    from workers.shard_io import results_db
+
     now = time.time() if now is None else now
     plan = store.plan()
-    con = _results_con(store)
+    jobs = int(store.input_info()["jobs"])
+    con = results_db(store.dir)
     try:
         results = pd.read_sql_query("SELECT r.shard, r.finished, r.tokens, r.attempt, r.output FROM results r", con)
         runs = pd.read_sql_query("SELECT shard, worker, queue, started, finished, jobs, tokens FROM shard_runs", con)
@@ -102,7 +98,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     queued = _event_time(store, "queued") or store.created()
     end = _event_time(store, "finished")
     last = float(results["finished"].max()) if len(results) else queued
-    makespan = max(0.0, (last if end is not None or len(results) == store.input_info()["jobs"] else now) - queued)
+    makespan = max(0.0, (last if end is not None or len(results) == jobs else now) - queued)
     waits = (runs["started"] - queued).clip(lower=0) if len(runs) else pd.Series([0.0])
     periods: dict[str, list[tuple[int, int, float, float]]] = {}
     for queue, index, instances, price, up, down in store.fleet():  # a resumed run has several periods per group
@@ -115,6 +111,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
         mine = results[results["queue"] == queue]
         tokens = int(mine["tokens"].sum())
         span = float(mine["finished"].max() - queued) if len(mine) else 0.0
+        planned_tokens = _planned_tokens(plan, group.class_shares) if group and plan else None
         rows.append({
             "group": index, "queue": queue,
             "offering": f"{group.cloud}/{group.instance_type}" if group else queue,
@@ -128,9 +125,9 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
             "planned cost $": group.count * group.finish_s / 3600 * group.price_per_hour if group else None,
             "jobs": len(mine),
             "output tokens": tokens,
-            "planned output tokens (max_tokens)": _planned_tokens(plan, group.class_shares) if group and plan else None,
+            "planned output tokens (max_tokens)": planned_tokens,
             "tokens/s": tokens / span if span > 0 else 0.0,
-            "planned tokens/s": _planned_tokens(plan, group.class_shares) / group.finish_s if group and plan and group.finish_s else None,
+            "planned tokens/s": planned_tokens / group.finish_s if planned_tokens is not None and group and group.finish_s else None,
         })
     groups = pd.DataFrame(rows)
     cost = float(groups["cost $"].sum()) if len(groups) else 0.0
@@ -141,7 +138,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     ])
     timeline = results[["finished", "tokens", "queue"]].sort_values("finished").assign(t=lambda f: f["finished"] - queued)
     return RunReport(
-        run_id=store.id, model=plan.model if plan else "", jobs=int(store.input_info()["jobs"]), results=len(results),
+        run_id=store.id, model=plan.model if plan else "", jobs=jobs, results=len(results),
         failed=failed, retried=int((results["attempt"] > 1).sum()), output_tokens=int(results["tokens"].sum()), cost=cost,
         predicted_cost=plan.cost if plan else None, makespan_s=makespan,
         predicted_makespan_s=plan.makespan_s if plan else None,
