@@ -19,38 +19,18 @@ so this measures the path's overhead, not a speed-up; with CUDA the single devic
 from __future__ import annotations
 
 import argparse
-import math
 import time
-from typing import Any
 
 import pandas as pd
 
 from catalog.load import load_gpus, load_models, load_offerings
 from solver.costmodel import Device, ModelShape
-from solver.host_offload import HybridShape, host_of
-from solver.hybrid_partition import hybrid_partition, phase_seconds
+from solver.host_offload import host_of
+from solver.hybrid_partition import best_batch_rate, hybrid_partition
 from solver.quality import model_layer_loss, model_quality
 
 INSTANCES = ("g4dn.xlarge", "g4dn.4xlarge", "Standard_NC4as_T4_v3", "n1-standard-8", "g6.xlarge", "g5.xlarge")
 INPUT_TOKENS, OUTPUT_TOKENS = 500, 200
-BATCHES = (8, 16, 32, 64, 128, 256)
-
-
-def placement_rates(model: ModelShape, gpu: Device, host: Any, bits: tuple[int, ...], placements: tuple[str, ...],
-                    prefill_mb: int, batches: tuple[int, ...] = BATCHES) -> dict[str, float] | None:
-    """Prefill prompt tokens/s, decode output tokens/s and requests/s at the best batch; None if no batch fits."""
-    best: dict[str, float] | None = None
-    for batch in batches:
-        shape = HybridShape(batch, min(prefill_mb, batch), INPUT_TOKENS, OUTPUT_TOKENS)
-        seconds = phase_seconds(model, gpu, host, shape, bits, placements)
-        if seconds is None:
-            continue
-        prefill_s = math.ceil(batch / shape.prefill_mb) * seconds[0]
-        rate = {"batch": batch, "prefill_tok_s": batch * INPUT_TOKENS / prefill_s, "decode_tok_s": batch / seconds[1],
-                "req_s": batch / (prefill_s + OUTPUT_TOKENS * seconds[1])}
-        if best is None or rate["req_s"] > best["req_s"]:
-            best = rate
-    return best
 
 
 def predicted_table(model_name: str) -> pd.DataFrame:
@@ -73,16 +53,16 @@ def predicted_table(model_name: str) -> pd.DataFrame:
         if layout is not None:
             layouts["hybrid"] = (layout.bits, layout.placements, layout.prefill_micro_batch)
         for placement, (bits, placements, mb) in layouts.items():
-            rate = placement_rates(model, gpu, host, bits, placements, mb)
+            rate = best_batch_rate(model, gpu, host, bits, placements, mb, INPUT_TOKENS, OUTPUT_TOKENS)
             host_layers = sum(p != "gpu" for p in placements)
             rows.append({
                 "offering": f"{row['cloud']} {name}", "GPU": f"{row['gpu']} {gpu.memory_gib:g} GiB",
                 "host": f"{row['vcpus']} vCPU {row['host_memory_gib']:g} GiB", "$/h": float(row["price_per_hour"]),
                 "placement": placement, "host layers": host_layers,
-                "batch": rate["batch"] if rate else "no fit",
-                "prefill tok/s": rate["prefill_tok_s"] if rate else None,
-                "decode tok/s": rate["decode_tok_s"] if rate else None,
-                "$/1M out": float(row["price_per_hour"]) / 3600 / (rate["req_s"] * OUTPUT_TOKENS) * 1e6 if rate else None,
+                "batch": rate.batch if rate else "no fit",
+                "prefill tok/s": rate.batch * INPUT_TOKENS / rate.prefill_s if rate else None,
+                "decode tok/s": rate.batch / rate.decode_step_s if rate else None,
+                "$/1M out": float(row["price_per_hour"]) / 3600 / (rate.requests_per_s * OUTPUT_TOKENS) * 1e6 if rate else None,
                 "ILP s": solve_s if placement == "hybrid" else None,
             })
     return pd.DataFrame(rows)

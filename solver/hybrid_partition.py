@@ -132,8 +132,9 @@ def phase_seconds(model: ModelShape, gpu: Device, host: Host, shape: HybridShape
     if host_bytes > host.usable_bytes():
         return None
     head = head_seconds(model, gpu if on_gpu else host.cpu, shape)
-    pre = max(sum(c.prefill.pcie for c in chosen if on_gpu), head[0] + sum(c.prefill.gpu + c.prefill.cpu for c in chosen))
-    dec = max(sum(c.decode.pcie for c in chosen if on_gpu), head[1] + sum(c.decode.gpu + c.decode.cpu for c in chosen))
+    pcie = (sum(c.prefill.pcie for c in chosen), sum(c.decode.pcie for c in chosen)) if on_gpu else (0.0, 0.0)
+    pre = max(pcie[0], head[0] + sum(c.prefill.gpu + c.prefill.cpu for c in chosen))
+    dec = max(pcie[1], head[1] + sum(c.decode.gpu + c.decode.cpu for c in chosen))
     return pre, dec
 
 
@@ -175,13 +176,35 @@ def hybrid_partition(
     return best
 
 
-def hybrid_throughput(model: ModelShape, gpu: Device, host: Host, layout: HybridPartition, input_tokens: float,
-                      output_tokens: float, batches: tuple[int, ...] = (8, 16, 32, 64, 128, 256)) -> float:
-    """Requests/s of a solved hybrid layout on requests of other mean lengths (best batch that fits; 0.0 if none)."""
-    best = 0.0
+@dataclass(frozen=True)
+class PlacementRate:
+    """A fixed hybrid layout at one batch: seconds of the batch's whole prefill and of one decode step, and requests/s."""
+
+    batch: int
+    prefill_s: float
+    decode_step_s: float
+    requests_per_s: float
+
+
+def best_batch_rate(model: ModelShape, gpu: Device, host: Host, bits: tuple[int, ...], placements: tuple[str, ...],
+                    prefill_mb: int, input_tokens: float, output_tokens: float,
+                    batches: tuple[int, ...] = (8, 16, 32, 64, 128, 256)) -> PlacementRate | None:
+    """The batch of `batches` with the most requests/s for a fixed per-layer (bits, placement); None if none fits."""
+    best: PlacementRate | None = None
     for batch in batches:
-        shape = HybridShape(batch, min(layout.prefill_micro_batch, batch), input_tokens, output_tokens)
-        latency = shape_latency(model, gpu, host, shape, layout.bits, layout.placements)
-        if latency:
-            best = max(best, batch / latency)
+        shape = HybridShape(batch, min(prefill_mb, batch), input_tokens, output_tokens)
+        seconds = phase_seconds(model, gpu, host, shape, bits, placements)
+        if seconds is None:
+            continue
+        prefill_s = math.ceil(batch / shape.prefill_mb) * seconds[0]
+        rate = PlacementRate(batch, prefill_s, seconds[1], batch / (prefill_s + max(1, math.ceil(output_tokens)) * seconds[1]))
+        if best is None or rate.requests_per_s > best.requests_per_s:
+            best = rate
     return best
+
+
+def hybrid_throughput(model: ModelShape, gpu: Device, host: Host, layout: HybridPartition, input_tokens: float,
+                      output_tokens: float) -> float:
+    """Requests/s of a solved hybrid layout on requests of other mean lengths (best batch that fits; 0.0 if none)."""
+    rate = best_batch_rate(model, gpu, host, layout.bits, layout.placements, layout.prefill_micro_batch, input_tokens, output_tokens)
+    return 0.0 if rate is None else rate.requests_per_s
