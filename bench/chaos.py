@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from costserve.runstore import results_rows
+from costserve.store.runs import results_rows
 
 PRICE_PER_HOUR = 0.10  # $/h for this machine, the same in every scenario
 

@@ -42,8 +42,8 @@ def bench_jobs(n: int, seed: int = 0) -> list[Any]:
     """n jobs from examples/ (chat and completion prompts), max_tokens uniform in 16..128, greedy."""
     from dataclasses import replace
 
-    from costserve.jobfile import read_jobs
-    from costserve.jobs import Job
+    from costserve.jobs.reader import read_jobs
+    from costserve.jobs.schema import Job
 
     base = [j for f in ("jobs.jsonl", "plain.jsonl") for j in read_jobs(REPO / "examples" / f, 64) if isinstance(j, Job)]
     rng = random.Random(seed)
@@ -81,9 +81,9 @@ def run_transformers(model_dir: Path, jobs: list[Any], batch: int) -> tuple[int,
 def run_costserve(model_dir: Path, jobs: list[Any], bits: int, stages: int, slots: int) -> tuple[int, float, dict[str, float]]:
     """Tokens generated, seconds (load time excluded) and decode-phase figures for the costserve engine."""
     from workers.engine import Engine
-    from workers.replica import ReplicaSpec
+    from solver.plan import Replica
 
-    replica = ReplicaSpec.uniform(30, bits, stages=stages, decode_micro_batch=slots // stages, prefill_micro_batch=8)
+    replica = Replica.uniform(30, bits, stages=stages, decode_micro_batch=slots // stages, prefill_micro_batch=8)
     with Engine(replica, model=model_dir) as engine:
         t0 = time.perf_counter()
         gens = engine.generate(jobs)

@@ -74,7 +74,7 @@ def measured_table(prompts: int) -> pd.DataFrame:
 
     from bench.engine import bench_jobs
     from workers.engine import Engine
-    from workers.replica import HostLayer, ReplicaSpec, StageSpec
+    from solver.plan import HostLayer, Replica, Stage
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     jobs = bench_jobs(prompts)
@@ -86,9 +86,9 @@ def measured_table(prompts: int) -> pd.DataFrame:
     }
     rows = []
     for name, host in layouts.items():
-        stage = StageSpec(device=device, first_layer=0, last_layer=29, bits=[8] * 30,
+        stage = Stage(device=device, first_layer=0, last_layer=29, bits=[8] * 30,
                           host_layers=[HostLayer(layer=i, prefill=p, decode=d) for i, (p, d) in host.items()])
-        with Engine(ReplicaSpec(stages=[stage], prefill_micro_batch=4, decode_micro_batch=32)) as engine:
+        with Engine(Replica(stages=[stage], prefill_micro_batch=4, decode_micro_batch=32)) as engine:
             engine.generate(jobs[:4])  # warm-up
             started = time.perf_counter()
             out = engine.generate(jobs)

@@ -1,14 +1,74 @@
-"""The Plan: the typed, JSON-serialisable contract between the planner and everything after it.
+"""The contract between the planner and everything after it: the Job, the Replica and the Plan.
 
-Provisioners (`deploy/`) launch `groups`; workers run each group's `replica` description.
-Money in $, rates in $/h, times in seconds, throughput in requests/s.
+Pydantic and the standard library only (no Pyomo, no torch), so `workers/` and `deploy/` import
+this module and nothing else of `solver/`. Provisioners (`deploy/`) launch `groups`; workers run
+each group's `replica` and read jobs as `Job`. Money in $, rates in $/h, times in seconds,
+throughput in requests/s.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The bit-widths costserve's engine runs (workers/quantize.py: fp32, bf16, int8, int4 weights).
+ENGINE_BITS = (32, 16, 8, 4)
+Endpoint = Literal["chat", "completion"]
+
+
+def estimate_tokens(text: str) -> int:
+    """Token count estimate for text without a tokenizer: ceil(chars / 4), at least 1 (tokens)."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One validated job, whichever form it came in: what the driver plans, shards, re-plans and resumes,
+    and what a worker generates.
+
+    `line` is the 1-based line of the input file; results are written in that order.
+    `messages` holds (role, text) pairs for chat jobs, `prompt` the text of completion jobs.
+    """
+
+    custom_id: str
+    line: int
+    max_tokens: int
+    prompt: str | None = None
+    messages: tuple[tuple[str, str], ...] | None = None
+    endpoint: Endpoint | None = None  # None: "chat" when there are messages, else "completion"
+    model: str | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.endpoint is None:
+            object.__setattr__(self, "endpoint", "chat" if self.messages is not None else "completion")
+
+    def prompt_text(self) -> str:
+        """All prompt text of the job (chat messages joined by newlines)."""
+        if self.messages is not None:
+            return "\n".join(text for _, text in self.messages)
+        return self.prompt or ""
+
+    def estimated_input_tokens(self) -> int:
+        """Input length estimate (tokens, chars/4) used when no tokenizer is loaded: the one estimate everywhere."""
+        return estimate_tokens(self.prompt_text())
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object shard files and inline shards carry."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        """A Job from `to_json`'s object (lists back to tuples)."""
+        msgs = data.get("messages")
+        return cls(**{**data, "messages": tuple(map(tuple, msgs)) if msgs is not None else None,
+                      "stop": tuple(data.get("stop") or ())})
 
 
 class HostLayer(BaseModel):
@@ -26,11 +86,33 @@ class Stage(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    device: str
+    device: str = Field("cpu", description='"cpu", "cuda[:i]", or a GPU name from gpus.csv (that instance\'s GPU)')
     first_layer: int = Field(ge=0)
     last_layer: int = Field(ge=0)
     bits: list[int] = Field(description="bit-width of each layer of the stage, in order")
     host_layers: list[HostLayer] = Field(default=[], description="layers of the stage kept in host memory (CPU–GPU hybrid)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Stage:
+        n = self.last_layer - self.first_layer + 1
+        if n < 1:
+            raise ValueError(f"stage layers {self.first_layer}..{self.last_layer} are empty")
+        if len(self.bits) != n:
+            raise ValueError(f"stage {self.first_layer}..{self.last_layer} has {n} layers but {len(self.bits)} bit-widths")
+        bad = sorted(set(self.bits) - set(ENGINE_BITS))
+        if bad:
+            raise ValueError(f"bits {bad} not supported; use {list(ENGINE_BITS)}")
+        host = [h.layer for h in self.host_layers]
+        outside = [layer for layer in host if not self.first_layer <= layer <= self.last_layer]
+        if outside:
+            raise ValueError(f"host layer {outside[0]} is not in stage {self.first_layer}..{self.last_layer}")
+        if len(set(host)) != len(host):
+            raise ValueError("a host layer is listed twice")
+        return self
+
+    def host_modes(self) -> dict[int, tuple[str, str]]:
+        """{layer: (prefill mode, decode mode)} of this stage's host-resident layers."""
+        return {h.layer: (h.prefill, h.decode) for h in self.host_layers}
 
 
 class Replica(BaseModel):
@@ -38,14 +120,40 @@ class Replica(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    tp: int = Field(ge=1)
+    tp: int = Field(1, ge=1)
     stages: list[Stage] = Field(min_length=1)
-    prefill_micro_batch: int = Field(ge=1)
-    decode_micro_batch: int = Field(ge=1)
+    prefill_micro_batch: int = Field(4, ge=1, description="sequences per prefill micro-batch")
+    decode_micro_batch: int = Field(16, ge=1, description="sequences per decode micro-batch")
 
     @property
     def bits(self) -> list[int]:
+        """Bit-width of every decoder layer, in order."""
         return [b for s in self.stages for b in s.bits]
+
+    @property
+    def n_layers(self) -> int:
+        """Decoder layers the stages cover."""
+        return self.stages[-1].last_layer + 1
+
+    @classmethod
+    def uniform(cls, n_layers: int, bits: int | list[int] = 32, stages: int = 1, decode_micro_batch: int = 16,
+                prefill_micro_batch: int = 4, device: str = "cpu") -> Replica:
+        """`stages` near-equal contiguous stages on `device`; `bits` one width or one per layer."""
+        per_layer = [bits] * n_layers if isinstance(bits, int) else list(bits)
+        bounds = [round(i * n_layers / stages) for i in range(stages + 1)]
+        return cls(stages=[Stage(device=device, first_layer=a, last_layer=b - 1, bits=per_layer[a:b])
+                           for a, b in zip(bounds, bounds[1:])],
+                   prefill_micro_batch=prefill_micro_batch, decode_micro_batch=decode_micro_batch)
+
+    def check_layers(self, n_layers: int) -> None:
+        """Raise ReplicaError unless the stages cover layers 0..n_layers-1 contiguously, in order."""
+        expected = 0
+        for i, s in enumerate(self.stages):
+            if s.first_layer != expected:
+                raise ReplicaError(f"stage {i} starts at layer {s.first_layer}, expected {expected} (stages must be contiguous)")
+            expected = s.last_layer + 1
+        if expected != n_layers:
+            raise ReplicaError(f"stages cover layers 0..{expected - 1} but the model has {n_layers} layers")
 
     def summary(self) -> str:
         """One line for tables: e.g. `tp2 8-bit`, `tp1 8-bit, 12 layers in host memory (decode: 4 cpu, 8 stream)`
@@ -65,6 +173,38 @@ class Replica(BaseModel):
             parts.append(f"{s.first_layer}-{s.last_layer} {bits}")
         stages = f" x{len(self.stages)} stages" if len(self.stages) > 1 else ""
         return f"tp{self.tp}{stages} [{'; '.join(parts)}] mb {self.prefill_micro_batch}/{self.decode_micro_batch}"
+
+
+class ReplicaError(ValueError):
+    """A replica description is unreadable or does not fit the model; the message says where."""
+
+
+class EngineCapabilityError(ReplicaError):
+    """The engine that would run a replica cannot run it (layers, bits, devices or tensor parallelism)."""
+
+
+def check_engine_can_run(replica: Replica, n_layers: int, gpus_per_instance: int, replicas: int = 1) -> None:
+    """Raise EngineCapabilityError unless costserve's engine can run `replicas` copies of `replica` on one instance
+    with `gpus_per_instance` GPUs (0: a CPU instance) for a model of `n_layers` decoder layers.
+
+    Bit-widths are checked when a Stage is built (only ENGINE_BITS exist)."""
+    try:
+        replica.check_layers(n_layers)
+    except ReplicaError as exc:
+        raise EngineCapabilityError(str(exc)) from None
+    on_cpu = [s.device for s in replica.stages if s.device.lower() in ("cpu", "host")]
+    if gpus_per_instance == 0:
+        if len(on_cpu) != len(replica.stages) or replica.tp != 1:
+            raise EngineCapabilityError("a CPU instance runs only cpu stages at tp 1")
+        if any(s.host_layers for s in replica.stages):
+            raise EngineCapabilityError("host-resident layers need a GPU stage")
+        return
+    if on_cpu:
+        raise EngineCapabilityError(f"a GPU instance's replica puts a stage on {on_cpu[0]!r}; stages run on its GPUs")
+    needed = replica.tp * len(replica.stages) * replicas
+    if needed > gpus_per_instance:
+        raise EngineCapabilityError(f"{replicas} replica(s) of tp{replica.tp} x {len(replica.stages)} stage(s) need "
+                                    f"{needed} GPUs; the instance has {gpus_per_instance}")
 
 
 class FleetGroupPlan(BaseModel):

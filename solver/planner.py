@@ -12,7 +12,7 @@ from solver.costmodel import ModelShape
 from solver.fleet import FleetGroup, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
 from solver.hybrid_candidates import hybrid_candidates
 from solver.partitioned import partitioned_candidates
-from solver.plan import BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, WorkloadClassPlan
+from solver.plan import BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, WorkloadClassPlan, check_engine_can_run
 from solver.quality import model_quality
 from solver.workload import Workload
 
@@ -72,11 +72,12 @@ def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, mo
     host = [HostLayer(layer=l, prefill=pre, decode=dec) for l, pre, dec in c.host_layers]
     stages = [Stage(device=c.gpu, first_layer=first, last_layer=last, bits=list(bits),
                     host_layers=[h for h in host if first <= h.layer <= last]) for first, last, bits in layout]
+    replica = Replica(tp=c.tp, stages=stages, prefill_micro_batch=c.prefill_micro_batch, decode_micro_batch=c.decode_micro_batch)
+    check_engine_can_run(replica, model.layers, c.gpus_per_instance, c.replicas)  # a plan names only what a worker runs
     return FleetGroupPlan(
         cloud=row["cloud"], region=row["region"], instance_type=row["instance_type"], gpu=c.gpu,
         gpus_per_instance=c.gpus_per_instance, spot=c.spot, price_per_hour=c.price_per_hour, count=g.count,
-        replicas=c.replicas, replica=Replica(tp=c.tp, stages=stages, prefill_micro_batch=c.prefill_micro_batch,
-                                                        decode_micro_batch=c.decode_micro_batch),
+        replicas=c.replicas, replica=replica,
         quality=c.quality,
         class_shares={k.name: round(s, 6) for k, s in zip(workload.classes, g.shares) if s > 1e-9},
         requests_per_s={k.name: r for k, r in zip(workload.classes, c.requests_per_s)},

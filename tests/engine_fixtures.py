@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from solver.plan import Job
 
 
-@dataclass
-class JobStub:
-    """A job as the engine sees it (the fields of costserve.jobs.Job it reads)."""
-
-    custom_id: str
-    max_tokens: int
-    prompt: str | None = None
-    messages: tuple[tuple[str, str], ...] | None = None
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
+def JobStub(**fields: Any) -> Job:  # noqa: N802 - reads like the constructor it wraps
+    """A contract Job for engine tests: greedy (temperature 0) unless given, line 0."""
+    return Job(**{"line": 0, "temperature": 0.0, **fields})
 
 
 PROMPTS = [

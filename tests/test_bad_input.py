@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from costserve.jobfile import LineError, read_jobs
+from costserve.jobs.reader import LineError, read_jobs
 
 # kind -> (line bytes for job number i, field the error must name or None when valid)
 KINDS = {
@@ -77,7 +77,7 @@ def test_a_hundred_thousand_line_file_streams(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_submit_skip_invalid_runs_the_valid_lines_and_keeps_the_rejected(cli, tmp_path: Path, tiny_llama_dir: Path) -> None:  # type: ignore[no-untyped-def]
     from costserve.cli import app
-    from costserve.runstore import runs_dir
+    from costserve.store.runs import runs_dir
 
     jobs = tmp_path / "jobs.jsonl"
     too_long = "word " * 10_000  # more tokens than the model's context: a poison job that fails alone in the engine

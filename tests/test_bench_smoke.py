@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from costserve.jobfile import LineError, read_jobs
+from costserve.jobs.reader import LineError, read_jobs
 
 
 def test_bench_modules_import_and_generate(tmp_path: Path) -> None:

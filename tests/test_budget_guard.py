@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from costserve.budget_guard import BudgetGuard, BudgetReached
-from costserve.runstore import RunStore, runs_dir
+from costserve.run.budget import BudgetGuard, BudgetReached
+from costserve.store.runs import RunStore, runs_dir
 
 
 def test_the_guard_stops_while_one_more_increment_still_fits(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from costserve.runstore import RunStore, runs_dir
+from costserve.store.runs import RunStore, runs_dir
 from test_recovery import _running
 
 pytestmark = pytest.mark.slow

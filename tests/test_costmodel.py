@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from catalog.load import load_gpus, load_models
-from costserve.jobfile import read_jobs
+from costserve.jobs.reader import read_jobs
 from solver.candidates import build_candidates
 from solver.costmodel import (
     DECODE_BANDWIDTH_EFFICIENCY,

@@ -9,7 +9,7 @@ import pytest
 from typer.main import get_command
 
 from costserve.cli import app
-from costserve.schedules import parse_cron
+from costserve.schedule.store import parse_cron
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "deploy" / "examples"
 

@@ -9,7 +9,7 @@ import torch
 
 from engine_fixtures import PROMPTS, JobStub
 from workers.engine import Engine
-from workers.replica import ReplicaSpec
+from solver.plan import Replica
 
 pytestmark = pytest.mark.slow
 NEW_TOKENS = 20
@@ -21,7 +21,7 @@ def _jobs() -> list[JobStub]:
 
 @pytest.fixture(scope="module")
 def fp32_generations(smollm2_dir: Path) -> list:
-    with Engine(ReplicaSpec.uniform(30, 32, decode_micro_batch=8), model=smollm2_dir) as engine:
+    with Engine(Replica.uniform(30, 32, decode_micro_batch=8), model=smollm2_dir) as engine:
         return engine.generate(_jobs())
 
 
@@ -35,7 +35,7 @@ def _first_divergence(a: list[int], b: list[int]) -> int | None:
 def test_single_process_fp32_equals_transformers_generate(smollm2_dir: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    with Engine(ReplicaSpec.uniform(30, 32, decode_micro_batch=8), model=smollm2_dir) as engine:
+    with Engine(Replica.uniform(30, 32, decode_micro_batch=8), model=smollm2_dir) as engine:
         tok = engine.tokenizer
         ours = engine.generate(_jobs())
         ref_model = AutoModelForCausalLM.from_pretrained(str(smollm2_dir))
@@ -56,7 +56,7 @@ def test_single_process_fp32_equals_transformers_generate(smollm2_dir: Path) -> 
 @pytest.mark.parametrize("stages", [2, 3])
 def test_pipeline_processes_equal_single_process(smollm2_dir: Path, stages: int, fp32_generations: list) -> None:
     single = fp32_generations
-    replica = ReplicaSpec.uniform(30, 32, stages=stages, decode_micro_batch=3)
+    replica = Replica.uniform(30, 32, stages=stages, decode_micro_batch=3)
     with Engine(replica, model=smollm2_dir) as engine:
         assert len(engine.pipeline.children) == stages - 1  # real stage processes
         piped = engine.generate(_jobs())
@@ -67,7 +67,7 @@ def test_pipeline_processes_equal_single_process(smollm2_dir: Path, stages: int,
 
 def test_mixed_precision_replica_is_coherent(smollm2_dir: Path) -> None:
     bits = [16] * 10 + [8] * 10 + [4] * 10
-    replica = ReplicaSpec.uniform(30, bits, stages=2, decode_micro_batch=4)
+    replica = Replica.uniform(30, bits, stages=2, decode_micro_batch=4)
     jobs = [JobStub(custom_id="paris", prompt="The capital of France is", max_tokens=8),
             JobStub(custom_id="chat", messages=(("user", "What is the capital of France?"),), max_tokens=24)]
     with Engine(replica, model=smollm2_dir) as engine:

@@ -12,7 +12,7 @@ from torch import nn
 from engine_fixtures import JobStub
 from workers.engine import Engine
 from workers.quantize import Bf16Linear, Int4Linear, Int8Linear, parameter_bytes, quantize_block
-from workers.replica import ReplicaError, ReplicaSpec, read_replica
+from workers.replica import ReplicaError, Replica, read_replica
 from workers.results import batch_output_line
 
 
@@ -47,7 +47,7 @@ def test_parameter_bytes_drop_with_bits() -> None:
 
 
 def _tiny_engine(tiny_llama_dir: Path, slots: int = 4, **kw: object) -> Engine:
-    engine = Engine(ReplicaSpec.uniform(4, 32, decode_micro_batch=slots, **kw), model=tiny_llama_dir)
+    engine = Engine(Replica.uniform(4, 32, decode_micro_batch=slots, **kw), model=tiny_llama_dir)
     return engine
 
 

@@ -17,7 +17,7 @@ import torch
 from engine_fixtures import PROMPTS, JobStub
 from workers.engine import Engine
 from workers.offload import HostResidentBlock
-from workers.replica import HostLayer, ReplicaSpec, StageSpec
+from solver.plan import HostLayer, Replica, Stage
 
 pytestmark = pytest.mark.slow
 NEW_TOKENS = 16
@@ -28,10 +28,10 @@ def _jobs() -> list[JobStub]:
     return [JobStub(custom_id=f"p{i}", prompt=p, max_tokens=NEW_TOKENS) for i, p in enumerate(PROMPTS)]
 
 
-def _hybrid(bits: list[int], host: dict[int, tuple[str, str]], device: str = "T4") -> ReplicaSpec:
+def _hybrid(bits: list[int], host: dict[int, tuple[str, str]], device: str = "T4") -> Replica:
     layers = [HostLayer(layer=i, prefill=pre, decode=dec) for i, (pre, dec) in sorted(host.items())]
-    stage = StageSpec(device=device, first_layer=0, last_layer=len(bits) - 1, bits=bits, host_layers=layers)
-    return ReplicaSpec(stages=[stage], prefill_micro_batch=4, decode_micro_batch=8)
+    stage = Stage(device=device, first_layer=0, last_layer=len(bits) - 1, bits=bits, host_layers=layers)
+    return Replica(stages=[stage], prefill_micro_batch=4, decode_micro_batch=8)
 
 
 def _host_layout() -> dict[int, tuple[str, str]]:
@@ -42,7 +42,7 @@ def _host_layout() -> dict[int, tuple[str, str]]:
 
 @pytest.mark.parametrize("bits", [[8] * 30, [16] * 10 + [8] * 10 + [4] * 10])
 def test_hybrid_replica_gives_the_single_device_tokens(smollm2_dir: Path, bits: list[int]) -> None:
-    with Engine(ReplicaSpec(stages=[StageSpec(first_layer=0, last_layer=29, bits=bits)], prefill_micro_batch=4,
+    with Engine(Replica(stages=[Stage(first_layer=0, last_layer=29, bits=bits)], prefill_micro_batch=4,
                             decode_micro_batch=8), model=smollm2_dir) as engine:
         single = engine.generate(_jobs())
     host = _host_layout()
@@ -67,11 +67,11 @@ def test_hybrid_stage_in_a_pipeline_process(smollm2_dir: Path) -> None:
     """Host layers in both stages of a two-process pipeline: still the single-process tokens."""
     bits = [8] * 30
     host = _host_layout()
-    plain = ReplicaSpec.uniform(30, bits, stages=2, decode_micro_batch=4)
-    stages = [StageSpec(first_layer=s.first_layer, last_layer=s.last_layer, bits=s.bits,
+    plain = Replica.uniform(30, bits, stages=2, decode_micro_batch=4)
+    stages = [Stage(first_layer=s.first_layer, last_layer=s.last_layer, bits=s.bits,
                         host_layers=[HostLayer(layer=i, prefill=p, decode=d) for i, (p, d) in host.items()
                                      if s.first_layer <= i <= s.last_layer]) for s in plain.stages]
-    hybrid = ReplicaSpec(stages=stages, prefill_micro_batch=4, decode_micro_batch=4)
+    hybrid = Replica(stages=stages, prefill_micro_batch=4, decode_micro_batch=4)
     jobs = _jobs()[:6]
     with Engine(plain, model=smollm2_dir) as engine:
         expected = engine.generate(jobs)
@@ -82,16 +82,16 @@ def test_hybrid_stage_in_a_pipeline_process(smollm2_dir: Path) -> None:
 
 def test_host_layers_outside_their_stage_are_refused() -> None:
     with pytest.raises(ValueError, match="host layer 12 is not in stage 0..9"):
-        StageSpec(first_layer=0, last_layer=9, bits=[8] * 10, host_layers=[HostLayer(layer=12, prefill="cpu", decode="cpu")])
+        Stage(first_layer=0, last_layer=9, bits=[8] * 10, host_layers=[HostLayer(layer=12, prefill="cpu", decode="cpu")])
     with pytest.raises(ValueError, match="listed twice"):
-        StageSpec(first_layer=0, last_layer=9, bits=[8] * 10,
+        Stage(first_layer=0, last_layer=9, bits=[8] * 10,
                   host_layers=[HostLayer(layer=3, prefill="cpu", decode="cpu")] * 2)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_hybrid_replica_on_cuda_matches_the_gpu_replica(smollm2_dir: Path) -> None:
     bits = [8] * 30
-    with Engine(ReplicaSpec(stages=[StageSpec(device="cuda", first_layer=0, last_layer=29, bits=bits)],
+    with Engine(Replica(stages=[Stage(device="cuda", first_layer=0, last_layer=29, bits=bits)],
                             prefill_micro_batch=4, decode_micro_batch=8), model=smollm2_dir) as engine:
         gpu = engine.generate(_jobs())
     with Engine(_hybrid(bits, _host_layout(), device="cuda"), model=smollm2_dir) as engine:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from costserve.jobfile import JobFileError, LineError, read_jobs
-from costserve.jobs import MAX_TOKENS_LIMIT, Job
+from costserve.jobs.reader import JobFileError, LineError, read_jobs
+from costserve.jobs.schema import MAX_TOKENS_LIMIT, Job
 from tests.conftest import EXAMPLES
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from costserve.runstore import RunStore, results_rows, runs_dir
+from costserve.store.runs import RunStore, results_rows, runs_dir
 
 pytestmark = pytest.mark.slow
 JOBS = 48

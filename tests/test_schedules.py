@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from costserve.scheduler import FIRE_TASK, SCHEDULER_QUEUE, StoredScheduler, make_scheduler_app, submit_command
-from costserve.schedules import load_schedules, next_fire, schedules_path
+from costserve.schedule.beat import FIRE_TASK, SCHEDULER_QUEUE, StoredScheduler, make_scheduler_app, submit_command
+from costserve.schedule.store import load_schedules, next_fire, schedules_path
 
 UTC = timezone.utc
 
@@ -84,8 +84,8 @@ def test_beat_scheduler_fires_the_stored_entry_at_its_cron_time(cli, tmp_path: P
 @pytest.mark.slow
 def test_a_fire_runs_the_stored_submit_to_results(cli, tmp_path: Path, tiny_llama_dir: Path) -> None:  # type: ignore[no-untyped-def]
     from costserve.cli import app
-    from costserve.runstore import list_runs
-    from costserve.scheduler import fire_schedule, scheduler_dir
+    from costserve.store.runs import list_runs
+    from costserve.schedule.beat import fire_schedule, scheduler_dir
 
     jobs = tmp_path / "nightly.jsonl"
     jobs.write_text("".join(json.dumps({"id": f"n{i}", "prompt": f"hi {i}", "max_tokens": 3}) + "\n" for i in range(3)))

@@ -54,7 +54,7 @@ def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path) -> None:  # typ
     import json
 
     from costserve.cli import app
-    from costserve.runstore import runs_dir
+    from costserve.store.runs import runs_dir
 
     jobs = Path(__file__).resolve().parents[1] / "examples" / "jobs.jsonl"
     refused = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "Llama-3.1-8B"])

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REDIS_PASSWORD
-from costserve.job_assignment import assign_jobs, split_counts
-from costserve.runstore import RunStore, runs_dir
+from costserve.jobs.assignment import assign_jobs, split_counts
+from costserve.store.runs import RunStore, runs_dir
 from deploy.skypilot import REDIS_PASSWORD_SECRET, REDIS_PORT, head_task_config
 
 pytestmark = pytest.mark.slow
@@ -116,10 +116,10 @@ def test_a_preempted_group_is_replanned_and_replaced(cli, tmp_path: Path, smollm
     import threading
     import time
 
-    import costserve.sky_replan
+    import costserve.run.replan
     from costserve.cli import app
 
-    monkeypatch.setattr(costserve.sky_replan, "PREEMPTION_CHECK_S", 0.5)
+    monkeypatch.setattr(costserve.run.replan, "PREEMPTION_CHECK_S", 0.5)
     sky = fake_sky(smollm2_dir, tmp_path)
     monkeypatch.setitem(sys.modules, "sky", sky)
     jobs = tmp_path / "jobs.jsonl"
@@ -166,14 +166,10 @@ def test_head_node_opens_only_the_redis_port_and_takes_its_password_as_a_secret(
 
 def test_jobs_follow_the_plans_class_shares() -> None:
     from solver.plan import FleetGroupPlan, Plan, Replica, Stage, WorkloadClassPlan
-    from workers.shard_io import ShardJob
+    from solver.plan import Job
 
     assert split_counts(10, [0.2, 0.8]) == [2, 8] and split_counts(3, [0.5, 0.5]) in ([2, 1], [1, 2])
     assert sum(split_counts(7, [0.2, 0.3, 0.5])) == 7
-
-    class Job(ShardJob):
-        def estimated_input_tokens(self) -> int:
-            return len(self.prompt or "") // 4
 
     short = [Job(custom_id=f"a{i}", line=2 * i + 1, max_tokens=16, prompt="hi") for i in range(8)]
     long = [Job(custom_id=f"b{i}", line=2 * i + 2, max_tokens=1000, prompt="hi") for i in range(4)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REDIS_PASSWORD as PASSWORD
-from costserve.runstore import runs_dir
+from costserve.store.runs import runs_dir
 
 pytestmark = pytest.mark.slow
 

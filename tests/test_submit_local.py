@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from costserve.runstore import RunStore, runs_dir
+from costserve.store.runs import RunStore, runs_dir
 from solver.local_replica import local_bits, local_replica
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def check_report_equals_run_store(cli, store: RunStore, tmp_path: Path) -> None:
     import pandas as pd
 
     from costserve.cli import app
-    from costserve.report_html import money
+    from costserve.report.html import money
 
     results = sqlite3.connect(store.dir / "results.sqlite")
     jobs, tokens = results.execute("SELECT COUNT(*), SUM(tokens) FROM results").fetchone()

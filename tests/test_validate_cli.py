@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from costserve.cli import app
-from costserve.jobstats import JobFileSummary, _histogram_quantile
+from costserve.jobs.stats import JobFileSummary, _histogram_quantile
 from tests.conftest import EXAMPLES, REPO
 from tests.test_jobfile import chat, write_lines
 

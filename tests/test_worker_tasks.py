@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from workers.shard_io import ShardJob, read_shard, results_db, write_shard
+from solver.plan import Job
+from workers.shard_io import read_shard, results_db, write_shard
 
 
-def _shard_jobs() -> list[ShardJob]:
-    return [ShardJob(custom_id=f"s{i}", line=i + 1, prompt=f"item {i}", max_tokens=4 + i, temperature=0.0) for i in range(5)] + [
-        ShardJob(custom_id="chat", line=6, messages=(("user", "hello"),), max_tokens=3, temperature=0.0)]
+def _shard_jobs() -> list[Job]:
+    return [Job(custom_id=f"s{i}", line=i + 1, prompt=f"item {i}", max_tokens=4 + i, temperature=0.0) for i in range(5)] + [
+        Job(custom_id="chat", line=6, messages=(("user", "hello"),), max_tokens=3, temperature=0.0)]
 
 
 def test_run_shard_writes_each_result_once_even_when_redelivered(tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,7 @@ from torch import Tensor
 from workers.loader import build_stage, read_model_args
 from workers.model import StageModel
 from workers.quantize import quantize_block
-from workers.replica import ReplicaSpec
+from solver.plan import Replica
 
 CALIBRATION_TEXT = Path(__file__).with_name("data") / "calibration.txt"
 WINDOW = 256  # tokens per calibration sequence
@@ -74,7 +74,7 @@ class _Runner:
 
     def __init__(self, model_dir: Path, windows: Tensor) -> None:
         self.args = read_model_args(model_dir)
-        spec = ReplicaSpec.uniform(self.args.n_layers, 32).stages[0]
+        spec = Replica.uniform(self.args.n_layers, 32).stages[0]
         self.stage: StageModel = build_stage(model_dir, self.args, spec)
         self.windows = windows
         n, t = windows.shape

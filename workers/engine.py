@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,18 +21,8 @@ from workers.batching import BatchStats, Command, ContinuousBatcher, SeqState, n
 from workers.loader import build_stage, read_model_args
 from workers.model import StageModel
 from workers.model_source import resolve_model_dir
-from workers.replica import ReplicaSpec
-
-
-class JobLike(Protocol):
-    custom_id: str
-    max_tokens: int
-    temperature: float
-    top_p: float
-    stop: tuple[str, ...]
-    seed: int | None
-    prompt: str | None
-    messages: tuple[tuple[str, str], ...] | None
+from solver.plan import Job, Replica
+from workers.replica import torch_device
 
 
 @dataclass
@@ -82,13 +72,13 @@ def _device_of(stage: StageModel) -> str:
 class Engine:
     """A loaded replica: tokenizer, stages (quantized per layer) and the continuous batcher."""
 
-    def __init__(self, replica: ReplicaSpec | None = None, model: str | Path | None = None, processes: bool | None = None, threads: int | None = None) -> None:
+    def __init__(self, replica: Replica | None = None, model: str | Path | None = None, processes: bool | None = None, threads: int | None = None) -> None:
         from transformers import AutoTokenizer
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.model_dir = resolve_model_dir(model)
         self.args = read_model_args(self.model_dir)
-        self.replica = replica or ReplicaSpec.uniform(self.args.n_layers)
+        self.replica = replica or Replica.uniform(self.args.n_layers)
         self.replica.check_layers(self.args.n_layers)
         if threads:
             torch.set_num_threads(threads)
@@ -102,7 +92,7 @@ class Engine:
 
             self.pipeline: LocalPipeline | ProcessPipeline = ProcessPipeline(self.model_dir, self.args, self.replica)
         else:
-            self.pipeline = LocalPipeline([build_stage(self.model_dir, self.args, s, s.torch_device()) for s in stages])
+            self.pipeline = LocalPipeline([build_stage(self.model_dir, self.args, s, torch_device(s)) for s in stages])
         self.groups = len(stages) if processes else 1
         self.stats = BatchStats()
         # fp32 replicas keep an fp32 KV cache (exact reference); any lower precision keeps it in bf16
@@ -110,11 +100,11 @@ class Engine:
 
     # -- public API ---------------------------------------------------------------
 
-    def generate(self, jobs: Iterable[JobLike]) -> list[Generation]:
+    def generate(self, jobs: Iterable[Job]) -> list[Generation]:
         """Generate every job; results in input order."""
         return sorted(self.stream(jobs), key=lambda g: g.index)
 
-    def stream(self, jobs: Iterable[JobLike]) -> Iterator[Generation]:
+    def stream(self, jobs: Iterable[Job]) -> Iterator[Generation]:
         """Generate every job, yielding each Generation as soon as it finishes (completion order)."""
         jobs = list(jobs)
         seqs: list[SeqState] = []
@@ -151,7 +141,7 @@ class Engine:
 
     # -- helpers --------------------------------------------------------------------
 
-    def encode(self, job: JobLike) -> list[int]:
+    def encode(self, job: Job) -> list[int]:
         """Prompt token ids of a job (see encode_prompt)."""
         return encode_prompt(self.tokenizer, job)
 
@@ -172,7 +162,7 @@ class Engine:
         return False
 
 
-def encode_prompt(tokenizer: Any, job: JobLike) -> list[int]:
+def encode_prompt(tokenizer: Any, job: Job) -> list[int]:
     """Prompt token ids: the chat template for `messages`, plain encoding for `prompt`."""
     if job.messages is not None:
         chat = [{"role": role, "content": text} for role, text in job.messages]

@@ -18,7 +18,7 @@ from torch import Tensor
 from workers.model import ModelArgs, StageModel, layer_state_dict, outer_state_dict
 from workers.offload import HostResidentBlock, WeightStreamer, link_prefetch
 from workers.quantize import quantize_block
-from workers.replica import StageSpec
+from solver.plan import Stage
 
 
 def read_model_args(model_dir: Path) -> ModelArgs:
@@ -48,7 +48,7 @@ class SafetensorsDir(Mapping[str, Tensor]):
         return len(self._where)
 
 
-def build_stage(model_dir: Path, args: ModelArgs, spec: StageSpec, device: str = "cpu") -> StageModel:
+def build_stage(model_dir: Path, args: ModelArgs, spec: Stage, device: str = "cpu") -> StageModel:
     """The StageModel for `spec`'s layers at `spec.bits`, on `device`; `spec.host_layers` stay in host memory."""
     tensors = SafetensorsDir(model_dir)
     with torch.device("meta"):

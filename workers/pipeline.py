@@ -26,7 +26,7 @@ from torch import Tensor
 from workers.batching import Command
 from workers.loader import build_stage, read_model_args
 from workers.model import ModelArgs, StageModel
-from workers.replica import ReplicaSpec
+from solver.plan import Replica
 
 RUN, SETUP, STOP = 0, 1, 2
 HEADER = 6  # kind, rows, tokens per row, slots, max_seq, KV dtype (0 fp32, 1 bf16)
@@ -97,7 +97,7 @@ def stage_loop(rank: int, world: int, stage: StageModel, args: ModelArgs) -> Non
 class ProcessPipeline:
     """Stages 0..n-2 in child processes, the last stage here; submit/collect like LocalPipeline."""
 
-    def __init__(self, model_dir: Path, args: ModelArgs, replica: ReplicaSpec, threads_per_stage: int | None = None) -> None:
+    def __init__(self, model_dir: Path, args: ModelArgs, replica: Replica, threads_per_stage: int | None = None) -> None:
         self.args, self.world = args, len(replica.stages)
         port = free_port()
         threads = threads_per_stage or max(1, (os.cpu_count() or 1) // self.world)
@@ -155,7 +155,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    replica = ReplicaSpec.model_validate_json(a.replica)
+    replica = Replica.model_validate_json(a.replica)
     args = read_model_args(a.model_dir)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{a.port}", rank=a.rank, world_size=a.world, timeout=TIMEOUT)
     stage = build_stage(a.model_dir, args, replica.stages[a.rank])

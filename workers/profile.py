@@ -23,7 +23,7 @@ import torch
 
 from workers.loader import build_stage, read_model_args
 from workers.quantize import quantize_block
-from workers.replica import ReplicaSpec
+from solver.plan import Replica
 
 BATCHES = (1, 4, 16, 64)
 CONTEXTS = (128, 512)
@@ -49,7 +49,7 @@ def profile_device(model_dir: Path, model: str, device: str = "cpu", bits: tuple
                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Measure and return the profile (JSON-ready); `progress(done, total)` after each measurement."""
     args = read_model_args(model_dir)
-    stage = build_stage(model_dir, args, ReplicaSpec.uniform(args.n_layers, 32).stages[0], device)
+    stage = build_stage(model_dir, args, Replica.uniform(args.n_layers, 32).stages[0], device)
     fp32_layer = stage.layers[0]
     decode: dict[str, dict[str, dict[str, float]]] = {}
     prefill: dict[str, float] = {}

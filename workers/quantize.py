@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-BITS = (32, 16, 8, 4)
+from solver.plan import ENGINE_BITS as BITS  # the contract says which bit-widths exist
 GROUP_SIZE = 32
 KERNEL_MAX_ROWS = 8  # above this many rows int8 -> bf16 then a bf16 matmul is faster on CPU
 INT4_INNER_K_TILES = 2

@@ -11,58 +11,30 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-@dataclass
-class ShardJob:
-    """One job as a worker reads it (the engine's JobLike)."""
-
-    custom_id: str
-    line: int
-    max_tokens: int
-    prompt: str | None = None
-    messages: tuple[tuple[str, str], ...] | None = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    stop: tuple[str, ...] = field(default_factory=tuple)
-    seed: int | None = None
-
-    def estimated_input_tokens(self) -> int:
-        """Prompt length estimate (tokens, chars/4), as the job reader makes it without a tokenizer."""
-        text = self.prompt if self.prompt is not None else "".join(content for _, content in (self.messages or ()))
-        return max(1, len(text) // 4)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ShardJob:
-        msgs = data.get("messages")
-        return cls(**{**data, "messages": tuple(map(tuple, msgs)) if msgs is not None else None, "stop": tuple(data.get("stop", ()))})
+from solver.plan import Job
 
 
 def shard_path(run_dir: Path, shard_id: str) -> Path:
     return Path(run_dir) / "shards" / f"{shard_id}.jsonl"
 
 
-def shard_job_dict(job: Any) -> dict[str, Any]:
-    """A job (anything with ShardJob's fields) as the JSON object shard files and inline shards carry."""
-    return {k: getattr(job, k) for k in ShardJob.__dataclass_fields__}
-
-
-def write_shard(run_dir: Path, shard_id: str, jobs: list[Any]) -> Path:
-    """Write jobs (anything with ShardJob's fields) as a shard file; returns its path."""
+def write_shard(run_dir: Path, shard_id: str, jobs: list[Job]) -> Path:
+    """Write jobs as a shard file (one `Job.to_json` object per line); returns its path."""
     path = shard_path(run_dir, shard_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
         for j in jobs:
-            f.write(json.dumps(shard_job_dict(j)) + "\n")
+            f.write(json.dumps(j.to_json()) + "\n")
     return path
 
 
-def read_shard(run_dir: Path, shard_id: str) -> list[ShardJob]:
+def read_shard(run_dir: Path, shard_id: str) -> list[Job]:
+    """The jobs of a shard file, in order."""
     with shard_path(run_dir, shard_id).open() as f:
-        return [ShardJob.from_json(json.loads(line)) for line in f if line.strip()]
+        return [Job.from_json(json.loads(line)) for line in f if line.strip()]
 
 
 def results_db(run_dir: Path) -> sqlite3.Connection:

@@ -21,7 +21,8 @@ from workers.engine import Engine
 from workers.model_source import model_name
 from workers.replica import read_replica
 from workers.results import batch_output_line
-from workers.shard_io import ShardJob, mark_shard_started, read_shard, results_db, save_result, save_shard_run
+from solver.plan import Job
+from workers.shard_io import mark_shard_started, read_shard, results_db, save_result, save_shard_run
 
 _engine: Engine | None = None
 
@@ -86,7 +87,7 @@ def run_jobs(self: Any, shard_id: str, jobs: list[dict[str, Any]]) -> dict[str, 
     Returns {shard, worker, queue, attempt, started, finished, outputs: [{custom_id, line, output, tokens, finished}]};
     times in unix s. The driver writes them to the run store.
     """
-    parsed = [ShardJob.from_json(j) for j in jobs]
+    parsed = [Job.from_json(j) for j in jobs]
     engine = worker_engine()
     name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
     started = time.time()

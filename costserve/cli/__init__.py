@@ -1,0 +1,286 @@
+"""The `costserve` command line. Heavy libraries (pandas, sky, torch) are imported inside commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from costserve.cli.catalog import catalog_app
+
+app = typer.Typer(
+    name="costserve",
+    help="Batch LLM inference on the cheapest mix of cloud GPUs that meets a deadline, quality target and budget.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(catalog_app, name="catalog")
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="job files (JSON Lines: OpenAI Batch or plain form)")],
+    max_errors: Annotated[Optional[int], typer.Option(help="bad lines to print before only counting them [config: max_errors]")] = None,
+    default_max_tokens: Annotated[Optional[int], typer.Option(help="output tokens for jobs without max_tokens [config]")] = None,
+) -> None:
+    """Check job files line by line and summarise them: jobs, models, token distributions.
+
+    Each bad line is reported as FILE:LINE: field: problem. Exits 1 when any line is bad.
+    """
+    from costserve.cli.validate import run_validate
+
+    raise typer.Exit(run_validate(files, max_errors, default_max_tokens))
+
+
+@app.command()
+def plan(
+    jobs: Annotated[Optional[Path], typer.Argument(help="job file (JSON Lines)")] = None,
+    workload: Annotated[Optional[Path], typer.Option(help='workload JSON: {"classes": [{"input_tokens", "output_tokens", "count"}]}')] = None,
+    model: Annotated[Optional[str], typer.Option(help="model from `costserve catalog models` [config: default_model]")] = None,
+    deadline: Annotated[str, typer.Option(help="finish within, e.g. 8h, 90m, 1d")] = "8h",
+    budget: Annotated[Optional[float], typer.Option(help="most to spend, $")] = None,
+    quality: Annotated[float, typer.Option(help="least quality vs the 16-bit model (1.0: no quantization)")] = 0.99,
+    spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,
+    available: Annotated[Optional[str], typer.Option(help="cap GPUs per type, e.g. H100=2,L4=16")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the Plan as JSON here")] = None,
+    baselines: Annotated[bool, typer.Option(help="also plan the baselines and show savings")] = True,
+    profiles: Annotated[Optional[Path], typer.Option(help="measured throughputs, Mélange format (gpu_info/tputs + edges)")] = None,
+    clouds: Annotated[Optional[str], typer.Option(help="only these clouds' offerings, e.g. aws,gcp (the accounts you have)")] = None,
+) -> None:
+    """Find the cheapest GPU fleet that meets the deadline, budget and quality, and compare baselines."""
+    from costserve.cli.plan import run_plan
+
+    run_plan(jobs, workload, model, deadline, budget, quality, spot, available, json_out, baselines, profiles, clouds)
+
+
+@app.command("run-local")
+def run_local(
+    jobs: Annotated[Path, typer.Argument(help="job file (JSON Lines)")],
+    replica: Annotated[Optional[Path], typer.Option(help="replica JSON (stages, bits, micro-batches) or a plan.json; default one fp32 stage")] = None,
+    model: Annotated[Optional[str], typer.Option(help="HF model dir, .gguf file, or the embedded SmolLM2-135M [config: default_model]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="results file [default: JOBS.results.jsonl]")] = None,
+) -> None:
+    """Run a job file through one engine replica on this machine; results in OpenAI Batch output format."""
+    from costserve.cli.engine import run_local as run
+
+    raise typer.Exit(run(jobs, replica, model, out))
+
+
+@app.command()
+def calibrate(
+    model: Annotated[Optional[str], typer.Option(help="model to calibrate [config: default_model]")] = None,
+    replica: Annotated[Optional[Path], typer.Option(help="instead, measure this replica's perplexity and the predicted one")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="profile file [default: $COSTSERVE_HOME/quality/MODEL.json]")] = None,
+) -> None:
+    """Measure each layer's perplexity sensitivity at 16/8/4 bits and write the model's quality profile."""
+    from costserve.cli.calibrate import run_calibrate
+
+    run_calibrate(model, replica, out)
+
+
+@app.command()
+def profile(
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    model: Annotated[Optional[str], typer.Option(help="model whose layers are timed [config: default_model]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="profile file [default: $COSTSERVE_HOME/profiles/DEVICE-MODEL.json]")] = None,
+) -> None:
+    """Time decoder layers at several batch sizes, contexts and bit-widths; write a device profile."""
+    from costserve.cli.profile import run_profile
+
+    if device not in ("cpu", "cuda"):
+        from costserve.cli.output import fail
+
+        fail(f"--device {device}: use cpu or cuda")
+    run_profile(device, model, out)
+
+
+@app.command()
+def submit(
+    jobs: Annotated[Path, typer.Argument(help="job file (JSON Lines)")],
+    model: Annotated[Optional[str], typer.Option(help="HF model dir, .gguf file, or the embedded SmolLM2-135M [config: default_model]")] = None,
+    quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model; picks the bits per layer")] = 0.99,
+    broker: Annotated[Optional[str], typer.Option(help="Celery broker URL, e.g. redis://:PASSWORD@host:6379/0 [default: local: an embedded Redis per run; sky: a Redis head node]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="results file [default: JOBS.results.jsonl]")] = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="jobs per queued shard")] = 32,
+    workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
+    stages: Annotated[int, typer.Option(min=1, help="pipeline stages per replica (one process each)")] = 2,
+    replica: Annotated[Optional[Path], typer.Option(help="run this replica JSON instead of the one chosen from --quality")] = None,
+    backend: Annotated[str, typer.Option(help="local (this machine) or sky (a SkyPilot fleet from the plan)")] = "local",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="sky: plan, write the SkyPilot tasks and run SkyPilot's dryrun offline; launch nothing")] = False,
+    deadline: Annotated[str, typer.Option(help="finish within, e.g. 8h (local: the plan's deadline; sky: the fleet's)")] = "8h",
+    budget: Annotated[Optional[float], typer.Option(help="most to spend, $ (local: the predicted cost must fit)")] = None,
+    spot: Annotated[bool, typer.Option("--spot", help="sky: allow spot instances")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="start without asking for confirmation")] = False,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="run the valid lines; bad ones go to the run's rejected.jsonl")] = False,
+) -> None:
+    """Run a job file end to end: on this machine (run store, Redis queue, local workers), or plan a SkyPilot fleet."""
+    if backend == "sky" and dry_run:
+        from costserve.run.sky_dryrun import run_sky_submit
+
+        raise typer.Exit(run_sky_submit(jobs, model, quality, deadline, budget, spot))
+    if backend == "sky":
+        from costserve.run.sky import run_sky_launch
+
+        raise typer.Exit(run_sky_launch(jobs, model, quality, deadline, budget, spot, broker, yes, shard_size, out))
+    if backend != "local":
+        from costserve.cli.output import fail
+
+        fail(f"--backend: {backend!r} is not a backend (local or sky)")
+    from costserve.cli.submit import run_submit
+
+    raise typer.Exit(run_submit(jobs, model, quality, broker, out, shard_size, workers, stages, replica, deadline, yes, budget, skip_invalid))
+
+
+@app.command()
+def runs() -> None:
+    """List the runs in $COSTSERVE_HOME/runs: jobs, results so far, last event."""
+    from costserve.cli.runs import show_runs
+
+    show_runs()
+
+
+@app.command()
+def status(run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")]) -> None:
+    """Shards by state, results so far and the latest events of a run."""
+    from costserve.cli.runs import show_status
+
+    show_status(run)
+
+
+@app.command()
+def results(
+    run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")],
+    out: Annotated[Optional[Path], typer.Option(help="write here instead of standard output")] = None,
+) -> None:
+    """A run's results (OpenAI Batch output lines) in input order; exits 1 while some jobs have none."""
+    from costserve.cli.runs import write_results
+
+    raise typer.Exit(write_results(run, out))
+
+
+@app.command()
+def resume(
+    run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")],
+    broker: Annotated[Optional[str], typer.Option(help="the broker URL again, if the run used --broker [default: a new embedded Redis]")] = None,
+    budget: Annotated[Optional[float], typer.Option(help="a new total budget, $ (spend so far counts) [default: the run's]")] = None,
+    deadline: Annotated[Optional[str], typer.Option(help="SkyPilot runs: finish within this from now, e.g. 2h [default: what is left of the run's]")] = None,
+) -> None:
+    """Finish a run that stopped (driver killed, budget reached, cancelled): finished work is kept, the rest runs.
+
+    A SkyPilot run's leftover clusters are torn down and the unfinished jobs re-planned and re-provisioned.
+    """
+    from costserve.cli.runs import resume_run
+
+    raise typer.Exit(resume_run(run, broker, budget, deadline))
+
+
+@app.command()
+def cancel(run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")]) -> None:
+    """Stop a run and its fleet, keeping every finished result."""
+    from costserve.cli.runs import cancel_run
+
+    raise typer.Exit(cancel_run(run))
+
+
+@app.command()
+def report(
+    run: Annotated[Optional[str], typer.Argument(help="run id (see `costserve runs`)")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="write a self-contained HTML report (tables and plots) here")] = None,
+    csv: Annotated[Optional[Path], typer.Option(help="write the planned-vs-actual table as CSV here")] = None,
+    since: Annotated[Optional[str], typer.Option(help="instead, every run of the last e.g. 30d: the nightly trend")] = None,
+) -> None:
+    """Cost report of a run: planned vs actual per fleet group, $/1M output tokens, makespan, baselines."""
+    from costserve.cli.report import show_run_report, show_trend
+    from costserve.cli.output import fail
+
+    if (run is None) == (since is None):
+        fail("give a run id or --since PERIOD (one of them)")
+    if since is not None:
+        show_trend(since, html, csv)
+    else:
+        show_run_report(run, html, csv)  # type: ignore[arg-type]
+
+
+schedule_app = typer.Typer(help="Nightly (cron) batches: stored schedules that `costserve scheduler` fires.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("add")
+def schedule_add(
+    name: Annotated[str, typer.Argument(help="a name for the schedule")],
+    jobs: Annotated[Path, typer.Argument(help="job file submitted at each fire (read afresh each time)")],
+    cron: Annotated[str, typer.Option(help='5-field cron expression in the local time zone, e.g. "0 2 * * *"')],
+    budget: Annotated[Optional[float], typer.Option(help="most to spend per run, $")] = None,
+    deadline: Annotated[str, typer.Option(help="each run finishes within, e.g. 8h")] = "8h",
+    model: Annotated[Optional[str], typer.Option(help="model [config: default_model]")] = None,
+    quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model")] = 0.99,
+    backend: Annotated[str, typer.Option(help="local or sky")] = "local",
+    spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,
+) -> None:
+    """Store a schedule that submits JOBS at each cron time."""
+    from costserve.cli.schedule import schedule_add as add
+
+    args = ["--deadline", deadline, "--quality", str(quality), "--backend", backend]
+    args += ["--budget", str(budget)] if budget is not None else []
+    args += ["--model", model] if model else []
+    args += ["--spot"] if spot else []
+    add(name, cron, jobs, args)
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """Stored schedules and when each fires next."""
+    from costserve.cli.schedule import schedule_list as show
+
+    show()
+
+
+@schedule_app.command("remove")
+def schedule_remove(name: Annotated[str, typer.Argument(help="schedule name")]) -> None:
+    """Delete a stored schedule."""
+    from costserve.cli.schedule import schedule_remove as remove
+
+    remove(name)
+
+
+@app.command()
+def scheduler(
+    broker: Annotated[Optional[str], typer.Option(envvar="COSTSERVE_BROKER", help="broker URL [default: an embedded Redis in $COSTSERVE_HOME/scheduler]")] = None,
+) -> None:
+    """Run Celery beat over the stored schedules; each fire runs `costserve submit --yes` (until Ctrl-C)."""
+    from costserve.schedule.beat import run_scheduler
+
+    run_scheduler(broker)
+
+
+@app.command()
+def worker(
+    queue: Annotated[str, typer.Option(help="queue to consume")],
+    broker: Annotated[str, typer.Option(envvar="COSTSERVE_BROKER", help="Celery broker URL (or $COSTSERVE_BROKER, which keeps a password out of `ps`)")],
+    replica: Annotated[Optional[Path], typer.Option(help="replica JSON this worker runs")] = None,
+    model: Annotated[Optional[str], typer.Option(help="model dir or .gguf [default: the embedded SmolLM2-135M]")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="worker processes, one replica each")] = 1,
+) -> None:
+    """A Celery worker for one queue (started by `submit`; run it by hand on another machine to add capacity)."""
+    from costserve.cli.worker import run_worker
+
+    run_worker(queue, broker, replica, model, concurrency)
+
+
+@app.command()
+def version() -> None:
+    """Print costserve's version."""
+    from costserve import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""`costserve report RUN [--html F] [--csv F]` and `costserve report --since 30d`: cost reports from the run store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from costserve.store.runs import RunStore
+from costserve.cli.output import console, fail, frame_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from costserve.report.data import RunReport
+
+SHOWN_GROUP_COLUMNS = ["group", "offering", "instances", "instance-hours", "$/h", "planned cost $", "cost $", "jobs",
+                       "output tokens", "planned tokens/s", "tokens/s"]
+
+
+def report_csv_frame(report: "RunReport") -> "pd.DataFrame":
+    """Per-group planned vs actual rows plus a `total` row (cost $, jobs, tokens, makespan s)."""
+    import pandas as pd
+
+    total = {"group": "total", "offering": "", "instances": report.groups["instances"].sum() if len(report.groups) else 0,
+             "cost $": report.cost, "planned cost $": report.predicted_cost, "jobs": report.results,
+             "output tokens": report.output_tokens, "tokens/s": report.tokens_per_s,
+             "makespan s": report.makespan_s, "predicted makespan s": report.predicted_makespan_s,
+             "$ per 1M output tokens": report.usd_per_million_tokens, "mean queue wait s": report.queue_wait_s}
+    return pd.concat([report.groups, pd.DataFrame([total])], ignore_index=True)
+
+
+def write_report_files(report: "RunReport", html_path: Path | None, csv_path: Path | None) -> None:
+    """Write the HTML and/or CSV report."""
+    if html_path is not None:
+        from costserve.report.html import render_html
+
+        html_path.write_text(render_html(report))
+    if csv_path is not None:
+        report_csv_frame(report).to_csv(csv_path, index=False)
+
+
+def write_run_report(store: RunStore) -> Path:
+    """`report.html` and `report.csv` in the run directory (what `submit` writes at the end); returns the HTML path."""
+    from costserve.report.data import build_report
+
+    html_path = store.dir / "report.html"
+    write_report_files(build_report(store), html_path, store.dir / "report.csv")
+    return html_path
+
+
+def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None) -> None:
+    """Print one run's report; write HTML/CSV when asked."""
+    import pandas as pd
+
+    from costserve.report.data import build_report
+
+    try:
+        store = RunStore.open(run_id)
+    except FileNotFoundError as exc:
+        fail(f"{exc} (see `costserve runs`)")
+    report = build_report(store)
+    if len(report.groups):
+        console.print(frame_table(report.groups[[c for c in SHOWN_GROUP_COLUMNS if c in report.groups]], f"run {store.id}: fleet"))
+    console.print(frame_table(pd.DataFrame([report.totals()]).drop(columns=["run"]), "totals"))
+    if len(report.baselines):
+        console.print(frame_table(report.baselines, "baselines for the same batch (predicted)"))
+    write_report_files(report, html_path, csv_path)
+    for path in (html_path, csv_path):
+        if path is not None:
+            console.print(f"report written to {path}", markup=False)
+
+
+def show_trend(since: str, html_path: Path | None, csv_path: Path | None) -> None:
+    """Runs of the last `since` (e.g. 30d): cost per run, $/1M tokens, jobs; HTML with a trend plot when asked."""
+    from costserve.durations import parse_duration
+    from costserve.report.data import runs_since
+
+    try:
+        since_s = parse_duration(since)
+    except ValueError as exc:
+        fail(f"--since: {exc}")
+    frame = runs_since(since_s)
+    if frame.empty:
+        console.print(f"no runs in the last {since}")
+        return
+    console.print(frame_table(frame, f"runs in the last {since}: ${frame['cost $'].sum():.4f}, {frame['jobs'].sum():,} jobs"))
+    if csv_path is not None:
+        frame.to_csv(csv_path, index=False)
+        console.print(f"trend written to {csv_path}", markup=False)
+    if html_path is not None:
+        from costserve.report.html import render_trend_html
+
+        html_path.write_text(render_trend_html(frame, since))
+        console.print(f"trend written to {html_path}", markup=False)

@@ -1,0 +1,166 @@
+"""A run's cost report as numbers: planned vs actual per fleet group, totals, baselines, timeline.
+
+Everything is read from the run store (`run.sqlite`: fleet uptimes and events;
+`results.sqlite`: one row per finished job and one per shard execution; `plan.json`), so
+the report of a finished run always equals what the store says. Money in $, rates in $/h,
+times in seconds, throughput in output tokens/s.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from costserve.store.runs import RunStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from solver.plan import Plan
+
+
+@dataclass
+class RunReport:
+    """The numbers behind `costserve report RUN`."""
+
+    run_id: str
+    model: str
+    jobs: int
+    results: int
+    failed: int
+    retried: int
+    output_tokens: int
+    cost: float
+    predicted_cost: float | None
+    makespan_s: float
+    predicted_makespan_s: float | None
+    queue_wait_s: float
+    max_queue_wait_s: float
+    groups: "pd.DataFrame"
+    baselines: "pd.DataFrame"
+    timeline: "pd.DataFrame"
+    finished: bool
+
+    @property
+    def usd_per_million_tokens(self) -> float | None:
+        """Actual $ per 1M output tokens (None before any token)."""
+        return self.cost / self.output_tokens * 1e6 if self.output_tokens else None
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Output tokens per second of makespan."""
+        return self.output_tokens / self.makespan_s if self.makespan_s > 0 else 0.0
+
+    def totals(self) -> dict[str, float | int | str | None]:
+        """The headline figures, as the CSV and HTML show them."""
+        return {
+            "run": self.run_id, "model": self.model, "jobs": self.jobs, "results": self.results, "failed": self.failed,
+            "retried jobs": self.retried, "output tokens": self.output_tokens, "cost $": round(self.cost, 6),
+            "predicted cost $": None if self.predicted_cost is None else round(self.predicted_cost, 6),
+            "$ per 1M output tokens": None if self.usd_per_million_tokens is None else round(self.usd_per_million_tokens, 4),
+            "makespan s": round(self.makespan_s, 1),
+            "predicted makespan s": None if self.predicted_makespan_s is None else round(self.predicted_makespan_s, 1),
+            "output tokens/s": round(self.tokens_per_s, 2), "mean queue wait s": round(self.queue_wait_s, 1),
+            "max queue wait s": round(self.max_queue_wait_s, 1),
+        }
+
+
+def _event_time(store: RunStore, kind: str) -> float | None:
+    row = store.db.execute("SELECT ts FROM events WHERE kind = ? ORDER BY rowid LIMIT 1", (kind,)).fetchone()
+    return float(row[0]) if row else None
+
+
+def _planned_tokens(plan: "Plan", shares: dict[str, float]) -> float:
+    """Output tokens the plan gives a group: its share of each class × the class's tokens (max_tokens, an upper bound)."""
+    by_name = {k.name: k for k in plan.workload}
+    return sum(s * by_name[name].count * by_name[name].output_tokens for name, s in shares.items() if name in by_name)
+
+
+def build_report(store: RunStore, now: float | None = None) -> RunReport:
+    """The report of one run, from its store; a running run is reported up to `now` (unix s)."""
+    import pandas as pd
+
+    from workers.shard_io import results_db
+
+    now = time.time() if now is None else now
+    plan = store.plan()
+    jobs = int(store.input_info()["jobs"])
+    con = results_db(store.dir)
+    try:
+        results = pd.read_sql_query("SELECT r.shard, r.finished, r.tokens, r.attempt, r.output FROM results r", con)
+        runs = pd.read_sql_query("SELECT shard, worker, queue, started, finished, jobs, tokens FROM shard_runs", con)
+    finally:
+        con.close()
+    shard_queue = {sid: q for sid, q, _, _ in store.shards()}
+    results["queue"] = results["shard"].map(shard_queue)
+    failed = int(results["output"].str.contains('"error": {', regex=False).sum())
+    queued = _event_time(store, "queued") or store.created()
+    end = _event_time(store, "finished")
+    last = float(results["finished"].max()) if len(results) else queued
+    makespan = max(0.0, (last if end is not None or len(results) == jobs else now) - queued)
+    waits = (runs["started"] - queued).clip(lower=0) if len(runs) else pd.Series([0.0])
+    periods: dict[str, list[tuple[int, int, float, float]]] = {}
+    for queue, index, instances, price, up, down in store.fleet():  # a resumed run has several periods per group
+        periods.setdefault(queue, []).append((index, instances, price, instances * ((down or now) - up) / 3600))
+    rows = []
+    for queue, spans in periods.items():
+        index, instances, price = spans[0][0], spans[-1][1], spans[-1][2]
+        group = plan.groups[index] if plan is not None and 0 <= index < len(plan.groups) else None  # -1: the broker node
+        hours = sum(h for *_, h in spans)
+        mine = results[results["queue"] == queue]
+        tokens = int(mine["tokens"].sum())
+        span = float(mine["finished"].max() - queued) if len(mine) else 0.0
+        planned_tokens = _planned_tokens(plan, group.class_shares) if group and plan else None
+        rows.append({
+            "group": index, "queue": queue,
+            "offering": f"{group.cloud}/{group.instance_type}" if group else queue,
+            "instances": instances,
+            "planned instances": group.count if group else None,
+            "instance-hours": hours,
+            "planned instance-hours": group.count * group.finish_s / 3600 if group else None,
+            "GPU-hours": hours * (group.gpus_per_instance if group else 0),
+            "$/h": price,
+            "cost $": sum(p * h for _, _, p, h in spans),
+            "planned cost $": group.count * group.finish_s / 3600 * group.price_per_hour if group else None,
+            "jobs": len(mine),
+            "output tokens": tokens,
+            "planned output tokens (max_tokens)": planned_tokens,
+            "tokens/s": tokens / span if span > 0 else 0.0,
+            "planned tokens/s": planned_tokens / group.finish_s if planned_tokens is not None and group and group.finish_s else None,
+        })
+    groups = pd.DataFrame(rows)
+    cost = float(groups["cost $"].sum()) if len(groups) else 0.0
+    baselines = pd.DataFrame([
+        {"plan": b.name, "predicted cost $": b.cost, "predicted makespan s": b.makespan_s,
+         "cost / this run's cost": (b.cost / cost) if b.cost is not None and cost > 0 else None, "note": b.note}
+        for b in (plan.baselines if plan else [])
+    ])
+    timeline = results[["finished", "tokens", "queue"]].sort_values("finished").assign(t=lambda f: f["finished"] - queued)
+    return RunReport(
+        run_id=store.id, model=plan.model if plan else "", jobs=jobs, results=len(results),
+        failed=failed, retried=int((results["attempt"] > 1).sum()), output_tokens=int(results["tokens"].sum()), cost=cost,
+        predicted_cost=plan.cost if plan else None, makespan_s=makespan,
+        predicted_makespan_s=plan.makespan_s if plan else None,
+        queue_wait_s=float(waits.mean()), max_queue_wait_s=float(waits.max()), groups=groups, baselines=baselines,
+        timeline=timeline, finished=end is not None,
+    )
+
+
+def runs_since(since_s: float, now: float | None = None) -> "pd.DataFrame":
+    """One row per run created in the last `since_s` seconds: date, jobs, cost $, $/1M tokens, makespan (the nightly trend)."""
+    import pandas as pd
+
+    from costserve.store.runs import list_runs
+
+    now = time.time() if now is None else now
+    rows = []
+    for store in list_runs():
+        if store.created() < now - since_s:
+            continue
+        r = build_report(store, now)
+        rows.append({"run": r.run_id, "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(store.created())),
+                     "model": r.model, "jobs": r.jobs, "results": r.results, "failed": r.failed,
+                     "output tokens": r.output_tokens, "cost $": r.cost, "$ per 1M output tokens": r.usd_per_million_tokens,
+                     "makespan h": r.makespan_s / 3600, "finished": r.finished})
+    return pd.DataFrame(rows)

@@ -1,0 +1,148 @@
+"""The live view of a running batch: jobs done/total, output tokens/s, $ spent and projected, ETA, per-worker status.
+
+It polls the run store (results.sqlite, the fleet's uptimes), never the broker, so it shows
+what is really done.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterable
+from typing import Protocol
+
+from rich.console import RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from costserve.run.budget import BudgetGuard
+from costserve.store.runs import RunStore
+from costserve.cli.output import err_console
+
+POLL_S = 0.5
+
+
+class Cancelled(Exception):
+    """`costserve cancel` asked the run to stop."""
+
+
+class WorkersGone(Exception):
+    """Every worker process exited before the run finished."""
+
+
+class _FleetProgress(Progress):
+    """A progress bar with a status table under it (rich's documented get_renderables hook).
+
+    `status` is set by the polling loop: rich renders from its own refresh thread, which must
+    not touch the loop's SQLite connection.
+    """
+
+    status: RenderableType | None = None
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.status is not None:
+            yield self.status
+
+
+class Fleet(Protocol):
+    """What the live view needs from the workers of a run, wherever they run."""
+
+    def poll(self) -> None:
+        """Bring finished work into the run store (remote results); nothing to do when workers write it themselves."""
+
+    def alive(self) -> bool:
+        """Whether any worker can still finish jobs."""
+
+    def status(self, now: float) -> RenderableType:
+        """A per-worker (or per-group) status table."""
+
+    def gone(self) -> str:
+        """Why the run cannot finish when no worker is alive (one line, naming a log)."""
+
+
+def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], now: float) -> Table:
+    """One row per worker: state, shards done, output tokens, seconds since its last shard finished."""
+    table = Table(box=None, show_header=True, header_style="dim")
+    for column in ("worker", "state", "shards", "tokens", "last shard"):
+        table.add_column(column, justify="left" if column in ("worker", "state") else "right")
+    rows = {w.rsplit("/", 1)[-1]: (n, tok, last) for w, n, tok, last in results.execute(
+        "SELECT worker, COUNT(*), SUM(tokens), MAX(finished) FROM shard_runs GROUP BY worker")}
+    for proc in procs:
+        state = "running" if proc.poll() is None else f"exited ({proc.returncode})"
+        shards = tokens = 0
+        last: float | None = None
+        for pid, (n, tok, fin) in rows.items():  # a worker's pool processes are its children: count them by process group
+            if _in_group(int(pid), proc.pid):
+                shards, tokens, last = shards + n, tokens + (tok or 0), max(last or 0, fin)
+        table.add_row(f"pid {proc.pid}", state, str(shards), f"{tokens:,}", f"{now - last:.0f}s ago" if last else "–")
+    return table
+
+
+def _in_group(pid: int, group: int) -> bool:
+    """Whether process `pid` is (or was) in process group `group`; exited processes are matched by pid only."""
+    import os
+
+    try:
+        return os.getpgid(pid) == group
+    except ProcessLookupError:
+        return pid == group
+
+
+def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Fleet, price_per_hour: float,
+           guard: BudgetGuard | None = None) -> None:
+    """Show progress until every job has a result; `price_per_hour` is the whole fleet's $/h.
+
+    Raises Cancelled when `costserve cancel` asks, WorkersGone when no worker is left,
+    BudgetReached when `guard` says the next billing increment would cross the budget.
+    """
+    t0 = time.monotonic()
+    done0: int | None = None
+    progress = _FleetProgress(
+        TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[money]}"), TextColumn("{task.fields[eta]}"),
+        console=err_console, transient=True,
+    )
+    with progress:
+        task = progress.add_task("jobs", total=total, rate="", money="", eta="")
+        while True:
+            fleet.poll()
+            done, tokens = results.execute("SELECT COUNT(*), COALESCE(SUM(tokens), 0) FROM results").fetchone()
+            store.mark_finished_shards(results)
+            progress.status = fleet.status(time.time())
+            elapsed = max(time.monotonic() - t0, 1e-9)
+            spent = store.spend() if guard is None else guard.check(store)
+            done0 = done if done0 is None else done0  # results from before a resume do not count toward the rate
+            remaining_s = (total - done) * elapsed / (done - done0) if done > done0 else None
+            if guard is not None:
+                fleet.may_add_capacity = guard.may_add_capacity(store, remaining_s)  # type: ignore[attr-defined]
+            projected = spent + price_per_hour * remaining_s / 3600 if remaining_s is not None else None
+            progress.update(
+                task, completed=done, rate=f"{tokens / elapsed:.1f} tokens/s",
+                money=f"${spent:.4f} spent" + (f", ${projected:.4f} projected" if projected is not None else ""),
+                eta=f"ETA {remaining_s / 60:.1f} min" if remaining_s is not None else "ETA –",
+            )
+            if done >= total:
+                return
+            if store.cancel_requested():
+                raise Cancelled()
+            if not fleet.alive():
+                raise WorkersGone(fleet.gone())
+            time.sleep(POLL_S)
+
+
+def follow_or_stop(store: RunStore, results: sqlite3.Connection, total: int, fleet: Fleet, price_per_hour: float,
+                   budget: float | None) -> str | None:
+    """`follow` with the budget guard; None when every job has a result, else why the run stopped (one line)."""
+    from costserve.run.budget import BudgetReached
+
+    try:
+        follow(store, results, total, fleet, price_per_hour, BudgetGuard(budget) if budget is not None else None)
+        return None
+    except Cancelled:
+        return "cancelled"
+    except BudgetReached as exc:
+        return f"stopped at its budget: {exc}"
+    except WorkersGone as exc:
+        return str(exc)

@@ -1,0 +1,106 @@
+"""Lost fleet groups (spot preemption, a node that died): detect through `sky.status`, re-plan the rest, replace.
+
+Every PREEMPTION_CHECK_S the driver asks SkyPilot for the status of each running group's
+cluster. A cluster that is gone or not UP is a lost group: it is torn down and its billing
+stops; its unfinished shards are re-planned with the fleet MILP over the jobs they hold, with
+that offering's availability reduced by the instances just lost, within the budget and
+deadline that remain; the new groups are launched (queues numbered after the run's existing
+ones) and the shards re-sent to them. The user is told each step. Results are keyed by
+custom_id, so a shard the lost group had half done cannot be duplicated.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from costserve.store.runs import RunStore
+from costserve.cli.output import console
+
+PREEMPTION_CHECK_S = 30.0
+RUN_TASK = "workers.tasks.run_jobs"
+
+
+@dataclass
+class GroupReplacer:
+    """Watches a run's SkyPilot groups and replaces any that is lost."""
+
+    store: RunStore
+    fleet: Any  # deploy.sky_fleet.SkyFleet
+    app: Any  # the Celery app on the run's broker
+    plan: Any  # solver.plan.Plan; replacement groups are appended
+    offerings: Any  # pandas DataFrame, availability reduced as groups are lost
+    gpus: Any
+    model_row: Any
+    broker: str
+    hf_id: str | None
+    deadline_s: float
+    budget: float | None
+    quality: float
+    spot: bool
+    started: float = field(default_factory=time.time)
+    last_check: float = field(default_factory=time.monotonic)
+    error: str | None = None
+
+    def check(self, pending: dict[str, tuple[Any, str, list[dict]]]) -> None:  # type: ignore[type-arg]
+        """Replace every lost group (at most every PREEMPTION_CHECK_S); sets `error` when a replacement cannot fit."""
+        if time.monotonic() - self.last_check < PREEMPTION_CHECK_S:
+            return
+        self.last_check = time.monotonic()
+        from deploy.sky_fleet import cluster_name
+
+        running = sorted({q for q, _, _, _, _, down in self.store.fleet() if down is None and q != "broker"})
+        names = {q: cluster_name(self.store.id, q) for q in running}
+        statuses = self.fleet.statuses(list(names.values()))
+        for queue in running:
+            status = statuses.get(names[queue])
+            if status != "UP":
+                self._replace(queue, names[queue], status or "gone", pending)
+
+    def _replace(self, queue: str, name: str, status: str, pending: dict[str, tuple[Any, str, list[dict]]]) -> None:  # type: ignore[type-arg]
+        from deploy.skypilot import write_group_tasks
+        from solver.planner import PlanningError, plan_batch
+        from solver.workload import workload_from_jobs
+        from workers.shard_io import read_shard
+
+        group = self.plan.groups[int(queue[1:])]
+        self.fleet.forget(name)
+        self.store.fleet_down(queue)
+        lost = f"{queue} ({group.count}x {group.cloud}/{group.region}/{group.instance_type}{' spot' if group.spot else ''}) is {status}"
+        left = sorted(sid for sid, (_, q, _) in pending.items() if q == queue)
+        self.store.event("group lost", f"{lost}; {len(left)} shard(s) to re-plan")
+        console.print(f"{lost}: re-planning its {len(left)} unfinished shard(s)", markup=False)
+        if not left:
+            return
+        row = self.offerings[(self.offerings["cloud"] == group.cloud) & (self.offerings["region"] == group.region)
+                             & (self.offerings["instance_type"] == group.instance_type)].index
+        self.offerings.loc[row, "availability"] = (self.offerings.loc[row, "availability"] - group.count).clip(lower=0)
+        jobs = [job for sid in left for job in read_shard(self.store.dir, sid)]
+        remaining_s = self.deadline_s - (time.time() - self.started)
+        remaining_budget = None if self.budget is None else self.budget - self.store.spend()
+        try:
+            if remaining_s <= 0 or (remaining_budget is not None and remaining_budget <= 0):
+                raise PlanningError("no deadline or budget left")
+            new = plan_batch(workload_from_jobs(jobs), self.model_row, self.offerings, self.gpus, remaining_s,
+                             remaining_budget, self.quality, self.spot, with_baselines=False)
+        except PlanningError as exc:
+            self.error = f"{lost} and no replacement fits the remaining budget and deadline: {exc}"
+            return
+        first = len(self.plan.groups)
+        files = write_group_tasks(new, self.gpus, self.store.dir, self.hf_id, first)
+        self.plan.groups.extend(new.groups)
+        self.store.write_json("plan.json", self.plan.model_dump_json(indent=2))
+        queues = []
+        for k, (path, g) in enumerate(zip(files, new.groups), start=first):
+            console.print(f"launching replacement g{k}: {g.count}x {g.cloud}/{g.region}/{g.instance_type}", markup=False)
+            self.fleet.launch_group(path, f"g{k}", self.broker)
+            self.store.fleet_up(f"g{k}", k, g.count, g.price_per_hour)
+            queues.append(f"g{k}")
+        for j, sid in enumerate(left):
+            target = queues[j % len(queues)]
+            payload = pending[sid][2]
+            pending[sid] = (self.app.send_task(RUN_TASK, args=(sid, payload), queue=target), target, payload)
+            self.store.db.execute("UPDATE shards SET queue = ? WHERE shard_id = ?", (target, sid))
+        self.store.db.commit()
+        self.store.event("replaced", f"{queue} -> {', '.join(queues)} ({len(left)} shard(s) re-sent)")
