@@ -21,3 +21,15 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f"{text!r} must be longer than zero")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """`seconds` as parse_duration reads it back: `6h`, `1d12h`, `1h30m`, `45s` (whole seconds; fractions kept as s)."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    rest, parts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from solver.plan import Job
-from workers.shard_io import read_shard, results_db, write_shard
+from costserve.store.results import results_db
+from workers.shard_io import read_shard, write_shard
 
 
 def _shard_jobs() -> list[Job]:
@@ -24,6 +25,7 @@ def test_run_shard_writes_each_result_once_even_when_redelivered(tmp_path: Path,
     monkeypatch.setattr(tasks, "_engine", None)
     jobs = _shard_jobs()
     write_shard(tmp_path, "shard-0", jobs)
+    results_db(tmp_path).close()  # the driver creates the results database before workers start
     assert read_shard(tmp_path, "shard-0") == jobs
     first = tasks.run_shard.apply(args=(str(tmp_path), "shard-0")).get()
     again = tasks.run_shard.apply(args=(str(tmp_path), "shard-0")).get()  # a redelivery

@@ -1,9 +1,9 @@
-"""Shard files and the results database a worker writes, inside a run directory.
+"""Shard files a worker reads and the result rows it writes, inside a run directory.
 
-A shard is `RUN_DIR/shards/<shard_id>.jsonl`, one normalised job per line
-(`custom_id, line, prompt | messages, max_tokens, temperature, top_p, stop, seed`), written by
+A shard is `RUN_DIR/shards/<shard_id>.jsonl`, one `Job.to_json` object per line, written by
 the driver. Results go to `RUN_DIR/results.sqlite`, keyed by `custom_id`: a redelivered
-shard overwrites its rows instead of adding new ones.
+shard overwrites its rows instead of adding new ones. The run store (costserve/store/results.py)
+creates that database and reads it; this module holds only the worker's write calls.
 """
 
 from __future__ import annotations
@@ -37,16 +37,9 @@ def read_shard(run_dir: Path, shard_id: str) -> list[Job]:
         return [Job.from_json(json.loads(line)) for line in f if line.strip()]
 
 
-def results_db(run_dir: Path) -> sqlite3.Connection:
-    """The run's results database (created on first use), in WAL mode so several workers can write."""
-    con = sqlite3.connect(Path(run_dir) / "results.sqlite", timeout=60)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, "
-                "attempt INTEGER, finished REAL, tokens INTEGER)")
-    con.execute("CREATE TABLE IF NOT EXISTS shard_starts (shard TEXT, pgid INTEGER, pid INTEGER, started REAL)")
-    con.execute("CREATE TABLE IF NOT EXISTS shard_runs (shard TEXT, worker TEXT, queue TEXT, attempt INTEGER, started REAL, "
-                "finished REAL, jobs INTEGER, tokens INTEGER, errors INTEGER)")
-    return con
+def connect_results(run_dir: Path) -> sqlite3.Connection:
+    """The run's results database, whose tables the driver created (costserve/store/results.py owns the schema)."""
+    return sqlite3.connect(Path(run_dir) / "results.sqlite", timeout=60)
 
 
 def save_result(con: sqlite3.Connection, custom_id: str, line: int, shard: str, output: dict[str, Any], attempt: int,

@@ -22,7 +22,7 @@ from workers.model_source import model_name
 from workers.replica import read_replica
 from workers.results import batch_output_line
 from solver.plan import Job
-from workers.shard_io import mark_shard_started, read_shard, results_db, save_result, save_shard_run
+from workers.shard_io import connect_results, mark_shard_started, read_shard, save_result, save_shard_run
 
 _engine: Engine | None = None
 
@@ -62,7 +62,7 @@ def run_shard(self: Any, run_dir: str, shard_id: str) -> dict[str, int]:
     jobs = read_shard(Path(run_dir), shard_id)
     engine = worker_engine()
     name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
-    con = results_db(Path(run_dir))
+    con = connect_results(Path(run_dir))
     tokens = errors = 0
     started = time.time()
     attempt = self.request.retries + 1

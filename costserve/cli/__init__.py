@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from costserve.cli.catalog import catalog_app
+from costserve.cli.output import fail, one_line_errors
+
+if TYPE_CHECKING:
+    from costserve.config import Settings
+    from costserve.request import BatchRequest
 
 app = typer.Typer(
     name="costserve",
@@ -52,7 +57,37 @@ def plan(
     """Find the cheapest GPU fleet that meets the deadline, budget and quality, and compare baselines."""
     from costserve.cli.plan import run_plan
 
-    run_plan(jobs, workload, model, deadline, budget, quality, spot, available, json_out, baselines, profiles, clouds)
+    if (jobs is None) == (workload is None):
+        fail("give a job file or --workload W.json (one of them)")
+    with one_line_errors():
+        settings = _settings()
+        request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
+                                spot=spot, available=available, clouds=tuple(clouds.split(",")) if clouds else None)
+        run_plan(request, workload, json_out, baselines, profiles)
+
+
+def _settings() -> "Settings":
+    from costserve.config import load_settings
+
+    return load_settings()
+
+
+def build_request(settings: "Settings", deadline: str, budget: float | None, quality: float, model: str | None,
+                  **fields: Any) -> "BatchRequest":
+    """The BatchRequest of a command's options: durations parsed, values checked (one-line errors), config defaults."""
+    from costserve.durations import parse_duration
+    from costserve.request import BatchRequest
+
+    try:
+        deadline_s = parse_duration(deadline)
+    except ValueError as exc:
+        fail(f"--deadline: {exc}")
+    if budget is not None and budget <= 0:
+        fail("--budget must be more than $0")
+    if not 0.0 <= quality <= 1.0:
+        fail("--quality is a fraction of the 16-bit model's quality, between 0 and 1 (e.g. 0.99)")
+    return BatchRequest(deadline_s=deadline_s, budget=budget, quality=quality, model=model or settings.default_model,
+                        **fields)
 
 
 @app.command("run-local")
@@ -90,8 +125,6 @@ def profile(
     from costserve.cli.profile import run_profile
 
     if device not in ("cpu", "cuda"):
-        from costserve.cli.output import fail
-
         fail(f"--device {device}: use cpu or cuda")
     run_profile(device, model, out)
 
@@ -116,21 +149,17 @@ def submit(
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="run the valid lines; bad ones go to the run's rejected.jsonl")] = False,
 ) -> None:
     """Run a job file end to end: on this machine (run store, Redis queue, local workers), or plan a SkyPilot fleet."""
-    if backend == "sky" and dry_run:
-        from costserve.run.sky_dryrun import run_sky_submit
+    from costserve.cli.submit import submit as run_submit
 
-        raise typer.Exit(run_sky_submit(jobs, model, quality, deadline, budget, spot))
-    if backend == "sky":
-        from costserve.run.sky import run_sky_launch
-
-        raise typer.Exit(run_sky_launch(jobs, model, quality, deadline, budget, spot, broker, yes, shard_size, out))
-    if backend != "local":
-        from costserve.cli.output import fail
-
+    if backend not in ("local", "sky"):
         fail(f"--backend: {backend!r} is not a backend (local or sky)")
-    from costserve.cli.submit import run_submit
-
-    raise typer.Exit(run_submit(jobs, model, quality, broker, out, shard_size, workers, stages, replica, deadline, yes, budget, skip_invalid))
+    with one_line_errors():
+        settings = _settings()
+        request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
+                                spot=spot, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
+                                replica=replica, out=out, skip_invalid=skip_invalid)
+        code = run_submit(request, settings, broker, yes, dry_run)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -171,17 +200,28 @@ def resume(
 
     A SkyPilot run's leftover clusters are torn down and the unfinished jobs re-planned and re-provisioned.
     """
-    from costserve.cli.runs import resume_run
+    from costserve.cli.runs import open_run
+    from costserve.durations import parse_duration
+    from costserve.run.resume import resume_run
 
-    raise typer.Exit(resume_run(run, broker, budget, deadline))
+    try:
+        deadline_s = parse_duration(deadline) if deadline is not None else None
+    except ValueError as exc:
+        fail(f"--deadline: {exc}")
+    with one_line_errors():
+        code = resume_run(open_run(run), broker or _settings().broker, budget, deadline_s)
+    raise typer.Exit(code)
 
 
 @app.command()
 def cancel(run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")]) -> None:
     """Stop a run and its fleet, keeping every finished result."""
-    from costserve.cli.runs import cancel_run
+    from costserve.cli.runs import open_run
+    from costserve.run.cancel import cancel_run
 
-    raise typer.Exit(cancel_run(run))
+    with one_line_errors():
+        code = cancel_run(open_run(run))
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -193,7 +233,6 @@ def report(
 ) -> None:
     """Cost report of a run: planned vs actual per fleet group, $/1M output tokens, makespan, baselines."""
     from costserve.cli.report import show_run_report, show_trend
-    from costserve.cli.output import fail
 
     if (run is None) == (since is None):
         fail("give a run id or --since PERIOD (one of them)")
@@ -222,11 +261,14 @@ def schedule_add(
     """Store a schedule that submits JOBS at each cron time."""
     from costserve.cli.schedule import schedule_add as add
 
-    args = ["--deadline", deadline, "--quality", str(quality), "--backend", backend]
-    args += ["--budget", str(budget)] if budget is not None else []
-    args += ["--model", model] if model else []
-    args += ["--spot"] if spot else []
-    add(name, cron, jobs, args)
+    if backend not in ("local", "sky"):
+        fail(f"--backend: {backend!r} is not a backend (local or sky)")
+    if not jobs.is_file():
+        fail(f"{jobs}: no such job file")
+    with one_line_errors():
+        request = build_request(_settings(), jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
+                                spot=spot, backend=backend)
+    add(name, cron, request)
 
 
 @schedule_app.command("list")

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from costserve.config import ConfigError, load_settings
-from costserve.cli.output import console, err_console, fail, read_valid_jobs
+from costserve.cli.output import BadLinePrinter, console, err_console, fail
 
 
 def run_local(jobs_path: Path, replica_path: Path | None, model: str | None, out: Path | None) -> int:
@@ -24,7 +24,13 @@ def run_local(jobs_path: Path, replica_path: Path | None, model: str | None, out
         replica = read_replica(replica_path) if replica_path else None
     except (ConfigError, ReplicaError) as exc:
         fail(str(exc))
-    jobs, bad = read_valid_jobs(jobs_path, settings.default_max_tokens, settings.max_errors)
+    from costserve.jobs.reader import JobFileError, valid_jobs
+
+    bad = BadLinePrinter(err_console, settings.max_errors)
+    try:  # run-local keeps the jobs to index its results (a development command; submit streams)
+        jobs = list(valid_jobs(jobs_path, settings.default_max_tokens, bad))
+    except JobFileError as exc:
+        fail(str(exc))
     out = out or jobs_path.with_suffix(".results.jsonl")
     if not jobs:
         fail(f"{jobs_path}: no valid jobs to run")

@@ -1,27 +1,41 @@
-"""Terminal output helpers shared by the CLI commands: rich tables from DataFrames, one-line errors."""
+"""Terminal output of the CLI commands: one-line errors and exit codes, rich tables from DataFrames, bad lines."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from costserve.terminal import console, err_console, warn
+
 if TYPE_CHECKING:
     import pandas as pd
 
-# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
-console = Console() if Console().is_terminal else Console(width=160)
-err_console = Console(stderr=True)
+__all__ = ["BadLinePrinter", "console", "err_console", "fail", "frame_table", "one_line_errors"]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print `costserve: <message>` on stderr (no traceback, no markup) and exit with `code`."""
-    err_console.print(f"costserve: {message}", markup=False, highlight=False, soft_wrap=True)
+    warn(message)
     raise typer.Exit(code)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn every named error raised below the CLI into its one-line message and exit code (no traceback)."""
+    from costserve.errors import user_errors
+    from solver.planner import PlanningError
+
+    try:
+        yield
+    except PlanningError as exc:
+        fail(str(exc), code=1)
+    except user_errors() as exc:
+        fail(str(exc), code=getattr(exc, "exit_code", 2))
 
 
 class BadLinePrinter:
@@ -55,17 +69,6 @@ def frame_table(df: "pd.DataFrame", title: str | None = None, index_name: str | 
     return table
 
 
-def write_rejected(errors: list, folder: "Path") -> "Path":  # type: ignore[type-arg]
-    """`rejected.jsonl` (each rejected line, byte for byte, to fix and resubmit) and `rejected.errors.txt`
-    (FILE:LINE: field: problem for each) in `folder`; returns the first."""
-    lines = folder / "rejected.jsonl"
-    with lines.open("wb") as raw, (folder / "rejected.errors.txt").open("w") as why:
-        for error in errors:
-            raw.write(error.raw if error.raw.endswith(b"\n") else error.raw + b"\n")
-            why.write(f"{error}\n")
-    return lines
-
-
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
@@ -78,18 +81,3 @@ def _format(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
-
-
-def read_valid_jobs(path: "Path", default_max_tokens: int, max_errors: int, keep_rejected: bool = False) -> tuple[list, "BadLinePrinter"]:
-    """Every valid job of a job file, in file order, with the printer that reported the bad lines (one line each).
-
-    With `keep_rejected`, the printer also keeps every rejected line's LineError (`.rejected`).
-    An unreadable file ends the command with its one-line error.
-    """
-    from costserve.jobs.reader import JobFileError, valid_jobs
-
-    bad = BadLinePrinter(err_console, max_errors, keep_rejected)
-    try:
-        return list(valid_jobs(path, default_max_tokens, bad)), bad
-    except JobFileError as exc:
-        fail(str(exc))

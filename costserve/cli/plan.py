@@ -5,47 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from catalog.availability import apply_availability, parse_gpu_limits
-from catalog.load import CatalogError, load_models
-from costserve.planning.offerings import current_offerings
-from costserve.config import ConfigError, load_settings
-from costserve.durations import parse_duration
-from costserve.jobs.reader import JobFileError, valid_jobs
 from costserve.cli.output import BadLinePrinter, console, err_console, fail, frame_table
+from costserve.config import load_settings
+from costserve.errors import JobFileRejected
+from costserve.request import BatchRequest
 
 if TYPE_CHECKING:
+    from costserve.config import Settings
     from solver.plan import Plan
-
-
-def _workload(jobs: Path | None, workload_file: Path | None, default_max_tokens: int, max_errors: int):  # type: ignore[no-untyped-def]
-    from solver.workload import WorkloadFileError, load_workload_json, workload_from_jobs
-
-    if (jobs is None) == (workload_file is None):
-        fail("give a job file or --workload W.json (one of them)")
-    if workload_file is not None:
-        try:
-            return load_workload_json(workload_file)
-        except WorkloadFileError as exc:
-            fail(str(exc))
-    bad_lines = BadLinePrinter(err_console, max_errors)
-    try:
-        workload = workload_from_jobs(valid_jobs(jobs, default_max_tokens, bad_lines))  # streamed, never all in memory
-    except JobFileError as exc:
-        fail(str(exc))
-    if bad_lines.count:
-        fail(f"{jobs}: {bad_lines.count} bad lines; fix them (costserve validate {jobs} lists them all)", code=1)
-    return workload
-
-
-def _cpu_profile(model: str) -> dict | None:  # type: ignore[type-arg]
-    """This model's CPU profile from `costserve profile --device cpu`, if one was written; says so when used."""
-    from solver.device_profile import default_profile_path, load_device_profile
-
-    path = default_profile_path("cpu", model)
-    if not path.is_file():
-        return None
-    console.print(f"CPU offerings: throughput from the measured profile {path} (per thread x vCPUs)", markup=False)
-    return load_device_profile(path)
+    from solver.workload import Workload
 
 
 def show_plan(plan: "Plan", title: str) -> None:
@@ -68,66 +36,39 @@ def show_plan(plan: "Plan", title: str) -> None:
         console.print(frame_table(rows, "baselines (same deadline, budget, availability)"))
 
 
-def run_plan(
-    jobs: Path | None, workload_file: Path | None, model: str | None, deadline: str, budget: float | None,
-    quality: float, spot: bool, available: str | None, json_out: Path | None, baselines: bool,
-    profiles: Path | None = None,
-    clouds: str | None = None,
-) -> "Plan":
-    """Plan and print; writes the Plan as JSON when `json_out` is given; returns it.
+def run_plan(request: BatchRequest, workload_file: Path | None, json_out: Path | None, baselines: bool,
+             profiles: Path | None) -> "Plan":
+    """Plan the request (its job file, or a workload JSON) and print it; writes the Plan as JSON when asked."""
+    from costserve.planning.batch import cpu_profile_for, plan_request
+    from costserve.planning.offerings import model_row
 
-    `clouds` (comma-separated, e.g. "aws,gcp") keeps only those clouds' offerings.
-    """
-
-    from solver.planner import PlanningError, plan_batch
-
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        fail(str(exc))
-    try:
-        deadline_s = parse_duration(deadline)
-    except ValueError as exc:
-        fail(f"--deadline: {exc}")
-    if budget is not None and budget <= 0:
-        fail("--budget must be more than $0")
-    if not 0.0 <= quality <= 1.0:
-        fail("--quality is a fraction of the 16-bit model's quality, between 0 and 1 (e.g. 0.99)")
-    models = load_models()
-    name = model or settings.default_model
-    match = models[models["model"].str.lower() == name.lower()]
-    if match.empty:
-        fail(f"--model: unknown model {name!r} (known: {', '.join(models['model'])})")
-    offerings, gpus, _ = current_offerings()
-    if clouds:
-        wanted = {c.strip().lower() for c in clouds.split(",") if c.strip()}
-        unknown = wanted - set(offerings["cloud"])
-        if unknown:
-            fail(f"--clouds: unknown cloud(s) {', '.join(sorted(unknown))} (catalog has {', '.join(sorted(set(offerings['cloud'])))})")
-        offerings = offerings[offerings["cloud"].isin(wanted)]
-    try:
-        caps = parse_gpu_limits(available, set(gpus["gpu"]))
-        offerings = apply_availability(offerings, None, caps)
-    except (ValueError, CatalogError) as exc:
-        fail(str(exc))
-    profile = None
-    if profiles is not None:
-        from solver.profiles import ProfileError, load_profile
-
-        try:
-            profile = load_profile(profiles, set(gpus["gpu"]))
-        except ProfileError as exc:
-            fail(str(exc))
-    workload = _workload(jobs, workload_file, settings.default_max_tokens, settings.max_errors)
-    cpu_profile = _cpu_profile(match.iloc[0]["model"])
+    settings = load_settings()
+    workload = _workload(request, workload_file, settings)
+    name = str(model_row(str(request.model))["model"])
+    profile, path = cpu_profile_for(name)
+    if profile is not None:
+        console.print(f"CPU offerings: throughput from the measured profile {path} (per thread x vCPUs)", markup=False)
     with console.status("planning (fleet MILP and baselines)..."):
-        try:
-            plan = plan_batch(workload, match.iloc[0], offerings, gpus, deadline_s, budget, quality, spot, caps, baselines, profile,
-                              cpu_profile=cpu_profile)
-        except PlanningError as exc:
-            fail(str(exc), code=1)
+        plan = plan_request(request, workload, name, profiles, baselines)
     show_plan(plan, f"fleet for {workload.requests:,} jobs of {plan.model}")
     if json_out is not None:
         json_out.write_text(plan.model_dump_json(indent=2))
         console.print(f"plan written to {json_out}", markup=False)
     return plan
+
+
+def _workload(request: BatchRequest, workload_file: Path | None, settings: "Settings") -> "Workload":
+    """The workload of a workload JSON, else of the request's job file (streamed, never all in memory)."""
+    from costserve.run.prepare import scan_jobs
+    from solver.workload import load_workload_json
+
+    if workload_file is not None:
+        return load_workload_json(workload_file)
+    bad_lines = BadLinePrinter(err_console, settings.max_errors)
+    try:
+        return scan_jobs(request, settings.default_max_tokens, bad_lines).workload
+    except JobFileRejected as exc:
+        if bad_lines.count:
+            fail(f"{request.jobs}: {bad_lines.count} bad lines; fix them (costserve validate {request.jobs} lists them all)",
+                 code=1)
+        raise exc

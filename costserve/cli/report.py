@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from costserve.store.runs import RunStore
 from costserve.cli.output import console, fail, frame_table
+from costserve.report.files import write_report_files
+from costserve.store.runs import RunStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -15,37 +16,6 @@ if TYPE_CHECKING:
 
 SHOWN_GROUP_COLUMNS = ["group", "offering", "instances", "instance-hours", "$/h", "planned cost $", "cost $", "jobs",
                        "output tokens", "planned tokens/s", "tokens/s"]
-
-
-def report_csv_frame(report: "RunReport") -> "pd.DataFrame":
-    """Per-group planned vs actual rows plus a `total` row (cost $, jobs, tokens, makespan s)."""
-    import pandas as pd
-
-    total = {"group": "total", "offering": "", "instances": report.groups["instances"].sum() if len(report.groups) else 0,
-             "cost $": report.cost, "planned cost $": report.predicted_cost, "jobs": report.results,
-             "output tokens": report.output_tokens, "tokens/s": report.tokens_per_s,
-             "makespan s": report.makespan_s, "predicted makespan s": report.predicted_makespan_s,
-             "$ per 1M output tokens": report.usd_per_million_tokens, "mean queue wait s": report.queue_wait_s}
-    return pd.concat([report.groups, pd.DataFrame([total])], ignore_index=True)
-
-
-def write_report_files(report: "RunReport", html_path: Path | None, csv_path: Path | None) -> None:
-    """Write the HTML and/or CSV report."""
-    if html_path is not None:
-        from costserve.report.html import render_html
-
-        html_path.write_text(render_html(report))
-    if csv_path is not None:
-        report_csv_frame(report).to_csv(csv_path, index=False)
-
-
-def write_run_report(store: RunStore) -> Path:
-    """`report.html` and `report.csv` in the run directory (what `submit` writes at the end); returns the HTML path."""
-    from costserve.report.data import build_report
-
-    html_path = store.dir / "report.html"
-    write_report_files(build_report(store), html_path, store.dir / "report.csv")
-    return html_path
 
 
 def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None) -> None:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from pathlib import Path
+
+from costserve.request import BatchRequest
 
 from costserve.schedule.store import ScheduleEntry, ScheduleError, add_schedule, load_schedules, next_fire, remove_schedule
 from costserve.cli.output import console, fail, frame_table
 
 
-def schedule_add(name: str, cron: str, jobs: Path, submit_args: list[str]) -> None:
-    """Store a schedule after checking its name, cron expression and job file."""
-    if not jobs.is_file():
-        fail(f"{jobs}: no such job file")
+def schedule_add(name: str, cron: str, request: BatchRequest) -> None:
+    """Store a schedule of `request` after checking its name and cron expression."""
     try:
-        entry = ScheduleEntry(name=name, cron=cron, jobs=str(jobs.resolve()), submit_args=submit_args,
-                              created=time.strftime("%Y-%m-%d %H:%M:%S"))
+        entry = ScheduleEntry(name=name, cron=cron, request=request, created=time.strftime("%Y-%m-%d %H:%M:%S"))
     except ValueError as exc:
         fail(f"schedule name {name!r}: {str(exc).splitlines()[-1].strip()}")
     try:

@@ -100,10 +100,12 @@ def read_jobs(
     path: Path,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
     on_bytes: Callable[[int], None] | None = None,
+    digest: Any = None,
 ) -> Iterator[Job | LineError]:
     """Yield a Job or a LineError for every line of a JSON Lines job file, in file order.
 
-    `on_bytes(n)` is called with the byte count of each line read (for progress bars).
+    `on_bytes(n)` is called with the byte count of each line read (for progress bars); `digest` (a hashlib
+    object) is updated with every byte read, so one pass both reads and hashes the file.
     Raises JobFileError (one line, naming the file) when the file cannot be opened.
     """
     name = str(path)
@@ -120,6 +122,8 @@ def read_jobs(
         for lineno, raw in enumerate(handle, start=1):
             if on_bytes is not None:
                 on_bytes(len(raw))
+            if digest is not None:
+                digest.update(raw)
             content = raw.rstrip(b"\r\n")
             if not content.strip():
                 yield LineError(name, lineno, "line", "blank line (each line must be one JSON object)", raw)
@@ -151,9 +155,10 @@ def valid_jobs(
     default_max_tokens: int,
     on_error: Callable[[LineError], None],
     on_bytes: Callable[[int], None] | None = None,
+    digest: Any = None,
 ) -> Iterator[Job]:
-    """The valid jobs of a job file, streamed in file order; each bad line goes to `on_error`."""
-    for item in read_jobs(path, default_max_tokens, on_bytes):
+    """The valid jobs of a job file, streamed in file order; each bad line goes to `on_error` (`digest`: see read_jobs)."""
+    for item in read_jobs(path, default_max_tokens, on_bytes, digest):
         if isinstance(item, LineError):
             on_error(item)
         else:

@@ -66,11 +66,6 @@ class RunReport:
         }
 
 
-def _event_time(store: RunStore, kind: str) -> float | None:
-    row = store.db.execute("SELECT ts FROM events WHERE kind = ? ORDER BY rowid LIMIT 1", (kind,)).fetchone()
-    return float(row[0]) if row else None
-
-
 def _planned_tokens(plan: "Plan", shares: dict[str, float]) -> float:
     """Output tokens the plan gives a group: its share of each class × the class's tokens (max_tokens, an upper bound)."""
     by_name = {k.name: k for k in plan.workload}
@@ -81,22 +76,21 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     """The report of one run, from its store; a running run is reported up to `now` (unix s)."""
     import pandas as pd
 
-    from workers.shard_io import results_db
+    from costserve.store.results import result_frames, results_db
 
     now = time.time() if now is None else now
     plan = store.plan()
     jobs = int(store.input_info()["jobs"])
     con = results_db(store.dir)
     try:
-        results = pd.read_sql_query("SELECT r.shard, r.finished, r.tokens, r.attempt, r.output FROM results r", con)
-        runs = pd.read_sql_query("SELECT shard, worker, queue, started, finished, jobs, tokens FROM shard_runs", con)
+        results, runs = result_frames(con)
     finally:
         con.close()
     shard_queue = {sid: q for sid, q, _, _ in store.shards()}
     results["queue"] = results["shard"].map(shard_queue)
     failed = int(results["output"].str.contains('"error": {', regex=False).sum())
-    queued = _event_time(store, "queued") or store.created()
-    end = _event_time(store, "finished")
+    queued = store.first_event_time("queued") or store.created()
+    end = store.first_event_time("finished")
     last = float(results["finished"].max()) if len(results) else queued
     makespan = max(0.0, (last if end is not None or len(results) == jobs else now) - queued)
     waits = (runs["started"] - queued).clip(lower=0) if len(runs) else pd.Series([0.0])

@@ -17,8 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from costserve.run.budget import BudgetGuard
+from costserve.store.results import progress, shard_run_stats
 from costserve.store.runs import RunStore
-from costserve.cli.output import err_console
+from costserve.terminal import err_console
 
 POLL_S = 0.5
 
@@ -67,8 +68,7 @@ def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes
     table = Table(box=None, show_header=True, header_style="dim")
     for column in ("worker", "state", "shards", "tokens", "last shard"):
         table.add_column(column, justify="left" if column in ("worker", "state") else "right")
-    rows = {w.rsplit("/", 1)[-1]: (n, tok, last) for w, n, tok, last in results.execute(
-        "SELECT worker, COUNT(*), SUM(tokens), MAX(finished) FROM shard_runs GROUP BY worker")}
+    rows = {w.rsplit("/", 1)[-1]: stats for w, stats in shard_run_stats(results, "worker").items()}
     for proc in procs:
         state = "running" if proc.poll() is None else f"exited ({proc.returncode})"
         shards = tokens = 0
@@ -108,7 +108,7 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Flee
         task = progress.add_task("jobs", total=total, rate="", money="", eta="")
         while True:
             fleet.poll()
-            done, tokens = results.execute("SELECT COUNT(*), COALESCE(SUM(tokens), 0) FROM results").fetchone()
+            done, tokens = progress(results)
             store.mark_finished_shards(results)
             progress.status = fleet.status(time.time())
             elapsed = max(time.monotonic() - t0, 1e-9)

@@ -13,23 +13,22 @@ timeout (acks_late), but that is an hour; this takes one poll.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from rich.console import RenderableType
 
-from costserve.run.follow import follow_or_stop, worker_table
+from costserve.errors import BrokerError, RunStateError
+from costserve.request import BatchRequest
 from costserve.run.end import finish_run
+from costserve.run.follow import follow_or_stop, worker_table
+from costserve.store.results import shards_run, shards_started_by
 from costserve.store.runs import RunStore
-from costserve.cli.output import fail
 
 QUEUE = "local"
 RUN_SHARD = "workers.tasks.run_shard"
 MAX_REPLACEMENTS = 3
-SETTINGS_FILE = "local-run.json"
 
 
 class LocalWorkers:
@@ -52,8 +51,7 @@ class LocalWorkers:
         for proc in [p for p in self.procs if p.poll() is not None]:
             self.procs.remove(proc)
             done = {sid for sid, *_ in self.store.shards("done")}
-            lost = sorted({sid for (sid,) in self.results.execute("SELECT shard FROM shard_starts WHERE pgid = ?", (proc.pid,))}
-                          - done - self._finished())
+            lost = sorted(shards_started_by(self.results, proc.pid) - done - shards_run(self.results))
             self.store.event("worker lost", f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}")
             for sid in lost:
                 self.app.send_task(RUN_SHARD, args=(str(self.store.dir), sid), queue=QUEUE)
@@ -62,9 +60,6 @@ class LocalWorkers:
                 self._spawn()
             elif not self.may_add_capacity:
                 self.store.event("no replacement", "the projected spend is over the budget")
-
-    def _finished(self) -> set[str]:
-        return {sid for (sid,) in self.results.execute("SELECT DISTINCT shard FROM shard_runs")}
 
     def alive(self) -> bool:
         # a worker that died since the last poll() is replaced by the next one, while replacements remain
@@ -85,32 +80,36 @@ class LocalWorkers:
             stop_worker(p)
 
 
+def redact_url(url: str) -> str:
+    """A broker URL without its password, for output (kombu's own redaction)."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url, mask="***"))
+
+
 def require_broker(url: str | None, consequence: str = "") -> None:
-    """End the command with one line (password redacted, then `consequence`) when an external broker does not answer."""
-    from costserve.cli.submit import redact_url
+    """Raise BrokerError (password redacted, then `consequence`) when an external broker does not answer."""
     from deploy.local import broker_problem
 
     if url is not None and (problem := broker_problem(url)) is not None:
-        fail(f"--broker {redact_url(url)}: {problem}{consequence}")
-
-
-def write_settings(store: RunStore, model_dir: Path, workers: int, out: Path, budget: float | None = None) -> None:
-    """What execute_local needs to run (or resume) this run; no secrets (a --broker URL is given again on resume)."""
-    store.write_json(SETTINGS_FILE, {"model_dir": str(model_dir), "workers": workers, "out": str(out.resolve()), "budget": budget})
+        raise BrokerError(f"--broker {redact_url(url)}: {problem}{consequence}")
 
 
 def execute_local(store: RunStore, broker: str | None, budget: float | None = None) -> int:
     """Run every shard of `store` not yet done on local workers; write results and the report; returns the exit code.
 
-    `budget` ($, default the one the run was submitted with) is enforced live by a BudgetGuard.
+    `budget` ($, default the request's) is enforced live by a BudgetGuard.
     """
-    from costserve.cli.submit import redact_url
+    from costserve.store.results import results_db
     from deploy.local import EmbeddedRedis, start_worker
     from workers.celery_app import make_app
-    from workers.shard_io import results_db
+    from workers.model_source import resolve_model_dir
 
-    settings = json.loads((store.dir / SETTINGS_FILE).read_text())
-    budget = budget if budget is not None else settings.get("budget")
+    request = store.request()
+    if request is None:
+        raise RunStateError(f"run {store.id} has no request.json (a run from an older costserve); submit it again")
+    budget = budget if budget is not None else request.budget
+    model_dir = resolve_model_dir(request.model)
     plan = store.plan()
     price = plan.groups[0].price_per_hour if plan is not None else 0.0
     results = results_db(store.dir)
@@ -125,8 +124,8 @@ def execute_local(store: RunStore, broker: str | None, budget: float | None = No
     log = store.dir / "workers.log"
     replica_file = store.dir / f"replica-{QUEUE}.json"
     app = make_app(url)
-    fleet = LocalWorkers(store, results, lambda: start_worker(store.dir, QUEUE, url, replica_file, settings["model_dir"], log),
-                         app, settings["workers"])
+    fleet = LocalWorkers(store, results, lambda: start_worker(store.dir, QUEUE, url, replica_file, str(model_dir), log),
+                         app, request.workers)
     store.fleet_up(QUEUE, 0, 1, price)
     stopped: str | None = None
     try:
@@ -139,4 +138,4 @@ def execute_local(store: RunStore, broker: str | None, budget: float | None = No
         if redis is not None:
             redis.stop()
         store.fleet_down(QUEUE)
-    return finish_run(store, results, Path(settings["out"]), total, stopped, resumable=True)
+    return finish_run(store, results, request.results_path, total, stopped, resumable=True)

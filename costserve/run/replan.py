@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from costserve.request import BatchRequest
 from costserve.store.runs import RunStore
-from costserve.cli.output import console
+from costserve.terminal import say
 
 PREEMPTION_CHECK_S = 30.0
 RUN_TASK = "workers.tasks.run_jobs"
@@ -32,13 +33,11 @@ class GroupReplacer:
     plan: Any  # solver.plan.Plan; replacement groups are appended
     offerings: Any  # pandas DataFrame, availability reduced as groups are lost
     gpus: Any
-    model_row: Any
+    request: BatchRequest
     broker: str
     hf_id: str | None
     deadline_s: float
     budget: float | None
-    quality: float
-    spot: bool
     started: float = field(default_factory=time.time)
     last_check: float = field(default_factory=time.monotonic)
     error: str | None = None
@@ -59,9 +58,9 @@ class GroupReplacer:
                 self._replace(queue, names[queue], status or "gone", pending)
 
     def _replace(self, queue: str, name: str, status: str, pending: dict[str, tuple[Any, str, list[dict]]]) -> None:  # type: ignore[type-arg]
+        from costserve.planning.batch import replan_jobs
         from deploy.skypilot import write_group_tasks
-        from solver.planner import PlanningError, plan_batch
-        from solver.workload import workload_from_jobs
+        from solver.planner import PlanningError
         from workers.shard_io import read_shard
 
         group = self.plan.groups[int(queue[1:])]
@@ -70,7 +69,7 @@ class GroupReplacer:
         lost = f"{queue} ({group.count}x {group.cloud}/{group.region}/{group.instance_type}{' spot' if group.spot else ''}) is {status}"
         left = sorted(sid for sid, (_, q, _) in pending.items() if q == queue)
         self.store.event("group lost", f"{lost}; {len(left)} shard(s) to re-plan")
-        console.print(f"{lost}: re-planning its {len(left)} unfinished shard(s)", markup=False)
+        say(f"{lost}: re-planning its {len(left)} unfinished shard(s)")
         if not left:
             return
         row = self.offerings[(self.offerings["cloud"] == group.cloud) & (self.offerings["region"] == group.region)
@@ -82,8 +81,7 @@ class GroupReplacer:
         try:
             if remaining_s <= 0 or (remaining_budget is not None and remaining_budget <= 0):
                 raise PlanningError("no deadline or budget left")
-            new = plan_batch(workload_from_jobs(jobs), self.model_row, self.offerings, self.gpus, remaining_s,
-                             remaining_budget, self.quality, self.spot, with_baselines=False)
+            new = replan_jobs(jobs, self.request, self.plan.model, self.offerings, self.gpus, remaining_s, remaining_budget)
         except PlanningError as exc:
             self.error = f"{lost} and no replacement fits the remaining budget and deadline: {exc}"
             return
@@ -93,7 +91,7 @@ class GroupReplacer:
         self.store.write_json("plan.json", self.plan.model_dump_json(indent=2))
         queues = []
         for k, (path, g) in enumerate(zip(files, new.groups), start=first):
-            console.print(f"launching replacement g{k}: {g.count}x {g.cloud}/{g.region}/{g.instance_type}", markup=False)
+            say(f"launching replacement g{k}: {g.count}x {g.cloud}/{g.region}/{g.instance_type}")
             self.fleet.launch_group(path, f"g{k}", self.broker)
             self.store.fleet_up(f"g{k}", k, g.count, g.price_per_hour)
             queues.append(f"g{k}")
@@ -101,6 +99,5 @@ class GroupReplacer:
             target = queues[j % len(queues)]
             payload = pending[sid][2]
             pending[sid] = (self.app.send_task(RUN_TASK, args=(sid, payload), queue=target), target, payload)
-            self.store.db.execute("UPDATE shards SET queue = ? WHERE shard_id = ?", (target, sid))
-        self.store.db.commit()
+            self.store.move_shard(sid, target)
         self.store.event("replaced", f"{queue} -> {', '.join(queues)} ({len(left)} shard(s) re-sent)")

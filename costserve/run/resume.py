@@ -1,25 +1,54 @@
-"""`costserve resume RUN` for a SkyPilot run whose driver died: tear down what it left, re-plan the rest, re-provision.
+"""`costserve resume RUN`: finish a run whose driver died, was cancelled or stopped at its budget.
 
-The dead driver's clusters cannot be reattached: the head node's Redis password was never
+Local runs stop what the dead driver left (workers, Redis) and re-run their unfinished shards.
+A SkyPilot run's clusters cannot be reattached: the head node's Redis password was never
 written anywhere, and shards in flight there report to a driver that is gone. So resume
-stops them (their billing ends now), gathers every job without a result from the run's
-shard files, re-plans those jobs with the fleet MILP on the deadline and budget that remain,
+stops them (their billing ends now), gathers every job without a result from the run's shard
+files, re-plans those jobs with the fleet MILP on the deadline and budget that remain,
 launches the new groups (queues numbered after the run's existing ones) and a new broker,
 and finishes the run. Results are keyed by custom_id: nothing done is redone twice.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import time
-from pathlib import Path
-from typing import Any
 
+from costserve.errors import RunStateError
+from costserve.jobs.assignment import GroupAssigner, class_counts
+from costserve.request import BatchRequest
+from costserve.run.leftovers import driver_alive, stop_leftovers
+from costserve.run.local import execute_local, require_broker
+from costserve.run.prepare import shard_jobs
 from costserve.store.runs import RunStore
-from costserve.run.sky import SKY_SETTINGS_FILE, model_row, operate_fleet
-from costserve.cli.output import console, fail
+from costserve.terminal import console, say
+from solver.plan import Job
 
 MIN_DEADLINE_S = 900.0  # less than this left: ask for a new deadline rather than plan an impossible fleet
+
+
+def resume_run(run: RunStore, broker: str | None, budget: float | None = None, deadline_s: float | None = None) -> int:
+    """Finish `run`; `broker` is the URL again if it used one, `budget` ($) a new total, `deadline_s` (SkyPilot runs)
+    the time from now. Returns the exit code; RunStateError when the run cannot be resumed."""
+    if run.ended() == "finished":
+        say(f"run {run.id} already finished (`costserve results {run.id}`)")
+        return 0
+    if (pid := driver_alive(run)) is not None:
+        raise RunStateError(f"run {run.id} is still running (driver pid {pid}); `costserve cancel {run.id}` stops it")
+    request = run.request()
+    if request is None or run.events("dryrun"):
+        raise RunStateError(f"run {run.id} cannot be resumed: it has no run settings "
+                            "(a --dry-run, or a run from an older costserve)")
+    require_broker(broker)
+    run.event("driver", str(os.getpid()))
+    if request.backend == "sky":
+        return resume_sky_run(run, request, broker, budget, deadline_s)
+    stop_leftovers(run)
+    run.close_dangling_fleet()
+    done, total = run.results_done(), run.input_info()["jobs"]
+    run.event("resumed", f"{done}/{total} jobs had results")
+    say(f"resuming run {run.id}: {done}/{total} jobs already have results")
+    return execute_local(run, broker, budget)
 
 
 def stop_sky_leftovers(store: RunStore) -> list[str]:
@@ -34,59 +63,72 @@ def stop_sky_leftovers(store: RunStore) -> list[str]:
     return alive
 
 
-def unfinished_jobs(store: RunStore) -> list[Any]:
-    """Every job of the run's shards that has no result yet, in shard order."""
-    from workers.shard_io import read_shard, results_db
+def unfinished_jobs(store: RunStore) -> list[Job]:
+    """Every job of the run's shards that has no result yet, once each, in shard order."""
+    from costserve.store.results import done_ids, results_db
+    from workers.shard_io import read_shard
 
     results = results_db(store.dir)
-    done = {cid for (cid,) in results.execute("SELECT custom_id FROM results")}
+    done = done_ids(results)
     results.close()
-    return [job for sid, *_ in store.shards() for job in read_shard(store.dir, sid) if job.custom_id not in done]
+    jobs: dict[str, Job] = {}  # a job re-sharded by an earlier resume is in two shard files: take it once
+    for sid, *_ in store.shards():
+        for job in read_shard(store.dir, sid):
+            if job.custom_id not in done:
+                jobs.setdefault(job.custom_id, job)
+    return list(jobs.values())
 
 
-def resume_sky_run(store: RunStore, broker: str | None, budget: float | None, deadline: str | None) -> int:
+def _remaining_s(store: RunStore, request: BatchRequest, deadline_s: float | None) -> float:
+    """Seconds this stretch may take: `deadline_s` when given, else what is left of the run's deadline."""
+    if deadline_s is not None:
+        return deadline_s
+    remaining_s = request.deadline_s - (time.time() - store.created())
+    if remaining_s < MIN_DEADLINE_S:
+        raise RunStateError(f"run {store.id}: only {max(0.0, remaining_s) / 60:.0f}m of its deadline is left; "
+                            f"`costserve resume {store.id} --deadline 2h` gives it more")
+    return remaining_s
+
+
+def resume_sky_run(store: RunStore, request: BatchRequest, broker: str | None, budget: float | None,
+                   deadline_s: float | None) -> int:
     """Resume a dead SkyPilot run (see the module docstring); the exit code."""
+    from costserve.planning.batch import replan_jobs
     from costserve.planning.offerings import current_offerings
-    from costserve.durations import parse_duration
     from costserve.run.end import finish_run
-    from solver.planner import PlanningError, plan_batch
-    from solver.workload import workload_from_jobs
-    from workers.shard_io import results_db
+    from costserve.run.sky import operate_fleet
+    from costserve.store.results import results_db
+    from solver.planner import PlanningError
 
-    cfg = json.loads((store.dir / SKY_SETTINGS_FILE).read_text())
-    budget = budget if budget is not None else cfg["budget"]
-    if deadline is not None:
-        remaining_s = parse_duration(deadline)
-    else:
-        remaining_s = cfg["deadline_s"] - (time.time() - store.created())
-        if remaining_s < MIN_DEADLINE_S:
-            fail(f"run {store.id}: only {max(0.0, remaining_s) / 60:.0f}m of its deadline is left; "
-                 f"`costserve resume {store.id} --deadline 2h` gives it more")
+    budget = budget if budget is not None else request.budget
+    remaining_s = _remaining_s(store, request, deadline_s)
     with console.status("stopping the clusters the dead driver left (sky down)..."):
         left = stop_sky_leftovers(store)
     store.close_dangling_fleet()
     if left:
-        console.print(f"stopped {len(left)} leftover cluster(s): {', '.join(left)}", markup=False)
+        say(f"stopped {len(left)} leftover cluster(s): {', '.join(left)}")
     jobs = unfinished_jobs(store)
     total = store.input_info()["jobs"]
     store.event("resumed", f"{total - len(jobs)}/{total} jobs had results")
-    console.print(f"resuming run {store.id}: {total - len(jobs)}/{total} jobs already have results", markup=False)
+    say(f"resuming run {store.id}: {total - len(jobs)}/{total} jobs already have results")
     if not jobs:
-        return finish_run(store, results_db(store.dir), Path(cfg["out"]), total, None)
+        return finish_run(store, results_db(store.dir), request.results_path, total, None)
     spent = store.spend()
     if budget is not None and budget - spent <= 0:
-        fail(f"run {store.id} has spent ${spent:.2f} of its ${budget:.2f} budget; `costserve resume {store.id} --budget MORE`")
+        raise RunStateError(f"run {store.id} has spent ${spent:.2f} of its ${budget:.2f} budget; "
+                            f"`costserve resume {store.id} --budget MORE`")
     plan = store.plan()
     assert plan is not None, "a SkyPilot run always has a plan"
     offerings, gpus, _ = current_offerings()
     try:
-        new = plan_batch(workload_from_jobs(jobs), model_row(cfg["model"]), offerings, gpus, remaining_s,
-                         None if budget is None else budget - spent, cfg["quality"], cfg["spot"], with_baselines=False)
+        new = replan_jobs(jobs, request, plan.model, offerings, gpus, remaining_s, None if budget is None else budget - spent)
     except PlanningError as exc:
-        fail(f"run {store.id}: no fleet for the {len(jobs)} jobs left: {exc}")
+        raise RunStateError(f"run {store.id}: no fleet for the {len(jobs)} jobs left: {exc}") from None
     first = len(plan.groups)
     plan.groups.extend(new.groups)
     store.write_json("plan.json", plan.model_dump_json(indent=2))
-    console.print(f"re-planned {len(jobs)} job(s): {', '.join(f'{g.count}x {g.instance_type}' for g in new.groups)}, "
-                  f"predicted ${new.cost:.2f}", markup=False)
-    return operate_fleet(store, cfg, plan, first, jobs, broker, offerings, gpus, remaining_s, budget)
+    say(f"re-planned {len(jobs)} job(s): {', '.join(f'{g.count}x {g.instance_type}' for g in new.groups)}, "
+        f"predicted ${new.cost:.2f}")
+    assigner = GroupAssigner(new.groups, class_counts(jobs))
+    shard_jobs(store, jobs, lambda job: f"g{first + assigner.group_of(job)}", request.shard_size)
+    return operate_fleet(store, request, plan, first, broker, offerings, gpus, remaining_s, budget)

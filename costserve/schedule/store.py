@@ -1,7 +1,7 @@
 """Stored schedules: `$COSTSERVE_HOME/schedules.json`, one entry per named nightly (or any cron) batch.
 
-Each entry is a cron expression (5 fields, the machine's time zone) and the `costserve
-submit` arguments it fires with. Celery beat runs them (`costserve scheduler`); the cron
+Each entry is a cron expression (5 fields, the machine's time zone) and the BatchRequest it
+fires as `costserve submit`. Celery beat runs them (`costserve scheduler`); the cron
 expression is parsed by Celery's own `crontab`, so what `schedule list` shows as the next
 fire time is what beat will do.
 """
@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, field_validator
 
 from catalog.home import costserve_home
+from costserve.request import BatchRequest
 
 if TYPE_CHECKING:
     from celery.schedules import crontab
@@ -31,13 +32,22 @@ class ScheduleError(Exception):
 
 
 class ScheduleEntry(BaseModel):
-    """One stored schedule: when it fires and the submit it runs."""
+    """One stored schedule: when it fires and the BatchRequest it submits (its job file is read afresh at each fire)."""
 
     name: str
     cron: str
-    jobs: str = Field(description="absolute path of the job file, read afresh at each fire")
-    submit_args: list[str] = Field(default_factory=list, description="extra `costserve submit` options")
+    request: BatchRequest
     created: str = ""
+
+    @property
+    def jobs(self) -> str:
+        """Absolute path of the job file."""
+        return str(self.request.jobs)
+
+    @property
+    def submit_args(self) -> list[str]:
+        """The `costserve submit` options after the job file that make the request again."""
+        return self.request.submit_args()[1:]
 
     @field_validator("name")
     @classmethod
@@ -110,7 +120,7 @@ def save_schedules(entries: list[ScheduleEntry]) -> None:
     path = schedules_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps([e.model_dump() for e in entries], indent=2))
+    tmp.write_text(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
     tmp.replace(path)
 
 

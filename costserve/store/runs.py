@@ -3,7 +3,8 @@
 A run directory (mode 0700) holds `input.json` (job file path, SHA-256, line count),
 `plan.json`, `replica-<queue>.json` per queue, `shards/` (the shard files workers read),
 `run.sqlite` (shard states and events) and `results.sqlite` (one row per finished job,
-written by the workers, keyed by custom_id), then `results.jsonl` and logs.
+written by the workers, keyed by custom_id: `store/results.py`), `request.json` (the
+BatchRequest), then `results.jsonl` and logs.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.home import costserve_home
+from costserve.store.results import results_db, results_per_shard, results_rows
 
 if TYPE_CHECKING:
+    from costserve.request import BatchRequest
     from solver.plan import Plan
 
 SHARD_STATES = ("queued", "done")
@@ -45,25 +48,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-RESULT_TABLES = ("results", "shard_starts", "shard_runs")
-
-
-def results_rows(run_dir: Path, table: str) -> int:
-    """Rows of one table of a run's results.sqlite, read without creating anything (0 before a worker wrote one)."""
-    if table not in RESULT_TABLES:
-        raise ValueError(f"not a results table: {table}")
-    path = Path(run_dir) / "results.sqlite"
-    if not path.is_file():
-        return 0
-    con = sqlite3.connect(path, timeout=60)
-    try:
-        return int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-    except sqlite3.OperationalError:  # the file exists but its first writer has not created the table yet
-        return 0
-    finally:
-        con.close()
-
-
 class RunStore:
     """One run directory and its state database."""
 
@@ -80,14 +64,16 @@ class RunStore:
         self.db.commit()
 
     @classmethod
-    def create(cls, jobs_path: Path, jobs: int) -> "RunStore":
-        """A new run for `jobs` valid jobs of `jobs_path` (the file is referenced by path and hash, not copied)."""
+    def create(cls, jobs_path: Path, jobs: int, sha256: str | None = None) -> "RunStore":
+        """A new run for `jobs` valid jobs of `jobs_path` (referenced by path and SHA-256, not copied; `sha256` when the
+        caller hashed it while reading). Both databases exist when this returns."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         run_dir = runs_dir() / run_id
         run_dir.mkdir(parents=True, mode=0o700)
         run_dir.chmod(0o700)
         (run_dir / "input.json").write_text(json.dumps(
-            {"path": str(jobs_path.resolve()), "sha256": file_sha256(jobs_path), "jobs": jobs}, indent=2))
+            {"path": str(jobs_path.resolve()), "sha256": sha256 or file_sha256(jobs_path), "jobs": jobs}, indent=2))
+        results_db(run_dir).close()
         store = cls(run_dir)
         store.event("created", str(jobs_path))
         return store
@@ -110,6 +96,11 @@ class RunStore:
         self.db.execute("INSERT OR REPLACE INTO shards VALUES (?, ?, ?, 'queued', ?)", (shard_id, queue, jobs, time.time()))
         self.db.commit()
 
+    def move_shard(self, shard_id: str, queue: str) -> None:
+        """Record that a shard was re-sent to another queue (its group was lost)."""
+        self.db.execute("UPDATE shards SET queue = ? WHERE shard_id = ?", (queue, shard_id))
+        self.db.commit()
+
     def shards(self, state: str | None = None) -> list[tuple[str, str, int, str]]:
         """(shard_id, queue, jobs, state) of every shard, or of those in `state`."""
         sql = "SELECT shard_id, queue, jobs, state FROM shards" + (" WHERE state = ?" if state else "") + " ORDER BY shard_id"
@@ -117,7 +108,7 @@ class RunStore:
 
     def mark_finished_shards(self, results: sqlite3.Connection) -> int:
         """Mark shards whose every job has a result as done; returns how many shards are done."""
-        finished = {sid: n for sid, n in results.execute("SELECT shard, COUNT(*) FROM results GROUP BY shard")}
+        finished = results_per_shard(results)
         for sid, _, jobs, state in self.shards("queued"):
             if finished.get(sid, 0) >= jobs:
                 self.db.execute("UPDATE shards SET state = 'done', updated = ? WHERE shard_id = ?", (time.time(), sid))
@@ -186,6 +177,25 @@ class RunStore:
     def results_done(self) -> int:
         """Jobs with a result in results.sqlite (0 before any worker wrote one)."""
         return results_rows(self.dir, "results")
+
+    def events(self, kind: str) -> list[str]:
+        """Details of every event of `kind`, oldest first (e.g. the pids recorded as "worker started")."""
+        return [str(d) for (d,) in self.db.execute("SELECT detail FROM events WHERE kind = ? ORDER BY rowid", (kind,))]
+
+    def first_event_time(self, kind: str) -> float | None:
+        """Unix time of the first event of `kind`, or None."""
+        row = self.db.execute("SELECT ts FROM events WHERE kind = ? ORDER BY rowid LIMIT 1", (kind,)).fetchone()
+        return float(row[0]) if row else None
+
+    def recent_events(self, n: int) -> list[tuple[float, str, str]]:
+        """The newest `n` events (unix time, kind, detail), oldest of them first."""
+        return self.db.execute("SELECT ts, kind, detail FROM events ORDER BY rowid DESC LIMIT ?", (n,)).fetchall()[::-1]
+
+    def request(self) -> "BatchRequest | None":
+        """The BatchRequest this run was submitted with (request.json), or None."""
+        from costserve.request import BatchRequest
+
+        return BatchRequest.load(self.dir)
 
     def last_event(self) -> tuple[float, str, str]:
         """(unix time, kind, detail) of the newest event."""

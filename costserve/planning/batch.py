@@ -1,0 +1,57 @@
+"""Plans for a BatchRequest: the cloud fleet (`plan` and `submit --backend sky`), and re-plans of a run's unfinished jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from costserve.planning.offerings import model_row, requested_offerings
+from costserve.request import BatchRequest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from solver.plan import Job, Plan
+    from solver.workload import Workload
+
+
+def cpu_profile_for(model: str) -> tuple[dict[str, Any] | None, Path]:
+    """This model's `costserve profile --device cpu` profile if one was written (else None), and where it is looked for."""
+    from solver.device_profile import default_profile_path, load_device_profile
+
+    path = default_profile_path("cpu", model)
+    return (load_device_profile(path) if path.is_file() else None), path
+
+
+def plan_request(request: BatchRequest, workload: "Workload", model: str, profiles: Path | None = None,
+                 with_baselines: bool = True) -> "Plan":
+    """The cheapest fleet for `workload` under the request's deadline, budget, quality, spot, clouds and GPU caps.
+
+    `model` is a catalog model (the request's, or the configured default); `profiles` a Mélange-format file of
+    measured throughputs. Raises BadRequestError, CatalogError, ProfileError or PlanningError (one line each).
+    """
+    from solver.planner import plan_batch
+
+    row = model_row(model)
+    offerings, gpus, caps = requested_offerings(request.clouds, request.available)
+    profile = None
+    if profiles is not None:
+        from solver.profiles import load_profile
+
+        profile = load_profile(profiles, set(gpus["gpu"]))
+    cpu_profile, _ = cpu_profile_for(row["model"])
+    return plan_batch(workload, row, offerings, gpus, request.deadline_s, request.budget, request.quality, request.spot,
+                      caps, with_baselines, profile, cpu_profile=cpu_profile)
+
+
+def replan_jobs(jobs: list["Job"], request: BatchRequest, model: str, offerings: "pd.DataFrame", gpus: "pd.DataFrame",
+                remaining_s: float, remaining_budget: float | None) -> "Plan":
+    """A fleet for a run's unfinished `jobs` on what is left of its deadline (s) and budget ($), no baselines.
+
+    `offerings` may have had availability taken away (groups just lost). Raises PlanningError when none fits.
+    """
+    from solver.planner import plan_batch
+    from solver.workload import workload_from_jobs
+
+    return plan_batch(workload_from_jobs(jobs), model_row(model), offerings, gpus, remaining_s, remaining_budget,
+                      request.quality, request.spot, with_baselines=False)

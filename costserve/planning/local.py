@@ -1,0 +1,60 @@
+"""The plan of a run on this machine: the replica it runs, this machine priced like a cloud CPU, the cloud beside it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from costserve.request import BatchRequest
+
+if TYPE_CHECKING:
+    from solver.plan import Plan, Replica
+    from solver.workload import Workload
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """What a local run will do: the plan (cost, makespan, baselines), its replica, and the model directory it loads."""
+
+    plan: "Plan"
+    replica: "Replica"
+    model_dir: Path
+    model_name: str
+
+
+def plan_local(request: BatchRequest, model: str, workload: "Workload", price_per_hour: float | None) -> LocalPlan:
+    """Plan the request on this machine (priced at `price_per_hour` $/h, or like the catalog's cheapest cloud CPU).
+
+    The replica is the request's `--replica` file, else the fastest bits per layer its quality allows. A model the
+    catalog lacks is described from its config.json. Raises ModelSourceError or ReplicaError (one line each).
+    """
+    from catalog.load import load_models
+    from costserve.planning.batch import cpu_profile_for
+    from costserve.planning.offerings import current_offerings
+    from solver.device_profile import default_profile_path
+    from solver.local_plan import local_plan, model_row_from_hf_config
+    from solver.local_replica import local_replica, profile_layer_ms
+    from workers.model_source import model_name, resolve_model_dir
+    from workers.replica import read_replica
+
+    model_dir = resolve_model_dir(model)  # converts the embedded model once, before workers race to
+    config = json.loads((model_dir / "config.json").read_text())
+    layers = config["num_hidden_layers"]
+    name = model_name(model)
+    if request.replica is not None:
+        replica = read_replica(request.replica)  # a replica, or a plan's first group's
+        replica.check_layers(layers)
+    else:
+        replica = local_replica(name, layers, request.quality, stages=request.stages,
+                                layer_ms=profile_layer_ms(default_profile_path("cpu", name)))
+    models = load_models()
+    match = models[models["model"].str.lower() == name.lower()]
+    row = match.iloc[0] if not match.empty and int(match.iloc[0]["layers"]) == layers \
+        else model_row_from_hf_config(name, config)
+    offerings, gpus, _ = current_offerings()
+    cpu_profile, _ = cpu_profile_for(row["model"])
+    plan = local_plan(workload, row, replica, offerings, gpus, request.deadline_s, request.quality, price_per_hour,
+                      cpu_profile)
+    return LocalPlan(plan, replica, model_dir, name)

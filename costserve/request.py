@@ -1,0 +1,79 @@
+"""The BatchRequest: what the user asked for, typed, built once by the CLI and stored once per run.
+
+`submit` writes it to the run directory as `request.json`; `resume`, re-planning and the
+report read it from there; a schedule stores one and fires it. It holds no secrets: a
+`--broker` URL (it may carry a password) is given again on resume and never stored.
+Times in seconds, money in $.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from costserve.durations import format_duration
+
+REQUEST_FILE = "request.json"
+
+
+class BatchRequest(BaseModel):
+    """One batch: the job file, the model, and the deadline, budget and quality it must meet, and where it runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jobs: Path | None = Field(description="the job file (JSON Lines), absolute; None: a workload JSON is planned")
+    model: str | None = Field(None, description="catalog model, HF model dir or .gguf; None: the configured default")
+    deadline_s: float = Field(8 * 3600.0, gt=0, description="finish within (s)")
+    budget: float | None = Field(None, gt=0, description="most to spend ($)")
+    quality: float = Field(0.99, ge=0.0, le=1.0, description="least predicted quality vs the 16-bit model")
+    spot: bool = False
+    clouds: tuple[str, ...] | None = Field(None, description="only these clouds' offerings")
+    available: str | None = Field(None, description="GPU caps, e.g. H100=2,L4=16")
+    backend: Literal["local", "sky"] = "local"
+    workers: int = Field(1, ge=1, description="local worker processes")
+    stages: int = Field(2, ge=1, description="pipeline stages per local replica")
+    shard_size: int = Field(32, ge=1, description="jobs per queued shard")
+    replica: Path | None = Field(None, description="run this replica JSON instead of the planned one (local)")
+    out: Path | None = Field(None, description="results file; None: JOBS.results.jsonl")
+    skip_invalid: bool = False
+
+    @field_validator("jobs", "replica", "out")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else Path(value).expanduser().resolve()
+
+    @field_validator("clouds")
+    @classmethod
+    def _clouds(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(sorted({c.strip().lower() for c in value if c.strip()})) or None
+
+    @property
+    def results_path(self) -> Path:
+        """Where the results file goes."""
+        assert self.jobs is not None, "a request without a job file has no results"
+        return self.out or self.jobs.with_suffix(".results.jsonl")
+
+    def save(self, run_dir: Path) -> Path:
+        """Write `request.json` in a run directory; returns its path."""
+        path = Path(run_dir) / REQUEST_FILE
+        path.write_text(self.model_dump_json(indent=2))
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> BatchRequest | None:
+        """The request a run was submitted with, or None (a run from before requests were stored)."""
+        path = Path(run_dir) / REQUEST_FILE
+        return cls.model_validate_json(path.read_text()) if path.is_file() else None
+
+    def submit_args(self) -> list[str]:
+        """The `costserve submit` arguments that make this request again (how a schedule fires it)."""
+        args = [str(self.jobs), "--deadline", format_duration(self.deadline_s), "--quality", str(self.quality),
+                "--backend", self.backend, "--shard-size", str(self.shard_size), "--workers", str(self.workers),
+                "--stages", str(self.stages)]
+        optional = {"--budget": self.budget, "--model": self.model, "--replica": self.replica, "--out": self.out,
+                    "--clouds": ",".join(self.clouds) if self.clouds else None, "--available": self.available}
+        args += [a for flag, v in optional.items() if v is not None for a in (flag, str(v))]
+        flags = {"--spot": self.spot, "--skip-invalid": self.skip_invalid}
+        return args + [flag for flag, on in flags.items() if on]

@@ -1,0 +1,99 @@
+"""`results.sqlite`: one row per finished job and one per shard execution, owned by the run store.
+
+The driver creates the schema before any worker starts; workers only insert
+(`workers/shard_io.py`: `save_result`, `mark_shard_started`, `save_shard_run`), keyed by
+custom_id so a redelivered shard overwrites its rows instead of adding new ones. Everything
+else reads it through the typed queries below. Times are unix seconds, tokens are output tokens.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RESULT_TABLES = ("results", "shard_starts", "shard_runs")
+RESULTS_FILE = "results.sqlite"
+LOCK_TIMEOUT_S = 60
+
+
+def results_db(run_dir: Path) -> sqlite3.Connection:
+    """The run's results database, its tables created on first use, in WAL mode so several workers can write."""
+    con = sqlite3.connect(Path(run_dir) / RESULTS_FILE, timeout=LOCK_TIMEOUT_S)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, "
+                "attempt INTEGER, finished REAL, tokens INTEGER)")
+    con.execute("CREATE TABLE IF NOT EXISTS shard_starts (shard TEXT, pgid INTEGER, pid INTEGER, started REAL)")
+    con.execute("CREATE TABLE IF NOT EXISTS shard_runs (shard TEXT, worker TEXT, queue TEXT, attempt INTEGER, started REAL, "
+                "finished REAL, jobs INTEGER, tokens INTEGER, errors INTEGER)")
+    con.commit()
+    return con
+
+
+def results_rows(run_dir: Path, table: str) -> int:
+    """Rows of one table of a run's results.sqlite, read without creating anything (0 before a worker wrote one)."""
+    if table not in RESULT_TABLES:
+        raise ValueError(f"not a results table: {table}")
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.is_file():
+        return 0
+    con = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S)
+    try:
+        return int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    except sqlite3.OperationalError:  # the file exists but its tables are not created yet
+        return 0
+    finally:
+        con.close()
+
+
+def progress(con: sqlite3.Connection) -> tuple[int, int]:
+    """(jobs with a result, their output tokens)."""
+    done, tokens = con.execute("SELECT COUNT(*), COALESCE(SUM(tokens), 0) FROM results").fetchone()
+    return int(done), int(tokens)
+
+
+def done_ids(con: sqlite3.Connection) -> set[str]:
+    """custom_ids that have a result."""
+    return {cid for (cid,) in con.execute("SELECT custom_id FROM results")}
+
+
+def outputs_in_order(con: sqlite3.Connection) -> Iterator[str]:
+    """Every output line (OpenAI Batch JSON), in input-file order."""
+    for (output,) in con.execute("SELECT output FROM results ORDER BY line"):
+        yield output
+
+
+def results_per_shard(con: sqlite3.Connection) -> dict[str, int]:
+    """Jobs with a result, per shard."""
+    return {sid: n for sid, n in con.execute("SELECT shard, COUNT(*) FROM results GROUP BY shard")}
+
+
+def shards_started_by(con: sqlite3.Connection, pgid: int) -> set[str]:
+    """Shards a worker (process group `pgid`) started."""
+    return {sid for (sid,) in con.execute("SELECT shard FROM shard_starts WHERE pgid = ?", (pgid,))}
+
+
+def shards_run(con: sqlite3.Connection) -> set[str]:
+    """Shards some worker finished running."""
+    return {sid for (sid,) in con.execute("SELECT DISTINCT shard FROM shard_runs")}
+
+
+def shard_run_stats(con: sqlite3.Connection, by: str) -> dict[str, tuple[int, int, float | None]]:
+    """Per worker (`by="worker"`) or per queue (`by="queue"`): (shards run, output tokens, last finish unix s)."""
+    if by not in ("worker", "queue"):
+        raise ValueError(f"shard runs are grouped by worker or queue, not {by}")
+    return {key: (n, tok or 0, last) for key, n, tok, last in con.execute(
+        f"SELECT {by}, COUNT(*), SUM(tokens), MAX(finished) FROM shard_runs GROUP BY {by}")}
+
+
+def result_frames(con: sqlite3.Connection) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """(results: shard, finished, tokens, attempt, output; shard runs: shard, worker, queue, started, finished, jobs, tokens)."""
+    import pandas as pd
+
+    results = pd.read_sql_query("SELECT shard, finished, tokens, attempt, output FROM results", con)
+    runs = pd.read_sql_query("SELECT shard, worker, queue, started, finished, jobs, tokens FROM shard_runs", con)
+    return results, runs
