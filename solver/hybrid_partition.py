@@ -27,6 +27,7 @@ from solver.host_offload import (
     layer_costs,
 )
 from solver.partition import solve_ilp
+from solver.quality import quality_budget as loss_budget
 
 STREAM_BUFFERS = 2  # the layer being computed and the one being prefetched
 # Seconds charged per host-resident layer in the objective: among layouts of equal latency,
@@ -156,7 +157,7 @@ def hybrid_partition(
 
     Outer search over batch and prefill micro-batch (sequences); the ILP places layers and bits.
     """
-    budget = -math.log(quality_target) if quality_target > 0 else None
+    budget = loss_budget(quality_target)
     best: HybridPartition | None = None
     for batch in batches:
         for prefill_mb in [mb for mb in prefill_micro_batches if mb <= batch]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from solver.partition import StageCosts, build_partition_model, solve_partition_model
 from solver.plan import Replica, Stage
-from solver.quality import model_layer_loss
+from solver.quality import model_layer_loss, quality_budget
 
 # ms per SmolLM2 decoder layer at batch 16, 256 cached tokens, on the 2-core development
 # machine (`costserve profile`, 2026-11-21): relative decode time when no profile exists.
@@ -38,7 +38,7 @@ def local_bits(model_name: str, layers: int, quality_target: float, layer_ms: di
     loss = model_layer_loss(model_name, layers)
     stage = StageCosts("cpu", math.inf, 0.0, {b: 0.0 for b in LOCAL_BITS}, {b: 0.0 for b in LOCAL_BITS},
                        {b: times[b] for b in LOCAL_BITS})
-    budget = -math.log(quality_target) if quality_target > 0 else None
+    budget = quality_budget(quality_target)
     found = solve_partition_model(build_partition_model(layers, [stage], {b: loss[b] for b in LOCAL_BITS}, 1, 1, 1, budget), [stage])
     if found is None:  # even 16 bits everywhere misses the target (bf16 itself loses a little): the best there is
         return [16] * layers

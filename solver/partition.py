@@ -22,6 +22,7 @@ from solver.costmodel import (
     ModelShape,
     _dequant_factor,
 )
+from solver.quality import quality_budget as loss_budget
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def partition_replica(
     decode micro-batch sizes (powers of two dividing the batch; decode micro-batches at
     least one per stage); the inner ILP places layers and bits. Best = most requests/s.
     """
-    budget = -math.log(quality_target) if quality_target > 0 else None
+    budget = loss_budget(quality_target)
     best: Partition | None = None
     def kinds(order: tuple[int, ...]) -> tuple[str, ...]:
         return tuple(devices[i][0].name for i in order)

@@ -24,6 +24,7 @@ from solver.costmodel import Device, ModelShape
 from solver.partition import Partition, partition_replica, partition_throughput
 from solver.quality import model_layer_loss
 from solver.workload import Workload, WorkloadClass
+from solver.quality import quality_budget
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,7 +48,7 @@ def mixing_can_help(layer_loss: dict[int, list[float]], quality_target: float, b
     """True when the quality target admits some layer below the lowest uniform bit-width it allows."""
     if quality_target <= 0:
         return False  # every uniform bit-width is allowed: the lowest is already the fastest
-    budget = -math.log(quality_target)
+    budget = quality_budget(quality_target)
     allowed = [b for b in bit_widths if sum(layer_loss[b]) <= budget]
     if not allowed:
         return False

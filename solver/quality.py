@@ -13,6 +13,11 @@ import math
 DEFAULT_MODEL_LOSS = {16: 0.0, 8: math.log(8.92 / 8.89), 4: math.log(11.0 / 8.89)}
 
 
+def quality_budget(target: float) -> float | None:
+    """The quality target as a loss budget: Σ per-layer log-perplexity loss ≤ −ln(target); None when target ≤ 0 (any)."""
+    return -math.log(target) if target > 0 else None
+
+
 def predicted_quality(bits: tuple[int, ...], layer_loss: dict[int, list[float]] | None = None) -> float:
     """Quality in (0, 1] of a replica with layer i at bits[i]; 1.0 is the 16-bit model."""
     if layer_loss is None:

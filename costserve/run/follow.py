@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from costserve.run.budget import BudgetGuard
-from costserve.store.results import progress, shard_run_stats
+from costserve.store.results import progress as results_progress, shard_run_stats
 from costserve.store.runs import RunStore
 from costserve.terminal import err_console
 
@@ -108,7 +108,7 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Flee
         task = progress.add_task("jobs", total=total, rate="", money="", eta="")
         while True:
             fleet.poll()
-            done, tokens = progress(results)
+            done, tokens = results_progress(results)
             store.mark_finished_shards(results)
             progress.status = fleet.status(time.time())
             elapsed = max(time.monotonic() - t0, 1e-9)
