@@ -15,7 +15,7 @@ import time
 import pandas as pd
 
 from solver.candidates import Candidate
-from solver.fleet import solve_fleet
+from solver.fleet import FleetProblem, solve_fleet
 from solver.workload import bucket_workload
 
 SIZES = [  # (offerings, configurations per offering, classes)
@@ -47,7 +47,7 @@ def main() -> None:
     for offerings, configs, classes in SIZES:
         candidates, workload, availability = synthetic(offerings, configs, classes)
         start = time.perf_counter()
-        solution = solve_fleet(candidates, workload, 6 * 3600, availability, gpu_caps={"g0": 32})
+        solution = solve_fleet(FleetProblem(candidates, workload, 6 * 3600, availability, gpu_caps={"g0": 32}))
         seconds = time.perf_counter() - start
         rows.append({"offerings": offerings, "configs/offering": configs, "classes": len(workload.classes),
                      "candidates": len(candidates), "x variables": len(candidates) * len(workload.classes),

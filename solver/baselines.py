@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from solver.candidates import Candidate
-from solver.fleet import FleetSolution, Infeasible, solve_fleet
-from solver.workload import Workload
+from solver.fleet import FleetProblem, FleetSolution, Infeasible, solve_fleet
 
 BASELINES = ("single-16bit", "melange-16bit", "uniform-quant")
 
@@ -27,16 +25,9 @@ class BaselineResult:
     reason: str = ""
 
 
-def solve_baselines(
-    candidates: list[Candidate],
-    workload: Workload,
-    deadline_s: float,
-    availability: dict[int, int],
-    budget: float | None = None,
-    gpu_caps: dict[str, int] | None = None,
-) -> list[BaselineResult]:
-    """Solve each baseline under the same deadline, budget and availability."""
-    whole = [c for c in candidates if c.whole_model_uniform]
+def solve_baselines(problem: FleetProblem) -> list[BaselineResult]:
+    """Solve each baseline under the problem's deadline, budget and availability."""
+    whole = [c for c in problem.candidates if c.whole_model_uniform]
     sixteen = [c for c in whole if c.bits == 16]
     lowest = min((c.bits for c in whole), default=16)
     uniform = [c for c in whole if c.bits == lowest]
@@ -49,7 +40,7 @@ def solve_baselines(
     for name in BASELINES:
         subset, single = problems[name]
         try:
-            solution = solve_fleet(subset, workload, deadline_s, availability, budget, gpu_caps, single_offering=single)
+            solution = solve_fleet(problem.with_(candidates=subset), single_offering=single)
             results.append(BaselineResult(name, solution))
         except Infeasible:
             results.append(BaselineResult(name, None, "infeasible under the same deadline, budget and availability"))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from solver.costmodel import Device, ModelShape, class_throughput
-from solver.device_profile import class_requests_per_s
+from solver.device_profile import CpuProfile
 from solver.quality import model_quality
 from solver.workload import Workload
 
@@ -88,9 +88,7 @@ def build_candidates(
     `cpu_profile` (`costserve profile --device cpu`) of this model, CPU offerings take their
     throughput from it instead of the roofline: measured per thread, times the offering's vCPUs.
     """
-    if cpu_profile is not None and (cpu_profile.get("device") != "cpu" or cpu_profile.get("model") != model.name
-                                    or cpu_profile.get("layers") != model.layers):
-        cpu_profile = None  # a profile of another device or model says nothing about this one
+    measured_cpu = CpuProfile.matching(cpu_profile, model.name, model.layers)
     specs = gpus.set_index("gpu", drop=False)
     calibration = profile_calibration(profile, specs, model, workload) if profile is not None else {}
     allowed = {b: q for b in bit_widths if (q := model_quality((b,) * model.layers, model.name)) >= quality_target}
@@ -107,11 +105,9 @@ def build_candidates(
             for tp in tps:
                 device = Device.from_catalog(gpu_row, tp, int(row["vcpus"]), float(row["host_memory_gib"]))
                 replicas = 1 if row["gpu"] == "cpu" else row["gpu_count"] // tp
-                if (device, bits) not in per_device and row["gpu"] == "cpu" and cpu_profile is not None and bits in (16, 8, 4):
-                    per_thread = 1 / int(cpu_profile["threads"])
+                if (device, bits) not in per_device and row["gpu"] == "cpu" and measured_cpu is not None and measured_cpu.has_bits(bits):
                     per_device[(device, bits)] = [
-                        class_requests_per_s(cpu_profile, [bits] * model.layers, c.input_tokens, c.output_tokens)
-                        * per_thread * int(row["vcpus"])
+                        measured_cpu.class_requests_per_s([bits] * model.layers, c.input_tokens, c.output_tokens, int(row["vcpus"]))
                         for c in workload.classes
                     ]
                 if (device, bits) not in per_device:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from collections import Counter
+from typing import Any
 
 GIB = 2**30
 # Achieved fraction of peak tensor FLOPs in prefill; vLLM/SGLang prefill typically reaches
@@ -87,6 +85,18 @@ class ModelShape:
         """KV cache bytes one token of context costs across all layers."""
         return 2 * self.layers * self.kv_heads * self.head_dim * KV_BYTES_PER_VALUE
 
+    def layer_kv_bytes_per_token(self) -> float:
+        """KV cache bytes one token of context costs in one decoder layer."""
+        return self.kv_bytes_per_token() / self.layers
+
+    def layer_weight_bytes(self, bits: int) -> float:
+        """Stored bytes of one decoder layer's weights at `bits` bits (quantisation scales included)."""
+        return self.layer_params() * STORED_BITS[bits] / 8
+
+    def activation_bytes(self, tokens: float) -> float:
+        """Hidden and MLP activations (fp16 bytes) of `tokens` tokens computed in one pass."""
+        return tokens * (4 * self.hidden + 2 * self.intermediate) * 2
+
 
 @dataclass(frozen=True)
 class Device:
@@ -132,18 +142,63 @@ def weight_bytes(model: ModelShape, bits: tuple[int, ...]) -> float:
     """Bytes of all weights with decoder layer i at bits[i] (embeddings at 16 bits)."""
     if len(bits) != model.layers:
         raise ValueError(f"bits: {len(bits)} entries for {model.layers} layers")
-    layers = sum(model.layer_params() * STORED_BITS[b] / 8 for b in bits)
+    layers = sum(model.layer_weight_bytes(b) for b in bits)
     return layers + model.embedding_params() * 2
 
 
-def _dequant_factor(bits: tuple[int, ...]) -> float:
-    return sum(DEQUANT_OVERHEAD[b] for b in bits) / len(bits)
+def workspace_bytes(model: ModelShape, prefill_tokens: float, logit_rows: int) -> float:
+    """Activation workspace (bytes): one prefill pass of `prefill_tokens` tokens, plus `logit_rows` rows of fp32 logits."""
+    return model.activation_bytes(prefill_tokens) + logit_rows * model.vocab * 4
 
 
-def workspace_bytes(model: ModelShape, batch: int, input_tokens: float) -> float:
-    """Activation workspace: one prefill chunk's hidden/MLP activations plus the batch's logits."""
-    tokens = min(batch * input_tokens, PREFILL_CHUNK_TOKENS)
-    return tokens * (4 * model.hidden + 2 * model.intermediate) * 2 + batch * model.vocab * 4
+@dataclass(frozen=True)
+class StepShape:
+    """The work of one prefill pass and one decode step.
+
+    A prefill pass runs `prefill_sequences` prompts of `prompt_tokens` tokens each; a decode
+    step runs `decode_batch` sequences holding `context_tokens` tokens of context each.
+    """
+
+    prefill_sequences: float
+    prompt_tokens: float
+    decode_batch: float
+    context_tokens: float
+
+
+def layer_seconds(model: ModelShape, device: Device, bits: int, step: StepShape) -> tuple[float, float]:
+    """(prefill pass, decode step) seconds of one decoder layer at `bits` bits on `device`: the roofline.
+
+    This one function prices every layer the planner places: a whole replica, a pipeline stage
+    (solver.partition), a hybrid replica's GPU- and CPU-computed layers (solver.host_offload).
+    Prefill is compute-bound: the linear layers (with the dequantisation overhead) plus causal
+    attention. A decode step takes max(bytes read / bandwidth, linear-layer FLOPs / peak); it
+    reads the layer's weights (an MoE layer only its routed experts, until the batch covers
+    them all) and the batch's KV cache.
+    """
+    active, dq = model.layer_active_params(), DEQUANT_OVERHEAD[bits]
+    tokens = step.prefill_sequences * step.prompt_tokens
+    prefill = (2 * active * tokens * dq + 2 * model.hidden * step.prompt_tokens * tokens) / device.effective_flops()
+    experts_read = min(1.0, active / model.layer_params() * step.decode_batch) if model.experts > 1 else 1.0
+    read = model.layer_weight_bytes(bits) * experts_read + step.decode_batch * step.context_tokens * model.layer_kv_bytes_per_token()
+    flops = 2 * step.decode_batch * active * dq  # the linear layers; decode attention is a per-sequence GEMV, its KV read above
+    return prefill, max(read / device.effective_bandwidth(), flops / device.effective_flops())
+
+
+def head_seconds(model: ModelShape, device: Device, step: StepShape) -> tuple[float, float]:
+    """(prefill pass, decode step) seconds of the LM head (16 bits, the last position of each sequence only)."""
+    params = model.vocab * model.hidden
+    prefill = 2 * params * step.prefill_sequences / device.effective_flops()
+    decode = max(params * 2 / device.effective_bandwidth(), 2 * params * step.decode_batch / device.effective_flops())
+    return prefill, decode
+
+
+def replica_seconds(model: ModelShape, device: Device, bits: tuple[int, ...], step: StepShape) -> tuple[float, float]:
+    """(prefill pass, decode step) seconds of a whole replica: every layer at its bits, then the LM head."""
+    prefill, decode = head_seconds(model, device, step)
+    for b, n in Counter(bits).items():
+        layer_prefill, layer_decode = layer_seconds(model, device, b, step)
+        prefill, decode = prefill + n * layer_prefill, decode + n * layer_decode
+    return prefill, decode
 
 
 def max_batch(model: ModelShape, device: Device, bits: tuple[int, ...], input_tokens: float, output_tokens: float) -> int:
@@ -151,29 +206,19 @@ def max_batch(model: ModelShape, device: Device, bits: tuple[int, ...], input_to
     free = device.usable_bytes() - weight_bytes(model, bits)
     per_seq = (input_tokens + output_tokens) * model.kv_bytes_per_token()
     batch = min(MAX_BATCH, int(free // per_seq)) if free > 0 else 0
-    while batch > 0 and batch * per_seq + workspace_bytes(model, batch, input_tokens) > free:
+    while batch > 0 and batch * per_seq + workspace_bytes(model, min(batch * input_tokens, PREFILL_CHUNK_TOKENS), batch) > free:
         batch -= 1
     return batch
 
 
 def prefill_seconds(model: ModelShape, device: Device, bits: tuple[int, ...], batch: int, input_tokens: float) -> float:
-    """Time to prefill `batch` prompts of `input_tokens` (compute-bound; causal attention included)."""
-    linear = 2 * model.layers * model.layer_active_params() * input_tokens * batch
-    attention = 2 * model.layers * model.hidden * input_tokens**2 * batch
-    head = 2 * model.vocab * model.hidden * batch  # logits of the last position only
-    return (linear * _dequant_factor(bits) + attention + head) / device.effective_flops()
+    """Time (s) to prefill `batch` prompts of `input_tokens` (compute-bound; causal attention included)."""
+    return replica_seconds(model, device, bits, StepShape(batch, input_tokens, 0, 0))[0]
 
 
 def decode_step_seconds(model: ModelShape, device: Device, bits: tuple[int, ...], batch: int, context_tokens: float) -> float:
-    """One decode step for `batch` sequences at `context_tokens` each: max(memory roof, compute roof)."""
-    active_share = model.layer_active_params() / model.layer_params()  # MoE reads only routed experts...
-    experts_read = min(1.0, active_share * batch) if model.experts > 1 else 1.0  # ...until the batch covers all
-    layer_bytes = weight_bytes(model, bits) - model.embedding_params() * 2
-    read = layer_bytes * experts_read + model.vocab * model.hidden * 2 + batch * context_tokens * model.kv_bytes_per_token()
-    memory_time = read / device.effective_bandwidth()
-    flops = 2 * batch * (model.layers * model.layer_active_params() * _dequant_factor(bits) + model.vocab * model.hidden)
-    flops += 4 * batch * model.layers * model.hidden * context_tokens  # attention over the context
-    return max(memory_time, flops / device.effective_flops())
+    """Time (s) of one decode step for `batch` sequences at `context_tokens` each (each layer: max of memory and compute roof)."""
+    return replica_seconds(model, device, bits, StepShape(0, 0, batch, context_tokens))[1]
 
 
 @dataclass(frozen=True)
@@ -195,7 +240,6 @@ def class_throughput(model: ModelShape, device: Device, bits: tuple[int, ...], i
     if batch == 0:
         return Throughput(0, 0.0, 0.0, math.inf)
     steps = max(1, math.ceil(output_tokens))
-    seconds = prefill_seconds(model, device, bits, batch, input_tokens) + steps * decode_step_seconds(
-        model, device, bits, batch, input_tokens + output_tokens / 2
-    )
+    prefill, decode = replica_seconds(model, device, bits, StepShape(batch, input_tokens, batch, input_tokens + output_tokens / 2))
+    seconds = prefill + steps * decode
     return Throughput(batch, batch / seconds, batch * output_tokens / seconds, seconds)

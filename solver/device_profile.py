@@ -10,8 +10,12 @@ from the nearest two points.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from solver.costmodel import StepShape
 
 
 def default_profile_path(device: str, model: str) -> Path:
@@ -74,3 +78,44 @@ def class_requests_per_s(profile: dict[str, Any], bits: list[int], input_tokens:
     prefill_ms = batch * input_tokens * sum(profile["layer_prefill_ms_per_token"][str(b)] for b in bits)
     decode_ms = max(1.0, output_tokens) * decode_step_ms(profile, bits, batch, input_tokens + output_tokens / 2)
     return batch / ((prefill_ms + decode_ms) / 1000)
+
+
+@dataclass(frozen=True)
+class CpuProfile:
+    """A `costserve profile --device cpu` profile of one model, measured on `threads` threads.
+
+    The one adapter from a CPU profile to any host the planner prices (a CPU offering, this
+    machine, a hybrid replica's host): layer time ∝ 1 / vCPUs, so a host of `vcpus` vCPUs
+    runs `vcpus / threads` times as fast as the profiled one.
+    """
+
+    data: dict[str, Any]
+
+    @classmethod
+    def matching(cls, profile: dict[str, Any] | None, model: str, layers: int) -> "CpuProfile | None":
+        """The profile when it was measured on a CPU for this model (name and layer count), else None.
+
+        A profile of another device or model says nothing about this one.
+        """
+        if profile is None or profile.get("device") != "cpu" or profile.get("model") != model or profile.get("layers") != layers:
+            return None
+        return cls(profile)
+
+    def speedup(self, vcpus: int) -> float:
+        """How many times faster than the profiled threads a host of `vcpus` vCPUs runs a layer."""
+        return max(1, vcpus) / int(self.data["threads"])
+
+    def has_bits(self, bits: int) -> bool:
+        """Whether the profile measured layers at `bits` bits."""
+        return str(bits) in self.data["layer_decode_ms"] and str(bits) in self.data["layer_prefill_ms_per_token"]
+
+    def class_requests_per_s(self, bits: list[int], input_tokens: float, output_tokens: float, vcpus: int) -> float:
+        """Requests/s of a whole replica (layer i at bits[i]) on `vcpus` vCPUs, on requests of these mean lengths."""
+        return class_requests_per_s(self.data, bits, input_tokens, output_tokens) * self.speedup(vcpus)
+
+    def layer_seconds(self, bits: int, step: "StepShape", vcpus: int) -> tuple[float, float]:
+        """(prefill pass, decode step) seconds of one layer at `bits` on `vcpus` vCPUs (cf. solver.costmodel.layer_seconds)."""
+        per_token_ms = self.data["layer_prefill_ms_per_token"][str(bits)]
+        prefill_ms = per_token_ms * step.prompt_tokens * step.prefill_sequences
+        decode_ms = layer_decode_ms(self.data, bits, step.decode_batch, step.context_tokens)
+        return prefill_ms / 1000 / self.speedup(vcpus), decode_ms / 1000 / self.speedup(vcpus)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyomo.environ as pyo
 
@@ -19,19 +19,31 @@ from solver.candidates import Candidate
 from solver.workload import Workload
 
 
-def build_fleet_model(
-    candidates: list[Candidate],
-    workload: Workload,
-    deadline_s: float,
-    availability: dict[int, int],
-    budget: float | None = None,
-    gpu_caps: dict[str, int] | None = None,
-    single_offering: bool = False,
-) -> pyo.ConcreteModel:
-    """The fleet MILP for `deadline_s` seconds; `availability` maps offering -> max instances.
+@dataclass(frozen=True)
+class FleetProblem:
+    """What one fleet MILP is asked: candidates, the batch, and the limits every fleet must meet.
 
-    `single_offering` restricts the fleet to one offering type (the homogeneous baselines).
+    `deadline_s` (s); `availability` maps offering -> max instances; `budget` ($, None: no
+    budget); `gpu_caps` maps GPU name -> max GPUs across the fleet. Baselines, the budget
+    bisection and the diagnosis each ask a variant of one problem (`with_`).
     """
+
+    candidates: list[Candidate]
+    workload: Workload
+    deadline_s: float
+    availability: dict[int, int]
+    budget: float | None = None
+    gpu_caps: dict[str, int] | None = None
+
+    def with_(self, **changes: object) -> "FleetProblem":
+        """The same problem with some fields replaced (e.g. `deadline_s`, `budget`, `candidates`)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def build_fleet_model(problem: FleetProblem, single_offering: bool = False) -> pyo.ConcreteModel:
+    """The fleet MILP of `problem`; `single_offering` restricts the fleet to one offering type (the homogeneous baselines)."""
+    candidates, workload, deadline_s = problem.candidates, problem.workload, problem.deadline_s
+    availability, budget, gpu_caps = problem.availability, problem.budget, problem.gpu_caps
     m = pyo.ConcreteModel("fleet")
     m.C = pyo.Set(initialize=range(len(candidates)))  # candidates c
     m.K = pyo.Set(initialize=range(len(workload.classes)))  # workload classes k
@@ -143,20 +155,13 @@ def prune_dominated(candidates: list[Candidate]) -> list[Candidate]:
     return [candidates[i] for i in sorted(keep)]
 
 
-def solve_fleet(
-    candidates: list[Candidate],
-    workload: Workload,
-    deadline_s: float,
-    availability: dict[int, int],
-    budget: float | None = None,
-    gpu_caps: dict[str, int] | None = None,
-    single_offering: bool = False,
-) -> FleetSolution:
+def solve_fleet(problem: FleetProblem, single_offering: bool = False) -> FleetSolution:
     """Solve the fleet MILP with HiGHS; raises Infeasible when no fleet fits."""
-    if not candidates or not workload.classes:
-        raise Infeasible("no candidate configuration" if not candidates else "no jobs")
-    candidates = prune_dominated(candidates)
-    model = build_fleet_model(candidates, workload, deadline_s, availability, budget, gpu_caps, single_offering)
+    if not problem.candidates or not problem.workload.classes:
+        raise Infeasible("no candidate configuration" if not problem.candidates else "no jobs")
+    candidates = prune_dominated(problem.candidates)
+    deadline_s = problem.deadline_s
+    model = build_fleet_model(problem.with_(candidates=candidates), single_offering)
     result = pyo.SolverFactory("appsi_highs").solve(model, load_solutions=False)
     if result.solver.termination_condition != pyo.TerminationCondition.optimal:
         raise Infeasible(str(result.solver.termination_condition))
@@ -175,26 +180,18 @@ def solve_fleet(
     return FleetSolution(float(pyo.value(model.cost)), tuple(groups))
 
 
-def fastest_within_budget(
-    candidates: list[Candidate],
-    workload: Workload,
-    budget: float,
-    availability: dict[int, int],
-    gpu_caps: dict[str, int] | None = None,
-    tolerance_s: float = 60.0,
-    longest_s: float = 30 * 24 * 3600.0,
-) -> FleetSolution:
-    """Minimum-makespan fleet within `budget` $: bisection on the deadline (Algorithm 1)."""
+def fastest_within_budget(problem: FleetProblem, tolerance_s: float = 60.0, longest_s: float = 30 * 24 * 3600.0) -> FleetSolution:
+    """Minimum-makespan fleet within the problem's budget ($): bisection on the deadline (Algorithm 1)."""
     try:
-        best = solve_fleet(candidates, workload, longest_s, availability, budget, gpu_caps)
+        best = solve_fleet(problem.with_(deadline_s=longest_s))
     except Infeasible:
-        raise Infeasible(f"no fleet finishes within {longest_s / 3600:.0f}h for ${budget:.2f}") from None
-    low = min(c.startup_seconds for c in candidates)
+        raise Infeasible(f"no fleet finishes within {longest_s / 3600:.0f}h for ${problem.budget:.2f}") from None
+    low = min(c.startup_seconds for c in problem.candidates)
     high = best.makespan_seconds
     while high - low > tolerance_s:
         mid = (low + high) / 2
         try:
-            best = solve_fleet(candidates, workload, mid, availability, budget, gpu_caps)
+            best = solve_fleet(problem.with_(deadline_s=mid))
             high = min(mid, best.makespan_seconds)
         except Infeasible:
             low = mid

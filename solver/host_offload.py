@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from solver.costmodel import (
-    DEQUANT_OVERHEAD,
     GIB,
     MEMORY_UTILIZATION,
     RUNTIME_OVERHEAD_GIB,
-    STORED_BITS,
     Device,
     ModelShape,
+    StepShape,
+    layer_seconds,
+    workspace_bytes,
 )
-from solver.device_profile import layer_decode_ms
+from solver.device_profile import CpuProfile
 
 # Achieved fraction of nominal PCIe bandwidth for pinned host -> GPU copies (cudaMemcpyAsync
 # from pinned memory typically reaches 80-90% of the link).
@@ -56,7 +57,7 @@ class Host:
     memory_gib: float
     pcie_gbps: float
     cpu: Device
-    cpu_profile: dict[str, Any] | None = None
+    cpu_profile: CpuProfile | None = None
 
     def usable_bytes(self) -> float:
         """Host memory the engine may fill with layers and KV cache (bytes)."""
@@ -67,7 +68,7 @@ class Host:
         return self.pcie_gbps * 1e9 * PCIE_EFFICIENCY
 
 
-def host_of(cpu_row: Any, vcpus: int, memory_gib: float, pcie_gbps: float, cpu_profile: dict[str, Any] | None = None) -> Host:
+def host_of(cpu_row: Any, vcpus: int, memory_gib: float, pcie_gbps: float, cpu_profile: CpuProfile | None = None) -> Host:
     """A Host from gpus.csv's per-vCPU `cpu` row, the GPU's share of vCPUs and RAM, and its PCIe GB/s."""
     return Host(vcpus, memory_gib, pcie_gbps, Device.from_catalog(cpu_row, 1, vcpus, memory_gib), cpu_profile)
 
@@ -101,43 +102,31 @@ class HybridShape:
     input_tokens: float
     output_tokens: float
 
-
-def _compute_seconds(model: ModelShape, device: Device, bits: int, shape: HybridShape) -> tuple[float, float]:
-    """(prefill pass, decode step) seconds of one layer on a roofline device."""
-    kv_per_token = model.kv_bytes_per_token() / model.layers
-    weights = model.layer_params() * STORED_BITS[bits] / 8
-    dq = DEQUANT_OVERHEAD[bits]
-    tokens = shape.input_tokens * shape.prefill_mb
-    prefill = (2 * model.layer_active_params() * tokens * dq + 2 * model.hidden * shape.input_tokens * tokens) / device.effective_flops()
-    read = weights + shape.batch * (shape.input_tokens + shape.output_tokens / 2) * kv_per_token
-    decode = max(read / device.effective_bandwidth(), 2 * model.layer_active_params() * shape.batch * dq / device.effective_flops())
-    return prefill, decode
+    @property
+    def step(self) -> StepShape:
+        """One prefill pass of `prefill_mb` prompts; one decode step of the batch at the mean context."""
+        return StepShape(self.prefill_mb, self.input_tokens, self.batch, self.input_tokens + self.output_tokens / 2)
 
 
 def _cpu_seconds(model: ModelShape, host: Host, bits: int, shape: HybridShape) -> tuple[float, float]:
-    """(prefill pass, decode step) seconds of one layer on the host CPU: the profile when it fits, else the roofline."""
-    p = host.cpu_profile
-    if p is not None and p.get("model") == model.name and str(bits) in p.get("layer_decode_ms", {}):
-        scale = int(p["threads"]) / max(1, host.vcpus)  # profiled on `threads` threads; layer time ∝ 1 / vCPUs
-        per_token_ms = p["layer_prefill_ms_per_token"][str(bits)]
-        prefill = per_token_ms * shape.input_tokens * shape.prefill_mb * scale / 1000
-        decode = layer_decode_ms(p, bits, shape.batch, shape.input_tokens + shape.output_tokens / 2) * scale / 1000
-        return prefill, decode
-    return _compute_seconds(model, host.cpu, bits, shape)
+    """(prefill pass, decode step) seconds of one layer on the host CPU: the profile when it has these bits, else the roofline."""
+    if host.cpu_profile is not None and host.cpu_profile.has_bits(bits):
+        return host.cpu_profile.layer_seconds(bits, shape.step, host.vcpus)
+    return layer_seconds(model, host.cpu, bits, shape.step)
 
 
 def layer_costs(model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bit_widths: tuple[int, ...]) -> dict[tuple[int, str], LayerCosts]:
     """Per (bits, placement) of PLACEMENTS: what one decoder layer costs in a hybrid replica."""
-    kv_layer = shape.batch * (shape.input_tokens + shape.output_tokens) * model.kv_bytes_per_token() / model.layers
+    kv_layer = shape.batch * (shape.input_tokens + shape.output_tokens) * model.layer_kv_bytes_per_token()
     pcie = host.pcie_bytes_per_s()
     # activations to the CPU and back per pass; KV computed on one side and kept on the other crosses once
     act_prefill = 2 * shape.prefill_mb * shape.input_tokens * model.hidden * ACTIVATION_BYTES / pcie
     act_decode = 2 * shape.batch * model.hidden * ACTIVATION_BYTES / pcie
-    kv_prefill = shape.prefill_mb * shape.input_tokens * model.kv_bytes_per_token() / model.layers / pcie
+    kv_prefill = shape.prefill_mb * shape.input_tokens * model.layer_kv_bytes_per_token() / pcie
     out: dict[tuple[int, str], LayerCosts] = {}
     for b in bit_widths:
-        weights = model.layer_params() * STORED_BITS[b] / 8
-        gpu_pre, gpu_dec = _compute_seconds(model, gpu, b, shape)
+        weights = model.layer_weight_bytes(b)
+        gpu_pre, gpu_dec = layer_seconds(model, gpu, b, shape.step)
         cpu_pre, cpu_dec = _cpu_seconds(model, host, b, shape)
         for name, (pre_on, dec_on) in PLACEMENTS.items():
             if name == "gpu":
@@ -157,13 +146,4 @@ def layer_costs(model: ModelShape, gpu: Device, host: Host, shape: HybridShape, 
 
 def fixed_gpu_bytes(model: ModelShape, shape: HybridShape) -> float:
     """GPU bytes needed whatever the layers: embeddings, LM head, one prefill pass's activations, the batch's logits."""
-    embed = model.embedding_params() * 2
-    workspace = shape.prefill_mb * shape.input_tokens * (4 * model.hidden + 2 * model.intermediate) * 2
-    return embed + workspace + shape.batch * model.vocab * 4
-
-
-def head_seconds(model: ModelShape, gpu: Device, shape: HybridShape) -> tuple[float, float]:
-    """(prefill pass, decode step) GPU seconds of the LM head (one position per sequence)."""
-    prefill = 2 * model.vocab * model.hidden * shape.prefill_mb / gpu.effective_flops()
-    decode = max(model.vocab * model.hidden * 2 / gpu.effective_bandwidth(), 2 * model.vocab * model.hidden * shape.batch / gpu.effective_flops())
-    return prefill, decode
+    return model.embedding_params() * 2 + workspace_bytes(model, shape.prefill_mb * shape.input_tokens, shape.batch)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from solver.candidates import Candidate, offering_label, purchase_options
 from solver.costmodel import Device, ModelShape
+from solver.device_profile import CpuProfile
 from solver.host_offload import host_of
 from solver.hybrid_partition import HybridPartition, hybrid_partition, hybrid_throughput
 from solver.partitioned import heaviest_class
@@ -51,10 +52,11 @@ def hybrid_candidates(
     """
     layer_loss = model_layer_loss(model.name, model.layers)
     heavy = heaviest_class(workload)
+    measured_cpu = CpuProfile.matching(cpu_profile, model.name, model.layers)
     layouts: dict[Shape, tuple[HybridPartition, list[float]] | None] = {}
     for gpu, gpus, vcpus, memory in shapes_needing_host(offerings, uniform):
         device = Device.from_catalog(specs.loc[gpu], 1)
-        host = host_of(specs.loc["cpu"], max(1, vcpus // gpus), memory / gpus, float(specs.loc[gpu]["pcie_gbps"]), cpu_profile)
+        host = host_of(specs.loc["cpu"], max(1, vcpus // gpus), memory / gpus, float(specs.loc[gpu]["pcie_gbps"]), measured_cpu)
         layout = hybrid_partition(model, device, host, heavy.input_tokens, heavy.output_tokens, quality_target, layer_loss, bit_widths)
         if layout is None or not layout.host_layers:
             layouts[(gpu, gpus, vcpus, memory)] = None

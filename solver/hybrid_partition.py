@@ -16,14 +16,13 @@ from dataclasses import dataclass
 
 import pyomo.environ as pyo
 
-from solver.costmodel import Device, ModelShape
+from solver.costmodel import Device, ModelShape, head_seconds
 from solver.host_offload import (
     PLACEMENTS,
     Host,
     HybridShape,
     LayerCosts,
     fixed_gpu_bytes,
-    head_seconds,
     layer_costs,
 )
 from solver.partition import solve_ilp
@@ -132,7 +131,7 @@ def phase_seconds(model: ModelShape, gpu: Device, host: Host, shape: HybridShape
     host_bytes = sum(c.host_bytes for c in chosen) + (0.0 if on_gpu else fixed_gpu_bytes(model, shape))
     if host_bytes > host.usable_bytes():
         return None
-    head = head_seconds(model, gpu if on_gpu else host.cpu, shape)
+    head = head_seconds(model, gpu if on_gpu else host.cpu, shape.step)
     pcie = (sum(c.prefill.pcie for c in chosen), sum(c.decode.pcie for c in chosen)) if on_gpu else (0.0, 0.0)
     pre = max(pcie[0], head[0] + sum(c.prefill.gpu + c.prefill.cpu for c in chosen))
     dec = max(pcie[1], head[1] + sum(c.decode.gpu + c.decode.cpu for c in chosen))
@@ -164,7 +163,7 @@ def hybrid_partition(
             shape = HybridShape(batch, prefill_mb, input_tokens, output_tokens)
             costs = layer_costs(model, gpu, host, shape, bit_widths)
             ilp = build_hybrid_model(model.layers, costs, {b: layer_loss[b] for b in bit_widths}, gpu.usable_bytes(),
-                                     fixed_gpu_bytes(model, shape), host.usable_bytes(), head_seconds(model, gpu, shape),
+                                     fixed_gpu_bytes(model, shape), host.usable_bytes(), head_seconds(model, gpu, shape.step),
                                      math.ceil(batch / prefill_mb), max(1, math.ceil(output_tokens)), budget)
             if not solve_ilp(ilp, time_limit_s):
                 continue

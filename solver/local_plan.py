@@ -14,7 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from solver.costmodel import Device, ModelShape, class_throughput
-from solver.device_profile import class_requests_per_s
+from solver.device_profile import CpuProfile
 from solver.plan import BaselinePlan, FleetGroupPlan, Plan, Replica, WorkloadClassPlan
 from solver.quality import model_quality
 from solver.workload import Workload
@@ -54,11 +54,9 @@ def local_price_per_hour(offerings: "pd.DataFrame", vcpus: int, override: float 
 def local_requests_per_s(model: ModelShape, cpu_spec: "pd.Series", vcpus: int, memory_gib: float, bits: list[int],
                          workload: Workload, cpu_profile: dict[str, Any] | None) -> list[float]:
     """Requests/s of this machine on each workload class, from its CPU profile or the roofline."""
-    usable = cpu_profile is not None and cpu_profile.get("model") == model.name and cpu_profile.get("layers") == len(bits)
-    if usable:
-        assert cpu_profile is not None
-        scale = vcpus / int(cpu_profile["threads"])
-        return [class_requests_per_s(cpu_profile, bits, c.input_tokens, c.output_tokens) * scale for c in workload.classes]
+    measured = CpuProfile.matching(cpu_profile, model.name, len(bits))
+    if measured is not None and all(measured.has_bits(b) for b in set(bits)):
+        return [measured.class_requests_per_s(bits, c.input_tokens, c.output_tokens, vcpus) for c in workload.classes]
     device = Device.from_catalog(cpu_spec, 1, vcpus, memory_gib)
     return [class_throughput(model, device, tuple(bits), c.input_tokens, c.output_tokens).requests_per_s
             for c in workload.classes]

@@ -16,12 +16,7 @@ from dataclasses import dataclass
 
 import pyomo.environ as pyo
 
-from solver.costmodel import (
-    STORED_BITS,
-    Device,
-    ModelShape,
-    _dequant_factor,
-)
+from solver.costmodel import Device, ModelShape, StepShape, layer_seconds, workspace_bytes
 from solver.quality import quality_budget as loss_budget
 
 
@@ -152,24 +147,17 @@ def stage_costs(
     input_tokens: float, output_tokens: float, first: bool, last: bool, link_gbps: float,
     bit_widths: tuple[int, ...],
 ) -> StageCosts:
-    """Roofline cost tables of one device as one pipeline stage (see solver.costmodel)."""
-    context = input_tokens + output_tokens
-    kv_per_token = model.kv_bytes_per_token() / model.layers  # one layer, one token of context
+    """Cost tables of one device as one pipeline stage: solver.costmodel's per-layer roofline, per bit-width."""
     fixed = model.vocab * model.hidden * 2 * (int(first) + int(last and not (first and model.tied_embeddings)))
-    fixed += (prefill_mb * input_tokens) * (4 * model.hidden + 2 * model.intermediate) * 2
-    flops, bandwidth = device.effective_flops(), device.effective_bandwidth()
-    layer_bytes, prefill, decode = {}, {}, {}
-    for b in bit_widths:
-        weights = model.layer_params() * STORED_BITS[b] / 8
-        layer_bytes[b] = weights + kv_per_token * context * batch
-        dq = _dequant_factor((b,))
-        prefill[b] = (2 * model.layer_active_params() * input_tokens * prefill_mb * dq
-                      + 2 * model.hidden * input_tokens**2 * prefill_mb) / flops
-        read = weights + decode_mb * (input_tokens + output_tokens / 2) * kv_per_token
-        decode[b] = max(read / bandwidth, 2 * model.layer_active_params() * decode_mb * dq / flops)
+    fixed += workspace_bytes(model, prefill_mb * input_tokens, 0)
+    step = StepShape(prefill_mb, input_tokens, decode_mb, input_tokens + output_tokens / 2)
+    kv_layer = model.layer_kv_bytes_per_token() * (input_tokens + output_tokens) * batch
+    layer_bytes = {b: model.layer_weight_bytes(b) + kv_layer for b in bit_widths}
+    seconds = {b: layer_seconds(model, device, b, step) for b in bit_widths}
     link = link_gbps * 1e9
     return StageCosts(
-        name=device.name, capacity=device.usable_bytes(), fixed=fixed, layer_bytes=layer_bytes, prefill_s=prefill, decode_s=decode,
+        name=device.name, capacity=device.usable_bytes(), fixed=fixed, layer_bytes=layer_bytes,
+        prefill_s={b: s[0] for b, s in seconds.items()}, decode_s={b: s[1] for b, s in seconds.items()},
         send_prefill_s=prefill_mb * input_tokens * model.hidden * 2 / link if link else 0.0,
         send_decode_s=decode_mb * model.hidden * 2 / link if link else 0.0,
     )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from solver.baselines import solve_baselines
 from solver.candidates import BIT_WIDTHS, Candidate, build_candidates, profile_calibration
 from solver.costmodel import ModelShape
-from solver.fleet import FleetGroup, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
+from solver.fleet import FleetGroup, FleetProblem, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
 from solver.hybrid_candidates import hybrid_candidates
 from solver.partitioned import partitioned_candidates
 from solver.plan import BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, WorkloadClassPlan, check_engine_can_run
@@ -31,35 +31,35 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
 
 
-def diagnose(
-    candidates: list[Candidate], model: ModelShape, workload: Workload, deadline_s: float,
-    availability: dict[int, int], budget: float | None, gpu_caps: dict[str, int] | None,
-    quality_target: float, all_candidates: Callable[[int], bool],
-) -> str:
-    """One line: why nothing fits, and the nearest feasible point."""
-    if not candidates:
+def diagnose(problem: FleetProblem, model: ModelShape, quality_target: float, all_candidates: Callable[[int], bool]) -> str:
+    """One line: why `problem` has no fleet, and the nearest feasible point.
+
+    `all_candidates(bits)` says whether any offering could hold the model at `bits` bits at any quality.
+    """
+    if not problem.candidates:
         for bits in BIT_WIDTHS:
             if all_candidates(bits):
                 q = model_quality((bits,) * model.layers, model.name)
                 return (f"no offering has memory for {model.name} at a quality of {quality_target:g}: "
                         f"allow --quality {math.floor(q * 1000) / 1000:g} for {bits}-bit")
         return f"no available offering has memory for {model.name} even at {min(BIT_WIDTHS)}-bit"
-    if budget is not None:
+    deadline = _hours(problem.deadline_s)
+    if problem.budget is not None:
         try:
-            cheapest = solve_fleet(candidates, workload, deadline_s, availability, None, gpu_caps)
+            cheapest = solve_fleet(problem.with_(budget=None))
         except Infeasible:
             cheapest = None  # the deadline alone is already impossible: say so below
         if cheapest is not None:
-            message = f"budget ${budget:.2f} is below the cheapest fleet for {_hours(deadline_s)}, ${cheapest.cost:.2f}"
+            message = f"budget ${problem.budget:.2f} is below the cheapest fleet for {deadline}, ${cheapest.cost:.2f}"
             try:
-                fastest = fastest_within_budget(candidates, workload, budget, availability, gpu_caps)
-                message += f"; the fastest within ${budget:.2f} takes {_hours(fastest.makespan_seconds)}"
+                fastest = fastest_within_budget(problem)
+                message += f"; the fastest within ${problem.budget:.2f} takes {_hours(fastest.makespan_seconds)}"
             except Infeasible:
                 pass
             return message + " — raise --budget or --deadline"
     try:
-        fastest = fastest_within_budget(candidates, workload, math.inf, availability, gpu_caps)
-        return (f"deadline {_hours(deadline_s)} is too short for the available offerings: the fastest fleet "
+        fastest = fastest_within_budget(problem.with_(budget=math.inf))
+        return (f"deadline {deadline} is too short for the available offerings: the fastest fleet "
                 f"needs {_hours(fastest.makespan_seconds)} (${fastest.cost:.2f}) — raise --deadline or --available")
     except Infeasible as exc:
         return f"no fleet can run this batch: {exc}"
@@ -120,16 +120,16 @@ def plan_batch(
     model = ModelShape.from_row(model_row)
     availability = {int(i): int(a) for i, a in offerings["availability"].items()}
     candidates = all_candidates(offerings, gpus, model, workload, quality_target, spot, profile, partitioned, cpu_profile)
+    problem = FleetProblem(candidates, workload, deadline_s, availability, budget, gpu_caps)
     try:
-        best: FleetSolution = solve_fleet(candidates, workload, deadline_s, availability, budget, gpu_caps)
+        best: FleetSolution = solve_fleet(problem)
     except Infeasible:
         def any_at(bits: int) -> bool:
             return bool(build_candidates(offerings, gpus, model, workload, 0.0, spot, bit_widths=(bits,)))
-        raise PlanningError(diagnose(candidates, model, workload, deadline_s, availability, budget, gpu_caps,
-                                     quality_target, any_at)) from None
+        raise PlanningError(diagnose(problem, model, quality_target, any_at)) from None
     baselines = []
     if with_baselines:
-        for result in solve_baselines(candidates, workload, deadline_s, availability, budget, gpu_caps):
+        for result in solve_baselines(problem):
             if result.solution is None:
                 baselines.append(BaselinePlan(name=result.name, cost=None, makespan_s=None, note=result.reason))
                 continue

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 import pytest
 from scipy.optimize import linprog
 
 from solver.candidates import Candidate
-from solver.fleet import Infeasible, fastest_within_budget, solve_fleet
+from solver.fleet import FleetProblem, Infeasible, fastest_within_budget, solve_fleet
 from solver.workload import Workload, WorkloadClass
 
 
@@ -30,19 +31,19 @@ def test_two_types_one_class_hand_computed() -> None:
     # A: $2/h, 1 req/s -> $20 for 36,000 requests; B: $3/h, 2 req/s -> $15 (18,000 instance-seconds)
     a, b = cand(0, 2.0, (1.0,)), cand(1, 3.0, (2.0,))
     jobs = work(36_000)
-    best = solve_fleet([a, b], jobs, 5 * HOUR, {0: 4, 1: 4})
+    best = solve_fleet(FleetProblem([a, b], jobs, 5 * HOUR, {0: 4, 1: 4}))
     assert best.cost == pytest.approx(15.0)
     assert [(g.candidate.offering, g.count) for g in best.groups] == [(1, 1)]
     # B unavailable: A needs 36,000 instance-seconds, 2 instances in 5h, $20
-    only_a = solve_fleet([a, b], jobs, 5 * HOUR, {0: 4, 1: 0})
+    only_a = solve_fleet(FleetProblem([a, b], jobs, 5 * HOUR, {0: 4, 1: 0}))
     assert only_a.cost == pytest.approx(20.0) and only_a.groups[0].count == 2
     # 4h and one B: B does 28,800 requests ($12), A the other 7,200 ($4)
-    mixed = solve_fleet([a, b], jobs, 4 * HOUR, {0: 4, 1: 1})
+    mixed = solve_fleet(FleetProblem([a, b], jobs, 4 * HOUR, {0: 4, 1: 1}))
     assert mixed.cost == pytest.approx(16.0)
     shares = {g.candidate.offering: g.shares[0] for g in mixed.groups}
     assert shares == pytest.approx({0: 0.2, 1: 0.8})
     # startup is paid per instance and shortens the usable window: 2 B instances x 600 s x $3/h = $1 more
-    slow = solve_fleet([cand(1, 3.0, (2.0,), startup=600.0)], jobs, 3 * HOUR, {1: 4})
+    slow = solve_fleet(FleetProblem([cand(1, 3.0, (2.0,), startup=600.0)], jobs, 3 * HOUR, {1: 4}))
     assert slow.groups[0].count == 2 and slow.cost == pytest.approx(15.0 + 2 * 600 * 3 / HOUR)
 
 
@@ -50,7 +51,7 @@ def test_a_tiny_batch_on_a_fast_gpu_still_pays_for_one_instance() -> None:
     # 5 requests at 1.5e8 req/s: 3e-8 instance-seconds, below HiGHS's feasibility tolerance;
     # the plan must still start one instance and pay its startup (600 s at $3.6/h = $0.60)
     fast = cand(0, 3.6, (1.5e8,), startup=600.0)
-    best = solve_fleet([fast], work(5), HOUR, {0: 2})
+    best = solve_fleet(FleetProblem([fast], work(5), HOUR, {0: 2}))
     assert [(g.candidate.offering, g.count) for g in best.groups] == [(0, 1)]
     assert best.cost == pytest.approx(0.6, rel=1e-6)
 
@@ -59,19 +60,19 @@ def test_budget_and_gpu_caps() -> None:
     a, b = cand(0, 2.0, (1.0,), gpu="A"), cand(1, 3.0, (2.0,), gpu="B", gpus=4)
     jobs = work(36_000)
     with pytest.raises(Infeasible):
-        solve_fleet([a, b], jobs, 5 * HOUR, {0: 4, 1: 4}, budget=14.99)
-    capped = solve_fleet([a, b], jobs, 5 * HOUR, {0: 4, 1: 4}, gpu_caps={"B": 3})  # one B box has 4 GPUs
+        solve_fleet(FleetProblem([a, b], jobs, 5 * HOUR, {0: 4, 1: 4}, budget=14.99))
+    capped = solve_fleet(FleetProblem([a, b], jobs, 5 * HOUR, {0: 4, 1: 4}, gpu_caps={"B": 3}))  # one B box has 4 GPUs
     assert {g.candidate.gpu for g in capped.groups} == {"A"} and capped.cost == pytest.approx(20.0)
 
 
 def test_fastest_within_budget_bisects_the_deadline() -> None:
     a = cand(0, 2.0, (1.0,))
     jobs = work(36_000)  # 10 instance-hours: $20 however many instances run it
-    fast = fastest_within_budget([a], jobs, budget=25.0, availability={0: 4})
+    fast = fastest_within_budget(FleetProblem([a], jobs, math.inf, availability={0: 4}, budget=25.0))
     assert fast.groups[0].count == 4
     assert fast.makespan_seconds == pytest.approx(2.5 * HOUR, abs=61)
     with pytest.raises(Infeasible):
-        fastest_within_budget([a], jobs, budget=19.0, availability={0: 4})
+        fastest_within_budget(FleetProblem([a], jobs, math.inf, availability={0: 4}, budget=19.0))
 
 
 def brute_force(cands: list[Candidate], jobs: Workload, deadline: float, avail: dict[int, int], budget: float | None) -> float | None:
@@ -121,9 +122,9 @@ def test_milp_equals_brute_force_on_random_instances(seed: int) -> None:
     expected = brute_force(cands, jobs, deadline, avail, budget)
     if expected is None:
         with pytest.raises(Infeasible):
-            solve_fleet(cands, jobs, deadline, avail, budget)
+            solve_fleet(FleetProblem(cands, jobs, deadline, avail, budget))
         return
-    got = solve_fleet(cands, jobs, deadline, avail, budget)
+    got = solve_fleet(FleetProblem(cands, jobs, deadline, avail, budget))
     assert got.cost == pytest.approx(expected, rel=1e-6, abs=1e-6)
     # the solution itself respects every constraint
     for g in got.groups:

@@ -11,7 +11,8 @@ import pytest
 from catalog.load import load_gpus, load_models, load_offerings
 from solver.candidates import Candidate
 from solver.costmodel import GIB, Device, ModelShape
-from solver.fleet import solve_fleet
+from solver.device_profile import CpuProfile
+from solver.fleet import FleetProblem, solve_fleet
 from solver.host_offload import PCIE_EFFICIENCY, PLACEMENTS, HybridShape, fixed_gpu_bytes, host_of, layer_costs
 from solver.hybrid_partition import STREAM_BUFFERS, hybrid_partition, shape_latency
 from solver.planner import all_candidates, plan_batch
@@ -53,11 +54,11 @@ def test_layer_costs_follow_the_hardware() -> None:
 
 def test_cpu_profile_times_host_layers() -> None:
     model, t4 = _model("SmolLM2-135M"), Device.from_catalog(SPECS.loc["T4"])
-    profile = {"model": model.name, "threads": 2, "layer_prefill_ms_per_token": {"8": 0.5},
+    profile = {"device": "cpu", "model": model.name, "layers": model.layers, "threads": 2, "layer_prefill_ms_per_token": {"8": 0.5},
                "layer_decode_ms": {"8": {"1": {"100": 2.0, "1000": 4.0}, "64": {"100": 8.0, "1000": 16.0}}},
                "head_decode_ms": {"1": 1.0}}
     shape = HybridShape(batch=64, prefill_mb=2, input_tokens=100, output_tokens=0)
-    host = host_of(SPECS.loc["cpu"], 8, 64, 16, profile)
+    host = host_of(SPECS.loc["cpu"], 8, 64, 16, CpuProfile.matching(profile, model.name, model.layers))
     costs = layer_costs(model, t4, host, shape, (8,))
     assert costs[8, "cpu"].prefill.cpu == pytest.approx(0.5 * 100 * 2 * (2 / 8) / 1000)
     assert costs[8, "cpu"].decode.cpu == pytest.approx(8.0 * (2 / 8) / 1000)
@@ -108,7 +109,7 @@ def test_planner_picks_a_hybrid_replica_when_no_affordable_gpu_holds_the_model()
     # cheaper than every fleet without host layers (here: CPU instances only)
     candidates = all_candidates(T4_AND_CPU, GPUS, _model("Llama-2-13B"), WORKLOAD, 0.99, False)
     availability = {int(i): int(a) for i, a in T4_AND_CPU["availability"].items()}
-    without = solve_fleet([c for c in candidates if not c.host_layers], WORKLOAD, 24 * 3600, availability)
+    without = solve_fleet(FleetProblem([c for c in candidates if not c.host_layers], WORKLOAD, 24 * 3600, availability))
     assert plan.cost < without.cost
     assert all(b.cost is None or b.cost >= plan.cost for b in plan.baselines)
 

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from costserve.cli.output import console, fail, frame_table
 from costserve.report.files import write_report_files
 from costserve.store.runs import RunStore
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from costserve.report.data import RunReport
 
 SHOWN_GROUP_COLUMNS = ["group", "offering", "instances", "instance-hours", "$/h", "planned cost $", "cost $", "jobs",
                        "output tokens", "planned tokens/s", "tokens/s"]

@@ -20,7 +20,6 @@ from typing import Any
 from rich.console import RenderableType
 
 from costserve.errors import BrokerError, RunStateError
-from costserve.request import BatchRequest
 from costserve.run.end import finish_run
 from costserve.run.follow import follow_or_stop, worker_table
 from costserve.store.results import shards_run, shards_started_by
