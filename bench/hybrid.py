@@ -1,6 +1,6 @@
 """CPU–GPU hybrid replicas vs all-GPU and all-CPU placements: predicted prefill and decode throughput.
 
-Part 1 (cost model, `solver/host_offload.py` + the hybrid ILP): for a model at the quality of
+Part 1 (cost model, `solver/hybrid_costs.py` + the hybrid ILP): for a model at the quality of
 8 bits, on several one-GPU offerings, three placements of the same replica:
   all-GPU  every layer GPU-resident at 8 bits (where it fits),
   all-CPU  every layer in host RAM, computed by the instance's vCPUs (no GPU used),
@@ -25,7 +25,7 @@ import pandas as pd
 
 from catalog.load import load_gpus, load_models, load_offerings
 from solver.costmodel import Device, ModelShape
-from solver.host_offload import host_of
+from solver.hybrid_costs import host_of
 from solver.hybrid_partition import best_batch_rate, hybrid_partition
 from solver.quality import model_layer_loss, model_quality
 

@@ -169,7 +169,7 @@ def layer_seconds(model: ModelShape, device: Device, bits: int, step: StepShape)
     """(prefill pass, decode step) seconds of one decoder layer at `bits` bits on `device`: the roofline.
 
     This one function prices every layer the planner places: a whole replica, a pipeline stage
-    (solver.partition), a hybrid replica's GPU- and CPU-computed layers (solver.host_offload).
+    (solver.partition), a hybrid replica's GPU- and CPU-computed layers (solver.hybrid_costs).
     Prefill is compute-bound: the linear layers (with the dequantisation overhead) plus causal
     attention. A decode step takes max(bytes read / bandwidth, linear-layer FLOPs / peak); it
     reads the layer's weights (an MoE layer only its routed experts, until the batch covers

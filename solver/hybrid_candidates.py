@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from solver.candidates import Candidate, offering_label, purchase_options
 from solver.costmodel import Device, ModelShape
 from solver.device_profile import CpuProfile
-from solver.host_offload import host_of
+from solver.hybrid_costs import host_of
 from solver.hybrid_partition import HybridPartition, hybrid_partition, hybrid_throughput
-from solver.partitioned import heaviest_class
+from solver.partition_candidates import heaviest_class
 from solver.quality import model_layer_loss
 from solver.workload import Workload
 

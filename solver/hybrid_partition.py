@@ -1,6 +1,6 @@
 """Hybrid partition ILP: which decoder layers of a one-GPU replica live in host memory, and how each phase runs them.
 
-Each layer l gets a bit-width b and a placement p (solver.host_offload.PLACEMENTS): on the
+Each layer l gets a bit-width b and a placement p (solver.hybrid_costs.PLACEMENTS): on the
 GPU, or host-resident and per phase computed on the CPU or streamed to the GPU. With
 per-pass resource seconds G (GPU), C (CPU) and P (PCIe) of a phase, a pass takes
 T ≥ P and T ≥ G + C (the copy stream overlaps compute; CPU and GPU compute are serial),
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pyomo.environ as pyo
 
 from solver.costmodel import Device, ModelShape, head_seconds
-from solver.host_offload import (
+from solver.hybrid_costs import (
     PLACEMENTS,
     Host,
     HybridShape,
@@ -46,7 +46,7 @@ def build_hybrid_model(
     decode_steps: int,
     quality_budget: float | None,
 ) -> pyo.ConcreteModel:
-    """The hybrid partition ILP for one batch shape; `costs[b, p]` from solver.host_offload.layer_costs.
+    """The hybrid partition ILP for one batch shape; `costs[b, p]` from solver.hybrid_costs.layer_costs.
 
     A layer's cost depends on its bits and placement, never on which layer it is; its
     quality loss depends on the layer and bits, never on the placement. So bits are chosen

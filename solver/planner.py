@@ -11,7 +11,7 @@ from solver.candidates import BIT_WIDTHS, Candidate, build_candidates, profile_c
 from solver.costmodel import ModelShape
 from solver.fleet import FleetGroup, FleetProblem, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
 from solver.hybrid_candidates import hybrid_candidates
-from solver.partitioned import partitioned_candidates
+from solver.partition_candidates import partitioned_candidates
 from solver.plan import BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, WorkloadClassPlan, check_engine_can_run
 from solver.quality import model_quality
 from solver.workload import Workload

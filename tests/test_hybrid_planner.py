@@ -13,7 +13,7 @@ from solver.candidates import Candidate
 from solver.costmodel import GIB, Device, ModelShape
 from solver.device_profile import CpuProfile
 from solver.fleet import FleetProblem, solve_fleet
-from solver.host_offload import PCIE_EFFICIENCY, PLACEMENTS, HybridShape, fixed_gpu_bytes, host_of, layer_costs
+from solver.hybrid_costs import PCIE_EFFICIENCY, PLACEMENTS, HybridShape, fixed_gpu_bytes, host_of, layer_costs
 from solver.hybrid_partition import STREAM_BUFFERS, hybrid_partition, shape_latency
 from solver.planner import all_candidates, plan_batch
 from solver.quality import model_layer_loss, model_quality

@@ -9,7 +9,7 @@ import pytest
 from catalog.load import load_gpus, load_models, load_offerings
 from solver.costmodel import Device, ModelShape
 from solver.partition import partition_replica, partition_throughput
-from solver.partitioned import instance_layouts, mixing_can_help, stage_link_gbps
+from solver.partition_candidates import instance_layouts, mixing_can_help, stage_link_gbps
 from solver.planner import plan_batch
 from solver.quality import DEFAULT_MODEL_LOSS, model_layer_loss
 from solver.workload import bucket_workload
