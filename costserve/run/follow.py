@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from rich.console import RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -20,6 +20,9 @@ from costserve.run.budget import BudgetGuard
 from costserve.store.results import progress as results_progress, shard_run_stats
 from costserve.store.runs import RunStore
 from costserve.terminal import err_console
+
+if TYPE_CHECKING:
+    from costserve.run.backend import Backend
 
 POLL_S = 0.5
 
@@ -45,22 +48,6 @@ class _FleetProgress(Progress):
         yield self.make_tasks_table(self.tasks)
         if self.status is not None:
             yield self.status
-
-
-class Fleet(Protocol):
-    """What the live view needs from the workers of a run, wherever they run."""
-
-    def poll(self) -> None:
-        """Bring finished work into the run store (remote results); nothing to do when workers write it themselves."""
-
-    def alive(self) -> bool:
-        """Whether any worker can still finish jobs."""
-
-    def status(self, now: float) -> RenderableType:
-        """A per-worker (or per-group) status table."""
-
-    def gone(self) -> str:
-        """Why the run cannot finish when no worker is alive (one line, naming a log)."""
 
 
 def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], now: float) -> Table:
@@ -90,7 +77,7 @@ def _in_group(pid: int, group: int) -> bool:
         return pid == group
 
 
-def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Fleet, price_per_hour: float,
+def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "Backend", price_per_hour: float,
            guard: BudgetGuard | None = None) -> None:
     """Show progress until every job has a result; `price_per_hour` is the whole fleet's $/h.
 
@@ -107,16 +94,17 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Flee
     with progress:
         task = progress.add_task("jobs", total=total, rate="", money="", eta="")
         while True:
-            fleet.poll()
+            backend.poll()
+            backend.replace_lost()
             done, tokens = results_progress(results)
             store.mark_finished_shards(results)
-            progress.status = fleet.status(time.time())
+            progress.status = backend.status(time.time())
             elapsed = max(time.monotonic() - t0, 1e-9)
             spent = store.spend() if guard is None else guard.check(store)
             done0 = done if done0 is None else done0  # results from before a resume do not count toward the rate
             remaining_s = (total - done) * elapsed / (done - done0) if done > done0 else None
             if guard is not None:
-                fleet.may_add_capacity = guard.may_add_capacity(store, remaining_s)  # type: ignore[attr-defined]
+                backend.may_add_capacity = guard.may_add_capacity(store, remaining_s)
             projected = spent + price_per_hour * remaining_s / 3600 if remaining_s is not None else None
             progress.update(
                 task, completed=done, rate=f"{tokens / elapsed:.1f} tokens/s",
@@ -127,18 +115,18 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, fleet: Flee
                 return
             if store.cancel_requested():
                 raise Cancelled()
-            if not fleet.alive():
-                raise WorkersGone(fleet.gone())
+            if not backend.alive():
+                raise WorkersGone(backend.gone())
             time.sleep(POLL_S)
 
 
-def follow_or_stop(store: RunStore, results: sqlite3.Connection, total: int, fleet: Fleet, price_per_hour: float,
+def follow_or_stop(store: RunStore, results: sqlite3.Connection, total: int, backend: "Backend", price_per_hour: float,
                    budget: float | None) -> str | None:
     """`follow` with the budget guard; None when every job has a result, else why the run stopped (one line)."""
     from costserve.run.budget import BudgetReached
 
     try:
-        follow(store, results, total, fleet, price_per_hour, BudgetGuard(budget) if budget is not None else None)
+        follow(store, results, total, backend, price_per_hour, BudgetGuard(budget) if budget is not None else None)
         return None
     except Cancelled:
         return "cancelled"

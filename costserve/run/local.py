@@ -1,6 +1,6 @@
 """Executing a prepared local run: broker, worker processes, queued shards, recovery, results, report.
 
-`submit` prepares a run (plan, shards, `local-run.json`) and calls `execute_local`; `resume`
+`submit` prepares a run (plan, shards, `request.json`) and calls `execute_local`; `resume`
 calls it again on a run whose driver died. Either way only shards the run store does not
 have as done are queued, and results are keyed by custom_id, so nothing runs twice into
 the output and nothing is lost.
@@ -20,8 +20,9 @@ from typing import Any
 from rich.console import RenderableType
 
 from costserve.errors import BrokerError, RunStateError
-from costserve.run.end import finish_run
-from costserve.run.follow import follow_or_stop, worker_table
+from costserve.request import BatchRequest
+from costserve.run.backend import drive
+from costserve.run.follow import worker_table
 from costserve.store.results import shards_run, shards_started_by
 from costserve.store.runs import RunStore
 
@@ -30,16 +31,49 @@ RUN_SHARD = "workers.tasks.run_shard"
 MAX_REPLACEMENTS = 3
 
 
-class LocalWorkers:
-    """Worker processes on this machine (they write results.sqlite themselves), replaced when one dies."""
+class LocalBackend:
+    """The embedded backend: a broker (embedded Redis unless `broker`) and worker processes on this machine.
 
-    def __init__(self, store: RunStore, results: sqlite3.Connection, start: Any, app: Any, count: int) -> None:
-        self.store, self.results, self.start, self.app = store, results, start, app
+    Workers write results.sqlite themselves; one that dies has its started, unfinished shards
+    re-queued and is replaced (at most MAX_REPLACEMENTS per run).
+    """
+
+    def __init__(self, store: RunStore, results: sqlite3.Connection, request: BatchRequest, broker: str | None) -> None:
+        self.store, self.results, self.request, self.broker = store, results, request, broker
         self.procs: list[subprocess.Popen[bytes]] = []
         self.replacements = 0
-        self.may_add_capacity = True  # the budget guard turns this off while the projected spend is over budget
-        for _ in range(count):
+        self.may_add_capacity = True
+        self.redis: Any = None
+        self.app: Any = None
+        self.start: Any = None
+        plan = store.plan()
+        self._price = plan.groups[0].price_per_hour if plan is not None else 0.0
+
+    def launch(self) -> None:
+        from deploy.local import EmbeddedRedis, start_worker
+        from workers.celery_app import make_app
+        from workers.model_source import resolve_model_dir
+
+        model_dir = resolve_model_dir(self.request.model)
+        self.store.mark_finished_shards(self.results)
+        todo = [sid for sid, *_ in self.store.shards("queued")]
+        self.redis = EmbeddedRedis(self.store.dir) if self.broker is None else None
+        url = self.redis.url if self.redis is not None else str(self.broker)
+        if self.redis is not None:
+            self.store.event("broker pid", str(self.redis.pid))
+        self.store.event("broker", redact_url(url))
+        replica_file, log = self.store.dir / f"replica-{QUEUE}.json", self.store.dir / "workers.log"
+        self.app = make_app(url)
+        self.start = lambda: start_worker(self.store.dir, QUEUE, url, replica_file, str(model_dir), log)
+        for _ in range(self.request.workers):
             self._spawn()
+        self.store.fleet_up(QUEUE, 0, 1, self._price)
+        for sid in todo:
+            self.app.send_task(RUN_SHARD, args=(str(self.store.dir), sid), queue=QUEUE)
+        self.store.event("queued", f"{len(todo)} shards")
+
+    def price_per_hour(self) -> float:
+        return self._price
 
     def _spawn(self) -> None:
         proc = self.start()
@@ -47,6 +81,9 @@ class LocalWorkers:
         self.store.event("worker started", str(proc.pid))
 
     def poll(self) -> None:
+        """Nothing to collect: local workers write results.sqlite themselves."""
+
+    def replace_lost(self) -> None:
         for proc in [p for p in self.procs if p.poll() is not None]:
             self.procs.remove(proc)
             done = {sid for sid, *_ in self.store.shards("done")}
@@ -61,7 +98,7 @@ class LocalWorkers:
                 self.store.event("no replacement", "the projected spend is over the budget")
 
     def alive(self) -> bool:
-        # a worker that died since the last poll() is replaced by the next one, while replacements remain
+        # a worker that died since the last replace_lost() is replaced by the next one, while replacements remain
         return any(p.poll() is None for p in self.procs) or (
             bool(self.procs) and self.replacements < MAX_REPLACEMENTS and self.may_add_capacity)
 
@@ -72,11 +109,15 @@ class LocalWorkers:
         return (f"every worker exited before the run finished ({self.replacements} replaced); see "
                 f"{self.store.dir / 'workers.log'} (run {self.store.id}; `costserve resume {self.store.id}` continues it)")
 
-    def stop(self) -> None:
+    def teardown(self) -> str | None:
         from deploy.local import stop_worker
 
         for p in self.procs:
             stop_worker(p)
+        if self.redis is not None:
+            self.redis.stop()
+        self.store.fleet_down(QUEUE)
+        return None
 
 
 def redact_url(url: str) -> str:
@@ -100,41 +141,10 @@ def execute_local(store: RunStore, broker: str | None, budget: float | None = No
     `budget` ($, default the request's) is enforced live by a BudgetGuard.
     """
     from costserve.store.results import results_db
-    from deploy.local import EmbeddedRedis, start_worker
-    from workers.celery_app import make_app
-    from workers.model_source import resolve_model_dir
 
     request = store.request()
     if request is None:
         raise RunStateError(f"run {store.id} has no request.json (a run from an older costserve); submit it again")
-    budget = budget if budget is not None else request.budget
-    model_dir = resolve_model_dir(request.model)
-    plan = store.plan()
-    price = plan.groups[0].price_per_hour if plan is not None else 0.0
     results = results_db(store.dir)
-    total = store.input_info()["jobs"]
-    store.mark_finished_shards(results)
-    todo = [sid for sid, *_ in store.shards("queued")]
-    redis = EmbeddedRedis(store.dir) if broker is None else None
-    url = redis.url if redis is not None else str(broker)
-    if redis is not None:
-        store.event("broker pid", str(redis.pid))
-    store.event("broker", redact_url(url))
-    log = store.dir / "workers.log"
-    replica_file = store.dir / f"replica-{QUEUE}.json"
-    app = make_app(url)
-    fleet = LocalWorkers(store, results, lambda: start_worker(store.dir, QUEUE, url, replica_file, str(model_dir), log),
-                         app, request.workers)
-    store.fleet_up(QUEUE, 0, 1, price)
-    stopped: str | None = None
-    try:
-        for sid in todo:
-            app.send_task(RUN_SHARD, args=(str(store.dir), sid), queue=QUEUE)
-        store.event("queued", f"{len(todo)} shards")
-        stopped = follow_or_stop(store, results, total, fleet, price, budget)
-    finally:
-        fleet.stop()
-        if redis is not None:
-            redis.stop()
-        store.fleet_down(QUEUE)
-    return finish_run(store, results, request.results_path, total, stopped, resumable=True)
+    backend = LocalBackend(store, results, request, broker)
+    return drive(store, results, backend, request, budget if budget is not None else request.budget)

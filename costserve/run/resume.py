@@ -97,6 +97,7 @@ def resume_sky_run(store: RunStore, request: BatchRequest, broker: str | None, b
     from costserve.planning.offerings import current_offerings
     from costserve.run.end import finish_run
     from costserve.run.sky import operate_fleet
+    from costserve.run.sky_backend import SkyLaunch
     from costserve.store.results import results_db
     from solver.planner import PlanningError
 
@@ -131,4 +132,4 @@ def resume_sky_run(store: RunStore, request: BatchRequest, broker: str | None, b
         f"predicted ${new.cost:.2f}")
     assigner = GroupAssigner(new.groups, class_counts(jobs))
     shard_jobs(store, jobs, lambda job: f"g{first + assigner.group_of(job)}", request.shard_size)
-    return operate_fleet(store, request, plan, first, broker, offerings, gpus, remaining_s, budget)
+    return operate_fleet(store, SkyLaunch(request, plan, first, broker, offerings, gpus, remaining_s, budget))

@@ -1,0 +1,69 @@
+"""The Backend protocol — where a run's workers run — and `drive`, the one loop every backend runs under.
+
+A backend launches its workers (and a broker), queues the run's queued shards, brings
+finished work into the run store, replaces lost workers or groups, and tears everything
+down. `drive` calls it in that order, follows the run in the live view with the budget
+guard, and always tears down before writing the results file and the report, however the
+run ends. Two implementations: `run.local.LocalBackend` (processes on this machine) and
+`run.sky_backend.SkyBackend` (SkyPilot clusters).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Protocol
+
+from rich.console import RenderableType
+
+from costserve.request import BatchRequest
+from costserve.run.end import finish_run
+from costserve.run.follow import follow_or_stop
+from costserve.store.runs import RunStore
+
+
+class Backend(Protocol):
+    """What `drive` and the live view need from the workers of a run, wherever they run."""
+
+    may_add_capacity: bool  # the budget guard turns this off while the projected spend is over budget
+
+    def launch(self) -> None:
+        """Start the broker (unless one was given) and the workers, and queue every queued shard."""
+
+    def price_per_hour(self) -> float:
+        """$/h of everything launched (workers and broker), for the live view's projection."""
+
+    def poll(self) -> None:
+        """Bring finished work into the run store; nothing to do when workers write it themselves."""
+
+    def replace_lost(self) -> None:
+        """Notice workers or groups that were lost, re-queue their unfinished shards, and replace them."""
+
+    def alive(self) -> bool:
+        """Whether any worker can still finish jobs."""
+
+    def status(self, now: float) -> RenderableType:
+        """A per-worker (or per-group) status table; `now` is Unix time (s)."""
+
+    def gone(self) -> str:
+        """Why the run cannot finish when no worker is alive (one line, naming a log)."""
+
+    def teardown(self) -> str | None:
+        """Stop everything launched and close its billing; None, or what is left running and how to stop it (one line)."""
+
+
+def drive(store: RunStore, results: sqlite3.Connection, backend: Backend, request: BatchRequest,
+          budget: float | None) -> int:
+    """Launch `backend`, follow the run until every job has a result or it stops, tear down, write results and
+    report; returns the exit code. `budget` ($) is the run's total, enforced live."""
+    from costserve.terminal import warn
+
+    total = store.input_info()["jobs"]
+    stopped: str | None = None
+    try:
+        backend.launch()
+        stopped = follow_or_stop(store, results, total, backend, backend.price_per_hour(), budget)
+    finally:
+        left = backend.teardown()
+        if left is not None:
+            warn(left)
+    return finish_run(store, results, request.results_path, total, stopped, resumable=True)

