@@ -55,6 +55,32 @@ def _gpu_name_map(gpus: "pd.DataFrame") -> dict[str, str]:
     return mapping
 
 
+def _with_gcp_hosts(gpu_rows: "pd.DataFrame", hosts: "pd.DataFrame") -> "pd.DataFrame":
+    """GCP's attached-accelerator rows (no InstanceType) joined to their host VM (`gcp_host_type`): prices ($/h) added.
+
+    Accelerators without a listed host in their region are dropped; rows with an InstanceType pass unchanged.
+    """
+    import pandas as pd
+
+    attached = gpu_rows["InstanceType"].isna()
+    if not attached.any():
+        return gpu_rows
+    rows = []
+    for _, row in gpu_rows[attached].iterrows():
+        host_type = gcp_host_type(row["gpu"], int(row["AcceleratorCount"]))
+        if (row["Region"], host_type) not in hosts.index:
+            continue
+        host = hosts.loc[(row["Region"], host_type)]
+        host = host.iloc[0] if isinstance(host, pd.DataFrame) else host  # one row per zone
+        row = row.copy()
+        row["InstanceType"] = host_type
+        row["vCPUs"], row["MemoryGiB"] = host["vCPUs"], host["MemoryGiB"]
+        row["Price"] = row["Price"] + host["Price"]
+        row["SpotPrice"] = row["SpotPrice"] + host["SpotPrice"]
+        rows.append(row)
+    return pd.concat([gpu_rows[~attached], pd.DataFrame(rows)]) if rows else gpu_rows[~attached]
+
+
 def read_sky_vms(path: Path, cloud: str, gpus: "pd.DataFrame") -> tuple["pd.DataFrame", dict[str, int]]:
     """Offerings (costserve columns, without `availability`) from one SkyPilot `vms.csv`.
 
@@ -86,22 +112,7 @@ def read_sky_vms(path: Path, cloud: str, gpus: "pd.DataFrame") -> tuple["pd.Data
     whole = gpu_rows["AcceleratorCount"] == gpu_rows["AcceleratorCount"].round()
     gpu_rows = gpu_rows[whole & (gpu_rows["AcceleratorCount"] >= 1)]
 
-    attached = gpu_rows["InstanceType"].isna()
-    if attached.any():
-        rows = []
-        for _, row in gpu_rows[attached].iterrows():
-            host_type = gcp_host_type(row["gpu"], int(row["AcceleratorCount"]))
-            if (row["Region"], host_type) not in hosts.index:
-                continue
-            host = hosts.loc[(row["Region"], host_type)]
-            host = host.iloc[0] if isinstance(host, pd.DataFrame) else host  # one row per zone
-            row = row.copy()
-            row["InstanceType"] = host_type
-            row["vCPUs"], row["MemoryGiB"] = host["vCPUs"], host["MemoryGiB"]
-            row["Price"] = row["Price"] + host["Price"]
-            row["SpotPrice"] = row["SpotPrice"] + host["SpotPrice"]
-            rows.append(row)
-        gpu_rows = pd.concat([gpu_rows[~attached], pd.DataFrame(rows)]) if rows else gpu_rows[~attached]
+    gpu_rows = _with_gcp_hosts(gpu_rows, hosts)
     gpu_rows = gpu_rows[gpu_rows["Price"].notna() & (gpu_rows["Price"] > 0)]
     keys = ["Region", "InstanceType", "gpu", "AcceleratorCount"]
     grouped = gpu_rows.groupby(keys, as_index=False).agg(

@@ -17,6 +17,9 @@ from typing import Any
 from solver.plan import Job
 
 
+RESULTS_FILE = "results.sqlite"  # in the run directory; the driver (costserve/store/results.py) creates it
+LOCK_TIMEOUT_S = 60
+
 def shard_path(run_dir: Path, shard_id: str) -> Path:
     return Path(run_dir) / "shards" / f"{shard_id}.jsonl"
 
@@ -38,8 +41,11 @@ def read_shard(run_dir: Path, shard_id: str) -> list[Job]:
 
 
 def connect_results(run_dir: Path) -> sqlite3.Connection:
-    """The run's results database, whose tables the driver created (costserve/store/results.py owns the schema)."""
-    return sqlite3.connect(Path(run_dir) / "results.sqlite", timeout=60)
+    """The run's results database, whose tables the driver created (costserve/store/results.py owns the schema).
+
+    Writers wait up to LOCK_TIMEOUT_S (s) for another worker's write lock.
+    """
+    return sqlite3.connect(Path(run_dir) / RESULTS_FILE, timeout=LOCK_TIMEOUT_S)
 
 
 def save_result(con: sqlite3.Connection, custom_id: str, line: int, shard: str, output: dict[str, Any], attempt: int,

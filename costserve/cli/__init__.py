@@ -7,10 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from costserve import notices
 from costserve.cli.catalog import catalog_app
-from costserve.cli.options import _settings, build_request
+from costserve.cli.options import build_request, cli_settings
 from costserve.cli.output import fail, one_line_errors
+from costserve.cli.schedule import schedule_app
+from costserve.cli.terminal import TerminalNotices
 
+notices.install(TerminalNotices())  # run orchestration reports through costserve.notices; the CLI shows it here
 
 app = typer.Typer(
     name="costserve",
@@ -20,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(schedule_app, name="schedule")
 
 
 @app.command()
@@ -58,7 +63,7 @@ def plan(
     if (jobs is None) == (workload is None):
         fail("give a job file or --workload W.json (one of them)")
     with one_line_errors():
-        settings = _settings()
+        settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
                                 spot=spot, available=available, clouds=tuple(clouds.split(",")) if clouds else None)
         run_plan(request, workload, json_out, baselines, profiles)
@@ -128,7 +133,7 @@ def submit(
     if backend not in ("local", "sky"):
         fail(f"--backend: {backend!r} is not a backend (local or sky)")
     with one_line_errors():
-        settings = _settings()
+        settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
                                 spot=spot, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
                                 replica=replica, out=out, skip_invalid=skip_invalid)
@@ -183,7 +188,7 @@ def resume(
     except ValueError as exc:
         fail(f"--deadline: {exc}")
     with one_line_errors():
-        code = resume_run(open_run(run), broker or _settings().broker, budget, deadline_s)
+        code = resume_run(open_run(run), broker or cli_settings().broker, budget, deadline_s)
     raise typer.Exit(code)
 
 
@@ -214,51 +219,6 @@ def report(
         show_trend(since, html, csv)
     else:
         show_run_report(run, html, csv)  # type: ignore[arg-type]
-
-
-schedule_app = typer.Typer(help="Nightly (cron) batches: stored schedules that `costserve scheduler` fires.", no_args_is_help=True)
-app.add_typer(schedule_app, name="schedule")
-
-
-@schedule_app.command("add")
-def schedule_add(
-    name: Annotated[str, typer.Argument(help="a name for the schedule")],
-    jobs: Annotated[Path, typer.Argument(help="job file submitted at each fire (read afresh each time)")],
-    cron: Annotated[str, typer.Option(help='5-field cron expression in the local time zone, e.g. "0 2 * * *"')],
-    budget: Annotated[Optional[float], typer.Option(help="most to spend per run, $")] = None,
-    deadline: Annotated[str, typer.Option(help="each run finishes within, e.g. 8h")] = "8h",
-    model: Annotated[Optional[str], typer.Option(help="model [config: default_model]")] = None,
-    quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model")] = 0.99,
-    backend: Annotated[str, typer.Option(help="local or sky")] = "local",
-    spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,
-) -> None:
-    """Store a schedule that submits JOBS at each cron time."""
-    from costserve.cli.schedule import schedule_add as add
-
-    if backend not in ("local", "sky"):
-        fail(f"--backend: {backend!r} is not a backend (local or sky)")
-    if not jobs.is_file():
-        fail(f"{jobs}: no such job file")
-    with one_line_errors():
-        request = build_request(_settings(), jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
-                                spot=spot, backend=backend)
-    add(name, cron, request)
-
-
-@schedule_app.command("list")
-def schedule_list() -> None:
-    """Stored schedules and when each fires next."""
-    from costserve.cli.schedule import schedule_list as show
-
-    show()
-
-
-@schedule_app.command("remove")
-def schedule_remove(name: Annotated[str, typer.Argument(help="schedule name")]) -> None:
-    """Delete a stored schedule."""
-    from costserve.cli.schedule import schedule_remove as remove
-
-    remove(name)
 
 
 @app.command()

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     from costserve.request import BatchRequest
 
 
-def _settings() -> "Settings":
+def cli_settings() -> "Settings":
+    """The settings in force (config file, then environment), loaded when a command needs them."""
     from costserve.config import load_settings
 
     return load_settings()

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from costserve.terminal import console, err_console, warn
+from costserve.cli.terminal import console, err_console, warn
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -39,17 +39,14 @@ def show_plan(plan: "Plan", title: str) -> None:
 def run_plan(request: BatchRequest, workload_file: Path | None, json_out: Path | None, baselines: bool,
              profiles: Path | None) -> "Plan":
     """Plan the request (its job file, or a workload JSON) and print it; writes the Plan as JSON when asked."""
-    from costserve.planning.batch import cpu_profile_for, plan_request
-    from costserve.planning.offerings import model_row
+    from costserve.planning.batch import plan_request
 
-    settings = load_settings()
-    workload = _workload(request, workload_file, settings)
-    name = str(model_row(str(request.model))["model"])
-    profile, path = cpu_profile_for(name)
-    if profile is not None:
+    def measured(path: Path) -> None:
         console.print(f"CPU offerings: throughput from the measured profile {path} (per thread x vCPUs)", markup=False)
+
+    workload = _workload(request, workload_file, load_settings())
     with console.status("planning (fleet MILP and baselines)..."):
-        plan = plan_request(request, workload, name, profiles, baselines)
+        plan = plan_request(request, workload, profiles, baselines, on_cpu_profile=measured)
     show_plan(plan, f"fleet for {workload.requests:,} jobs of {plan.model}")
     if json_out is not None:
         json_out.write_text(plan.model_dump_json(indent=2))

@@ -1,18 +1,41 @@
-"""`costserve schedule add|list|remove` and `costserve scheduler`: nightly batches from stored cron entries."""
+"""`costserve schedule add|list|remove`: nightly batches from stored cron entries (`costserve scheduler` fires them)."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
 
-from costserve.request import BatchRequest
+import typer
 
+from costserve.cli.options import build_request, cli_settings
+from costserve.cli.output import console, fail, frame_table, one_line_errors
 from costserve.schedule.store import ScheduleEntry, ScheduleError, add_schedule, load_schedules, next_fire, remove_schedule
-from costserve.cli.output import console, fail, frame_table
+
+schedule_app = typer.Typer(help="Nightly (cron) batches: stored schedules that `costserve scheduler` fires.", no_args_is_help=True)
 
 
-def schedule_add(name: str, cron: str, request: BatchRequest) -> None:
-    """Store a schedule of `request` after checking its name and cron expression."""
+@schedule_app.command("add")
+def schedule_add(
+    name: Annotated[str, typer.Argument(help="a name for the schedule")],
+    jobs: Annotated[Path, typer.Argument(help="job file submitted at each fire (read afresh each time)")],
+    cron: Annotated[str, typer.Option(help='5-field cron expression in the local time zone, e.g. "0 2 * * *"')],
+    budget: Annotated[Optional[float], typer.Option(help="most to spend per run, $")] = None,
+    deadline: Annotated[str, typer.Option(help="each run finishes within, e.g. 8h")] = "8h",
+    model: Annotated[Optional[str], typer.Option(help="model [config: default_model]")] = None,
+    quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model")] = 0.99,
+    backend: Annotated[str, typer.Option(help="local or sky")] = "local",
+    spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,
+) -> None:
+    """Store a schedule that submits JOBS at each cron time."""
+    if backend not in ("local", "sky"):
+        fail(f"--backend: {backend!r} is not a backend (local or sky)")
+    if not jobs.is_file():
+        fail(f"{jobs}: no such job file")
+    with one_line_errors():
+        request = build_request(cli_settings(), jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
+                                spot=spot, backend=backend)
     try:
         entry = ScheduleEntry(name=name, cron=cron, request=request, created=time.strftime("%Y-%m-%d %H:%M:%S"))
     except ValueError as exc:
@@ -26,8 +49,9 @@ def schedule_add(name: str, cron: str, request: BatchRequest) -> None:
                   markup=False)
 
 
+@schedule_app.command("list")
 def schedule_list() -> None:
-    """A table of stored schedules with each one's next fire time."""
+    """Stored schedules and when each fires next."""
     import pandas as pd
 
     try:
@@ -43,8 +67,9 @@ def schedule_list() -> None:
     console.print(frame_table(pd.DataFrame(rows), "schedules"))
 
 
-def schedule_remove(name: str) -> None:
-    """Delete a schedule by name."""
+@schedule_app.command("remove")
+def schedule_remove(name: Annotated[str, typer.Argument(help="schedule name")]) -> None:
+    """Delete a stored schedule."""
     try:
         remove_schedule(name)
     except ScheduleError as exc:

@@ -66,7 +66,7 @@ def _submit_sky(request: BatchRequest, settings: Settings, scan, broker: str | N
         console.print(f"offline dryrun: planning over {', '.join(DRYRUN_CLOUDS)} offerings (the account the dryrun fakes)")
         request = request.model_copy(update={"clouds": DRYRUN_CLOUDS})
     with console.status("planning (fleet MILP and baselines)..."):
-        plan = plan_request(request, scan.workload, str(request.model))
+        plan = plan_request(request, scan.workload)
     show_plan(plan, f"fleet for {scan.jobs:,} jobs of {plan.model}")
     if dry_run:
         return _dry_run(request, scan, plan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,23 +24,26 @@ def cpu_profile_for(model: str) -> tuple[dict[str, Any] | None, Path]:
     return (load_device_profile(path) if path.is_file() else None), path
 
 
-def plan_request(request: BatchRequest, workload: "Workload", model: str, profiles: Path | None = None,
-                 with_baselines: bool = True) -> "Plan":
-    """The cheapest fleet for `workload` under the request's deadline, budget, quality, spot, clouds and GPU caps.
+def plan_request(request: BatchRequest, workload: "Workload", profiles: Path | None = None, with_baselines: bool = True,
+                 on_cpu_profile: Callable[[Path], None] | None = None) -> "Plan":
+    """The cheapest fleet for `workload` under the request's model, deadline, budget, quality, spot, clouds and GPU caps.
 
-    `model` is a catalog model (the request's, or the configured default); `profiles` a Mélange-format file of
-    measured throughputs. Raises BadRequestError, CatalogError, ProfileError or PlanningError (one line each).
+    `profiles` is a Mélange-format file of measured throughputs; `on_cpu_profile(path)` is told when the model's
+    measured CPU profile prices CPU offerings. Raises BadRequestError, CatalogError, ProfileError or PlanningError
+    (one line each).
     """
     from solver.planner import plan_batch
 
-    row = model_row(model)
+    row = model_row(str(request.model))
     offerings, gpus, caps = requested_offerings(request.clouds, request.available)
     profile = None
     if profiles is not None:
         from solver.profiles import load_profile
 
         profile = load_profile(profiles, set(gpus["gpu"]))
-    cpu_profile, _ = cpu_profile_for(row["model"])
+    cpu_profile, path = cpu_profile_for(row["model"])
+    if cpu_profile is not None and on_cpu_profile is not None:
+        on_cpu_profile(path)
     return plan_batch(workload, row, offerings, gpus, request.deadline_s, request.budget, request.quality, request.spot,
                       caps, with_baselines, profile, cpu_profile=cpu_profile)
 

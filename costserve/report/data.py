@@ -72,28 +72,10 @@ def _planned_tokens(plan: "Plan", shares: dict[str, float]) -> float:
     return sum(s * by_name[name].count * by_name[name].output_tokens for name, s in shares.items() if name in by_name)
 
 
-def build_report(store: RunStore, now: float | None = None) -> RunReport:
-    """The report of one run, from its store; a running run is reported up to `now` (unix s)."""
+def _group_frame(store: RunStore, plan: Plan | None, results: "pd.DataFrame", queued: float, now: float) -> "pd.DataFrame":
+    """One row per fleet group (and the broker node): instances, instance-hours, $ and tokens, each beside the plan's figure."""
     import pandas as pd
 
-    from costserve.store.results import result_frames, results_db
-
-    now = time.time() if now is None else now
-    plan = store.plan()
-    jobs = int(store.input_info()["jobs"])
-    con = results_db(store.dir)
-    try:
-        results, runs = result_frames(con)
-    finally:
-        con.close()
-    shard_queue = {sid: q for sid, q, _, _ in store.shards()}
-    results["queue"] = results["shard"].map(shard_queue)
-    failed = int(results["output"].str.contains('"error": {', regex=False).sum())
-    queued = store.first_event_time("queued") or store.created()
-    end = store.first_event_time("finished")
-    last = float(results["finished"].max()) if len(results) else queued
-    makespan = max(0.0, (last if end is not None or len(results) == jobs else now) - queued)
-    waits = (runs["started"] - queued).clip(lower=0) if len(runs) else pd.Series([0.0])
     periods: dict[str, list[tuple[int, int, float, float]]] = {}
     for queue, index, instances, price, up, down in store.fleet():  # a resumed run has several periods per group
         periods.setdefault(queue, []).append((index, instances, price, instances * ((down or now) - up) / 3600))
@@ -123,7 +105,32 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
             "tokens/s": tokens / span if span > 0 else 0.0,
             "planned tokens/s": planned_tokens / group.finish_s if planned_tokens is not None and group and group.finish_s else None,
         })
-    groups = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def build_report(store: RunStore, now: float | None = None) -> RunReport:
+    """The report of one run, from its store; a running run is reported up to `now` (unix s)."""
+    import pandas as pd
+
+    from costserve.store.results import result_frames, results_db
+
+    now = time.time() if now is None else now
+    plan = store.plan()
+    jobs = int(store.input_info()["jobs"])
+    con = results_db(store.dir)
+    try:
+        results, runs = result_frames(con)
+    finally:
+        con.close()
+    shard_queue = {sid: q for sid, q, _, _ in store.shards()}
+    results["queue"] = results["shard"].map(shard_queue)
+    failed = int(results["output"].str.contains('"error": {', regex=False).sum())
+    queued = store.first_event_time("queued") or store.created()
+    end = store.first_event_time("finished")
+    last = float(results["finished"].max()) if len(results) else queued
+    makespan = max(0.0, (last if end is not None or len(results) == jobs else now) - queued)
+    waits = (runs["started"] - queued).clip(lower=0) if len(runs) else pd.Series([0.0])
+    groups = _group_frame(store, plan, results, queued, now)
     cost = float(groups["cost $"].sum()) if len(groups) else 0.0
     baselines = pd.DataFrame([
         {"plan": b.name, "predicted cost $": b.cost, "predicted makespan s": b.makespan_s,

@@ -55,7 +55,7 @@ def drive(store: RunStore, results: sqlite3.Connection, backend: Backend, reques
           budget: float | None) -> int:
     """Launch `backend`, follow the run until every job has a result or it stops, tear down, write results and
     report; returns the exit code. `budget` ($) is the run's total, enforced live."""
-    from costserve.terminal import warn
+    from costserve.notices import warn
 
     total = store.input_info()["jobs"]
     stopped: str | None = None

@@ -7,7 +7,7 @@ import time
 from costserve.errors import RunStateError
 from costserve.run.leftovers import driver_alive, stop_leftovers
 from costserve.store.runs import RunStore
-from costserve.terminal import say
+from costserve.notices import say
 
 
 def cancel_run(run: RunStore, wait_s: float = 60.0) -> int:

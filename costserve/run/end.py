@@ -10,7 +10,7 @@ from costserve.errors import RunStopped
 from costserve.report.files import write_run_report
 from costserve.store.results import outputs_in_order
 from costserve.store.runs import RunStore
-from costserve.terminal import say
+from costserve.notices import say
 
 
 def write_results_file(results: sqlite3.Connection, out: Path) -> tuple[int, int]:

@@ -1,7 +1,7 @@
-"""The live view of a running batch: jobs done/total, output tokens/s, $ spent and projected, ETA, per-worker status.
+"""Following a running batch: jobs done/total, output tokens/s, $ spent and projected, ETA, per-worker status.
 
-It polls the run store (results.sqlite, the fleet's uptimes), never the broker, so it shows
-what is really done.
+It polls the run store (results.sqlite, the fleet's uptimes), never the broker, so what it
+reports (a Tick per poll, to the installed Notices' live view) is what is really done.
 """
 
 from __future__ import annotations
@@ -9,17 +9,14 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from rich.console import RenderableType
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from costserve.run.budget import BudgetGuard
 from costserve.store.results import progress as results_progress, shard_run_stats
 from costserve.store.runs import RunStore
-from costserve.terminal import err_console
+from costserve.notices import Tick, live
 
 if TYPE_CHECKING:
     from costserve.run.backend import Backend
@@ -33,21 +30,6 @@ class Cancelled(Exception):
 
 class WorkersGone(Exception):
     """Every worker process exited before the run finished."""
-
-
-class _FleetProgress(Progress):
-    """A progress bar with a status table under it (rich's documented get_renderables hook).
-
-    `status` is set by the polling loop: rich renders from its own refresh thread, which must
-    not touch the loop's SQLite connection.
-    """
-
-    status: RenderableType | None = None
-
-    def get_renderables(self) -> Iterable[RenderableType]:
-        yield self.make_tasks_table(self.tasks)
-        if self.status is not None:
-            yield self.status
 
 
 def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], now: float) -> Table:
@@ -79,26 +61,19 @@ def _in_group(pid: int, group: int) -> bool:
 
 def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "Backend", price_per_hour: float,
            guard: BudgetGuard | None = None) -> None:
-    """Show progress until every job has a result; `price_per_hour` is the whole fleet's $/h.
+    """Poll until every job has a result, showing each poll in the live view; `price_per_hour` is the whole fleet's $/h.
 
     Raises Cancelled when `costserve cancel` asks, WorkersGone when no worker is left,
     BudgetReached when `guard` says the next billing increment would cross the budget.
     """
     t0 = time.monotonic()
     done0: int | None = None
-    progress = _FleetProgress(
-        TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-        TextColumn("{task.fields[money]}"), TextColumn("{task.fields[eta]}"),
-        console=err_console, transient=True,
-    )
-    with progress:
-        task = progress.add_task("jobs", total=total, rate="", money="", eta="")
+    with live(total) as show:
         while True:
             backend.poll()
             backend.replace_lost()
             done, tokens = results_progress(results)
             store.mark_finished_shards(results)
-            progress.status = backend.status(time.time())
             elapsed = max(time.monotonic() - t0, 1e-9)
             spent = store.spend() if guard is None else guard.check(store)
             done0 = done if done0 is None else done0  # results from before a resume do not count toward the rate
@@ -106,11 +81,7 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "B
             if guard is not None:
                 backend.may_add_capacity = guard.may_add_capacity(store, remaining_s)
             projected = spent + price_per_hour * remaining_s / 3600 if remaining_s is not None else None
-            progress.update(
-                task, completed=done, rate=f"{tokens / elapsed:.1f} tokens/s",
-                money=f"${spent:.4f} spent" + (f", ${projected:.4f} projected" if projected is not None else ""),
-                eta=f"ETA {remaining_s / 60:.1f} min" if remaining_s is not None else "ETA –",
-            )
+            show(Tick(done, total, tokens / elapsed, spent, projected, remaining_s, backend.status(time.time())))
             if done >= total:
                 return
             if store.cancel_requested():

@@ -19,7 +19,7 @@ from costserve.errors import JobFileRejected
 from costserve.jobs.reader import LineError, valid_jobs
 from costserve.request import BatchRequest
 from costserve.store.runs import RunStore
-from costserve.terminal import say
+from costserve.notices import say
 from solver.plan import Job, Plan
 from solver.workload import Workload, workload_from_jobs
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from costserve.request import BatchRequest
 from costserve.store.runs import RunStore
-from costserve.terminal import say
+from costserve.notices import say
 
 PREEMPTION_CHECK_S = 30.0
 RUN_TASK = "workers.tasks.run_jobs"

@@ -21,7 +21,7 @@ from costserve.run.leftovers import driver_alive, stop_leftovers
 from costserve.run.local import execute_local, require_broker
 from costserve.run.prepare import shard_jobs
 from costserve.store.runs import RunStore
-from costserve.terminal import console, say
+from costserve.notices import say, step
 from solver.plan import Job
 
 MIN_DEADLINE_S = 900.0  # less than this left: ask for a new deadline rather than plan an impossible fleet
@@ -103,7 +103,7 @@ def resume_sky_run(store: RunStore, request: BatchRequest, broker: str | None, b
 
     budget = budget if budget is not None else request.budget
     remaining_s = _remaining_s(store, request, deadline_s)
-    with console.status("stopping the clusters the dead driver left (sky down)..."):
+    with step("stopping the clusters the dead driver left (sky down)..."):
         left = stop_sky_leftovers(store)
     store.close_dangling_fleet()
     if left:

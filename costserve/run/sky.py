@@ -12,7 +12,7 @@ from costserve.request import BatchRequest
 from costserve.run.backend import drive
 from costserve.run.sky_backend import SkyBackend, SkyLaunch
 from costserve.store.runs import RunStore
-from costserve.terminal import say
+from costserve.notices import say
 from solver.plan import Plan
 
 

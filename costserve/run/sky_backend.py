@@ -21,7 +21,7 @@ from costserve.run.replan import RUN_TASK, GroupReplacer
 from costserve.run.sky_launch import hf_id_of, launch_clusters, send_shards
 from costserve.store.results import shard_run_stats
 from costserve.store.runs import RunStore
-from costserve.terminal import console
+from costserve.notices import step
 from solver.plan import Plan
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class SkyBackend:
         return sum(price * n for _, _, n, price, _, down in self.store.fleet() if down is None)
 
     def teardown(self) -> str | None:
-        with console.status("tearing the fleet down (sky down)..."):
+        with step("tearing the fleet down (sky down)..."):
             left = self.fleet.down_all()
         for queue in {q for q, *_ in self.store.fleet()}:
             self.store.fleet_down(queue)

@@ -7,7 +7,7 @@ from typing import Any
 
 from costserve.errors import LaunchError
 from costserve.store.runs import RunStore
-from costserve.terminal import console
+from costserve.notices import step
 from solver.plan import Plan
 
 # Offline, the dryrun fakes an AWS account (moto); other clouds would need real credentials.
@@ -23,7 +23,7 @@ def dryrun_run(store: RunStore, plan: Plan) -> list[dict[str, Any]]:
     store.event("dryrun", "started")
     offerings, gpus, _ = current_offerings()
     files = write_group_tasks(plan, gpus, store.dir)
-    with console.status("SkyPilot dryrun (offline)..."):
+    with step("SkyPilot dryrun (offline)..."):
         try:
             report = dryrun(files, store.dir / "sky-home", offerings[offerings["cloud"].isin(DRYRUN_CLOUDS)], gpus)
         except (RuntimeError, OSError) as exc:

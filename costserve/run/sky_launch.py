@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from costserve.planning.offerings import model_row
 from costserve.run.replan import RUN_TASK
 from costserve.store.runs import RunStore
-from costserve.terminal import console
+from costserve.notices import step
 from solver.plan import Plan
 
 if TYPE_CHECKING:
@@ -40,13 +40,13 @@ def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path]
     if broker is None:
         password = secrets.token_urlsafe(24)
         head = launch.groups[0]
-        with console.status("launching the broker head node (Redis)..."):
+        with step("launching the broker head node (Redis)..."):
             ip = fleet.launch_broker(head_task_config(head.cloud, head.region), password)
         broker = f"redis://:{password}@{ip}:{REDIS_PORT}/0"
         store.fleet_up("broker", -1, 1, broker_price_per_hour(offerings, head.cloud))
     store.event("broker", redact_url(broker))
     for i, (path, group) in enumerate(zip(files, launch.groups), start=first):
-        with console.status(f"launching g{i}: {group.count}x {group.cloud}/{group.region}/{group.instance_type}..."):
+        with step(f"launching g{i}: {group.count}x {group.cloud}/{group.region}/{group.instance_type}..."):
             fleet.launch_group(path, f"g{i}", broker)
         store.fleet_up(f"g{i}", i, group.count, group.price_per_hour)
     return broker

@@ -13,17 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workers.shard_io import LOCK_TIMEOUT_S, RESULTS_FILE, connect_results
+
 if TYPE_CHECKING:
     import pandas as pd
 
 RESULT_TABLES = ("results", "shard_starts", "shard_runs")
-RESULTS_FILE = "results.sqlite"
-LOCK_TIMEOUT_S = 60
 
 
 def results_db(run_dir: Path) -> sqlite3.Connection:
     """The run's results database, its tables created on first use, in WAL mode so several workers can write."""
-    con = sqlite3.connect(Path(run_dir) / RESULTS_FILE, timeout=LOCK_TIMEOUT_S)
+    con = connect_results(run_dir)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, "
                 "attempt INTEGER, finished REAL, tokens INTEGER)")

@@ -1,0 +1,82 @@
+"""The terminal: rich consoles for results (stdout) and progress (stderr), and the Notices that write to them.
+
+`costserve/notices.py` is what run orchestration reports through; `TerminalNotices` is what
+the CLI installs there at start-up, so progress lines, spinners for long steps and the live
+view of a running batch appear on the terminal and nowhere else prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from costserve.notices import Tick
+
+# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
+console = Console() if Console().is_terminal else Console(width=160)
+err_console = Console(stderr=True)
+
+
+def say(message: str) -> None:
+    """One plain line on stdout (no rich markup or highlighting)."""
+    console.print(message, markup=False, highlight=False)
+
+
+def warn(message: str) -> None:
+    """One plain `costserve: ...` line on stderr."""
+    err_console.print(f"costserve: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+class _BatchProgress(Progress):
+    """A progress bar with a status table under it (rich's documented get_renderables hook).
+
+    `status` is set from the polling loop's Tick: rich renders from its own refresh thread,
+    which must not touch the loop's SQLite connection.
+    """
+
+    status: RenderableType | None = None
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.status is not None:
+            yield self.status
+
+
+class TerminalNotices:
+    """Notices on the terminal: lines on stdout, warnings on stderr, spinners and the live view on stderr."""
+
+    def say(self, message: str) -> None:
+        """One plain line on stdout."""
+        say(message)
+
+    def warn(self, message: str) -> None:
+        """One `costserve: ...` line on stderr."""
+        warn(message)
+
+    def step(self, what: str) -> AbstractContextManager[None]:
+        """A spinner with `what` while the step runs."""
+        return console.status(what)  # type: ignore[return-value]
+
+    @contextmanager
+    def live(self, total: int) -> Iterator[Callable[[Tick], None]]:
+        """Jobs done/total, output tokens/s, $ spent and projected, ETA, and the backend's status table."""
+        progress = _BatchProgress(
+            TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[money]}"), TextColumn("{task.fields[eta]}"),
+            console=err_console, transient=True,
+        )
+        with progress:
+            task = progress.add_task("jobs", total=total, rate="", money="", eta="")
+
+            def update(tick: Tick) -> None:
+                progress.status = tick.status
+                progress.update(
+                    task, completed=tick.done, rate=f"{tick.tokens_per_s:.1f} tokens/s",
+                    money=f"${tick.spent:.4f} spent" + (f", ${tick.projected:.4f} projected" if tick.projected is not None else ""),
+                    eta=f"ETA {tick.eta_s / 60:.1f} min" if tick.eta_s is not None else "ETA –",
+                )
+
+            yield update
