@@ -1,24 +1,16 @@
-"""The Backend protocol — where a run's workers run — and `drive`, the one loop every backend runs under.
+"""The Backend protocol: where a run's workers run.
 
 A backend launches its workers (and a broker), queues the run's queued shards, brings
 finished work into the run store, replaces lost workers or groups, and tears everything
-down. `drive` calls it in that order, follows the run in the live view with the budget
-guard, and always tears down before writing the results file and the report, however the
-run ends. Two implementations: `run.local.LocalBackend` (processes on this machine) and
-`run.sky_backend.SkyBackend` (SkyPilot clusters).
+down; `run.drive.drive` calls it in that order. Two implementations: `run.local.LocalBackend`
+(processes on this machine) and `run.sky_backend.SkyBackend` (SkyPilot clusters).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Protocol
 
 from rich.console import RenderableType
-
-from costserve.request import BatchRequest
-from costserve.run.end import finish_run
-from costserve.run.follow import follow_or_stop
-from costserve.store.runs import RunStore
 
 
 class Backend(Protocol):
@@ -49,21 +41,3 @@ class Backend(Protocol):
 
     def teardown(self) -> str | None:
         """Stop everything launched and close its billing; None, or what is left running and how to stop it (one line)."""
-
-
-def drive(store: RunStore, results: sqlite3.Connection, backend: Backend, request: BatchRequest,
-          budget: float | None) -> int:
-    """Launch `backend`, follow the run until every job has a result or it stops, tear down, write results and
-    report; returns the exit code. `budget` ($) is the run's total, enforced live."""
-    from costserve.notices import warn
-
-    total = store.input_info()["jobs"]
-    stopped: str | None = None
-    try:
-        backend.launch()
-        stopped = follow_or_stop(store, results, total, backend, backend.price_per_hour(), budget)
-    finally:
-        left = backend.teardown()
-        if left is not None:
-            warn(left)
-    return finish_run(store, results, request.results_path, total, stopped, resumable=True)

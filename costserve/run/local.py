@@ -21,7 +21,7 @@ from rich.console import RenderableType
 
 from costserve.errors import BrokerError, RunStateError
 from costserve.request import BatchRequest
-from costserve.run.backend import drive
+from costserve.run.drive import drive
 from costserve.run.follow import worker_table
 from costserve.store.results import shards_run, shards_started_by
 from costserve.store.runs import RunStore

@@ -9,7 +9,7 @@ is done. Every cluster the run launched is torn down when it ends, however it en
 from __future__ import annotations
 
 from costserve.request import BatchRequest
-from costserve.run.backend import drive
+from costserve.run.drive import drive
 from costserve.run.sky_backend import SkyBackend, SkyLaunch
 from costserve.store.runs import RunStore
 from costserve.notices import say

@@ -1,0 +1,32 @@
+"""`drive`: the one loop every backend runs under — launch, follow with the budget guard, tear down, finish.
+
+Teardown always happens before the results file and the report are written, however the run
+ends (done, cancelled, over budget, every worker gone, an error).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from costserve.notices import warn
+from costserve.request import BatchRequest
+from costserve.run.backend import Backend
+from costserve.run.end import finish_run
+from costserve.run.follow import follow_or_stop
+from costserve.store.runs import RunStore
+
+
+def drive(store: RunStore, results: sqlite3.Connection, backend: Backend, request: BatchRequest,
+          budget: float | None) -> int:
+    """Launch `backend`, follow the run until every job has a result or it stops, tear down, write results and
+    report; returns the exit code. `budget` ($) is the run's total, enforced live."""
+    total = store.input_info()["jobs"]
+    stopped: str | None = None
+    try:
+        backend.launch()
+        stopped = follow_or_stop(store, results, total, backend, backend.price_per_hour(), budget)
+    finally:
+        left = backend.teardown()
+        if left is not None:
+            warn(left)
+    return finish_run(store, results, request.results_path, total, stopped, resumable=True)

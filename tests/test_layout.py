@@ -1,0 +1,127 @@
+"""The seams hold: imports go one way with no cycle, only cli/ prints or exits, one definition of the contract, small files.
+
+Read from the source with `ast` (nothing is imported), so a change that breaks a rule of the
+README's Layout section fails here, naming the file.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("costserve", "solver", "workers", "deploy", "catalog")
+MAX_FILE_LINES = 300
+MAX_FUNCTION_LINES = 60
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            out[name.removesuffix(".__init__")] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(path: Path) -> set[str]:
+    """Project modules `path` imports (type-only imports included: they are a dependency of the reader too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        hit = next((n for n in names if n in MODULES), None)
+        if hit is not None:
+            found.add(hit)
+    return found
+
+
+GRAPH = {name: _imports(path) for name, path in MODULES.items()}
+
+
+def test_imports_go_one_way() -> None:
+    upward = []
+    for source, targets in GRAPH.items():
+        for target in targets:
+            top, target_top = source.split(".")[0], target.split(".")[0]
+            if top in ("solver", "workers", "deploy", "catalog") and target_top == "costserve":
+                upward.append((source, target))
+            if top in ("workers", "deploy") and target_top == "solver" and target != "solver.plan":
+                upward.append((source, target))
+            if top == "catalog" and target_top in ("solver", "workers", "deploy"):
+                upward.append((source, target))
+            if source.startswith("costserve.") and not source.startswith("costserve.cli") and target.startswith("costserve.cli"):
+                upward.append((source, target))
+    assert upward == []
+
+
+def test_no_import_cycle() -> None:
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(GRAPH.get(node, ())):
+            if nxt == node or nxt not in GRAPH:
+                continue
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name, [])
+    assert cycles == []
+
+
+def test_only_cli_prints_or_exits() -> None:
+    offenders = []
+    for name, path in MODULES.items():
+        if not name.startswith("costserve.") or name.startswith("costserve.cli"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name == "typer" for a in node.names):
+                offenders.append(f"{path}:{node.lineno}: imports typer")
+            if isinstance(node, ast.ImportFrom) and (node.module == "typer" or (
+                    node.module == "rich.console" and any(a.name == "Console" for a in node.names))):
+                offenders.append(f"{path}:{node.lineno}: imports {node.module}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("print", "fail", "exit"):
+                offenders.append(f"{path}:{node.lineno}: calls {node.func.id}()")
+    assert offenders == []
+
+
+def test_the_contract_is_defined_once() -> None:
+    contract = {"Job", "Plan", "Replica", "Stage", "HostLayer"}
+    defined = defaultdict(list)
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.name in contract:
+                defined[node.name].append(name)
+    assert {k: v for k, v in defined.items() if v != ["solver.plan"]} == {}
+    assert set(defined) == contract
+
+
+def test_files_and_functions_stay_small() -> None:
+    too_big = []
+    for path in MODULES.values():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            too_big.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_big.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines")
+    assert too_big == []
