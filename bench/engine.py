@@ -3,7 +3,8 @@
 Variants, each in a fresh process so peak RSS is its own:
   (a) transformers `generate`, one prompt at a time (fp32)
   (b) transformers `generate`, left-padded batches of 16 (fp32)
-  (c) costserve fp32, (d) costserve int8, (e) costserve 2-stage int8 (two processes)
+  (c) costserve fp32, (d) costserve int8, (e) costserve 2-stage int8 (two processes),
+  (m) the demo's mixed 16/8/4-bit 2-stage replica (examples/replica-mixed.json)
 All greedy, same token ids, each job stops at EOS or its max_tokens; only tokens a job
 keeps are counted (padding and tokens past a job's end in (b) are not). (a) is slow
 (~15 tokens/s here), so by default it runs on a sample of the prompts (`--baseline-sample`;
@@ -35,7 +36,10 @@ VARIANTS = {
     "c": "costserve fp32",
     "d": "costserve int8",
     "e": "costserve 2-stage int8",
+    "m": "costserve mixed (examples/replica-mixed.json)",
 }
+# The checks each run prints (issue 21: a kernel-path change once made int8 5x slower than fp32 unnoticed).
+CHECKS = (("d", "c", 1.0), ("d", "a", 4.0), ("d", "b", 1.5), ("m", "c", 1.0))
 
 
 def bench_jobs(n: int, seed: int = 0) -> list[Any]:
@@ -78,18 +82,16 @@ def run_transformers(model_dir: Path, jobs: list[Any], batch: int) -> tuple[int,
     return kept, time.perf_counter() - t0
 
 
-def run_costserve(model_dir: Path, jobs: list[Any], bits: int, stages: int, slots: int) -> tuple[int, float, dict[str, float]]:
+def run_costserve(model_dir: Path, jobs: list[Any], replica: Any) -> tuple[int, float, dict[str, float]]:
     """Tokens generated, seconds (load time excluded) and decode-phase figures for the costserve engine."""
     from workers.engine import Engine
-    from solver.plan import Replica
 
-    replica = Replica.uniform(30, bits, stages=stages, decode_micro_batch=slots // stages, prefill_micro_batch=8)
     with Engine(replica, model=model_dir) as engine:
         t0 = time.perf_counter()
         gens = engine.generate(jobs)
         secs, st = time.perf_counter() - t0, engine.stats
         decode = {"decode_tokens_per_s": st.decode_rows / st.decode_seconds, "mean_batch": st.decode_rows / st.decode_passes,
-                  "mean_context": st.decode_context / st.decode_rows, "bits": bits, "decode_shapes": st.decode_shapes}
+                  "mean_context": st.decode_context / st.decode_rows, "bits": min(replica.bits), "decode_shapes": st.decode_shapes}
         return sum(g.completion_tokens for g in gens), secs, decode
 
 
@@ -104,8 +106,14 @@ def child(variant: str, model_dir: Path, n: int, sample: int, slots: int) -> Non
     elif variant == "b":
         tokens, secs = run_transformers(model_dir, jobs, 16)
     else:
-        bits, stages = {"c": (32, 1), "d": (8, 1), "e": (8, 2)}[variant]
-        tokens, secs, decode = run_costserve(model_dir, jobs, bits, stages, slots)
+        from solver.plan import Replica
+
+        if variant == "m":
+            replica = Replica.model_validate_json((REPO / "examples" / "replica-mixed.json").read_text())
+        else:
+            bits, stages = {"c": (32, 1), "d": (8, 1), "e": (8, 2)}[variant]
+            replica = Replica.uniform(30, bits, stages=stages, decode_micro_batch=slots // stages, prefill_micro_batch=8)
+        tokens, secs, decode = run_costserve(model_dir, jobs, replica)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({"tokens": tokens, "seconds": secs, "peak_rss_mib": rss / 1024, **decode}))
 
@@ -141,7 +149,7 @@ def main() -> None:
         if "decode_tokens_per_s" in r:
             rows[-1]["decode tok/s"] = r["decode_tokens_per_s"]
             rows[-1]["mean decode batch"] = r["mean_batch"]
-            if a.profile and v != "e":  # the profile predicts one process; (e) overlaps two
+            if a.profile and v in "cd":  # the profile predicts one process; (e) overlaps two
                 from solver.device_profile import decode_run_tokens_per_s, load_device_profile
 
                 # priced pass by pass: each decode pass at its rows and the context its attention spans
@@ -156,7 +164,21 @@ def main() -> None:
     if "b" in by:
         df["vs (b)"] = df["tokens/s"] / by["b"]
     print(df.round(2).to_string(index=False))
-    print("targets: (d) >= 4x (a) and >= 1.5x (b)")
+    _print_checks(by)
+
+
+def _print_checks(by: dict[str, float]) -> None:
+    """One line per target whose two variants ran: the ratio, the target, ok or BELOW; and the conditions."""
+    import os
+
+    from workers.cpu import available_cpus, matmul_dtype
+
+    for v, base, target in CHECKS:
+        if v in by and base in by:
+            ratio = by[v] / by[base]
+            print(f"check ({v}) / ({base}) = {ratio:.2f}x, target >= {target:g}x: {'ok' if ratio >= target else 'BELOW'}")
+    print(f"conditions: load average {os.getloadavg()[0]:.2f}, {available_cpus()} CPUs given, "
+          f"quantized matmuls widen to {matmul_dtype()} (workers/cpu.py)")
 
 
 if __name__ == "__main__":

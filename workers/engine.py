@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from workers.batching import BatchStats, Command, ContinuousBatcher, SeqState, new_seq
+from workers.cpu import available_cpus, matmul_dtype
 from workers.loader import build_stage, read_model_args
 from workers.model import StageModel
 from workers.model_source import resolve_model_dir
@@ -80,8 +81,7 @@ class Engine:
         self.args = read_model_args(self.model_dir)
         self.replica = replica or Replica.uniform(self.args.n_layers)
         self.replica.check_layers(self.args.n_layers)
-        if threads:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads or min(torch.get_num_threads(), available_cpus()))  # never more than it is given
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
         self.eos_ids = _eos_ids(self.model_dir, self.tokenizer)
         stages = self.replica.stages
@@ -95,8 +95,11 @@ class Engine:
             self.pipeline = LocalPipeline([build_stage(self.model_dir, self.args, s, torch_device(s)) for s in stages])
         self.groups = len(stages) if processes else 1
         self.stats = BatchStats()
-        # fp32 replicas keep an fp32 KV cache (exact reference); any lower precision keeps it in bf16
-        self.kv_dtype = torch.float32 if set(self.replica.bits) == {32} else torch.bfloat16
+        # fp32 replicas keep an fp32 KV cache (exact reference); lower precisions keep it in bf16 where bf16 is
+        # native (CUDA, AMX), and in fp32 on CPUs that emulate bf16 (its attention matmuls would run ~10x slower)
+        on_cuda = any(torch_device(s).startswith("cuda") for s in stages)
+        low = torch.bfloat16 if on_cuda else matmul_dtype()
+        self.kv_dtype = torch.float32 if set(self.replica.bits) == {32} else low
 
     # -- public API ---------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from workers.batching import Command
+from workers.cpu import MATMUL_ENV, available_cpus, matmul_dtype
 from workers.loader import build_stage, read_model_args
 from workers.model import ModelArgs, StageModel
 from solver.plan import Replica
@@ -100,8 +101,9 @@ class ProcessPipeline:
     def __init__(self, model_dir: Path, args: ModelArgs, replica: Replica, threads_per_stage: int | None = None) -> None:
         self.args, self.world = args, len(replica.stages)
         port = free_port()
-        threads = threads_per_stage or max(1, (os.cpu_count() or 1) // self.world)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        threads = threads_per_stage or max(1, available_cpus() // self.world)
+        # every stage widens quantized weights to the same dtype as this process measured (workers/cpu.py)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), MATMUL_ENV: "bf16" if matmul_dtype() == torch.bfloat16 else "fp32"}
         self.children = [
             subprocess.Popen(
                 [sys.executable, "-m", "workers.pipeline", "--rank", str(r), "--world", str(self.world),

@@ -2,16 +2,20 @@
 
 Bits per decoder layer: 32 (fp32 weights), 16 (bf16 weights), 8 (int8, symmetric per
 output channel) or 4 (asymmetric per group of GROUP_SIZE input channels, packed two per
-byte). Activations stay fp32 between layers; quantized matmuls run in bf16.
+byte). Activations stay fp32 between layers.
 
-Kernels: torch's CPU int8/int4 weight-only kernels (`_weight_int8pack_mm`,
-`_weight_int4pack_mm_for_cpu`) are several times faster than fp32 at a few rows (decode)
-and the int8 one is slower than casting to bf16 and a bf16 matmul above KERNEL_MAX_ROWS rows
-(3072x576 weight, 16 rows: int8pack 427 us, cast + bf16 matmul 406 us, fp32 644 us; at 64
-rows 1574 / 770 / 1672 us); the int4 kernel stays ahead at every row count measured (1-64 rows, 2-core
-AVX-512 machine). On CUDA int8 dequantises to bf16; int4 is CPU-only for now (torchao's
-CUDA int4 kernels are the next step once a GPU is at hand). torch.ao's `quantize_dynamic` is not used: it breaks
-SmolLM2 (perplexity 8.9 -> 31-42).
+Which kernel runs (measured in `python -m bench.cpu_paths`, see `workers/cpu.py`):
+- int8, at most KERNEL_MAX_ROWS rows (the tail of a decode batch): torch's int8 weight-only
+  kernel `_weight_int8pack_mm`, the fastest there on every CPU measured.
+- int8, more rows (decode batches, prefill) and bf16 layers: the weights widened to
+  `workers.cpu.matmul_dtype()` — bf16 where the CPU has bf16 matrix units, fp32 where bf16
+  is emulated — and one matmul. Widening to bf16 on an AVX2-only CPU made int8 decode 5x
+  slower than fp32 (issue 21: 59 rows 7.0 ms vs 0.70 ms); widening to fp32 there costs 0.94 ms.
+- int4: `_weight_int4pack_mm_for_cpu` at every row count. Unpacking int4 in eager torch
+  costs 1.5-6 ms per 576x1536 weight, more than the kernel's whole matmul at 59 rows.
+On CUDA int8 and bf16 widen to bf16; int4 is CPU-only for now (torchao's CUDA int4 kernels
+are the next step once a GPU is at hand). torch.ao's `quantize_dynamic` is not used: it
+breaks SmolLM2 (perplexity 8.9 -> 31-42).
 """
 
 from __future__ import annotations
@@ -20,13 +24,35 @@ import torch
 from torch import Tensor, nn
 
 from solver.plan import ENGINE_BITS as BITS  # the contract says which bit-widths exist
+from workers.cpu import matmul_dtype
+
 GROUP_SIZE = 32
-KERNEL_MAX_ROWS = 8  # above this many rows int8 -> bf16 then a bf16 matmul is faster on CPU
+KERNEL_MAX_ROWS = 8  # above this many rows widening int8 and one matmul beats the int8 kernel (bench.cpu_paths)
 INT4_INNER_K_TILES = 2
 
 
+def widen_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a quantized layer widens its weights to for input `x`: bf16 on CUDA, else this CPU's `matmul_dtype()`."""
+    return torch.bfloat16 if x.is_cuda else matmul_dtype()
+
+
+def kernel_path(bits: int, rows: int, device: str = "cpu") -> str:
+    """Which path a `bits`-bit Linear takes for `rows` input rows: "int8 kernel", "int4 kernel", "widen to bf16/fp32", "fp32".
+
+    The one statement of the dispatch rule; the layers below follow it and the tests hold them to it.
+    """
+    if bits == 32:
+        return "fp32"
+    if bits == 4:
+        return "int4 kernel"
+    if bits == 8 and device == "cpu" and rows <= KERNEL_MAX_ROWS:
+        return "int8 kernel"
+    dtype = torch.bfloat16 if device != "cpu" else matmul_dtype()
+    return "widen to bf16" if dtype == torch.bfloat16 else "widen to fp32"
+
+
 class Bf16Linear(nn.Module):
-    """A Linear with bf16 weights; fp32 in, fp32 out."""
+    """A Linear with bf16 weights; fp32 in, fp32 out (the matmul in bf16 where it is native, else fp32)."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
@@ -34,7 +60,8 @@ class Bf16Linear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
 
     def forward(self, x: Tensor) -> Tensor:
-        y = torch.nn.functional.linear(x.to(torch.bfloat16), self.weight).float()
+        dtype = widen_dtype(x)
+        y = torch.nn.functional.linear(x.to(dtype), self.weight.to(dtype)).float()
         return y if self.bias is None else y + self.bias
 
 
@@ -50,13 +77,14 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
 
     def forward(self, x: Tensor) -> Tensor:
-        x2 = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        if x2.is_cuda or x2.shape[0] > KERNEL_MAX_ROWS:
-            # per-output-channel scales commute with the matmul: (x @ qᵀ) · s
-            y = (x2 @ self.weight.to(torch.bfloat16).t()) * self.scales
+        x2 = x.reshape(-1, x.shape[-1])
+        if not x2.is_cuda and x2.shape[0] <= KERNEL_MAX_ROWS:
+            y = torch._weight_int8pack_mm(x2.to(torch.bfloat16), self.weight, self.scales).float()
         else:
-            y = torch._weight_int8pack_mm(x2, self.weight, self.scales)
-        y = y.float().reshape(*x.shape[:-1], -1)
+            dtype = widen_dtype(x2)
+            # per-output-channel scales commute with the matmul: (x @ qᵀ) · s
+            y = ((x2.to(dtype) @ self.weight.to(dtype).t()) * self.scales.to(dtype)).float()
+        y = y.reshape(*x.shape[:-1], -1)
         return y if self.bias is None else y + self.bias
 
 
