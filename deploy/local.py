@@ -37,8 +37,9 @@ class EmbeddedRedis:
             pass  # the server closed the connection while going down
 
 
-def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: str | None, log: Path) -> subprocess.Popen[bytes]:
-    """Start `costserve worker` for `queue` in its own process group; output goes to `log`.
+def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: str | None, log: Path,
+                 threads: int | None = None) -> subprocess.Popen[bytes]:
+    """Start `costserve worker` for `queue` in its own process group (`threads` torch threads); output goes to `log`.
 
     The broker URL goes in the environment, not the command line, so a password in it is not
     visible to other users through `ps`.
@@ -46,6 +47,8 @@ def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: s
     cmd = [sys.executable, "-m", "costserve.cli", "worker", "--queue", queue, "--replica", str(replica)]
     if model:
         cmd += ["--model", model]
+    if threads:
+        cmd += ["--threads", str(threads)]
     out = log.open("ab")
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=run_dir,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "COSTSERVE_BROKER": broker})

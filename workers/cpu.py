@@ -23,8 +23,10 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch  # imported where used: the driver asks available_cpus() without loading torch
 
 # bf16 must beat fp32 by this factor on the probe to be chosen (it wins by 1.3-5x where native
 # and loses by ~10x where emulated: the margin only keeps timing noise from flipping a tie).
@@ -45,7 +47,7 @@ def available_cpus() -> int:
     return max(1, count)
 
 
-def _best_seconds(candidates: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]], rounds: int = 7) -> dict[torch.dtype, float]:
+def _best_seconds(candidates: dict["torch.dtype", tuple["torch.Tensor", "torch.Tensor"]], rounds: int = 7) -> dict["torch.dtype", float]:
     """Best time (s) of each dtype's matmul over `rounds` interleaved rounds, after warm-ups (oneDNN builds kernels on first use).
 
     Interleaving keeps a burst of load on the machine from landing on one dtype only; the best
@@ -64,12 +66,14 @@ def _best_seconds(candidates: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor
 
 
 @functools.cache
-def matmul_dtype() -> torch.dtype:
+def matmul_dtype() -> "torch.dtype":
     """The dtype quantized layers widen their weights to for a many-row CPU matmul: bf16 where it is native, else fp32.
 
     Measured once per process: a PROBE_ROWS × PROBE_DIM by PROBE_DIM × PROBE_DIM matmul in each
     dtype (best of 7 interleaved rounds, after warm-ups; about 20 ms); $COSTSERVE_CPU_MATMUL (bf16 or fp32) overrides.
     """
+    import torch
+
     forced = os.environ.get(MATMUL_ENV)
     if forced in ("bf16", "fp32"):
         return torch.bfloat16 if forced == "bf16" else torch.float32

@@ -90,7 +90,8 @@ class Engine:
         if processes and len(stages) > 1:
             from workers.pipeline import ProcessPipeline
 
-            self.pipeline: LocalPipeline | ProcessPipeline = ProcessPipeline(self.model_dir, self.args, self.replica)
+            per_stage = max(1, threads // len(stages)) if threads else None
+            self.pipeline: LocalPipeline | ProcessPipeline = ProcessPipeline(self.model_dir, self.args, self.replica, per_stage)
         else:
             self.pipeline = LocalPipeline([build_stage(self.model_dir, self.args, s, torch_device(s)) for s in stages])
         self.groups = len(stages) if processes else 1

@@ -33,7 +33,8 @@ def worker_engine() -> Engine:
     if _engine is None:
         replica_file = os.environ.get("COSTSERVE_WORKER_REPLICA")
         replica = read_replica(Path(replica_file)) if replica_file else None
-        _engine = Engine(replica, model=os.environ.get("COSTSERVE_WORKER_MODEL"))
+        threads = os.environ.get("COSTSERVE_WORKER_THREADS")
+        _engine = Engine(replica, model=os.environ.get("COSTSERVE_WORKER_MODEL"), threads=int(threads) if threads else None)
     return _engine
 
 

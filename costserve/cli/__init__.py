@@ -238,11 +238,12 @@ def worker(
     replica: Annotated[Optional[Path], typer.Option(help="replica JSON this worker runs")] = None,
     model: Annotated[Optional[str], typer.Option(help="model dir or .gguf [default: the embedded SmolLM2-135M]")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="worker processes, one replica each")] = 1,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per replica [default: the CPUs this process is given ÷ concurrency]")] = None,
 ) -> None:
     """A Celery worker for one queue (started by `submit`; run it by hand on another machine to add capacity)."""
     from costserve.cli.worker import run_worker
 
-    run_worker(queue, broker, replica, model, concurrency)
+    run_worker(queue, broker, replica, model, concurrency, threads)
 
 
 @app.command()

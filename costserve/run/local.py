@@ -52,6 +52,7 @@ class LocalBackend:
     def launch(self) -> None:
         from deploy.local import EmbeddedRedis, start_worker
         from workers.celery_app import make_app
+        from workers.cpu import available_cpus
         from workers.model_source import resolve_model_dir
 
         model_dir = resolve_model_dir(self.request.model)
@@ -64,7 +65,8 @@ class LocalBackend:
         self.store.event("broker", redact_url(url))
         replica_file, log = self.store.dir / f"replica-{QUEUE}.json", self.store.dir / "workers.log"
         self.app = make_app(url)
-        self.start = lambda: start_worker(self.store.dir, QUEUE, url, replica_file, str(model_dir), log)
+        threads = max(1, available_cpus() // self.request.workers)  # the workers share this machine's CPUs
+        self.start = lambda: start_worker(self.store.dir, QUEUE, url, replica_file, str(model_dir), log, threads)
         for _ in range(self.request.workers):
             self._spawn()
         self.store.fleet_up(QUEUE, 0, 1, self._price)
