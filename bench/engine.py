@@ -131,6 +131,9 @@ def main() -> None:
     if a.child:
         child(a.child, a.model_dir, a.prompts, a.baseline_sample, a.slots)
         return
+    from workers.cpu import prefer_passive_omp
+
+    prefer_passive_omp()  # as `costserve` does for its workers; the children inherit it
 
     import pandas as pd
 

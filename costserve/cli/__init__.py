@@ -13,8 +13,10 @@ from costserve.cli.options import build_request, cli_settings
 from costserve.cli.output import fail, one_line_errors
 from costserve.cli.schedule import schedule_app
 from costserve.cli.terminal import TerminalNotices
+from workers.cpu import prefer_passive_omp
 
 notices.install(TerminalNotices())  # run orchestration reports through costserve.notices; the CLI shows it here
+prefer_passive_omp()  # before any command imports torch: workers and engines started from here inherit it
 
 app = typer.Typer(
     name="costserve",
