@@ -50,6 +50,10 @@ class BrokerError(CostserveError):
     """The broker given with --broker does not answer (password redacted)."""
 
 
+class ResultsFileError(CostserveError):
+    """The results file could not be written (disk full, file too large, no permission); any previous file is untouched."""
+
+
 class LaunchError(CostserveError):
     """SkyPilot could not launch (or dry-run) a fleet group's task."""
 

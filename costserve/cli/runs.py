@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from costserve.cli.output import console, fail
+from costserve.cli.output import console, fail, one_line_errors
+from costserve.cli.terminal import warn
 from costserve.store.runs import RunStore, list_runs
 
 
@@ -56,19 +57,23 @@ def show_status(run_id: str) -> None:
 
 
 def write_results(run_id: str, out: Path | None) -> int:
-    """The run's result lines in input order, to `out` or stdout; exit 1 if some jobs have none yet."""
+    """The run's result lines in input order, to `out` (written whole or not at all, mode 0600) or stdout;
+    exit 1 if some jobs have none yet."""
+    from costserve.run.end import write_results_file
     from costserve.store.results import outputs_in_order, results_db
 
     run = open_run(run_id)
     con = results_db(run.dir)
-    lines = list(outputs_in_order(con))
-    text = "".join(line + "\n" for line in lines)
     if out is None:
-        sys.stdout.write(text)
+        written = 0
+        for line in outputs_in_order(con):
+            sys.stdout.write(line + "\n")
+            written += 1
     else:
-        out.write_text(text)
-        console.print(f"{len(lines)} result lines -> {out}", markup=False)
-    missing = run.input_info()["jobs"] - len(lines)
+        with one_line_errors():
+            written, _ = write_results_file(con, out)
+        console.print(f"{written} result lines -> {out}", markup=False)
+    missing = run.input_info()["jobs"] - written
     if missing:
-        print(f"costserve: run {run.id}: {missing} jobs have no result yet", file=sys.stderr)
+        warn(f"run {run.id}: {missing} jobs have no result yet")
     return 1 if missing else 0

@@ -27,6 +27,7 @@ from costserve.jobs.schema import (
 
 # Keys that mark a line as the OpenAI Batch form rather than the plain form.
 _BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,8 @@ def read_jobs(
             if digest is not None:
                 digest.update(raw)
             content = raw.rstrip(b"\r\n")
+            if lineno == 1:
+                content = content.removeprefix(UTF8_BOM)  # editors on Windows start files with one
             if not content.strip():
                 yield LineError(name, lineno, "line", "blank line (each line must be one JSON object)", raw)
                 continue
@@ -137,6 +140,12 @@ def read_jobs(
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 yield LineError(name, lineno, "json", f"malformed JSON: {exc.msg} at column {exc.colno}", raw)
+                continue
+            except RecursionError:  # json recurses per nesting level; a hostile line must not end the file
+                yield LineError(name, lineno, "json", "nested too deeply (arrays or objects inside each other)", raw)
+                continue
+            except ValueError as exc:  # an integer longer than Python's int_max_str_digits (4,300 digits)
+                yield LineError(name, lineno, "json", f"number too large: {str(exc).split(';')[0]}", raw)
                 continue
             parsed = parse_job_line(obj, lineno, default_max_tokens)
             if isinstance(parsed, tuple):

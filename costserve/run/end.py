@@ -3,24 +3,39 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
-from costserve.errors import RunStopped
+from costserve.errors import ResultsFileError, RunStopped
+from costserve.notices import say
 from costserve.report.files import write_run_report
 from costserve.store.results import outputs_in_order
 from costserve.store.runs import RunStore
-from costserve.notices import say
 
 
 def write_results_file(results: sqlite3.Connection, out: Path) -> tuple[int, int]:
-    """Every result line in input order to `out`; returns (lines written, lines with an error)."""
+    """Every result line in input order to `out` (mode 0600); returns (lines written, lines with an error).
+
+    The lines stream into a temporary file beside `out`, which is flushed to disk and then renamed
+    over `out`: a full disk or a crash midway leaves the previous file whole, never a truncated
+    one. Raises ResultsFileError (one line) when the file cannot be written; the results stay in
+    the run store either way.
+    """
     written = failed = 0
-    with out.open("w") as f:
-        for output in outputs_in_order(results):
-            failed += json.loads(output)["error"] is not None
-            written += 1
-            f.write(output + "\n")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            for output in outputs_in_order(results):
+                failed += json.loads(output)["error"] is not None
+                written += 1
+                f.write(output + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ResultsFileError(f"{out}: cannot write the results: {exc.strerror or exc}") from None
     return written, failed
 
 
@@ -30,7 +45,12 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
 
     Raises RunStopped (exit 2, with how to continue) when the run stopped before every job had a result.
     """
-    written, failed = write_results_file(results, out)
+    try:
+        written, failed = write_results_file(results, out)
+    except ResultsFileError as exc:
+        store.event("stopped", str(exc))
+        raise ResultsFileError(f"run {store.id}: {exc}; every result is kept in the run store: "
+                               f"`costserve results {store.id} --out FILE` writes them") from None
     store.event("finished" if stopped is None else "stopped", str(out) if stopped is None else stopped)
     say(f"report: {write_run_report(store)}")
     if stopped is not None:
