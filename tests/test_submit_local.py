@@ -33,6 +33,11 @@ def test_submit_runs_every_job_once_in_input_order(cli, tmp_path: Path, tiny_lla
     assert [(s[2], s[3]) for s in store.shards()] == [(4, "done"), (4, "done"), (3, "done")]
     kinds = [k for (k,) in store.db.execute("SELECT kind FROM events")]
     assert kinds[0] == "created" and kinds[-1] == "finished" and kinds.count("shard done") == 3
+    # the workers consumed this run's own broker queue (runs sharing a --broker never take each other's shards)
+    import sqlite3
+
+    recorded = {q for (q,) in sqlite3.connect(run_dir / "results.sqlite").execute("SELECT queue FROM shard_runs")}
+    assert recorded == {f"local-{run_dir.name}"}
     replica = json.loads((run_dir / "replica-local.json").read_text())
     assert len(replica["stages"]) == 2
     assert run_dir.name in result.output

@@ -26,7 +26,12 @@ from costserve.run.follow import worker_table
 from costserve.store.results import shards_run, shards_started_by
 from costserve.store.runs import RunStore
 
-QUEUE = "local"
+QUEUE = "local"  # the fleet group's name in the run store and in shard ids
+
+
+def celery_queue(run_id: str) -> str:
+    """The broker queue of one local run: named after the run, so runs sharing a --broker never take each other's shards."""
+    return f"{QUEUE}-{run_id}"
 RUN_SHARD = "workers.tasks.run_shard"
 MAX_REPLACEMENTS = 3
 
@@ -40,6 +45,7 @@ class LocalBackend:
 
     def __init__(self, store: RunStore, results: sqlite3.Connection, request: BatchRequest, broker: str | None) -> None:
         self.store, self.results, self.request, self.broker = store, results, request, broker
+        self.queue = celery_queue(store.id)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.replacements = 0
         self.may_add_capacity = True
@@ -66,13 +72,13 @@ class LocalBackend:
         replica_file, log = self.store.dir / f"replica-{QUEUE}.json", self.store.dir / "workers.log"
         self.app = make_app(url)
         threads = max(1, available_cpus() // self.request.workers)  # the workers share this machine's CPUs
-        self.start = lambda: start_worker(self.store.dir, QUEUE, url, replica_file, str(model_dir), log, threads)
+        self.start = lambda: start_worker(self.store.dir, self.queue, url, replica_file, str(model_dir), log, threads)
         for _ in range(self.request.workers):
             self._spawn()
         self.store.fleet_up(QUEUE, 0, 1, self._price)
         for sid in todo:
-            self.app.send_task(RUN_SHARD, args=(str(self.store.dir), sid), queue=QUEUE)
-        self.store.event("queued", f"{len(todo)} shards")
+            self.app.send_task(RUN_SHARD, args=(str(self.store.dir), sid), queue=self.queue)
+        self.store.event("queued", f"{len(todo)} shards on queue {self.queue}")
 
     def price_per_hour(self) -> float:
         return self._price
@@ -92,7 +98,7 @@ class LocalBackend:
             lost = sorted(shards_started_by(self.results, proc.pid) - done - shards_run(self.results))
             self.store.event("worker lost", f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}")
             for sid in lost:
-                self.app.send_task(RUN_SHARD, args=(str(self.store.dir), sid), queue=QUEUE)
+                self.app.send_task(RUN_SHARD, args=(str(self.store.dir), sid), queue=self.queue)
             if self.replacements < MAX_REPLACEMENTS and self.may_add_capacity:
                 self.replacements += 1
                 self._spawn()
