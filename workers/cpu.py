@@ -93,3 +93,11 @@ def matmul_dtype() -> "torch.dtype":
     x, w = torch.randn(PROBE_ROWS, PROBE_DIM, generator=gen), torch.randn(PROBE_DIM, PROBE_DIM, generator=gen)
     seconds = _best_seconds({torch.float32: (x, w), torch.bfloat16: (x.to(torch.bfloat16), w.to(torch.bfloat16))})
     return torch.bfloat16 if seconds[torch.bfloat16] < BF16_MARGIN * seconds[torch.float32] else torch.float32
+
+
+def widen_dtype(device: str) -> "torch.dtype":
+    """The dtype quantized weights (and the KV cache of a quantized replica) take on `device` ("cpu", "cuda", "cuda:1"):
+    bf16 on a GPU, this CPU's `matmul_dtype()` on the CPU."""
+    import torch
+
+    return matmul_dtype() if device == "cpu" else torch.bfloat16

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from workers.batching import BatchStats, Command, ContinuousBatcher, SeqState, new_seq
-from workers.cpu import available_cpus, matmul_dtype
+from workers.cpu import available_cpus, widen_dtype
 from workers.loader import build_stage, read_model_args
 from workers.model import StageModel
 from workers.model_source import resolve_model_dir
@@ -98,9 +98,8 @@ class Engine:
         self.stats = BatchStats()
         # fp32 replicas keep an fp32 KV cache (exact reference); lower precisions keep it in bf16 where bf16 is
         # native (CUDA, AMX), and in fp32 on CPUs that emulate bf16 (its attention matmuls would run ~10x slower)
-        on_cuda = any(torch_device(s).startswith("cuda") for s in stages)
-        low = torch.bfloat16 if on_cuda else matmul_dtype()
-        self.kv_dtype = torch.float32 if set(self.replica.bits) == {32} else low
+        low = {widen_dtype(torch_device(s).split(":")[0]) for s in stages}
+        self.kv_dtype = torch.float32 if set(self.replica.bits) == {32} or torch.float32 in low else torch.bfloat16
 
     # -- public API ---------------------------------------------------------------
 

@@ -24,16 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from solver.plan import ENGINE_BITS as BITS  # the contract says which bit-widths exist
-from workers.cpu import matmul_dtype
+from workers.cpu import widen_dtype
 
 GROUP_SIZE = 32
 KERNEL_MAX_ROWS = 8  # above this many rows widening int8 and one matmul beats the int8 kernel (bench.cpu_paths)
 INT4_INNER_K_TILES = 2
-
-
-def widen_dtype(x: Tensor) -> torch.dtype:
-    """The dtype a quantized layer widens its weights to for input `x`: bf16 on CUDA, else this CPU's `matmul_dtype()`."""
-    return torch.bfloat16 if x.is_cuda else matmul_dtype()
 
 
 def kernel_path(bits: int, rows: int, device: str = "cpu") -> str:
@@ -47,8 +42,7 @@ def kernel_path(bits: int, rows: int, device: str = "cpu") -> str:
         return "int4 kernel"
     if bits == 8 and device == "cpu" and rows <= KERNEL_MAX_ROWS:
         return "int8 kernel"
-    dtype = torch.bfloat16 if device != "cpu" else matmul_dtype()
-    return "widen to bf16" if dtype == torch.bfloat16 else "widen to fp32"
+    return "widen to bf16" if widen_dtype(device) == torch.bfloat16 else "widen to fp32"
 
 
 class Bf16Linear(nn.Module):
@@ -60,7 +54,7 @@ class Bf16Linear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
 
     def forward(self, x: Tensor) -> Tensor:
-        dtype = widen_dtype(x)
+        dtype = widen_dtype(x.device.type)
         y = torch.nn.functional.linear(x.to(dtype), self.weight.to(dtype)).float()
         return y if self.bias is None else y + self.bias
 
@@ -78,10 +72,10 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x2 = x.reshape(-1, x.shape[-1])
-        if not x2.is_cuda and x2.shape[0] <= KERNEL_MAX_ROWS:
+        if kernel_path(8, x2.shape[0], x2.device.type) == "int8 kernel":
             y = torch._weight_int8pack_mm(x2.to(torch.bfloat16), self.weight, self.scales).float()
         else:
-            dtype = widen_dtype(x2)
+            dtype = widen_dtype(x2.device.type)
             # per-output-channel scales commute with the matmul: (x @ qᵀ) · s
             y = ((x2.to(dtype) @ self.weight.to(dtype).t()) * self.scales.to(dtype)).float()
         y = y.reshape(*x.shape[:-1], -1)
