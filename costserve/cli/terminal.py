@@ -46,7 +46,7 @@ class _BatchProgress(Progress):
 
 
 class TerminalNotices:
-    """Notices on the terminal: lines on stdout, warnings on stderr, spinners and the live view on stderr."""
+    """Notices on the terminal: lines and spinners on stdout, warnings and the live view on stderr."""
 
     def say(self, message: str) -> None:
         """One plain line on stdout."""
