@@ -38,11 +38,11 @@ class EmbeddedRedis:
 
 
 def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: str | None, log: Path,
-                 threads: int | None = None) -> subprocess.Popen[bytes]:
+                 threads: int | None = None, run_id: str | None = None) -> subprocess.Popen[bytes]:
     """Start `costserve worker` for `queue` in its own process group (`threads` torch threads); output goes to `log`.
 
     The broker URL goes in the environment, not the command line, so a password in it is not
-    visible to other users through `ps`.
+    visible to other users through `ps`. With `run_id` the worker refuses tasks of any other run.
     """
     cmd = [sys.executable, "-m", "costserve.cli", "worker", "--queue", queue, "--replica", str(replica)]
     if model:
@@ -51,7 +51,8 @@ def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: s
         cmd += ["--threads", str(threads)]
     out = log.open("ab")
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=run_dir,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "COSTSERVE_BROKER": broker})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "COSTSERVE_BROKER": broker,
+                                 **({"COSTSERVE_WORKER_RUN": run_id} if run_id else {})})
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:

@@ -65,6 +65,9 @@ class LocalPipeline:
     def close(self) -> None:
         self.stages = []
 
+    def abort(self) -> None:
+        self.close()
+
 
 def _device_of(stage: StageModel) -> str:
     return str(stage.compute_device)
@@ -135,6 +138,10 @@ class Engine:
     def close(self) -> None:
         """Stop stage processes and free the model."""
         self.pipeline.close()
+
+    def abort(self) -> None:
+        """Drop a replica that failed mid-batch (a stage process died, a peer timed out) without waiting on it."""
+        self.pipeline.abort()
 
     def __enter__(self) -> Engine:
         return self

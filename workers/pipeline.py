@@ -146,6 +146,21 @@ class ProcessPipeline:
             c.wait(timeout=60)
         dist.destroy_process_group()
 
+    def abort(self) -> None:
+        """Tear a broken pipeline down without talking to it: SIGKILL the stage processes, drop the process group.
+
+        For a pipeline whose peer died or timed out mid-batch; `close()` would wait on it.
+        """
+        self.closed = True
+        for c in self.children:
+            if c.poll() is None:
+                c.kill()
+            c.wait()
+        try:
+            dist.destroy_process_group()
+        except (RuntimeError, ValueError):
+            pass  # already gone with its peer; nothing left to free
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description="one pipeline stage process (started by the engine)")

@@ -56,12 +56,25 @@ def save_result(con: sqlite3.Connection, custom_id: str, line: int, shard: str, 
     con.commit()
 
 
-def mark_shard_started(con: sqlite3.Connection, shard: str) -> None:
+def mark_shard_started(con: sqlite3.Connection, shard: str) -> int:
     """Record that this process (and its process group: one `costserve worker`) started a shard, so the driver can
-    re-queue it if that worker dies before finishing."""
+    re-queue it if that worker dies before finishing; returns this attempt's number (1 for the first start of the shard,
+    counting Celery retries and the driver's re-queues alike)."""
     import os
 
     con.execute("INSERT INTO shard_starts VALUES (?, ?, ?, ?)", (shard, os.getpgid(0), os.getpid(), time.time()))
+    con.commit()
+    return int(con.execute("SELECT COUNT(*) FROM shard_starts WHERE shard = ?", (shard,)).fetchone()[0])
+
+
+def shard_done_ids(con: sqlite3.Connection, shard: str) -> set[str]:
+    """custom_ids of a shard that already have a result (an earlier attempt wrote them)."""
+    return {cid for (cid,) in con.execute("SELECT custom_id FROM results WHERE shard = ?", (shard,))}
+
+
+def save_shard_failure(con: sqlite3.Connection, shard: str, worker: str, attempt: int, error: str, final: bool) -> None:
+    """Record one failed attempt at a shard (`final`: no retry follows), for the driver's live view and its stop reason."""
+    con.execute("INSERT INTO shard_failures VALUES (?, ?, ?, ?, ?, ?)", (shard, worker, attempt, error, int(final), time.time()))
     con.commit()
 
 

@@ -1,9 +1,17 @@
 """Celery tasks: `run_shard(run_dir, shard_id)` generates one shard's jobs on this worker's replica.
 
-The replica is loaded once per worker process (`worker_process_init`), from
-`COSTSERVE_WORKER_REPLICA` (a replica or plan JSON; default one fp32 stage) and
-`COSTSERVE_WORKER_MODEL` (default the embedded SmolLM2). Each result is written as soon as
-its job finishes, keyed by custom_id, so a redelivered shard overwrites, never duplicates.
+The replica is loaded on a process's first task, not at process start: Celery kills a pool
+process that is not up within `worker_proc_alive_timeout`, and a replica takes longer than
+that to load. It comes from `COSTSERVE_WORKER_REPLICA` (a replica or plan JSON; default one
+fp32 stage) and `COSTSERVE_WORKER_MODEL` (default the embedded SmolLM2). Each result is
+written as soon as its job finishes, keyed by custom_id, so a redelivered shard overwrites,
+never duplicates.
+
+A shard that fails (a stage process died, the results database is locked or full) drops the
+replica, which the next attempt rebuilds, and is retried through Celery's `self.retry` with
+backoff; a retry skips the jobs that already have a result. Every attempt is counted in
+`shard_starts`. From attempt MAX_ATTEMPTS on, jobs run one at a time, so a job that breaks
+the engine fails alone (an error line) and the rest of its shard completes.
 """
 
 from __future__ import annotations
@@ -14,15 +22,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.exceptions import Reject
+from celery.signals import worker_process_shutdown
 
 from workers.celery_app import app
-from workers.engine import Engine
+from workers.engine import Engine, Generation
 from workers.model_source import model_name
 from workers.replica import read_replica
 from workers.results import batch_output_line
 from solver.plan import Job
-from workers.shard_io import connect_results, mark_shard_started, read_shard, save_result, save_shard_run
+from workers.shard_io import (connect_results, mark_shard_started, read_shard, save_result, save_shard_failure,
+                              save_shard_run, shard_done_ids)
+
+MAX_ATTEMPTS = 4  # starts of one shard (retries and re-queues alike); the last runs its jobs one at a time
+RETRY_BACKOFF_S = 5.0  # delay before the first retry (s); doubles per retry, at most RETRY_BACKOFF_MAX_S
+RETRY_BACKOFF_MAX_S = 60.0
+RUN_ENV = "COSTSERVE_WORKER_RUN"  # the run id a worker serves; tasks of any other run are refused
 
 _engine: Engine | None = None
 
@@ -38,9 +53,12 @@ def worker_engine() -> Engine:
     return _engine
 
 
-@worker_process_init.connect
-def _load_replica(**_: Any) -> None:
-    worker_engine()
+def drop_engine() -> None:
+    """Forget this process's Engine after a failure (its stage processes killed); the next task builds a new one."""
+    global _engine
+    if _engine is not None:
+        engine, _engine = _engine, None
+        engine.abort()
 
 
 @worker_process_shutdown.connect
@@ -57,31 +75,76 @@ def _worker_id(task: Any) -> str:
     return f"{task.request.hostname or socket.gethostname()}/{os.getpid()}"
 
 
-@app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def retry_delay_s(retries: int) -> float:
+    """Seconds before retry number `retries` + 1: RETRY_BACKOFF_S doubling per retry, capped at RETRY_BACKOFF_MAX_S."""
+    return min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S * 2 ** retries)
+
+
+def _refuse_foreign(run_dir: str) -> None:
+    """Reject (without requeueing here) a task of another run than the one this worker was started for."""
+    own = os.environ.get(RUN_ENV)
+    if own and Path(run_dir).name != own:
+        raise Reject(f"task of run {Path(run_dir).name} refused by a worker of run {own}", requeue=False)
+
+
+def _one_at_a_time(jobs: list[Job], attempt: int) -> Any:
+    """Generate each job alone; a job whose generation raises becomes an error Generation and the engine is rebuilt."""
+    for i, job in enumerate(jobs):
+        try:
+            gens = list(worker_engine().stream([job]))
+        except Exception as exc:  # whatever broke the engine, this job alone fails
+            drop_engine()
+            gens = [Generation(0, job.custom_id, "", 0, 0, "error", job.messages is not None,
+                               f"failed on attempt {attempt} of {MAX_ATTEMPTS}: {type(exc).__name__}: {exc}")]
+        for g in gens:
+            g.index = i
+            yield g
+
+
+@app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_ATTEMPTS - 1)
 def run_shard(self: Any, run_dir: str, shard_id: str) -> dict[str, int]:
     """Generate every job of a shard file in a run directory this worker shares (local backend); returns counts."""
-    jobs = read_shard(Path(run_dir), shard_id)
-    engine = worker_engine()
-    name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
+    _refuse_foreign(run_dir)
     con = connect_results(Path(run_dir))
-    tokens = errors = 0
-    started = time.time()
     attempt = self.request.retries + 1
-    mark_shard_started(con, shard_id)
     try:
-        for gen in engine.stream(jobs):
-            job = jobs[gen.index]
+        attempt = mark_shard_started(con, shard_id)
+        jobs = read_shard(Path(run_dir), shard_id)
+        done = shard_done_ids(con, shard_id)
+        todo = [j for j in jobs if j.custom_id not in done]
+        name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
+        started, tokens, errors = time.time(), 0, 0
+        final = attempt >= MAX_ATTEMPTS
+        for gen in (_one_at_a_time(todo, attempt) if final else worker_engine().stream(todo)):
+            job = todo[gen.index]
             save_result(con, job.custom_id, job.line, shard_id, batch_output_line(gen, name), attempt, gen.completion_tokens)
             tokens += gen.completion_tokens
             errors += gen.error is not None
         queue = (self.request.delivery_info or {}).get("routing_key") or ""
-        save_shard_run(con, shard_id, _worker_id(self), queue, attempt, started, len(jobs), tokens, errors)
+        save_shard_run(con, shard_id, _worker_id(self), queue, attempt, started, len(todo), tokens, errors)
+        return {"jobs": len(todo), "tokens": tokens, "errors": errors}
+    except Exception as exc:  # any failure of the engine or the database: rebuild, back off, retry
+        drop_engine()
+        final = attempt >= MAX_ATTEMPTS
+        _record_failure(con, shard_id, _worker_id(self), attempt, exc, final)
+        if final:
+            raise
+        raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries))
     finally:
         con.close()
-    return {"jobs": len(jobs), "tokens": tokens, "errors": errors}
 
 
-@app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def _record_failure(con: Any, shard: str, worker: str, attempt: int, exc: BaseException, final: bool) -> None:
+    """Record a failed attempt for the driver, if the database takes it (it may be what failed)."""
+    import sqlite3
+
+    try:
+        save_shard_failure(con, shard, worker, attempt, f"{type(exc).__name__}: {exc}".splitlines()[0][:300], final)
+    except sqlite3.Error:
+        pass  # the driver's watchdog notices the shard made no progress
+
+
+@app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_ATTEMPTS - 1)
 def run_jobs(self: Any, shard_id: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """Generate a shard sent inline (remote workers share no run directory); the outputs go back as the task result.
 
@@ -89,13 +152,16 @@ def run_jobs(self: Any, shard_id: str, jobs: list[dict[str, Any]]) -> dict[str, 
     times in unix s. The driver writes them to the run store.
     """
     parsed = [Job.from_json(j) for j in jobs]
-    engine = worker_engine()
     name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
     started = time.time()
     outputs = []
-    for gen in engine.stream(parsed):
-        job = parsed[gen.index]
-        outputs.append({"custom_id": job.custom_id, "line": job.line, "output": batch_output_line(gen, name),
-                        "tokens": gen.completion_tokens, "finished": time.time()})
+    try:
+        for gen in worker_engine().stream(parsed):
+            job = parsed[gen.index]
+            outputs.append({"custom_id": job.custom_id, "line": job.line, "output": batch_output_line(gen, name),
+                            "tokens": gen.completion_tokens, "finished": time.time()})
+    except Exception as exc:  # a broken replica: rebuild it on the retry (the driver counts attempts past Celery's)
+        drop_engine()
+        raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries))
     return {"shard": shard_id, "worker": _worker_id(self), "queue": (self.request.delivery_info or {}).get("routing_key") or "",
             "attempt": self.request.retries + 1, "started": started, "finished": time.time(), "outputs": outputs}

@@ -32,6 +32,10 @@ class WorkersGone(Exception):
     """Every worker process exited before the run finished."""
 
 
+class ShardFailed(Exception):
+    """A shard failed on every attempt the workers allow; the run stops (resumable)."""
+
+
 def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], now: float) -> Table:
     """One row per worker: state, shards done, output tokens, seconds since its last shard finished."""
     table = Table(box=None, show_header=True, header_style="dim")
@@ -103,5 +107,5 @@ def follow_or_stop(store: RunStore, results: sqlite3.Connection, total: int, bac
         return "cancelled"
     except BudgetReached as exc:
         return f"stopped at its budget: {exc}"
-    except WorkersGone as exc:
+    except (WorkersGone, ShardFailed) as exc:
         return str(exc)

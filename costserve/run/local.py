@@ -22,8 +22,8 @@ from rich.console import RenderableType
 from costserve.errors import BrokerError, RunStateError
 from costserve.request import BatchRequest
 from costserve.run.drive import drive
-from costserve.run.follow import worker_table
-from costserve.store.results import shards_run, shards_started_by
+from costserve.run.follow import ShardFailed, worker_table
+from costserve.store.results import shard_failures_since, shards_run, shards_started_by
 from costserve.store.runs import RunStore
 
 QUEUE = "local"  # the fleet group's name in the run store and in shard ids
@@ -48,6 +48,8 @@ class LocalBackend:
         self.queue = celery_queue(store.id)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.replacements = 0
+        self.failures_seen = 0  # rowid of the last shard_failures row recorded as an event
+        self.problem: str | None = None  # the latest failed attempt, for the live view
         self.may_add_capacity = True
         self.redis: Any = None
         self.app: Any = None
@@ -72,7 +74,8 @@ class LocalBackend:
         replica_file, log = self.store.dir / f"replica-{QUEUE}.json", self.store.dir / "workers.log"
         self.app = make_app(url)
         threads = max(1, available_cpus() // self.request.workers)  # the workers share this machine's CPUs
-        self.start = lambda: start_worker(self.store.dir, self.queue, url, replica_file, str(model_dir), log, threads)
+        self.start = lambda: start_worker(self.store.dir, self.queue, url, replica_file, str(model_dir), log, threads,
+                                          self.store.id)
         for _ in range(self.request.workers):
             self._spawn()
         self.store.fleet_up(QUEUE, 0, 1, self._price)
@@ -89,7 +92,17 @@ class LocalBackend:
         self.store.event("worker started", str(proc.pid))
 
     def poll(self) -> None:
-        """Nothing to collect: local workers write results.sqlite themselves."""
+        """Record the shard attempts that failed since the last poll (local workers write results themselves).
+
+        Raises ShardFailed when a shard failed its last attempt: the run stops, resumable.
+        """
+        for rowid, shard, worker, attempt, error, final in shard_failures_since(self.results, self.failures_seen):
+            self.failures_seen = rowid
+            self.problem = f"{shard} attempt {attempt} failed on {worker}: {error}"
+            self.store.event("shard failed", self.problem + ("" if final else "; retrying"))
+            if final:
+                raise ShardFailed(f"{shard} failed on all of its {attempt} attempts (last: {error}); see "
+                                  f"{self.store.dir / 'workers.log'}; `costserve resume {self.store.id}` tries it again")
 
     def replace_lost(self) -> None:
         for proc in [p for p in self.procs if p.poll() is not None]:
@@ -111,7 +124,10 @@ class LocalBackend:
             bool(self.procs) and self.replacements < MAX_REPLACEMENTS and self.may_add_capacity)
 
     def status(self, now: float) -> RenderableType:
-        return worker_table(self.results, self.procs, now)
+        table = worker_table(self.results, self.procs, now)
+        if self.problem is not None:
+            table.caption = f"last failure: {self.problem}"
+        return table
 
     def gone(self) -> str:
         return (f"every worker exited before the run finished ({self.replacements} replaced); see "

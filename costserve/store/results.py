@@ -18,7 +18,7 @@ from workers.shard_io import LOCK_TIMEOUT_S, RESULTS_FILE, connect_results
 if TYPE_CHECKING:
     import pandas as pd
 
-RESULT_TABLES = ("results", "shard_starts", "shard_runs")
+RESULT_TABLES = ("results", "shard_starts", "shard_runs", "shard_failures")
 
 
 def results_db(run_dir: Path) -> sqlite3.Connection:
@@ -30,6 +30,8 @@ def results_db(run_dir: Path) -> sqlite3.Connection:
     con.execute("CREATE TABLE IF NOT EXISTS shard_starts (shard TEXT, pgid INTEGER, pid INTEGER, started REAL)")
     con.execute("CREATE TABLE IF NOT EXISTS shard_runs (shard TEXT, worker TEXT, queue TEXT, attempt INTEGER, started REAL, "
                 "finished REAL, jobs INTEGER, tokens INTEGER, errors INTEGER)")
+    con.execute("CREATE TABLE IF NOT EXISTS shard_failures (shard TEXT, worker TEXT, attempt INTEGER, error TEXT, final INTEGER, "
+                "at REAL)")
     con.commit()
     return con
 
@@ -80,6 +82,12 @@ def shards_started_by(con: sqlite3.Connection, pgid: int) -> set[str]:
 def shards_run(con: sqlite3.Connection) -> set[str]:
     """Shards some worker finished running."""
     return {sid for (sid,) in con.execute("SELECT DISTINCT shard FROM shard_runs")}
+
+
+def shard_failures_since(con: sqlite3.Connection, rowid: int) -> list[tuple[int, str, str, int, str, bool]]:
+    """Failed shard attempts recorded after row `rowid`: (rowid, shard, worker, attempt, error, final), oldest first."""
+    return [(r, s, w, a, e, bool(f)) for r, s, w, a, e, f in con.execute(
+        "SELECT rowid, shard, worker, attempt, error, final FROM shard_failures WHERE rowid > ? ORDER BY rowid", (rowid,))]
 
 
 def shard_run_stats(con: sqlite3.Connection, by: str) -> dict[str, tuple[int, int, float | None]]:

@@ -1,0 +1,73 @@
+"""Helpers for tests that run `costserve submit` as a real process and inject faults into it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from costserve.store.runs import RunStore, runs_dir
+
+JOBS = 48
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def job_file(tmp_path: Path) -> tuple[Path, list[str]]:
+    jobs = tmp_path / "jobs.jsonl"
+    ids = [f"r{i:02d}" for i in range(JOBS)]
+    jobs.write_text("".join(json.dumps({"id": c, "prompt": f"tell me about {i}", "max_tokens": 48, "temperature": 0}) + "\n"
+                            for i, c in enumerate(ids)))
+    return jobs, ids
+
+
+def submit(jobs: Path, model: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--model", str(model), "--out", str(out),
+                             "--shard-size", "4", "--yes", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by init, which may be slow in a container)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def the_run() -> RunStore:
+    wait_for(lambda: runs_dir().is_dir() and any((d / "run.sqlite").is_file() for d in runs_dir().iterdir()), 120, "the run")
+    (run_dir,) = runs_dir().iterdir()
+    return RunStore(run_dir)
+
+
+def check_results(out: Path, ids: list[str]) -> None:
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["custom_id"] for r in lines] == ids  # every job exactly once, in input order
+    assert all(r["error"] is None for r in lines)
+
+
+def group_processes(pgid: int) -> dict[int, str]:
+    """Running processes of process group `pgid` (one `costserve worker`: its Celery pool and pipeline stages): pid → cmdline."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and running(int(proc.name)):
+            try:
+                if os.getpgid(int(proc.name)) == pgid:
+                    found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, ProcessLookupError):
+                pass  # exited while we looked
+    return found
+
+
+def stage_processes(pgid: int) -> list[int]:
+    """Pipeline-stage processes (`python -m workers.pipeline`) of a worker's process group."""
+    return [pid for pid, cmd in group_processes(pgid).items() if "workers.pipeline" in cmd]

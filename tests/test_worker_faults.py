@@ -1,0 +1,86 @@
+"""Faults inside a running worker, injected for real: a SIGKILLed pipeline-stage process, a SIGKILLed Celery pool child.
+
+Each run must end by itself with every custom_id exactly once, and say what happened: the failed
+attempt as an event, the retry as a result's attempt number.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from run_helpers import check_results, job_file, running, stage_processes, submit, the_run, wait_for
+
+from costserve.store.runs import RunStore, results_rows
+
+pytestmark = pytest.mark.slow
+
+
+def _finish(driver: subprocess.Popen[bytes]) -> str:
+    try:
+        output = driver.communicate(timeout=600)[0].decode()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, output
+    return output
+
+
+def _attempts(store: RunStore) -> list[int]:
+    import sqlite3
+
+    con = sqlite3.connect(store.dir / "results.sqlite")
+    try:
+        return [a for (a,) in con.execute("SELECT attempt FROM results")]
+    finally:
+        con.close()
+
+
+def test_a_killed_pipeline_stage_fails_its_shard_which_is_retried_on_a_rebuilt_replica(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    jobs, ids = job_file(tmp_path)
+    out = tmp_path / "results.jsonl"
+    driver = submit(jobs, tiny_llama_dir, out)
+    store = the_run()
+    wait_for(lambda: results_rows(store.dir, "results") >= 2, 240, "first results")
+    (worker,) = [int(pid) for pid in store.events("worker started")]
+    (stage,) = stage_processes(worker)  # the default local replica has two stages: rank 0 is a child process
+    os.kill(stage, signal.SIGKILL)
+    _finish(driver)
+    check_results(out, ids)
+    failed = store.events("shard failed")
+    assert failed and all("; retrying" in f for f in failed), failed
+    assert max(_attempts(store)) >= 2  # the failed shard's remaining jobs ran on its second attempt
+    assert store.events("worker started") == [str(worker)]  # the worker itself lived: it rebuilt its replica
+    assert not running(stage)
+
+
+def test_a_killed_pool_child_is_replaced_and_its_shard_redelivered(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    jobs, ids = job_file(tmp_path)
+    out = tmp_path / "results.jsonl"
+    driver = submit(jobs, tiny_llama_dir, out)
+    store = the_run()
+    wait_for(lambda: results_rows(store.dir, "results") >= 2, 240, "first results")
+    (worker,) = [int(pid) for pid in store.events("worker started")]
+    (child,) = _pool_children(store)
+    orphaned_stages = stage_processes(worker)
+    os.kill(child, signal.SIGKILL)  # what the out-of-memory killer picks: the process holding the replica
+    _finish(driver)
+    check_results(out, ids)
+    assert store.events("worker started") == [str(worker)]  # Celery replaced its pool child; the driver had nothing to do
+    assert max(_attempts(store)) >= 2
+    assert len(_pool_children(store)) == 2  # the redelivered shard ran in a new pool process
+    wait_for(lambda: not any(running(p) for p in orphaned_stages), 60, "the dead child's stage process to exit")
+
+
+def _pool_children(store: RunStore) -> list[int]:
+    """Pool processes that started shards, in order of their first start."""
+    import sqlite3
+
+    con = sqlite3.connect(store.dir / "results.sqlite")
+    try:
+        return [pid for (pid,) in con.execute("SELECT pid FROM shard_starts GROUP BY pid ORDER BY MIN(started)")]
+    finally:
+        con.close()
