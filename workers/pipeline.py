@@ -6,15 +6,20 @@ batcher. Commands (token ids, positions, cache slots) go from the last rank to r
 hidden states from rank r to r+1 — a ring, so no rank ever waits on its own output and
 several micro-batches are in flight at once. Sends are asynchronous (`isend`) so the
 ring cannot deadlock. Backend: gloo on CPU, NCCL when every stage is on CUDA.
+
+Nothing listens beyond this machine: the ranks meet through a FileStore in a private (0700)
+temporary directory instead of a TCPStore (which binds every interface), and gloo's pairs
+bind the loopback interface only (GLOO_SOCKET_IFNAME).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import deque
 from datetime import timedelta
 from pathlib import Path
@@ -33,13 +38,13 @@ RUN, SETUP, STOP = 0, 1, 2
 HEADER = 6  # kind, rows, tokens per row, slots, max_seq, KV dtype (0 fp32, 1 bf16)
 KV_DTYPES = (torch.float32, torch.bfloat16)
 TIMEOUT = timedelta(minutes=30)
+LOOPBACK = "lo"  # Linux's loopback interface: gloo binds its pairs there
 
 
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def join_group(store_file: Path, rank: int, world: int) -> None:
+    """Join the stages' gloo process group through a FileStore at `store_file`, on the loopback interface."""
+    os.environ["GLOO_SOCKET_IFNAME"] = LOOPBACK
+    dist.init_process_group("gloo", store=dist.FileStore(str(store_file), world), rank=rank, world_size=world, timeout=TIMEOUT)
 
 
 class _Sender:
@@ -100,21 +105,22 @@ class ProcessPipeline:
 
     def __init__(self, model_dir: Path, args: ModelArgs, replica: Replica, threads_per_stage: int | None = None) -> None:
         self.args, self.world = args, len(replica.stages)
-        port = free_port()
+        self.rendezvous = Path(tempfile.mkdtemp(prefix="costserve-stages-"))  # 0700: only this user can join
+        store_file = self.rendezvous / "store"
         threads = threads_per_stage or max(1, available_cpus() // self.world)
         # every stage widens quantized weights to the same dtype as this process measured (workers/cpu.py)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), MATMUL_ENV: "bf16" if matmul_dtype() == torch.bfloat16 else "fp32"}
         self.children = [
             subprocess.Popen(
                 [sys.executable, "-m", "workers.pipeline", "--rank", str(r), "--world", str(self.world),
-                 "--port", str(port), "--model-dir", str(model_dir), "--replica", replica.model_dump_json(),
+                 "--store", str(store_file), "--model-dir", str(model_dir), "--replica", replica.model_dump_json(),
                  "--threads", str(threads)],
                 env=env,
             )
             for r in range(self.world - 1)
         ]
         torch.set_num_threads(threads)
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=self.world - 1, world_size=self.world, timeout=TIMEOUT)
+        join_group(store_file, self.world - 1, self.world)
         self.stage = build_stage(model_dir, args, replica.stages[-1])
         self.to_first = _Sender(0)
         self.closed = False
@@ -145,6 +151,7 @@ class ProcessPipeline:
         for c in self.children:
             c.wait(timeout=60)
         dist.destroy_process_group()
+        shutil.rmtree(self.rendezvous, ignore_errors=True)
 
     def abort(self) -> None:
         """Tear a broken pipeline down without talking to it: SIGKILL the stage processes, drop the process group.
@@ -160,13 +167,14 @@ class ProcessPipeline:
             dist.destroy_process_group()
         except (RuntimeError, ValueError):
             pass  # already gone with its peer; nothing left to free
+        shutil.rmtree(self.rendezvous, ignore_errors=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description="one pipeline stage process (started by the engine)")
     p.add_argument("--rank", type=int, required=True)
     p.add_argument("--world", type=int, required=True)
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--store", type=Path, required=True, help="the FileStore the ranks meet through")
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("--replica", required=True)
     p.add_argument("--threads", type=int, default=1)
@@ -174,7 +182,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     replica = Replica.model_validate_json(a.replica)
     args = read_model_args(a.model_dir)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{a.port}", rank=a.rank, world_size=a.world, timeout=TIMEOUT)
+    join_group(a.store, a.rank, a.world)
     stage = build_stage(a.model_dir, args, replica.stages[a.rank])
     try:
         stage_loop(a.rank, a.world, stage, args)
