@@ -6,22 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from costserve.store.runs import RunStore, runs_dir
-from test_recovery import _running
+from run_helpers import running, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_cancel_stops_a_running_submit_and_keeps_finished_results(cli, tmp_path: Path, tiny_llama_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -35,10 +27,10 @@ def test_cancel_stops_a_running_submit_and_keeps_finished_results(cli, tmp_path:
                                "--out", str(out), "--shard-size", "4", "--yes"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:
-        _wait_for(lambda: runs_dir().is_dir() and any(runs_dir().iterdir()), 120, "the run directory")
+        wait_for(lambda: runs_dir().is_dir() and any(runs_dir().iterdir()), 120, "the run directory")
         (run_dir,) = runs_dir().iterdir()
         store = RunStore(run_dir)
-        _wait_for(lambda: store.results_done() >= 4, 240, "first results")
+        wait_for(lambda: store.results_done() >= 4, 240, "first results")
         result = cli.invoke(app, ["cancel", run_dir.name])
         assert result.exit_code == 0, result.output
         output = driver.communicate(timeout=120)[0].decode()
@@ -53,7 +45,7 @@ def test_cancel_stops_a_running_submit_and_keeps_finished_results(cli, tmp_path:
     ((_, _, _, _, up, down),) = store.fleet()
     assert down is not None and down >= up
     workers = [int(p) for (p,) in store.db.execute("SELECT detail FROM events WHERE kind = 'worker started'")]
-    assert workers and not any(_running(pid) for pid in workers)
+    assert workers and not any(running(pid) for pid in workers)
     assert (run_dir / "report.html").is_file()
     again = cli.invoke(app, ["cancel", run_dir.name])
     assert again.exit_code == 0 and "already stopped" in again.output

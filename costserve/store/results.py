@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workers.shard_io import LOCK_TIMEOUT_S, RESULTS_FILE, connect_results
+from workers.shard_io import LOCK_TIMEOUT_S, RESULTS_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,9 +22,11 @@ RESULT_TABLES = ("results", "shard_starts", "shard_runs", "shard_failures")
 
 
 def results_db(run_dir: Path) -> sqlite3.Connection:
-    """The run's results database, its tables created on first use, in WAL mode so several workers can write."""
-    con = connect_results(run_dir)
-    con.execute("PRAGMA journal_mode=WAL")
+    """The driver's connection to the run's results database, its tables created on first use, in WAL mode so several
+    workers can write while it reads; it outwaits another process's lock (store/patient.py)."""
+    from costserve.store.patient import patient_connect
+
+    con = patient_connect(Path(run_dir) / RESULTS_FILE)
     con.execute("CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, "
                 "attempt INTEGER, finished REAL, tokens INTEGER)")
     con.execute("CREATE TABLE IF NOT EXISTS shard_starts (shard TEXT, pgid INTEGER, pid INTEGER, started REAL)")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.home import costserve_home
+from costserve.store.patient import patient_connect
 from costserve.store.results import results_db, results_per_shard, results_rows
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class RunStore:
     def __init__(self, run_dir: Path) -> None:
         self.dir = Path(run_dir)
         self.id = self.dir.name
-        self.db = sqlite3.connect(self.dir / "run.sqlite", timeout=60)
+        self.db = patient_connect(self.dir / "run.sqlite")
         self.db.execute("CREATE TABLE IF NOT EXISTS shards (shard_id TEXT PRIMARY KEY, queue TEXT, jobs INTEGER, "
                         "state TEXT, updated REAL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS events (ts REAL, kind TEXT, detail TEXT)")
