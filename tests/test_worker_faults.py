@@ -1,4 +1,5 @@
-"""Faults inside a running worker, injected for real: a SIGKILLed pipeline-stage process, a SIGKILLed Celery pool child.
+"""Faults inside a running worker, injected for real: a SIGKILLed pipeline-stage process, a SIGKILLed Celery pool
+child, a pool child frozen with SIGSTOP (a hang: alive, no progress).
 
 Each run must end by itself with every custom_id exactly once, and say what happened: the failed
 attempt as an event, the retry as a result's attempt number.
@@ -73,6 +74,27 @@ def test_a_killed_pool_child_is_replaced_and_its_shard_redelivered(tmp_path: Pat
     assert max(_attempts(store)) >= 2
     assert len(_pool_children(store)) == 2  # the redelivered shard ran in a new pool process
     wait_for(lambda: not any(running(p) for p in orphaned_stages), 60, "the dead child's stage process to exit")
+
+
+def test_a_frozen_worker_is_found_by_the_watchdog_killed_and_replaced(tmp_path: Path, tiny_llama_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COSTSERVE_STALL_FLOOR_S", "30")  # the tiny model's predicted shard time is far below any floor
+    jobs, ids = job_file(tmp_path)
+    out = tmp_path / "results.jsonl"
+    driver = submit(jobs, tiny_llama_dir, out)
+    store = the_run()
+    wait_for(lambda: results_rows(store.dir, "results") >= 2, 240, "first results")
+    (worker,) = [int(pid) for pid in store.events("worker started")]
+    (child,) = _pool_children(store)
+    os.kill(child, signal.SIGSTOP)  # alive to every process check, holding its shard, doing nothing
+    _finish(driver)
+    check_results(out, ids)
+    (stalled,) = store.events("worker stalled")
+    assert stalled.startswith(f"worker pid {worker} made no progress for ") and "shard-" in stalled and "killed" in stalled
+    lost = store.events("worker lost")
+    assert len(lost) == 1 and lost[0].startswith(f"pid {worker} exit -9; re-queued shard-")
+    assert len(store.events("worker started")) == 2  # the replacement finished the run
+    assert not running(child)
 
 
 def _pool_children(store: RunStore) -> list[int]:

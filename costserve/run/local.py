@@ -8,13 +8,18 @@ the output and nothing is lost.
 A worker process that dies mid-shard (killed, out of memory) is noticed by the driver: the
 shards it had started and not finished are queued again and a replacement worker is started
 (at most MAX_REPLACEMENTS per run). Redis would also redeliver them after the visibility
-timeout (acks_late), but that is an hour; this takes one poll.
+timeout (acks_late), but that is an hour; this takes one poll. A worker that is alive but
+makes no progress for longer than the plan allows (run/watchdog.py) is killed, which turns
+a hang into that same path.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
+import time
 from typing import Any
 
 from rich.console import RenderableType
@@ -23,6 +28,7 @@ from costserve.errors import BrokerError, RunStateError
 from costserve.request import BatchRequest
 from costserve.run.drive import drive
 from costserve.run.follow import ShardFailed, worker_table
+from costserve.run.watchdog import stall_allowance_s, stalled_workers
 from costserve.store.results import shard_failures_since, shards_run, shards_started_by
 from costserve.store.runs import RunStore
 
@@ -47,6 +53,7 @@ class LocalBackend:
         self.store, self.results, self.request, self.broker = store, results, request, broker
         self.queue = celery_queue(store.id)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.spawned: dict[int, float] = {}  # pid (= process group) of each live worker → when it started (unix s)
         self.replacements = 0
         self.failures_seen = 0  # rowid of the last shard_failures row recorded as an event
         self.problem: str | None = None  # the latest failed attempt, for the live view
@@ -56,6 +63,8 @@ class LocalBackend:
         self.start: Any = None
         plan = store.plan()
         self._price = plan.groups[0].price_per_hour if plan is not None else 0.0
+        self.stall_s = stall_allowance_s(plan.makespan_s if plan is not None else 0.0, store.input_info()["jobs"],
+                                         request.shard_size, request.workers)
 
     def launch(self) -> None:
         from deploy.local import EmbeddedRedis, start_worker
@@ -89,6 +98,7 @@ class LocalBackend:
     def _spawn(self) -> None:
         proc = self.start()
         self.procs.append(proc)
+        self.spawned[proc.pid] = time.time()
         self.store.event("worker started", str(proc.pid))
 
     def poll(self) -> None:
@@ -104,9 +114,24 @@ class LocalBackend:
                 raise ShardFailed(f"{shard} failed on all of its {attempt} attempts (last: {error}); see "
                                   f"{self.store.dir / 'workers.log'}; `costserve resume {self.store.id}` tries it again")
 
+    def _kill_stalled(self) -> None:
+        """SIGKILL the process group of every worker the watchdog finds without progress; replace_lost does the rest."""
+        done = {sid for sid, *_ in self.store.shards("done")}
+        queued = {sid for sid, *_ in self.store.shards("queued")}
+        for stall in stalled_workers(self.results, self.spawned, done, queued, self.stall_s, time.time()):
+            self.problem = f"worker pid {stall.pgid} made no progress for {stall.idle_s:.0f}s ({stall.on})"
+            self.store.event("worker stalled", f"{self.problem}; allowed {self.stall_s:.0f}s; killed")
+            self.spawned.pop(stall.pgid)
+            try:
+                os.killpg(stall.pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it exited meanwhile: replace_lost handles it the same way
+
     def replace_lost(self) -> None:
+        self._kill_stalled()
         for proc in [p for p in self.procs if p.poll() is not None]:
             self.procs.remove(proc)
+            self.spawned.pop(proc.pid, None)
             done = {sid for sid, *_ in self.store.shards("done")}
             lost = sorted(shards_started_by(self.results, proc.pid) - done - shards_run(self.results))
             self.store.event("worker lost", f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}")
@@ -130,8 +155,11 @@ class LocalBackend:
         return table
 
     def gone(self) -> str:
-        return (f"every worker exited before the run finished ({self.replacements} replaced); see "
-                f"{self.store.dir / 'workers.log'} (run {self.store.id}; `costserve resume {self.store.id}` continues it)")
+        log = self.store.dir / "workers.log"
+        last = _last_line(log)
+        return (f"every worker exited before the run finished ({self.replacements} replaced)"
+                f"{'; last log line: ' + last if last else ''}; see {log} "
+                f"(run {self.store.id}; `costserve resume {self.store.id}` continues it)")
 
     def teardown(self) -> str | None:
         from deploy.local import stop_worker
@@ -142,6 +170,17 @@ class LocalBackend:
             self.redis.stop()
         self.store.fleet_down(QUEUE)
         return None
+
+
+def _last_line(path: Any, tail_bytes: int = 4096) -> str:
+    """The last non-empty line of a log file (at most 200 characters), or "" when there is none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - tail_bytes))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:200] if lines else ""
 
 
 def redact_url(url: str) -> str:

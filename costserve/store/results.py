@@ -81,6 +81,14 @@ def shards_started_by(con: sqlite3.Connection, pgid: int) -> set[str]:
     return {sid for (sid,) in con.execute("SELECT shard FROM shard_starts WHERE pgid = ?", (pgid,))}
 
 
+def worker_activity(con: sqlite3.Connection) -> dict[int, tuple[float, ...]]:
+    """Per worker process group: (its last shard start, the last result of a shard it started), unix s."""
+    starts = {pgid: t for pgid, t in con.execute("SELECT pgid, MAX(started) FROM shard_starts GROUP BY pgid")}
+    results = {pgid: t for pgid, t in con.execute("SELECT s.pgid, MAX(r.finished) FROM results r JOIN shard_starts s "
+                                                  "ON r.shard = s.shard GROUP BY s.pgid")}
+    return {pgid: (t,) + ((results[pgid],) if results.get(pgid) is not None else ()) for pgid, t in starts.items()}
+
+
 def shards_run(con: sqlite3.Connection) -> set[str]:
     """Shards some worker finished running."""
     return {sid for (sid,) in con.execute("SELECT DISTINCT shard FROM shard_runs")}
