@@ -60,7 +60,8 @@ def run_transformers(model_dir: Path, jobs: list[Any], batch: int) -> tuple[int,
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from workers.engine import _eos_ids, encode_prompt
+    from workers.engine import _eos_ids
+    from workers.prompts import encode_prompt
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()

@@ -38,6 +38,7 @@ class BatchRequest(BaseModel):
     replica: Path | None = Field(None, description="run this replica JSON instead of the planned one (local)")
     out: Path | None = Field(None, description="results file; None: JOBS.results.jsonl")
     skip_invalid: bool = False
+    model_override: bool = Field(False, description="serve jobs naming another model with this one (counted, warned)")
 
     @field_validator("jobs", "replica", "out")
     @classmethod
@@ -75,5 +76,5 @@ class BatchRequest(BaseModel):
         optional = {"--budget": self.budget, "--model": self.model, "--replica": self.replica, "--out": self.out,
                     "--clouds": ",".join(self.clouds) if self.clouds else None, "--available": self.available}
         args += [a for flag, v in optional.items() if v is not None for a in (flag, str(v))]
-        flags = {"--spot": self.spot, "--skip-invalid": self.skip_invalid}
+        flags = {"--spot": self.spot, "--skip-invalid": self.skip_invalid, "--model-override": self.model_override}
         return args + [flag for flag, on in flags.items() if on]

@@ -90,3 +90,58 @@ def test_a_results_file_that_cannot_be_written_leaves_the_previous_one_whole(tmp
     assert len(full.stderr.strip().splitlines()) == 1
     assert out.read_bytes() == before  # the previous file is whole, not truncated mid-line
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []  # nothing left behind
+
+
+def _model_lines(model: str, context: int) -> list[str]:
+    long_prompt = "tell me about the sea " * (context // 2)  # each repeat is at least 5 tokens: well past the context
+    return [
+        json.dumps({"custom_id": "ok", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}}),
+        json.dumps({"custom_id": "other", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"model": "gpt-4o-nonexistent", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}}),
+        json.dumps({"id": "long", "prompt": long_prompt, "max_tokens": 4}),
+    ]
+
+
+def test_another_models_name_and_a_prompt_beyond_the_context_are_line_errors(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                             tiny_llama_dir: Path) -> None:
+    from costserve.cli import app
+    from costserve.store.runs import runs_dir
+
+    context = json.loads((tiny_llama_dir / "config.json").read_text())["max_position_embeddings"]
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(_model_lines(tiny_llama_dir.name, context)) + "\n")
+    result = cli.invoke(app, ["submit", str(jobs), "--model", str(tiny_llama_dir), "--yes"])
+    assert result.exit_code == 2, result.output
+    assert "jobs.jsonl:2: body.model: 'gpt-4o-nonexistent' is not this run's model" in result.output
+    assert "jobs.jsonl:1" not in result.output  # the run's own model, by its directory's name
+    assert "jobs.jsonl:3: prompt: prompt is " in result.output and f"context is {context:,} tokens" in result.output
+    assert "nothing was run" in result.output and (not runs_dir().exists() or not any(runs_dir().iterdir()))
+
+
+@pytest.mark.slow
+def test_model_override_serves_another_models_jobs_with_a_counted_warning(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                         tiny_llama_dir: Path) -> None:
+    from costserve.cli import app
+
+    context = json.loads((tiny_llama_dir / "config.json").read_text())["max_position_embeddings"]
+    jobs, out = tmp_path / "jobs.jsonl", tmp_path / "out.jsonl"
+    jobs.write_text("\n".join(_model_lines(tiny_llama_dir.name, context)) + "\n")
+    result = cli.invoke(app, ["submit", str(jobs), "--model", str(tiny_llama_dir), "--yes", "--out", str(out),
+                              "--model-override", "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert "1 job(s) name another model ('gpt-4o-nonexistent' (1))" in result.output
+    assert [json.loads(line)["custom_id"] for line in out.read_text().splitlines()] == ["ok", "other"]  # "long" rejected
+
+
+def test_a_cloud_models_context_is_checked_on_the_estimate_and_short_prompts_are_never_tokenized(tmp_path: Path) -> None:
+    from costserve.jobs.rules import catalog_model_rules
+
+    rules = catalog_model_rules("Llama-3.1-8B", allow_other_models=False)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "huge", "prompt": "x" * 600_000}) + "\n"
+                    + json.dumps({"id": "hf", "prompt": "hi", "model": "meta-llama/Llama-3.1-8B-Instruct"}) + "\n")
+    (huge, ok) = list(read_jobs(jobs, rules=rules))
+    assert isinstance(huge, LineError) and huge.field == "prompt"
+    assert "about 150,000 tokens; Llama-3.1-8B's context is 131,072 tokens" in huge.problem
+    assert not isinstance(ok, LineError) and rules._tokenizer is None  # the catalog's HF id is the same model

@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,6 +21,7 @@ from workers.cpu import available_cpus, widen_dtype
 from workers.loader import build_stage, read_model_args
 from workers.model import StageModel
 from workers.model_source import resolve_model_dir
+from workers.prompts import encode_prompt
 from solver.plan import Job, Replica
 from workers.replica import torch_device
 
@@ -170,14 +170,6 @@ class Engine:
             s.finish_reason = "length"
             return True
         return False
-
-
-def encode_prompt(tokenizer: Any, job: Job) -> list[int]:
-    """Prompt token ids: the chat template for `messages`, plain encoding for `prompt`."""
-    if job.messages is not None:
-        chat = [{"role": role, "content": text} for role, text in job.messages]
-        return list(tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-    return list(tokenizer.encode(job.prompt or ""))
 
 
 def _eos_ids(model_dir: Path, tokenizer: object) -> frozenset[int]:

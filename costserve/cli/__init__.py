@@ -128,6 +128,7 @@ def submit(
     spot: Annotated[bool, typer.Option("--spot", help="sky: allow spot instances")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="start without asking for confirmation")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="run the valid lines; bad ones go to the run's rejected.jsonl")] = False,
+    model_override: Annotated[bool, typer.Option("--model-override", help="serve jobs whose model names another model with this one (counted in a warning) instead of rejecting them")] = False,
 ) -> None:
     """Run a job file end to end: on this machine (run store, Redis queue, local workers), or plan a SkyPilot fleet."""
     from costserve.cli.submit import submit as run_submit
@@ -138,7 +139,7 @@ def submit(
         settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
                                 spot=spot, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
-                                replica=replica, out=out, skip_invalid=skip_invalid)
+                                replica=replica, out=out, skip_invalid=skip_invalid, model_override=model_override)
         code = run_submit(request, settings, broker, yes, dry_run)
     raise typer.Exit(code)
 

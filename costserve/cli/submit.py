@@ -24,10 +24,12 @@ def confirm(yes: bool, what: str) -> None:
 
 def submit(request: BatchRequest, settings: Settings, broker: str | None, yes: bool, dry_run: bool) -> int:
     """Run `request` end to end; the exit code. Named errors travel up to the caller's one_line_errors."""
-    from costserve.run.prepare import scan_jobs
+    from costserve.run.prepare import model_rules, scan_jobs
 
     bad = BadLinePrinter(err_console, settings.max_errors)
-    scan = scan_jobs(request, settings.default_max_tokens, bad)  # pass 1 over the job file
+    with console.status("preparing the model (converted once on first use)..."):
+        rules = model_rules(request)
+    scan = scan_jobs(request, settings.default_max_tokens, bad, rules)  # pass 1 over the job file
     if request.backend == "sky":
         return _submit_sky(request, settings, scan, broker or settings.broker, yes, dry_run)
     return _submit_local(request, settings, scan, broker or settings.broker, yes)

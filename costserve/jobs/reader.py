@@ -11,9 +11,12 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from costserve.jobs.rules import ModelRules
 
 from costserve.jobs.schema import (
     DEFAULT_MAX_TOKENS,
@@ -97,16 +100,39 @@ def parse_job_line(obj: Any, line: int, default_max_tokens: int = DEFAULT_MAX_TO
     return job_from_batch_line(req, body, line, default_max_tokens)
 
 
+def _decode_line(name: str, lineno: int, raw: bytes) -> Any:
+    """The JSON value of one raw line, or the LineError saying why it is not one (never an exception)."""
+    content = raw.rstrip(b"\r\n")
+    if lineno == 1:
+        content = content.removeprefix(UTF8_BOM)  # editors on Windows start files with one
+    if not content.strip():
+        return LineError(name, lineno, "line", "blank line (each line must be one JSON object)", raw)
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return LineError(name, lineno, "line", f"invalid UTF-8 at byte {exc.start + 1}", raw)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        return LineError(name, lineno, "json", f"malformed JSON: {exc.msg} at column {exc.colno}", raw)
+    except RecursionError:  # json recurses per nesting level; a hostile line must not end the file
+        return LineError(name, lineno, "json", "nested too deeply (arrays or objects inside each other)", raw)
+    except ValueError as exc:  # an integer longer than Python's int_max_str_digits (4,300 digits)
+        return LineError(name, lineno, "json", f"number too large: {str(exc).split(';')[0]}", raw)
+
+
 def read_jobs(
     path: Path,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
     on_bytes: Callable[[int], None] | None = None,
     digest: Any = None,
+    rules: ModelRules | None = None,
 ) -> Iterator[Job | LineError]:
     """Yield a Job or a LineError for every line of a JSON Lines job file, in file order.
 
     `on_bytes(n)` is called with the byte count of each line read (for progress bars); `digest` (a hashlib
-    object) is updated with every byte read, so one pass both reads and hashes the file.
+    object) is updated with every byte read, so one pass both reads and hashes the file. With `rules`, a job
+    the run's model cannot serve (another model's name, a prompt that fills its context) is a LineError too.
     Raises JobFileError (one line, naming the file) when the file cannot be opened.
     """
     name = str(path)
@@ -125,31 +151,16 @@ def read_jobs(
                 on_bytes(len(raw))
             if digest is not None:
                 digest.update(raw)
-            content = raw.rstrip(b"\r\n")
-            if lineno == 1:
-                content = content.removeprefix(UTF8_BOM)  # editors on Windows start files with one
-            if not content.strip():
-                yield LineError(name, lineno, "line", "blank line (each line must be one JSON object)", raw)
-                continue
-            try:
-                text = content.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield LineError(name, lineno, "line", f"invalid UTF-8 at byte {exc.start + 1}", raw)
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield LineError(name, lineno, "json", f"malformed JSON: {exc.msg} at column {exc.colno}", raw)
-                continue
-            except RecursionError:  # json recurses per nesting level; a hostile line must not end the file
-                yield LineError(name, lineno, "json", "nested too deeply (arrays or objects inside each other)", raw)
-                continue
-            except ValueError as exc:  # an integer longer than Python's int_max_str_digits (4,300 digits)
-                yield LineError(name, lineno, "json", f"number too large: {str(exc).split(';')[0]}", raw)
+            obj = _decode_line(name, lineno, raw)
+            if isinstance(obj, LineError):
+                yield obj
                 continue
             parsed = parse_job_line(obj, lineno, default_max_tokens)
             if isinstance(parsed, tuple):
                 yield LineError(name, lineno, parsed[0], parsed[1], raw)
+                continue
+            if rules is not None and (problem := rules.problem(parsed, "body" in obj)) is not None:
+                yield LineError(name, lineno, problem[0], problem[1], raw)
                 continue
             first = seen.setdefault(parsed.custom_id, lineno)
             if first != lineno:
@@ -165,9 +176,11 @@ def valid_jobs(
     on_error: Callable[[LineError], None],
     on_bytes: Callable[[int], None] | None = None,
     digest: Any = None,
+    rules: ModelRules | None = None,
 ) -> Iterator[Job]:
-    """The valid jobs of a job file, streamed in file order; each bad line goes to `on_error` (`digest`: see read_jobs)."""
-    for item in read_jobs(path, default_max_tokens, on_bytes, digest):
+    """The valid jobs of a job file, streamed in file order; each bad line goes to `on_error` (`digest`, `rules`: see
+    read_jobs)."""
+    for item in read_jobs(path, default_max_tokens, on_bytes, digest, rules):
         if isinstance(item, LineError):
             on_error(item)
         else:

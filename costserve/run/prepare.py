@@ -10,6 +10,7 @@ stops the run before anything is queued.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from pathlib import Path
 
 from costserve.errors import JobFileRejected
 from costserve.jobs.reader import LineError, valid_jobs
+from costserve.jobs.rules import ModelRules
 from costserve.request import BatchRequest
 from costserve.store.runs import RunStore
-from costserve.notices import say
+from costserve.notices import say, warn
 from solver.plan import Job, Plan
 from solver.workload import Workload, workload_from_jobs
 
@@ -33,10 +35,25 @@ class JobScan:
     sha256: str
     bad: int = 0
     rejected: list[LineError] = field(default_factory=list)
+    rules: ModelRules | None = None  # what the run's model accepts; pass 2 applies the same
 
 
-def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Callable[[LineError], None]) -> JobScan:
-    """Pass 1: classes, count and hash of the request's job file; JobFileRejected when a bad line is not allowed."""
+def model_rules(request: BatchRequest) -> ModelRules:
+    """What the request's model accepts of a job: on this machine from the model itself (its tokenizer and context),
+    for the cloud from the catalog."""
+    from costserve.jobs.rules import catalog_model_rules, local_model_rules
+
+    if request.backend == "local":
+        return local_model_rules(request.model, request.model_override)
+    return catalog_model_rules(str(request.model), request.model_override)
+
+
+def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Callable[[LineError], None],
+              rules: ModelRules | None = None) -> JobScan:
+    """Pass 1: classes, count and hash of the request's job file; JobFileRejected when a bad line is not allowed.
+
+    With `rules`, jobs the model cannot serve are bad lines, and jobs served despite naming another model
+    (--model-override) are counted in one warning."""
     digest = hashlib.sha256()
     rejected: list[LineError] = []
 
@@ -44,13 +61,17 @@ def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Calla
         rejected.append(error)
         on_bad_line(error)
 
-    workload = workload_from_jobs(valid_jobs(request.jobs, default_max_tokens, bad_line, digest=digest))
+    workload = workload_from_jobs(valid_jobs(request.jobs, default_max_tokens, bad_line, digest=digest, rules=rules))
+    if rules is not None and rules.overridden:
+        named = ", ".join(f"{name!r} ({n})" for name, n in rules.overridden.most_common(3))
+        warn(f"{sum(rules.overridden.values())} job(s) name another model ({named}); {rules.name} serves them "
+             "(--model-override)")
     if rejected and not request.skip_invalid:
         raise JobFileRejected(f"{request.jobs}: {len(rejected)} bad line(s); fix them, or pass --skip-invalid to run "
                               "the valid lines (nothing was run)")
     if not workload.requests:
         raise JobFileRejected(f"{request.jobs}: no jobs")
-    return JobScan(workload, workload.requests, digest.hexdigest(), len(rejected), rejected)
+    return JobScan(workload, workload.requests, digest.hexdigest(), len(rejected), rejected, rules)
 
 
 def create_run(request: BatchRequest, scan: JobScan, plan: Plan) -> RunStore:
@@ -59,6 +80,8 @@ def create_run(request: BatchRequest, scan: JobScan, plan: Plan) -> RunStore:
     store.event("driver", str(os.getpid()))
     request.save(store.dir)
     store.write_json("plan.json", plan.model_dump_json(indent=2))
+    if scan.rules is not None and scan.rules.overridden:
+        store.event("model override", json.dumps(dict(scan.rules.overridden)))
     if scan.rejected:
         path = write_rejected(scan.rejected, store.dir)
         store.event("rejected", f"{scan.bad} bad line(s)")
@@ -110,8 +133,8 @@ def write_shards(store: RunStore, request: BatchRequest, scan: JobScan, default_
                  queue_of: Callable[[Job], str]) -> None:
     """Pass 2: the request's valid jobs into shards; JobFileRejected when the file changed since pass 1."""
     digest = hashlib.sha256()
-    written = shard_jobs(store, valid_jobs(request.jobs, default_max_tokens, lambda _: None, digest=digest),
-                         queue_of, request.shard_size)
+    written = shard_jobs(store, valid_jobs(request.jobs, default_max_tokens, lambda _: None, digest=digest,
+                                           rules=scan.rules), queue_of, request.shard_size)
     if written != scan.jobs or digest.hexdigest() != scan.sha256:
         raise JobFileRejected(f"{request.jobs} changed while it was being read; submit it again "
                               f"(run {store.id} was not started)")
