@@ -9,7 +9,7 @@ import typer
 
 from costserve import notices
 from costserve.cli.catalog import catalog_app
-from costserve.cli.options import build_request, cli_settings
+from costserve.cli.options import broker_option, build_request, cli_settings, settings_broker
 from costserve.cli.output import fail, one_line_errors
 from costserve.cli.schedule import schedule_app
 from costserve.cli.terminal import TerminalNotices
@@ -115,7 +115,7 @@ def submit(
     jobs: Annotated[Path, typer.Argument(help="job file (JSON Lines)")],
     model: Annotated[Optional[str], typer.Option(help="HF model dir, .gguf file, or the embedded SmolLM2-135M [config: default_model]")] = None,
     quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model; picks the bits per layer")] = 0.99,
-    broker: Annotated[Optional[str], typer.Option(help="Celery broker URL, e.g. redis://:PASSWORD@host:6379/0 [default: local: an embedded Redis per run; sky: a Redis head node]")] = None,
+    broker: Annotated[Optional[str], typer.Option(envvar="COSTSERVE_BROKER", callback=broker_option, help="Celery broker URL, e.g. redis://:PASSWORD@host:6379/0 (or $COSTSERVE_BROKER, which keeps a password out of `ps`) [default: local: an embedded Redis per run; sky: a Redis head node]")] = None,
     out: Annotated[Optional[Path], typer.Option(help="results file [default: JOBS.results.jsonl]")] = None,
     shard_size: Annotated[int, typer.Option(min=1, help="jobs per queued shard")] = 32,
     workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
@@ -174,7 +174,7 @@ def results(
 @app.command()
 def resume(
     run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")],
-    broker: Annotated[Optional[str], typer.Option(help="the broker URL again, if the run used --broker [default: a new embedded Redis]")] = None,
+    broker: Annotated[Optional[str], typer.Option(envvar="COSTSERVE_BROKER", callback=broker_option, help="the broker URL again, if the run used --broker (or $COSTSERVE_BROKER) [default: a new embedded Redis]")] = None,
     budget: Annotated[Optional[float], typer.Option(help="a new total budget, $ (spend so far counts) [default: the run's]")] = None,
     deadline: Annotated[Optional[str], typer.Option(help="SkyPilot runs: finish within this from now, e.g. 2h [default: what is left of the run's]")] = None,
 ) -> None:
@@ -191,7 +191,7 @@ def resume(
     except ValueError as exc:
         fail(f"--deadline: {exc}")
     with one_line_errors():
-        code = resume_run(open_run(run), broker or cli_settings().broker, budget, deadline_s)
+        code = resume_run(open_run(run), broker or settings_broker(cli_settings()), budget, deadline_s)
     raise typer.Exit(code)
 
 
@@ -226,7 +226,7 @@ def report(
 
 @app.command()
 def scheduler(
-    broker: Annotated[Optional[str], typer.Option(envvar="COSTSERVE_BROKER", help="broker URL [default: an embedded Redis in $COSTSERVE_HOME/scheduler]")] = None,
+    broker: Annotated[Optional[str], typer.Option(envvar="COSTSERVE_BROKER", callback=broker_option, help="broker URL [default: an embedded Redis in $COSTSERVE_HOME/scheduler]")] = None,
 ) -> None:
     """Run Celery beat over the stored schedules; each fire runs `costserve submit --yes` (until Ctrl-C)."""
     from costserve.schedule.beat import run_scheduler
@@ -237,7 +237,7 @@ def scheduler(
 @app.command()
 def worker(
     queue: Annotated[str, typer.Option(help="queue to consume")],
-    broker: Annotated[str, typer.Option(envvar="COSTSERVE_BROKER", help="Celery broker URL (or $COSTSERVE_BROKER, which keeps a password out of `ps`)")],
+    broker: Annotated[str, typer.Option(envvar="COSTSERVE_BROKER", callback=broker_option, help="Celery broker URL (or $COSTSERVE_BROKER, which keeps a password out of `ps`)")],
     replica: Annotated[Optional[Path], typer.Option(help="replica JSON this worker runs")] = None,
     model: Annotated[Optional[str], typer.Option(help="model dir or .gguf [default: the embedded SmolLM2-135M]")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="worker processes, one replica each")] = 1,

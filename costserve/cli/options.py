@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import typer
+
 from costserve.cli.output import fail
+from costserve.cli.terminal import warn
 
 if TYPE_CHECKING:
     from costserve.config import Settings
@@ -34,3 +37,24 @@ def build_request(settings: "Settings", deadline: str, budget: float | None, qua
         fail("--quality is a fraction of the 16-bit model's quality, between 0 and 1 (e.g. 0.99)")
     return BatchRequest(deadline_s=deadline_s, budget=budget, quality=quality, model=model or settings.default_model,
                         **fields)
+
+
+def broker_option(ctx: typer.Context, value: str | None) -> str | None:
+    """A --broker value in costserve's one URL form (query credentials moved into the userinfo); warns when a password
+    was typed on the command line, where `ps` shows it to every user of the machine."""
+    from costserve.run.broker_url import has_password, normalize_broker_url
+
+    if value is None:
+        return None
+    url = normalize_broker_url(value)
+    source = ctx.get_parameter_source("broker")  # typer's own copy of click's ParameterSource: compare by name
+    if has_password(url) and source is not None and source.name == "COMMANDLINE":
+        warn("--broker carries a password on the command line, where `ps` shows it; set COSTSERVE_BROKER instead")
+    return url
+
+
+def settings_broker(settings: "Settings") -> str | None:
+    """The `broker` setting (config file or environment) in costserve's one URL form, or None."""
+    from costserve.run.broker_url import normalize_broker_url
+
+    return normalize_broker_url(settings.broker) if settings.broker else None

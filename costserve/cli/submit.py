@@ -7,6 +7,7 @@ import sys
 import typer
 
 from costserve.cli.output import BadLinePrinter, console, err_console, fail, frame_table
+from costserve.cli.options import settings_broker
 from costserve.cli.plan import show_plan
 from costserve.config import Settings
 from costserve.request import BatchRequest
@@ -30,9 +31,10 @@ def submit(request: BatchRequest, settings: Settings, broker: str | None, yes: b
     with console.status("preparing the model (converted once on first use)..."):
         rules = model_rules(request)
     scan = scan_jobs(request, settings.default_max_tokens, bad, rules)  # pass 1 over the job file
+    broker = broker or settings_broker(settings)
     if request.backend == "sky":
-        return _submit_sky(request, settings, scan, broker or settings.broker, yes, dry_run)
-    return _submit_local(request, settings, scan, broker or settings.broker, yes)
+        return _submit_sky(request, settings, scan, broker, yes, dry_run)
+    return _submit_local(request, settings, scan, broker, yes)
 
 
 def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str | None, yes: bool) -> int:  # type: ignore[no-untyped-def]

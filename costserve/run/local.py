@@ -25,6 +25,7 @@ from typing import Any
 from rich.console import RenderableType
 
 from costserve.errors import BrokerError, RunStateError
+from costserve.run.broker_url import redact_url
 from costserve.request import BatchRequest
 from costserve.run.drive import drive
 from costserve.run.follow import ShardFailed, worker_table
@@ -181,13 +182,6 @@ def _last_line(path: Any, tail_bytes: int = 4096) -> str:
     except OSError:
         return ""
     return lines[-1][:200] if lines else ""
-
-
-def redact_url(url: str) -> str:
-    """A broker URL without its password, for output (kombu's own redaction)."""
-    from kombu.utils.url import maybe_sanitize_url
-
-    return str(maybe_sanitize_url(url, mask="***"))
 
 
 def require_broker(url: str | None, consequence: str = "") -> None:

@@ -34,7 +34,7 @@ def hf_id_of(model: str) -> str | None:
 def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path], first: int, broker: str | None,
             offerings: "pd.DataFrame") -> str:
     """Launch the broker head node (unless `broker`) and every group of `launch`; returns the broker URL."""
-    from costserve.run.local import redact_url
+    from costserve.run.broker_url import redact_url
     from deploy.skypilot import REDIS_PORT, head_task_config
 
     if broker is None:

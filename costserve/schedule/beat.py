@@ -9,6 +9,7 @@ down) are not replayed: the next one is kept, as cron does.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -88,7 +89,9 @@ def fire_schedule(name: str) -> int:
     with (folder / "scheduler.log").open("ab") as log:
         log.write(f"--- {stamp} firing {name}\n".encode())
         log.flush()
-        return subprocess.call(submit_command(entry, folder / f"{stamp}.results.jsonl"), stdout=log, stderr=subprocess.STDOUT)
+        env = {k: v for k, v in os.environ.items() if k != "COSTSERVE_BROKER"}  # the scheduler's broker is not the run's
+        return subprocess.call(submit_command(entry, folder / f"{stamp}.results.jsonl"), stdout=log, stderr=subprocess.STDOUT,
+                               env=env)
 
 
 def run_scheduler(broker: str | None) -> None:
