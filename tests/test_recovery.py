@@ -6,6 +6,7 @@ Real processes, the real embedded Redis, real signals; every custom_id must come
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -63,3 +64,38 @@ def test_a_killed_driver_is_resumed_to_complete_unique_results(cli, tmp_path: Pa
     assert len(periods) == 2 and all(down is not None for *_, down in periods)  # billed for both stretches, closed
     again = cli.invoke(app, ["resume", store.id])
     assert again.exit_code == 0 and "already finished" in again.output
+
+
+def test_a_killed_drivers_workers_and_broker_stop_by_themselves(cli, tmp_path: Path, tiny_llama_dir: Path,  # type: ignore[no-untyped-def]
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from costserve.cli import app
+    from run_helpers import group_processes
+
+    import tempfile
+
+    monkeypatch.setenv("COSTSERVE_DRIVER_GRACE_S", "20")
+    short_home = Path(tempfile.mkdtemp(prefix="cs-"))  # pytest's paths are too long for a socket (108 bytes)
+    monkeypatch.setenv("COSTSERVE_HOME", str(short_home))
+    jobs, ids = job_file(tmp_path)
+    out = tmp_path / "results.jsonl"
+    driver = submit(jobs, tiny_llama_dir, out)
+    try:
+        store = the_run()
+        wait_for(lambda: store.results_done() >= 4, 240, "first results")
+        assert (store.dir / "broker.sock").is_socket() and (store.dir / "broker.conf").is_file()  # not in /tmp
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    (worker,) = [int(d) for d in store.events("worker started")]
+    (broker,) = [int(d) for d in store.events("broker pid")]
+    wait_for(lambda: not running(broker), 30, "the broker to die with its driver")
+    wait_for(lambda: not group_processes(worker), 90, "the worker group to stop itself")  # grace 20 s + its shard
+    assert not (store.dir / "broker.sock").exists()
+    result = cli.invoke(app, ["resume", store.id])
+    assert result.exit_code == 0, result.output
+    check_results(out, ids)
+    assert not (store.dir / "broker.sock").exists() and not (store.dir / "broker.conf").exists()
+    assert (store.dir / "broker.log").is_file()
+    shutil.rmtree(short_home)

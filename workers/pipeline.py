@@ -45,6 +45,7 @@ def join_group(store_file: Path, rank: int, world: int) -> None:
     """Join the stages' gloo process group through a FileStore at `store_file`, on the loopback interface."""
     os.environ["GLOO_SOCKET_IFNAME"] = LOOPBACK
     dist.init_process_group("gloo", store=dist.FileStore(str(store_file), world), rank=rank, world_size=world, timeout=TIMEOUT)
+    dist.barrier()  # every rank is connected: the store is no longer read, and its directory can go
 
 
 class _Sender:
@@ -121,6 +122,7 @@ class ProcessPipeline:
         ]
         torch.set_num_threads(threads)
         join_group(store_file, self.world - 1, self.world)
+        shutil.rmtree(self.rendezvous, ignore_errors=True)  # nothing left in /tmp, however this process ends
         self.stage = build_stage(model_dir, args, replica.stages[-1])
         self.to_first = _Sender(0)
         self.closed = False

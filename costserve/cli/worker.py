@@ -14,6 +14,7 @@ def run_worker(queue: str, broker: str, replica: Path | None, model: str | None,
     this process is given ÷ concurrency), so replicas do not oversubscribe the CPUs they share.
     """
     from workers.cpu import available_cpus
+    from workers.lifeline import watch_driver
 
     # workers.celery_app reads the broker and workers.tasks the replica from the environment
     # at import, so set them first.
@@ -25,6 +26,7 @@ def run_worker(queue: str, broker: str, replica: Path | None, model: str | None,
     os.environ["COSTSERVE_WORKER_THREADS"] = str(threads or max(1, available_cpus() // concurrency))
     from workers.tasks import app
 
+    watch_driver()
     app.worker_main(["worker", "--queues", queue, "--concurrency", str(concurrency), "--pool", "prefork",
                      "--loglevel", "INFO", "--hostname", f"{queue}-{os.getpid()}@%h",
                      "--without-gossip", "--without-mingle"])
