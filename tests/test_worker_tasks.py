@@ -28,10 +28,13 @@ def test_run_shard_writes_each_result_once_even_when_redelivered(tmp_path: Path,
     results_db(tmp_path).close()  # the driver creates the results database before workers start
     assert read_shard(tmp_path, "shard-0") == jobs
     first = tasks.run_shard.apply(args=(str(tmp_path), "shard-0")).get()
-    again = tasks.run_shard.apply(args=(str(tmp_path), "shard-0")).get()  # a redelivery
-    assert first["jobs"] == again["jobs"] == 6 and first["errors"] == 0
-    rows = results_db(tmp_path).execute("SELECT custom_id, line, output FROM results ORDER BY line").fetchall()
+    assert first["jobs"] == 6 and first["errors"] == 0
+    results_db(tmp_path).execute("DELETE FROM results WHERE custom_id IN ('s1', 'chat')")  # as if cut short
+    again = tasks.run_shard.apply(args=(str(tmp_path), "shard-0")).get()  # a redelivery: only what is missing runs
+    assert again["jobs"] == 2
+    rows = results_db(tmp_path).execute("SELECT custom_id, line, output, attempt FROM results ORDER BY line").fetchall()
     assert [r[0] for r in rows] == [j.custom_id for j in jobs]  # each once, none lost
+    assert {r[0]: r[3] for r in rows if r[3] > 1} == {"s1": 2, "chat": 2}  # the second start of the shard
     outputs = [json.loads(r[2]) for r in rows]
     assert outputs[-1]["response"]["body"]["object"] == "chat.completion"
     assert [o["response"]["body"]["usage"]["completion_tokens"] <= j.max_tokens for o, j in zip(outputs, jobs)] == [True] * 6

@@ -56,15 +56,16 @@ def save_result(con: sqlite3.Connection, custom_id: str, line: int, shard: str, 
     con.commit()
 
 
-def mark_shard_started(con: sqlite3.Connection, shard: str) -> int:
+def mark_shard_started(con: sqlite3.Connection, shard: str, since: float = 0.0) -> int:
     """Record that this process (and its process group: one `costserve worker`) started a shard, so the driver can
-    re-queue it if that worker dies before finishing; returns this attempt's number (1 for the first start of the shard,
-    counting Celery retries and the driver's re-queues alike)."""
+    re-queue it if that worker dies before finishing; returns this attempt's number: the shard's starts since `since`
+    (unix s, when the driver queued the run: a resumed run starts counting again), Celery retries and the driver's
+    re-queues alike."""
     import os
 
     con.execute("INSERT INTO shard_starts VALUES (?, ?, ?, ?)", (shard, os.getpgid(0), os.getpid(), time.time()))
     con.commit()
-    return int(con.execute("SELECT COUNT(*) FROM shard_starts WHERE shard = ?", (shard,)).fetchone()[0])
+    return int(con.execute("SELECT COUNT(*) FROM shard_starts WHERE shard = ? AND started >= ?", (shard, since)).fetchone()[0])
 
 
 def shard_done_ids(con: sqlite3.Connection, shard: str) -> set[str]:

@@ -102,13 +102,15 @@ def _one_at_a_time(jobs: list[Job], attempt: int) -> Any:
 
 
 @app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_ATTEMPTS - 1)
-def run_shard(self: Any, run_dir: str, shard_id: str) -> dict[str, int]:
-    """Generate every job of a shard file in a run directory this worker shares (local backend); returns counts."""
+def run_shard(self: Any, run_dir: str, shard_id: str, since: float = 0.0) -> dict[str, int]:
+    """Generate every job of a shard file in a run directory this worker shares (local backend); returns counts.
+
+    `since` (unix s) is when the driver queued the run: attempts are counted from then."""
     _refuse_foreign(run_dir)
     con = connect_results(Path(run_dir))
     attempt = self.request.retries + 1
     try:
-        attempt = mark_shard_started(con, shard_id)
+        attempt = mark_shard_started(con, shard_id, since)
         jobs = read_shard(Path(run_dir), shard_id)
         done = shard_done_ids(con, shard_id)
         todo = [j for j in jobs if j.custom_id not in done]

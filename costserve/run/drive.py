@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from costserve.errors import CostserveError
 from costserve.notices import warn
 from costserve.request import BatchRequest
 from costserve.run.backend import Backend
@@ -26,7 +27,10 @@ def drive(store: RunStore, results: sqlite3.Connection, backend: Backend, reques
         backend.launch()
         stopped = follow_or_stop(store, results, total, backend, backend.price_per_hour(), budget)
     finally:
-        left = backend.teardown()
+        try:
+            left = backend.teardown()
+        except CostserveError as exc:  # e.g. the store cannot record the teardown: the fleet is down all the same
+            left = str(exc)
         if left is not None:
             warn(left)
     return finish_run(store, results, request.results_path, total, stopped, resumable=True)

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from costserve.errors import ResultsFileError, RunStopped
-from costserve.notices import say
+from costserve.notices import say, warn
 from costserve.report.files import write_run_report
 from costserve.store.results import outputs_in_order
 from costserve.store.runs import RunStore
@@ -52,7 +52,11 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
         raise ResultsFileError(f"run {store.id}: {exc}; every result is kept in the run store: "
                                f"`costserve results {store.id} --out FILE` writes them") from None
     store.event("finished" if stopped is None else "stopped", str(out) if stopped is None else stopped)
-    say(f"report: {write_run_report(store)}")
+    try:
+        say(f"report: {write_run_report(store)}")
+    except OSError as exc:
+        warn(f"run {store.id}: the report was not written ({exc.strerror or exc}); `costserve report {store.id}` "
+             "writes it later")
     if stopped is not None:
         more = " --budget MORE" if stopped.startswith("stopped at its budget") else ""
         hint = f"; `costserve resume {store.id}{more}` continues it" if resumable else ""

@@ -16,7 +16,7 @@ from rich.table import Table
 from costserve.run.budget import BudgetGuard
 from costserve.store.results import progress as results_progress, shard_run_stats
 from costserve.store.runs import RunStore
-from costserve.notices import Tick, live
+from costserve.notices import Tick, live, warn
 
 if TYPE_CHECKING:
     from costserve.run.backend import Backend
@@ -34,6 +34,38 @@ class WorkersGone(Exception):
 
 class ShardFailed(Exception):
     """A shard failed on every attempt the workers allow; the run stops (resumable)."""
+
+
+class DiskFull(Exception):
+    """The run directory's filesystem stayed full: workers cannot record results; the run stops (resumable)."""
+
+
+MIN_FREE_BYTES = 1 << 20  # below this the run directory's filesystem counts as full
+
+
+class DiskWatch:
+    """Stops a run whose directory's filesystem has had under MIN_FREE_BYTES free for FULL_GIVE_UP_S (s)."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self.full_since: float | None = None
+
+    def check(self, now: float) -> None:
+        """Raise DiskFull once the filesystem has been full for FULL_GIVE_UP_S; say so when it first fills."""
+        import shutil
+
+        from costserve.store.patient import FULL_GIVE_UP_S
+
+        free = shutil.disk_usage(self.store.dir).free
+        if free >= MIN_FREE_BYTES:
+            self.full_since = None
+            return
+        if self.full_since is None:
+            self.full_since = now
+            warn(f"{self.store.dir}: {free:,} bytes free; the run stops in {FULL_GIVE_UP_S:.0f}s unless space is freed")
+        elif now - self.full_since >= FULL_GIVE_UP_S:
+            raise DiskFull(f"{self.store.dir} has had {free:,} bytes free for {now - self.full_since:.0f}s "
+                           "(disk full); free space there")
 
 
 def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], now: float) -> Table:
@@ -67,13 +99,15 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "B
            guard: BudgetGuard | None = None) -> None:
     """Poll until every job has a result, showing each poll in the live view; `price_per_hour` is the whole fleet's $/h.
 
-    Raises Cancelled when `costserve cancel` asks, WorkersGone when no worker is left,
-    BudgetReached when `guard` says the next billing increment would cross the budget.
+    Raises Cancelled when `costserve cancel` asks, WorkersGone when no worker is left, DiskFull when the run
+    directory's filesystem stays full, BudgetReached when `guard` says the next billing increment would cross the budget.
     """
     t0 = time.monotonic()
     done0: int | None = None
+    disk = DiskWatch(store)
     with live(total) as show:
         while True:
+            disk.check(time.monotonic())
             backend.poll()
             backend.replace_lost()
             done, tokens = results_progress(results)
@@ -99,6 +133,7 @@ def follow_or_stop(store: RunStore, results: sqlite3.Connection, total: int, bac
                    budget: float | None) -> str | None:
     """`follow` with the budget guard; None when every job has a result, else why the run stopped (one line)."""
     from costserve.run.budget import BudgetReached
+    from costserve.store.patient import StoreFull
 
     try:
         follow(store, results, total, backend, price_per_hour, BudgetGuard(budget) if budget is not None else None)
@@ -107,5 +142,5 @@ def follow_or_stop(store: RunStore, results: sqlite3.Connection, total: int, bac
         return "cancelled"
     except BudgetReached as exc:
         return f"stopped at its budget: {exc}"
-    except (WorkersGone, ShardFailed) as exc:
-        return str(exc)
+    except (WorkersGone, ShardFailed, DiskFull, StoreFull) as exc:
+        return str(exc).removeprefix("stopped: ")

@@ -54,6 +54,7 @@ class LocalBackend:
         self.store, self.results, self.request, self.broker = store, results, request, broker
         self.queue = celery_queue(store.id)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.launched = time.time()  # unix s; shard attempts are counted from here (a resumed run counts again)
         self.spawned: dict[int, float] = {}  # pid (= process group) of each live worker → when it started (unix s)
         self.replacements = 0
         self.failures_seen = 0  # rowid of the last shard_failures row recorded as an event
@@ -90,8 +91,12 @@ class LocalBackend:
             self._spawn()
         self.store.fleet_up(QUEUE, 0, 1, self._price)
         for sid in todo:
-            self.app.send_task(RUN_SHARD, args=(str(self.store.dir), sid), queue=self.queue)
+            self._queue_shard(sid)
         self.store.event("queued", f"{len(todo)} shards on queue {self.queue}")
+
+    def _queue_shard(self, shard: str) -> None:
+        """Send one shard to this run's queue; its attempts count from this driver's launch."""
+        self.app.send_task(RUN_SHARD, args=(str(self.store.dir), shard, self.launched), queue=self.queue)
 
     def price_per_hour(self) -> float:
         return self._price
@@ -137,7 +142,7 @@ class LocalBackend:
             lost = sorted(shards_started_by(self.results, proc.pid) - done - shards_run(self.results))
             self.store.event("worker lost", f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}")
             for sid in lost:
-                self.app.send_task(RUN_SHARD, args=(str(self.store.dir), sid), queue=self.queue)
+                self._queue_shard(sid)
             if self.replacements < MAX_REPLACEMENTS and self.may_add_capacity:
                 self.replacements += 1
                 self._spawn()

@@ -1,11 +1,13 @@
-"""SQLite connections that outwait a lock held by another process, up to a bound, then stop with one line.
+"""SQLite connections that outwait a lock held by another process or a full disk, up to a bound, then stop with one line.
 
 SQLite's own busy timeout (`timeout=`, LOCK_WAIT_S here) waits for a lock inside one call. A
 run must also survive a lock held longer than that (a backup, a `sqlite3` shell left open in
 a transaction), so a statement or commit that still finds the database locked is tried again
-with backoff until LOCKED_GIVE_UP_S have passed since the first failure, then
-StoreLocked is raised: the run stops there, resumable. sqlite3 has no such bound of its own
-(its timeout is per call and a larger one would hide the wait from the user), hence this class.
+until LOCKED_GIVE_UP_S have passed since the first failure, then StoreLocked is raised: the
+run stops there, resumable. A full disk ("database or disk is full") is tried again the same
+way for FULL_GIVE_UP_S (space is often freed soon: a log rotated, a cache cleared), then
+StoreFull. sqlite3 has no such bound of its own (its timeout is per call, for locks only, and a
+larger one would hide the wait from the user), hence this class.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from costserve.notices import warn
 
 LOCK_WAIT_S = 30.0  # SQLite's busy timeout per call (s)
 LOCKED_GIVE_UP_S = float(os.environ.get("COSTSERVE_LOCKED_GIVE_UP_S", "600"))  # s of one lock before the run stops
+FULL_GIVE_UP_S = float(os.environ.get("COSTSERVE_FULL_GIVE_UP_S", "60"))  # s of a full disk before the run stops
 RETRY_PAUSE_S = 1.0
 
 
@@ -28,30 +31,49 @@ class StoreLocked(CostserveError):
     """A run database stayed locked by another process longer than LOCKED_GIVE_UP_S."""
 
 
+class StoreFull(CostserveError):
+    """A run database could not be written for FULL_GIVE_UP_S: its filesystem is full."""
+
+
 def _locked(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _full(exc: sqlite3.OperationalError) -> bool:
+    return "disk is full" in str(exc) or "disk I/O error" in str(exc)
 
 
 class PatientConnection(sqlite3.Connection):
     """A sqlite3 connection whose `execute` and `commit` retry while another process holds the database locked."""
 
     path: Path = Path("database")
+    full: bool = False  # gave up on a full disk: later writes fail at once until one succeeds
 
     def _patiently(self, call: Any, *args: Any) -> Any:
         first: float | None = None
         while True:
             try:
-                return call(*args)
+                result = call(*args)
+                self.full = False
+                return result
             except sqlite3.OperationalError as exc:
-                if not _locked(exc):
+                locked, full = _locked(exc), _full(exc)
+                if not (locked or full):
                     raise
                 now = time.monotonic()
+                if full and self.full:
+                    raise StoreFull(f"stopped: {self.path} cannot be written (disk full); free space there") from None
                 if first is None:
-                    first = now - LOCK_WAIT_S  # the busy timeout already waited this long
-                    warn(f"{self.path} is locked by another process; waiting up to {LOCKED_GIVE_UP_S:.0f}s for it")
-                if now - first >= LOCKED_GIVE_UP_S:
+                    first = now - (LOCK_WAIT_S if locked else 0.0)  # the busy timeout already waited this long
+                    what = "is locked by another process" if locked else "cannot be written: its disk is full"
+                    warn(f"{self.path} {what}; waiting up to {LOCKED_GIVE_UP_S if locked else FULL_GIVE_UP_S:.0f}s")
+                if locked and now - first >= LOCKED_GIVE_UP_S:
                     raise StoreLocked(f"{self.path} stayed locked by another process for {now - first:.0f}s "
                                       f"(find it with `fuser {self.path}`); the run stopped, resume it once the lock is gone") from None
+                if full and now - first >= FULL_GIVE_UP_S:
+                    self.full = True
+                    raise StoreFull(f"stopped: {self.path} could not be written for {now - first:.0f}s (disk full); "
+                                    "free space there") from None
                 time.sleep(RETRY_PAUSE_S)
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]

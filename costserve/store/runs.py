@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.home import costserve_home
-from costserve.store.patient import patient_connect
+from costserve.notices import warn
+from costserve.store.patient import StoreFull, patient_connect
 from costserve.store.results import results_db, results_per_shard, results_rows
 
 if TYPE_CHECKING:
@@ -88,9 +89,13 @@ class RunStore:
         return cls(run_dir)
 
     def event(self, kind: str, detail: str = "") -> None:
-        """Append an event (submitted, shard done, finished, ...)."""
-        self.db.execute("INSERT INTO events VALUES (?, ?, ?)", (time.time(), kind, detail))
-        self.db.commit()
+        """Append an event (submitted, shard done, finished, ...). On a full disk the event is said, not recorded:
+        events are the run's log, and the run must still be able to stop and say why."""
+        try:
+            self.db.execute("INSERT INTO events VALUES (?, ?, ?)", (time.time(), kind, detail))
+            self.db.commit()
+        except StoreFull:
+            warn(f"run {self.id}: not recorded (disk full): {kind} {detail}")
 
     def add_shard(self, shard_id: str, queue: str, jobs: int) -> None:
         """Record a shard written to `shards/` and about to be queued."""
