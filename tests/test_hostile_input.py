@@ -145,3 +145,10 @@ def test_a_cloud_models_context_is_checked_on_the_estimate_and_short_prompts_are
     assert isinstance(huge, LineError) and huge.field == "prompt"
     assert "about 150,000 tokens; Llama-3.1-8B's context is 131,072 tokens" in huge.problem
     assert not isinstance(ok, LineError) and rules._tokenizer is None  # the catalog's HF id is the same model
+
+
+def test_a_seed_past_64_bits_is_a_line_error(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "s", "prompt": "hi", "seed": 2**64}) + "\n" + json.dumps({"id": "t", "prompt": "hi", "seed": -1}) + "\n")
+    bad, ok = list(read_jobs(jobs))
+    assert isinstance(bad, LineError) and bad.field == "seed" and not isinstance(ok, LineError)

@@ -88,3 +88,42 @@ def test_run_local_command_writes_results_in_input_order_and_names_bad_lines(cli
     assert [r["custom_id"] for r in lines] == ["long", "short", "chat"]  # input order, bad line left out
     usage = [r["response"]["body"]["usage"]["completion_tokens"] for r in lines]
     assert usage[0] <= 9 and usage[1] <= 2 and usage[2] <= 3 and all(r["error"] is None for r in lines)
+
+
+def test_a_poison_job_fails_alone_after_its_retries_and_the_rest_of_its_shard_completes(
+        tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job that really breaks the engine: a seed past 64 bits (validation refuses it; a shard file written by
+    anything else can still carry it) makes torch's generator raise while the batch is being set up."""
+    monkeypatch.setenv("COSTSERVE_WORKER_MODEL", str(tiny_llama_dir))
+    from workers import tasks
+
+    monkeypatch.setattr(tasks, "_engine", None)
+    jobs = _shard_jobs()[:3] + [Job(custom_id="poison", line=4, prompt="hi", max_tokens=3, temperature=0.7, seed=2**64)]
+    write_shard(tmp_path, "shard-0", jobs)
+    results_db(tmp_path).close()
+    tasks.run_shard.apply(args=(str(tmp_path), "shard-0"))  # eager: Celery runs each retry at once
+    con = results_db(tmp_path)
+    rows = {cid: (json.loads(out)["error"], attempt) for cid, out, attempt in con.execute("SELECT custom_id, output, attempt FROM results")}
+    assert set(rows) == {"s0", "s1", "s2", "poison"}  # every job exactly once
+    assert all(error is None and attempt == tasks.MAX_ATTEMPTS for cid, (error, attempt) in rows.items() if cid != "poison")
+    error, attempt = rows["poison"]
+    assert attempt == tasks.MAX_ATTEMPTS and error["message"].startswith(f"failed on attempt {tasks.MAX_ATTEMPTS} of")
+    assert "Overflow" in error["message"]
+    failures = con.execute("SELECT attempt, final, error FROM shard_failures ORDER BY attempt").fetchall()
+    assert [(a, f) for a, f, _ in failures] == [(a, 0) for a in range(1, tasks.MAX_ATTEMPTS)]  # retried, then isolated
+    if tasks._engine is not None:
+        tasks._engine.close()
+
+
+def test_a_worker_refuses_a_task_of_another_run(tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.exceptions import Reject
+
+    from workers import tasks
+
+    monkeypatch.setenv(tasks.RUN_ENV, "20260101-000000-aaaa")
+    run_b = tmp_path / "20260101-000000-bbbb"
+    write_shard(run_b, "shard-0", _shard_jobs())
+    results_db(run_b).close()
+    result = tasks.run_shard.apply(args=(str(run_b), "shard-0"))
+    assert isinstance(result.result, Reject) and "refused by a worker of run 20260101-000000-aaaa" in str(result.result)
+    assert results_db(run_b).execute("SELECT COUNT(*) FROM shard_starts").fetchone()[0] == 0  # nothing touched
