@@ -63,3 +63,38 @@ def test_an_unreachable_or_wrong_password_broker_is_one_redacted_line(cli, tmp_p
         assert result.exit_code == 2 and problem in result.output and "Traceback" not in result.output, result.output
         assert "not-the-password" not in result.output and "hunter2-pw" not in result.output and ":***@" in result.output
     assert not runs_dir().exists() or not any(runs_dir().iterdir())  # nothing was started
+
+
+def test_two_runs_on_one_broker_never_take_each_others_shards(tmp_path: Path, tiny_llama_dir: Path, redis_url: str) -> None:
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    from costserve.store.runs import RunStore
+
+    procs, outs, ids = [], {}, {}
+    for name in ("a", "b"):
+        jobs = tmp_path / f"{name}.jsonl"
+        ids[name] = [f"{name}{i:02d}" for i in range(16)]
+        jobs.write_text("".join(json.dumps({"id": c, "prompt": f"item {c}", "max_tokens": 8, "temperature": 0}) + "\n"
+                                for c in ids[name]))
+        outs[name] = tmp_path / f"{name}.results.jsonl"
+        procs.append(subprocess.Popen([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--model", str(tiny_llama_dir),
+                                       "--out", str(outs[name]), "--shard-size", "4", "--yes"],
+                                      env={**os.environ, "COSTSERVE_BROKER": redis_url},  # both at once, one broker
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    for proc in procs:
+        output = proc.communicate(timeout=600)[0].decode()
+        assert proc.returncode == 0, output
+    for name in ("a", "b"):
+        assert [json.loads(line)["custom_id"] for line in outs[name].read_text().splitlines()] == ids[name]
+    runs = [RunStore(d) for d in sorted(runs_dir().iterdir())]
+    assert len(runs) == 2
+    for run in runs:
+        con = sqlite3.connect(run.dir / "results.sqlite")
+        queues = {q for (q,) in con.execute("SELECT DISTINCT queue FROM shard_runs")}
+        groups = {g for (g,) in con.execute("SELECT DISTINCT pgid FROM shard_starts")}
+        con.close()
+        assert queues == {f"local-{run.id}"}  # its own queue only
+        assert groups <= {int(p) for p in run.events("worker started")}  # run only by its own workers
