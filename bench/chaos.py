@@ -5,8 +5,11 @@
 Each scenario runs the shipped SmolLM2 through the embedded Redis and local workers in its
 own COSTSERVE_HOME, injects its fault with real signals (or real bad input), recovers the
 way a user would (`costserve resume`), and then counts: jobs submitted, result lines, lost
-ids, duplicated ids, and the extra $ spent against the fault-free run in the same command
-(spend = instance uptime × the local $/h; the local CPU is priced like a cloud CPU).
+ids, duplicated ids, the extra $ spent against the fault-free run in the same command
+(spend = instance uptime × the local $/h; the local CPU is priced like a cloud CPU), and the
+seconds from the fault to the run's end (recover s; after the resume where there is one).
+The faults inside workers, in the run store and at the broker are in bench/chaos_faults.py;
+the disk-full row needs root (it mounts a small tmpfs).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import chaos_faults as faults
 from costserve.store.runs import results_rows
 
 PRICE_PER_HOUR = 0.10  # $/h for this machine, the same in every scenario
@@ -83,6 +87,7 @@ def scenario_worker_killed(home: Path, jobs: Path, out: Path) -> Path:
     con = sqlite3.connect(run / "run.sqlite", timeout=30)
     (pid,) = con.execute("SELECT detail FROM events WHERE kind = 'worker started' LIMIT 1").fetchone()
     con.close()
+    faults.FAULT_AT[home] = time.monotonic()
     os.killpg(int(pid), signal.SIGKILL)
     driver.communicate()
     return run
@@ -93,6 +98,7 @@ def _interrupt_then_resume(home: Path, jobs: Path, out: Path, interrupt: Callabl
     driver = _submit(home, jobs, out)
     run = _run_dir(home)
     _wait(lambda: results_rows(run, "results") >= 8)
+    faults.FAULT_AT[home] = time.monotonic()
     interrupt(driver, run)
     driver.communicate()
     _costserve(home, "resume", run.name).communicate()
@@ -110,6 +116,7 @@ def scenario_budget_then_resume(home: Path, jobs: Path, out: Path) -> Path:
     lines = jobs.read_text().splitlines()
     doubled.write_text("".join(line.replace('"c', '"d', 1) + "\n" for line in lines) + "\n".join(lines) + "\n")
     _submit(home, doubled, out, "--budget", "0.0025").communicate()
+    faults.FAULT_AT[home] = time.monotonic()  # the stop at the budget
     run = _run_dir(home)
     con = sqlite3.connect(run / "run.sqlite", timeout=30)
     stopped = con.execute("SELECT detail FROM events WHERE kind = 'stopped'").fetchone()
@@ -128,6 +135,7 @@ def scenario_bad_lines(home: Path, jobs: Path, out: Path) -> Path:
     lines = jobs.read_bytes().splitlines()
     lines[3:3] = [b'{"id": "broken", "prompt": ', b'{"id": "x1", "prompt": 5}', b"\xff\xfe", b""]
     bad.write_bytes(b"\n".join(lines) + b"\n")
+    faults.FAULT_AT[home] = time.monotonic()
     _submit(home, bad, out, "--skip-invalid").communicate()
     return _run_dir(home)
 
@@ -139,7 +147,16 @@ SCENARIOS: dict[str, Callable[[Path, Path, Path], Path]] = {
     "budget reached, then resume": scenario_budget_then_resume,
     "cancel, then resume": scenario_cancel_then_resume,
     "4 bad lines, --skip-invalid": scenario_bad_lines,
+    "pool child SIGKILL": faults.in_worker(_submit, _run_dir, _wait, faults.kill_pool_child),
+    "pipeline stage SIGKILL": faults.in_worker(_submit, _run_dir, _wait, faults.kill_stage),
+    "pool child frozen (SIGSTOP)": faults.in_worker(_submit, _run_dir, _wait, faults.freeze_pool_child,
+                                                    {"COSTSERVE_STALL_FLOOR_S": "30"}),
+    "both databases locked 90 s": faults.in_worker(_submit, _run_dir, _wait, faults.lock_databases),
+    "hostile lines, --skip-invalid": faults.hostile_lines(_submit, _run_dir),
+    "two runs on one broker": faults.two_runs_one_broker(_submit, _run_dir),
 }
+if os.geteuid() == 0:  # mounting the small filesystem needs root
+    SCENARIOS["disk full, then resume"] = faults.disk_full_then_resume(_costserve, _submit, _run_dir, _wait)
 
 
 def main() -> None:
@@ -167,9 +184,11 @@ def main() -> None:
             counts = Counter(got)
             spend = _spend(run) * len(ids) / submitted  # per job of the reference batch, for runs of a different size
             reference_spend = spend if reference_spend is None else reference_spend
+            fault_at = faults.FAULT_AT.get(home)
             rows.append({"fault": name, "jobs submitted": submitted, "results": len(got),
                          "lost": len(expected - set(counts)), "duplicated": sum(c - 1 for c in counts.values() if c > 1),
                          "$ spent": round(spend, 6), "extra $": round(spend - reference_spend, 6),
+                         "recover s": round(time.monotonic() - fault_at, 1) if fault_at is not None else None,
                          "wall s": round(time.monotonic() - t0, 1)})
             print(pd.DataFrame(rows[-1:]).to_string(index=False, header=n == 0), flush=True)
     table = pd.DataFrame(rows)
