@@ -56,13 +56,20 @@ def model_setup(hf_id: str | None) -> tuple[str, str]:
             " --model ~/costserve/model")
 
 
+def group_queue(run_id: str, label: str) -> str:
+    """The broker queue of fleet group `label` (g0, g1, ...) of run `run_id`: named after the run, so runs sharing
+    a broker never take each other's shards."""
+    return f"{label}-{run_id}"
+
+
 def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_file: str,
-                      hf_id: str | None = None) -> dict[str, Any]:
-    """The SkyPilot task YAML (as a dict) for fleet group `index` of a Plan (a solver.plan.FleetGroupPlan).
+                      hf_id: str | None = None, run_id: str = "") -> dict[str, Any]:
+    """The SkyPilot task YAML (as a dict) for fleet group `index` of a Plan (a solver.plan.FleetGroupPlan) of run
+    `run_id`, whose workers consume that group's queue.
 
     `hf_id`: the model's Hugging Face repository, downloaded in setup (None: the embedded SmolLM2).
     """
-    queue = f"g{index}"
+    queue = group_queue(run_id, f"g{index}")
     fetch, model_arg = model_setup(hf_id)
     resources: dict[str, Any] = {
         "infra": f"{SKY_CLOUD_NAMES[group.cloud]}/{group.region}",
@@ -73,7 +80,7 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
     if gpu_sky_name and group.gpus_per_instance:
         resources["accelerators"] = {gpu_sky_name: group.gpus_per_instance}
     return {
-        "name": f"costserve-{queue}",
+        "name": f"costserve-g{index}",
         "num_nodes": int(group.count),
         "resources": resources,
         "file_mounts": {"~/costserve/replica.json": replica_file},
@@ -101,7 +108,8 @@ def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, hf_id: str | None = N
         replica = sky_dir / f"g{i}-replica.json"
         replica.write_text(group.replica.model_dump_json(indent=2))
         sky_name = names.get(group.gpu) if group.gpu != "cpu" else None
-        config = group_task_config(group, i, sky_name if isinstance(sky_name, str) else None, str(replica), hf_id)
+        config = group_task_config(group, i, sky_name if isinstance(sky_name, str) else None, str(replica), hf_id,
+                                   run_dir.name)
         path = sky_dir / f"g{i}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         out.append(path)

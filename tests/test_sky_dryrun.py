@@ -22,10 +22,11 @@ def test_every_fleet_group_becomes_a_task_skypilot_accepts_offline(tmp_path: Pat
     plan = plan_batch(workload, models.loc["Llama-3.1-8B"], aws, gpus, 3 * 3600, quality_target=0.99, spot=True,
                       with_baselines=False)
     assert len(plan.groups) >= 2, "a mixed fleet makes the test meaningful"
-    files = write_group_tasks(plan, gpus, tmp_path / "run")
+    files = write_group_tasks(plan, gpus, tmp_path / "20260101-000000-abcd")
     assert len(files) == len(plan.groups)
-    for path, group in zip(files, plan.groups):
+    for i, (path, group) in enumerate(zip(files, plan.groups)):
         config = yaml.safe_load(path.read_text())
+        assert config["envs"]["COSTSERVE_QUEUE"] == f"g{i}-20260101-000000-abcd"  # the run's own queue on a shared broker
         assert config["num_nodes"] == group.count and config["resources"]["instance_type"] == group.instance_type
         assert config["resources"]["use_spot"] == group.spot and config["secrets"] == {BROKER_SECRET: None}
         assert config["resources"]["autostop"]["down"] is True
@@ -36,7 +37,7 @@ def test_every_fleet_group_becomes_a_task_skypilot_accepts_offline(tmp_path: Pat
         assert chosen["instance_type"] == group.instance_type and chosen["use_spot"] == group.spot
         assert chosen["region"] == group.region and task["num_nodes"] == group.count
     # no secret value was written anywhere
-    assert not any(b"dryrun@" in p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file())
+    assert not any(b"dryrun@" in p.read_bytes() for p in (tmp_path / "20260101-000000-abcd").rglob("*") if p.is_file())
 
 
 def test_a_task_skypilot_rejects_is_reported_not_raised(tmp_path: Path) -> None:

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costserve.request import BatchRequest
+from costserve.run.sky_queues import send_shard
 from costserve.store.runs import RunStore
 from costserve.notices import say
 
 PREEMPTION_CHECK_S = 30.0
-RUN_TASK = "workers.tasks.run_jobs"
 
 
 @dataclass
@@ -98,6 +98,6 @@ class GroupReplacer:
         for j, sid in enumerate(left):
             target = queues[j % len(queues)]
             payload = pending[sid][2]
-            pending[sid] = (self.app.send_task(RUN_TASK, args=(sid, payload), queue=target), target, payload)
+            pending[sid] = (send_shard(self.app, self.store, sid, target, payload), target, payload)
             self.store.move_shard(sid, target)
         self.store.event("replaced", f"{queue} -> {', '.join(queues)} ({len(left)} shard(s) re-sent)")

@@ -17,8 +17,9 @@ from rich.console import RenderableType
 from rich.table import Table
 
 from costserve.request import BatchRequest
-from costserve.run.replan import RUN_TASK, GroupReplacer
+from costserve.run.replan import GroupReplacer
 from costserve.run.sky_launch import hf_id_of, launch_clusters, send_shards
+from costserve.run.sky_queues import send_shard
 from costserve.store.results import shard_run_stats
 from costserve.store.runs import RunStore
 from costserve.notices import step
@@ -100,13 +101,13 @@ class SkyBackend:
                     continue
                 self.attempts[sid] += 1
                 self.store.event("shard resent", f"{sid} (attempt {self.attempts[sid]})")
-                self.pending[sid] = (self.app.send_task(RUN_TASK, args=(sid, jobs), queue=queue), queue, jobs)
+                self.pending[sid] = (send_shard(self.app, self.store, sid, queue, jobs), queue, jobs)
                 continue
             done = res.get()
             for o in done["outputs"]:
                 save_result(self.results, o["custom_id"], o["line"], sid, o["output"], done["attempt"], o["tokens"], o["finished"])
             errors = sum(o["output"].get("error") is not None for o in done["outputs"])
-            save_shard_run(self.results, sid, done["worker"], done["queue"] or queue, done["attempt"], done["started"],
+            save_shard_run(self.results, sid, done["worker"], queue, done["attempt"], done["started"],
                            len(done["outputs"]), sum(o["tokens"] for o in done["outputs"]), errors, done["finished"])
             res.forget()
             del self.pending[sid]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from costserve.planning.offerings import model_row
-from costserve.run.replan import RUN_TASK
+from costserve.run.sky_queues import send_shard
 from costserve.store.runs import RunStore
 from costserve.notices import step
 from solver.plan import Plan
@@ -53,13 +53,13 @@ def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path]
 
 
 def send_shards(store: RunStore, app: Any, queues: set[str]) -> dict[str, tuple[Any, str, list[dict[str, Any]]]]:
-    """Queue every queued shard of `queues` inline; {shard id: (async result, queue, payload)}."""
+    """Queue every queued shard of the groups `queues` inline; {shard id: (async result, group, payload)}."""
     from workers.shard_io import read_shard
 
     pending: dict[str, tuple[Any, str, list[dict[str, Any]]]] = {}
     for sid, queue, _, _ in store.shards("queued"):
         if queue in queues:
             payload = [j.to_json() for j in read_shard(store.dir, sid)]
-            pending[sid] = (app.send_task(RUN_TASK, args=(sid, payload), queue=queue), queue, payload)
+            pending[sid] = (send_shard(app, store, sid, queue, payload), queue, payload)
     store.event("queued", f"{len(pending)} shards on {len(queues)} queue(s)")
     return pending
