@@ -74,3 +74,21 @@ def test_a_resumed_run_is_running_again_until_its_new_stretch_ends(cli, tmp_path
     assert store.ended() == "finished"
     again = cli.invoke(app, ["resume", store.id])
     assert again.exit_code == 0 and "already finished" in again.output
+
+
+def test_a_run_has_one_driver_at_a_time(tmp_path: Path) -> None:
+    """Two `resume`s at once cannot both drive a run: the driver's lock is taken atomically, and freed when it exits."""
+    from costserve.errors import RunStateError
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"id": "a", "prompt": "hi"}) + "\n")
+    store = RunStore.create(jobs, 1)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom costserve.store.runs import RunStore\n"
+                               f"RunStore(sys.argv[1]).claim_driver()\nprint('held', flush=True)\ntime.sleep(60)", str(store.dir)],
+                              stdout=subprocess.PIPE)
+    assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+    with pytest.raises(RunStateError, match=f"is being driven by another process \\(pid {holder.pid}\\)"):
+        RunStore(store.dir).claim_driver()
+    holder.kill()
+    holder.wait()
+    RunStore(store.dir).claim_driver()  # the kernel freed the lock of the killed driver

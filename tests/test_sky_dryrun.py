@@ -58,12 +58,16 @@ def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path) -> None:  # typ
     from costserve.store.runs import runs_dir
 
     jobs = Path(__file__).resolve().parents[1] / "examples" / "jobs.jsonl"
-    refused = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "Llama-3.1-8B"])
+    # the example's jobs name SmolLM2-135M: serving them with Llama-3.1-8B takes --model-override
+    wrong = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "Llama-3.1-8B", "--dry-run"])
+    assert wrong.exit_code == 2 and "body.model: 'SmolLM2-135M' is not this run's model 'Llama-3.1-8B'" in wrong.output
+    refused = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "Llama-3.1-8B", "--model-override"])
     assert refused.exit_code == 2 and "pass --yes" in refused.output  # a real launch asks first
     assert not runs_dir().exists() or not any(runs_dir().iterdir())
     result = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--dry-run", "--model", "Llama-3.1-8B",
-                              "--spot", "--deadline", "1h"])
+                              "--spot", "--deadline", "1h", "--model-override"])
     assert result.exit_code == 0, result.output
+    assert "200 job(s) name another model ('SmolLM2-135M' (200)); Llama-3.1-8B serves them" in result.output
     (run_dir,) = runs_dir().iterdir()
     plan = json.loads((run_dir / "plan.json").read_text())
     tasks = sorted((run_dir / "sky").glob("g*.yaml"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +76,7 @@ def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Calla
 def create_run(request: BatchRequest, scan: JobScan, plan: Plan) -> RunStore:
     """A new run directory holding the request, the plan and any rejected lines; this process is its driver."""
     store = RunStore.create(request.jobs, scan.jobs, scan.sha256)
-    store.event("driver", str(os.getpid()))
+    store.claim_driver()
     request.save(store.dir)
     store.write_json("plan.json", plan.model_dump_json(indent=2))
     if scan.rules is not None and scan.rules.overridden:

@@ -11,7 +11,6 @@ and finishes the run. Results are keyed by custom_id: nothing done is redone twi
 
 from __future__ import annotations
 
-import os
 import time
 
 from costserve.errors import RunStateError
@@ -40,7 +39,7 @@ def resume_run(run: RunStore, broker: str | None, budget: float | None = None, d
         raise RunStateError(f"run {run.id} cannot be resumed: it has no run settings "
                             "(a --dry-run, or a run from an older costserve)")
     require_broker(broker)
-    run.event("driver", str(os.getpid()))
+    run.claim_driver()
     if request.backend == "sky":
         return resume_sky_run(run, request, broker, budget, deadline_s)
     stop_leftovers(run)

@@ -57,6 +57,7 @@ class RunStore:
         self.dir = Path(run_dir)
         self.id = self.dir.name
         self.db = patient_connect(self.dir / "run.sqlite")
+        self._driver_lock: int | None = None  # fd of driver.lock while this process drives the run
         self.db.execute("CREATE TABLE IF NOT EXISTS shards (shard_id TEXT PRIMARY KEY, queue TEXT, jobs INTEGER, "
                         "state TEXT, updated REAL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS events (ts REAL, kind TEXT, detail TEXT)")
@@ -87,6 +88,25 @@ class RunStore:
         if not (run_dir / "run.sqlite").is_file():
             raise FileNotFoundError(f"{run_dir}: no such run")
         return cls(run_dir)
+
+    def claim_driver(self) -> None:
+        """Become the run's only driver: an exclusive lock on `driver.lock`, held until this process exits (the kernel
+        releases it however the process ends), then the "driver" event. RunStateError when another process holds it."""
+        import fcntl
+        import os
+
+        from costserve.errors import RunStateError
+
+        fd = os.open(self.dir / "driver.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pids = self.events("driver")
+            raise RunStateError(f"run {self.id} is being driven by another process"
+                                f"{' (pid ' + pids[-1] + ')' if pids else ''}; `costserve cancel {self.id}` stops it") from None
+        self._driver_lock = fd  # kept open for the life of this process
+        self.event("driver", str(os.getpid()))
 
     def event(self, kind: str, detail: str = "") -> None:
         """Append an event (submitted, shard done, finished, ...). On a full disk the event is said, not recorded:
