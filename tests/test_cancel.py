@@ -84,7 +84,7 @@ def test_a_run_has_one_driver_at_a_time(tmp_path: Path) -> None:
     jobs.write_text(json.dumps({"id": "a", "prompt": "hi"}) + "\n")
     store = RunStore.create(jobs, 1)
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom costserve.store.runs import RunStore\n"
-                               f"RunStore(sys.argv[1]).claim_driver()\nprint('held', flush=True)\ntime.sleep(60)", str(store.dir)],
+                               "RunStore(sys.argv[1]).claim_driver()\nprint('held', flush=True)\ntime.sleep(60)", str(store.dir)],
                               stdout=subprocess.PIPE)
     assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
     with pytest.raises(RunStateError, match=f"is being driven by another process \\(pid {holder.pid}\\)"):

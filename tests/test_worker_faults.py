@@ -90,7 +90,8 @@ def test_a_frozen_worker_is_found_by_the_watchdog_killed_and_replaced(tmp_path: 
     _finish(driver)
     check_results(out, ids)
     (stalled,) = store.events("worker stalled")
-    assert stalled.startswith(f"worker pid {worker} made no progress for ") and "shard-" in stalled and "killed" in stalled
+    # frozen mid-shard it holds that shard; frozen between shards it holds the next message, not yet started
+    assert stalled.startswith(f"worker pid {worker} made no progress for ") and "killed" in stalled
     lost = store.events("worker lost")
     assert len(lost) == 1 and lost[0].startswith(f"pid {worker} exit -9; re-queued shard-")
     assert len(store.events("worker started")) == 2  # the replacement finished the run

@@ -110,10 +110,12 @@ def run_shard(self: Any, run_dir: str, shard_id: str, since: float = 0.0) -> dic
     con = connect_results(Path(run_dir))
     attempt = self.request.retries + 1
     try:
-        attempt = mark_shard_started(con, shard_id, since)
         jobs = read_shard(Path(run_dir), shard_id)
         done = shard_done_ids(con, shard_id)
         todo = [j for j in jobs if j.custom_id not in done]
+        if not todo:  # a second copy of a shard the driver re-sent: nothing to do, not an attempt
+            return {"jobs": 0, "tokens": 0, "errors": 0}
+        attempt = mark_shard_started(con, shard_id, since)
         name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
         started, tokens, errors = time.time(), 0, 0
         final = attempt >= MAX_ATTEMPTS

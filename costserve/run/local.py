@@ -138,8 +138,7 @@ class LocalBackend:
         for proc in [p for p in self.procs if p.poll() is not None]:
             self.procs.remove(proc)
             self.spawned.pop(proc.pid, None)
-            done = {sid for sid, *_ in self.store.shards("done")}
-            lost = sorted(shards_started_by(self.results, proc.pid) - done - shards_run(self.results))
+            lost = self._unheld_shards()
             self.store.event("worker lost", f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}")
             for sid in lost:
                 self._queue_shard(sid)
@@ -148,6 +147,15 @@ class LocalBackend:
                 self._spawn()
             elif not self.may_add_capacity:
                 self.store.event("no replacement", "the projected spend is over the budget")
+
+    def _unheld_shards(self) -> list[str]:
+        """Shards not done that no live worker holds. A dead worker may have held more than it had started (a message
+        it had reserved but not begun stays unacked in Redis for the visibility timeout, an hour), so every such shard
+        is sent again; a copy of one that is still queued finds its jobs done and does nothing."""
+        self.store.mark_finished_shards(self.results)
+        live = [p.pid for p in self.procs if p.poll() is None]
+        held = set().union(*(shards_started_by(self.results, pgid) for pgid in live)) - shards_run(self.results)
+        return sorted({sid for sid, *_ in self.store.shards("queued")} - held)
 
     def alive(self) -> bool:
         # a worker that died since the last replace_lost() is replaced by the next one, while replacements remain
