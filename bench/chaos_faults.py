@@ -170,7 +170,10 @@ def two_runs_one_broker(submit: Runner, run_dir: Callable[[Path], Path]) -> Call
                 other_jobs.write_text(jobs.read_text().replace('"c', '"e'))
                 FAULT_AT[home] = time.monotonic()
                 first, second = submit(home, jobs, out), submit(home, other_jobs, out.with_name("other-run.results.jsonl"))
-                first.communicate(), second.communicate()
+                for proc in (first, second):
+                    output = proc.communicate()[0].decode()
+                    if proc.returncode != 0:
+                        print(f"  a run on the shared broker exited {proc.returncode}: {output.strip().splitlines()[-3:]}")
             finally:
                 os.environ.pop("COSTSERVE_BROKER", None)
                 server.kill()

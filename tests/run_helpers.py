@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from costserve.store.runs import RunStore, runs_dir
 
@@ -71,3 +73,48 @@ def group_processes(pgid: int) -> dict[int, str]:
 def stage_processes(pgid: int) -> list[int]:
     """Pipeline-stage processes (`python -m workers.pipeline`) of a worker's process group."""
     return [pid for pid, cmd in group_processes(pgid).items() if "workers.pipeline" in cmd]
+
+
+@dataclass
+class RunningSubmit:
+    """A `costserve submit` process of job_file's jobs, its run, results file and expected ids."""
+
+    driver: subprocess.Popen[bytes]
+    store: RunStore
+    out: Path
+    ids: list[str]
+
+    def finish(self, timeout_s: float = 900) -> str:
+        """Wait for the driver to end by itself (killed if it does not); its output."""
+        try:
+            return self.driver.communicate(timeout=timeout_s)[0].decode()
+        finally:
+            if self.driver.poll() is None:
+                self.driver.kill()
+
+
+def start_submit(tmp_path: Path, model: Path, first_results: int = 2, *extra: str) -> RunningSubmit:
+    """Submit job_file's jobs and wait until `first_results` have results (the driver is killed if that fails)."""
+    from costserve.store.runs import results_rows
+
+    jobs, ids = job_file(tmp_path)
+    out = tmp_path / "results.jsonl"
+    driver = submit(jobs, model, out, *extra)
+    try:
+        store = the_run()
+        wait_for(lambda: results_rows(store.dir, "results") >= first_results, 240, "first results")
+    except BaseException:
+        driver.kill()
+        raise
+    return RunningSubmit(driver, store, out, ids)
+
+
+def results_column(store: RunStore, sql: str) -> list[Any]:
+    """The first column of a query on the run's results.sqlite."""
+    import sqlite3
+
+    con = sqlite3.connect(store.dir / "results.sqlite")
+    try:
+        return [row[0] for row in con.execute(sql)]
+    finally:
+        con.close()

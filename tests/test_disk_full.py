@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from run_helpers import check_results, job_file, submit, the_run, wait_for
-
-from costserve.store.runs import results_rows
+from run_helpers import check_results, start_submit
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")]
 
@@ -56,19 +54,12 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_finishes_it(cli, tmp_p
 
     monkeypatch.setenv("COSTSERVE_HOME", str(small_fs / "home"))
     monkeypatch.setenv("COSTSERVE_FULL_GIVE_UP_S", "10")
-    jobs, ids = job_file(tmp_path)
-    out = tmp_path / "results.jsonl"  # on another filesystem: the partial results still get written
-    driver = submit(jobs, tiny_llama_dir, out)
-    try:
-        store = the_run()
-        wait_for(lambda: results_rows(store.dir, "results") >= 4, 240, "first results")
-        filler = small_fs / "filler"
-        _fill(filler)
-        output = driver.communicate(timeout=600)[0].decode()
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    assert driver.returncode == 2 and "Traceback" not in output, output
+    run = start_submit(tmp_path, tiny_llama_dir, 4)  # its results file is on another filesystem: still written
+    store, out, ids = run.store, run.out, run.ids
+    filler = small_fs / "filler"
+    _fill(filler)
+    output = run.finish()
+    assert run.driver.returncode == 2 and "Traceback" not in output, output
     last = output.strip().splitlines()[-1]
     assert "disk full" in last and f"costserve resume {store.id}" in last, output
     kept = len(out.read_text().splitlines())

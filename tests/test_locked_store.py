@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from run_helpers import check_results, job_file, submit, the_run, wait_for
-
-from costserve.store.runs import results_rows
+from run_helpers import check_results, start_submit
 
 pytestmark = pytest.mark.slow
 LOCK_S = 90
@@ -30,23 +28,19 @@ for con in cons:
 
 
 def test_a_run_outwaits_databases_locked_for_90_s(tmp_path: Path, tiny_llama_dir: Path) -> None:
-    jobs, ids = job_file(tmp_path)
-    out = tmp_path / "results.jsonl"
-    driver = submit(jobs, tiny_llama_dir, out)
-    store = the_run()
-    wait_for(lambda: results_rows(store.dir, "results") >= 4, 240, "first results")
+    run = start_submit(tmp_path, tiny_llama_dir, 4)
+    store = run.store
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCKS, str(LOCK_S), str(store.dir / "run.sqlite"),
                                str(store.dir / "results.sqlite")], stdout=subprocess.PIPE)
     assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
     try:
-        output = driver.communicate(timeout=900)[0].decode()
+        output = run.finish()
     finally:
-        for proc in (driver, holder):
-            if proc.poll() is None:
-                proc.kill()
-    assert driver.returncode == 0, output
+        if holder.poll() is None:
+            holder.kill()
+    assert run.driver.returncode == 0, output
     assert holder.wait() == 0  # the lock was held for its whole 90 s, not broken
-    check_results(out, ids)
+    check_results(run.out, run.ids)
     assert "run.sqlite is locked by another process; waiting" in output
     failed = store.events("shard failed")
     assert any("database is locked" in f and "; retrying" in f for f in failed), failed  # a worker's write gave up, then retried

@@ -9,101 +9,63 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from run_helpers import check_results, job_file, running, stage_processes, submit, the_run, wait_for
-
-from costserve.store.runs import RunStore, results_rows
+from run_helpers import RunningSubmit, check_results, results_column, running, stage_processes, start_submit, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def _finish(driver: subprocess.Popen[bytes]) -> str:
-    try:
-        output = driver.communicate(timeout=600)[0].decode()
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    assert driver.returncode == 0, output
-    return output
+def _ended_by_itself(run: RunningSubmit) -> None:
+    output = run.finish()
+    assert run.driver.returncode == 0, output
+    check_results(run.out, run.ids)
 
 
-def _attempts(store: RunStore) -> list[int]:
-    import sqlite3
-
-    con = sqlite3.connect(store.dir / "results.sqlite")
-    try:
-        return [a for (a,) in con.execute("SELECT attempt FROM results")]
-    finally:
-        con.close()
+def _pool_children(run: RunningSubmit) -> list[int]:
+    """Pool processes that started shards, in order of their first start."""
+    return results_column(run.store, "SELECT pid FROM shard_starts GROUP BY pid ORDER BY MIN(started)")
 
 
 def test_a_killed_pipeline_stage_fails_its_shard_which_is_retried_on_a_rebuilt_replica(tmp_path: Path, tiny_llama_dir: Path) -> None:
-    jobs, ids = job_file(tmp_path)
-    out = tmp_path / "results.jsonl"
-    driver = submit(jobs, tiny_llama_dir, out)
-    store = the_run()
-    wait_for(lambda: results_rows(store.dir, "results") >= 2, 240, "first results")
-    (worker,) = [int(pid) for pid in store.events("worker started")]
+    run = start_submit(tmp_path, tiny_llama_dir)
+    (worker,) = [int(pid) for pid in run.store.events("worker started")]
     (stage,) = stage_processes(worker)  # the default local replica has two stages: rank 0 is a child process
     os.kill(stage, signal.SIGKILL)
-    _finish(driver)
-    check_results(out, ids)
-    failed = store.events("shard failed")
+    _ended_by_itself(run)
+    failed = run.store.events("shard failed")
     assert failed and all("; retrying" in f for f in failed), failed
-    assert max(_attempts(store)) >= 2  # the failed shard's remaining jobs ran on its second attempt
-    assert store.events("worker started") == [str(worker)]  # the worker itself lived: it rebuilt its replica
+    assert max(results_column(run.store, "SELECT attempt FROM results")) >= 2  # the failed shard's rest ran on attempt 2
+    assert run.store.events("worker started") == [str(worker)]  # the worker itself lived: it rebuilt its replica
     assert not running(stage)
 
 
 def test_a_killed_pool_child_is_replaced_and_its_shard_redelivered(tmp_path: Path, tiny_llama_dir: Path) -> None:
-    jobs, ids = job_file(tmp_path)
-    out = tmp_path / "results.jsonl"
-    driver = submit(jobs, tiny_llama_dir, out)
-    store = the_run()
-    wait_for(lambda: results_rows(store.dir, "results") >= 2, 240, "first results")
-    (worker,) = [int(pid) for pid in store.events("worker started")]
-    (child,) = _pool_children(store)
+    run = start_submit(tmp_path, tiny_llama_dir)
+    (worker,) = [int(pid) for pid in run.store.events("worker started")]
+    (child,) = _pool_children(run)
     orphaned_stages = stage_processes(worker)
     os.kill(child, signal.SIGKILL)  # what the out-of-memory killer picks: the process holding the replica
-    _finish(driver)
-    check_results(out, ids)
-    assert store.events("worker started") == [str(worker)]  # Celery replaced its pool child; the driver had nothing to do
-    assert max(_attempts(store)) >= 2
-    assert len(_pool_children(store)) == 2  # the redelivered shard ran in a new pool process
+    _ended_by_itself(run)
+    assert run.store.events("worker started") == [str(worker)]  # Celery replaced its pool child; the driver had nothing to do
+    assert max(results_column(run.store, "SELECT attempt FROM results")) >= 2
+    assert len(_pool_children(run)) == 2  # the redelivered shard ran in a new pool process
     wait_for(lambda: not any(running(p) for p in orphaned_stages), 60, "the dead child's stage process to exit")
 
 
 def test_a_frozen_worker_is_found_by_the_watchdog_killed_and_replaced(tmp_path: Path, tiny_llama_dir: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COSTSERVE_STALL_FLOOR_S", "30")  # the tiny model's predicted shard time is far below any floor
-    jobs, ids = job_file(tmp_path)
-    out = tmp_path / "results.jsonl"
-    driver = submit(jobs, tiny_llama_dir, out)
-    store = the_run()
-    wait_for(lambda: results_rows(store.dir, "results") >= 2, 240, "first results")
-    (worker,) = [int(pid) for pid in store.events("worker started")]
-    (child,) = _pool_children(store)
+    run = start_submit(tmp_path, tiny_llama_dir)
+    (worker,) = [int(pid) for pid in run.store.events("worker started")]
+    (child,) = _pool_children(run)
     os.kill(child, signal.SIGSTOP)  # alive to every process check, holding its shard, doing nothing
-    _finish(driver)
-    check_results(out, ids)
-    (stalled,) = store.events("worker stalled")
+    _ended_by_itself(run)
+    (stalled,) = run.store.events("worker stalled")
     # frozen mid-shard it holds that shard; frozen between shards it holds the next message, not yet started
     assert stalled.startswith(f"worker pid {worker} made no progress for ") and "killed" in stalled
-    lost = store.events("worker lost")
+    lost = run.store.events("worker lost")
     assert len(lost) == 1 and lost[0].startswith(f"pid {worker} exit -9; re-queued shard-")
-    assert len(store.events("worker started")) == 2  # the replacement finished the run
+    assert len(run.store.events("worker started")) == 2  # the replacement finished the run
     assert not running(child)
-
-
-def _pool_children(store: RunStore) -> list[int]:
-    """Pool processes that started shards, in order of their first start."""
-    import sqlite3
-
-    con = sqlite3.connect(store.dir / "results.sqlite")
-    try:
-        return [pid for (pid,) in con.execute("SELECT pid FROM shard_starts GROUP BY pid ORDER BY MIN(started)")]
-    finally:
-        con.close()

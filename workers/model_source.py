@@ -74,19 +74,27 @@ def resolve_model_dir(model: str | Path | None = None) -> Path:
     GGUF files are converted once to `$COSTSERVE_HOME/models/<stem>/`.
     """
     if model is None or str(model).lower() in MODEL_ALIASES or str(model) == EMBEDDED_MODEL:
-        out = models_dir() / EMBEDDED_MODEL
-        return out if (out / "config.json").is_file() else convert_gguf(embedded_gguf(), _prepare(out))
+        return _converted(embedded_gguf(), models_dir() / EMBEDDED_MODEL)
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelSourceError(f"{path}: not a Hugging Face model directory (no config.json)")
         return path
     if path.suffix == ".gguf" and path.is_file():
-        out = models_dir() / path.stem
-        return out if (out / "config.json").is_file() else convert_gguf(path, _prepare(out))
+        return _converted(path, models_dir() / path.stem)
     raise ModelSourceError(f"{model}: no such model directory or .gguf file (the embedded model is '{EMBEDDED_MODEL}')")
 
 
-def _prepare(out: Path) -> Path:
+def _converted(gguf: Path, out: Path) -> Path:
+    """`out`, converted from `gguf` first unless that was done. One process converts at a time (an flock on a file
+    beside it): two first runs started together wait for one conversion instead of racing to rename into `out`."""
+    import fcntl
+
+    if (out / "config.json").is_file():
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or by the kernel if this process dies
+        if not (out / "config.json").is_file():
+            convert_gguf(gguf, out)
     return out
