@@ -97,12 +97,13 @@ def lock_databases(run: Path, seconds: float = 90.0) -> None:
 
 def disk_full_then_resume(costserve: Runner, submit: Runner, run_dir: Callable[[Path], Path],
                           wait: Callable[..., None]) -> Callable[[Path, Path, Path], Path]:
-    """COSTSERVE_HOME on a 16 MiB tmpfs (root only), filled mid-run; the run stops; space is freed; `resume`."""
+    """The runs of COSTSERVE_HOME on a 16 MiB tmpfs (root only), filled mid-run; the run stops; space is freed; `resume`."""
     def scenario(home: Path, jobs: Path, out: Path) -> Path:
-        mnt = Path(tempfile.mkdtemp(prefix="cs-full-"))
+        fs_home = Path(tempfile.mkdtemp(prefix="cs-full-"))  # short: the broker's socket lives in the run directory
+        mnt = fs_home / "runs"  # only the runs are on the small filesystem; the converted model is not
+        mnt.mkdir()
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mnt)], check=True)
         try:
-            fs_home = mnt / "home"
             driver = submit(fs_home, jobs, out)
             run = run_dir(fs_home)
             wait(lambda: results_rows(run, "results") >= 4)
@@ -121,7 +122,7 @@ def disk_full_then_resume(costserve: Runner, submit: Runner, run_dir: Callable[[
             return kept
         finally:
             subprocess.run(["umount", "-l", str(mnt)])
-            shutil.rmtree(mnt, ignore_errors=True)
+            shutil.rmtree(fs_home, ignore_errors=True)
     return scenario
 
 

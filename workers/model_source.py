@@ -55,8 +55,13 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
         del model.config.quantization_config
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    except OSError as exc:  # a full disk, a read-only home: one line, and no half-written directory left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelSourceError(f"{out_dir}: cannot write the converted model ({exc.strerror or exc}); it needs about "
+                               f"{4 * sum(p.numel() for p in model.parameters()) / 2**30:.1f} GiB") from None
     tmp.rename(out_dir)  # atomic: a killed conversion never leaves a half-written model dir
     return out_dir
 
