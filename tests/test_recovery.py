@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from run_helpers import JOBS, check_results, job_file, running, submit, the_run, wait_for
+from run_helpers import JOBS, check_results, group_processes, job_file, running, start_submit, submit, the_run, wait_for
 
 from costserve.store.runs import results_rows
 
@@ -42,17 +42,10 @@ def test_a_worker_killed_mid_shard_loses_nothing(tmp_path: Path, tiny_llama_dir:
 def test_a_killed_driver_is_resumed_to_complete_unique_results(cli, tmp_path: Path, tiny_llama_dir: Path) -> None:  # type: ignore[no-untyped-def]
     from costserve.cli import app
 
-    jobs, ids = job_file(tmp_path)
-    out = tmp_path / "results.jsonl"
-    driver = submit(jobs, tiny_llama_dir, out)
-    try:
-        store = the_run()
-        wait_for(lambda: store.results_done() >= 4, 240, "first results")
-        driver.send_signal(signal.SIGKILL)  # only the driver: its workers and broker are orphaned, still running
-        driver.wait(30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
+    run = start_submit(tmp_path, tiny_llama_dir, 4)
+    store, out, ids = run.store, run.out, run.ids
+    run.driver.send_signal(signal.SIGKILL)  # only the driver: its broker dies with it, its workers within their grace
+    run.finish(30)
     before = store.results_done()
     assert before < JOBS
     orphans = [int(d) for (d,) in store.db.execute("SELECT detail FROM events WHERE kind = 'worker started'")]
@@ -68,26 +61,18 @@ def test_a_killed_driver_is_resumed_to_complete_unique_results(cli, tmp_path: Pa
 
 def test_a_killed_drivers_workers_and_broker_stop_by_themselves(cli, tmp_path: Path, tiny_llama_dir: Path,  # type: ignore[no-untyped-def]
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from costserve.cli import app
-    from run_helpers import group_processes
-
     import tempfile
+
+    from costserve.cli import app
 
     monkeypatch.setenv("COSTSERVE_DRIVER_GRACE_S", "20")
     short_home = Path(tempfile.mkdtemp(prefix="cs-"))  # pytest's paths are too long for a socket (108 bytes)
     monkeypatch.setenv("COSTSERVE_HOME", str(short_home))
-    jobs, ids = job_file(tmp_path)
-    out = tmp_path / "results.jsonl"
-    driver = submit(jobs, tiny_llama_dir, out)
-    try:
-        store = the_run()
-        wait_for(lambda: store.results_done() >= 4, 240, "first results")
-        assert (store.dir / "broker.sock").is_socket() and (store.dir / "broker.conf").is_file()  # not in /tmp
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
+    run = start_submit(tmp_path, tiny_llama_dir, 4)
+    store, out, ids = run.store, run.out, run.ids
+    assert (store.dir / "broker.sock").is_socket() and (store.dir / "broker.conf").is_file()  # not in /tmp
+    run.driver.send_signal(signal.SIGKILL)
+    run.finish(30)
     (worker,) = [int(d) for d in store.events("worker started")]
     (broker,) = [int(d) for d in store.events("broker pid")]
     wait_for(lambda: not running(broker), 30, "the broker to die with its driver")
