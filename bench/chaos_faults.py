@@ -25,12 +25,17 @@ FAULT_AT: dict[Path, float] = {}  # home → when its fault was injected (monoto
 Runner = Callable[..., subprocess.Popen[bytes]]
 
 
-def _first_pool_child(run: Path) -> int:
-    con = sqlite3.connect(run / "results.sqlite", timeout=30)
+def _first_int(db: Path, sql: str) -> int:
+    """The first value of a query on one of a run's databases, as an int."""
+    con = sqlite3.connect(db, timeout=30)
     try:
-        return int(con.execute("SELECT pid FROM shard_starts ORDER BY started LIMIT 1").fetchone()[0])
+        return int(con.execute(sql).fetchone()[0])
     finally:
         con.close()
+
+
+def _first_pool_child(run: Path) -> int:
+    return _first_int(run / "results.sqlite", "SELECT pid FROM shard_starts ORDER BY started LIMIT 1")
 
 
 def _stage_process(pgid: int) -> int:
@@ -45,11 +50,7 @@ def _stage_process(pgid: int) -> int:
 
 
 def _worker(run: Path) -> int:
-    con = sqlite3.connect(run / "run.sqlite", timeout=30)
-    try:
-        return int(con.execute("SELECT detail FROM events WHERE kind = 'worker started' LIMIT 1").fetchone()[0])
-    finally:
-        con.close()
+    return _first_int(run / "run.sqlite", "SELECT detail FROM events WHERE kind = 'worker started' LIMIT 1")
 
 
 def in_worker(submit: Runner, run_dir: Callable[[Path], Path], wait: Callable[..., None],

@@ -57,8 +57,8 @@ def model_setup(hf_id: str | None) -> tuple[str, str]:
 
 
 def group_queue(run_id: str, label: str) -> str:
-    """The broker queue of fleet group `label` (g0, g1, ...) of run `run_id`: named after the run, so runs sharing
-    a broker never take each other's shards."""
+    """The broker queue of fleet group `label` (g0, g1, ..., or "local") of run `run_id`: named after the run, so runs
+    sharing a broker never take each other's shards."""
     return f"{label}-{run_id}"
 
 

@@ -14,9 +14,12 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from solver.plan import Job
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TEMPLATE_TOKENS = 64  # chat-template tokens a prompt may gain (role headers, generation prompt), generously
 
@@ -72,6 +75,7 @@ class ModelRules:
 
 def local_model_rules(model: str | None, allow_other_models: bool) -> ModelRules:
     """Rules for a model run on this machine: names from the catalog and the model source, context from config.json."""
+    from catalog.load import load_models
     from workers.model_source import MODEL_ALIASES, model_name, resolve_model_dir
 
     model_dir = resolve_model_dir(model)
@@ -80,24 +84,22 @@ def local_model_rules(model: str | None, allow_other_models: bool) -> ModelRules
     names = {name, model_dir.name, *(alias for alias, target in MODEL_ALIASES.items() if target == name)}
     if model:
         names |= {model, Path(model).name}
-    return ModelRules(name, _with_catalog_names(name, names), int(config.get("max_position_embeddings", 2048)), model_dir,
-                      allow_other_models)
+    return ModelRules(name, _with_catalog_names(name, names, load_models()), int(config.get("max_position_embeddings", 2048)),
+                      model_dir, allow_other_models)
 
 
 def catalog_model_rules(name: str, allow_other_models: bool) -> ModelRules:
     """Rules for a catalog model (planned for the cloud; its tokenizer is not on this machine): context from models.csv."""
     from catalog.load import load_models
 
-    models = load_models().set_index("model")
-    context = int(models.loc[name, "context"]) if name in models.index else 1 << 62
-    return ModelRules(name, _with_catalog_names(name, {name}), context, None, allow_other_models)
-
-
-def _with_catalog_names(name: str, names: set[str]) -> frozenset[str]:
-    """`names` plus the catalog's Hugging Face id of `name` (and its last part), lower case."""
-    from catalog.load import load_models
-
     models = load_models()
+    row = models[models["model"] == name]
+    context = int(row.iloc[0]["context"]) if not row.empty else 1 << 62
+    return ModelRules(name, _with_catalog_names(name, {name}, models), context, None, allow_other_models)
+
+
+def _with_catalog_names(name: str, names: set[str], models: "pd.DataFrame") -> frozenset[str]:
+    """`names` plus the Hugging Face id of `name` in the `models` catalog (and its last part), lower case."""
     for hf_id in models.loc[models["model"] == name, "hf_id"]:
         names |= {str(hf_id), str(hf_id).rsplit("/", 1)[-1]}
     return frozenset(n.lower() for n in names)

@@ -143,4 +143,4 @@ def follow_or_stop(store: RunStore, results: sqlite3.Connection, total: int, bac
     except BudgetReached as exc:
         return f"stopped at its budget: {exc}"
     except (WorkersGone, ShardFailed, DiskFull, StoreFull) as exc:
-        return str(exc).removeprefix("stopped: ")
+        return str(exc)

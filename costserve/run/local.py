@@ -32,13 +32,9 @@ from costserve.run.follow import ShardFailed, worker_table
 from costserve.run.watchdog import stall_allowance_s, stalled_workers
 from costserve.store.results import shard_failures_since, shards_run, shards_started_by
 from costserve.store.runs import RunStore
+from deploy.skypilot import group_queue
 
 QUEUE = "local"  # the fleet group's name in the run store and in shard ids
-
-
-def celery_queue(run_id: str) -> str:
-    """The broker queue of one local run: named after the run, so runs sharing a --broker never take each other's shards."""
-    return f"{QUEUE}-{run_id}"
 RUN_SHARD = "workers.tasks.run_shard"
 MAX_REPLACEMENTS = 3
 
@@ -52,7 +48,7 @@ class LocalBackend:
 
     def __init__(self, store: RunStore, results: sqlite3.Connection, request: BatchRequest, broker: str | None) -> None:
         self.store, self.results, self.request, self.broker = store, results, request, broker
-        self.queue = celery_queue(store.id)
+        self.queue = group_queue(store.id, QUEUE)  # local-RUN: runs sharing a --broker never take each other's shards
         self.procs: list[subprocess.Popen[bytes]] = []
         self.launched = time.time()  # unix s; shard attempts are counted from here (a resumed run counts again)
         self.spawned: dict[int, float] = {}  # pid (= process group) of each live worker → when it started (unix s)

@@ -14,7 +14,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 
-from costserve.store.results import shards_run, shards_started_by, worker_activity
+from costserve.store.results import shards_run, shards_started, shards_started_by, worker_activity
 
 STALL_FACTOR = 10.0  # × the predicted seconds of one shard
 STALL_FLOOR_S = 300.0  # s; COSTSERVE_STALL_FLOOR_S overrides it
@@ -48,7 +48,7 @@ def stalled_workers(results: sqlite3.Connection, spawned: dict[int, float], done
     """
     activity = worker_activity(results)
     finished = shards_run(results) | done
-    never_started = queued - done - {s for pgid in activity for s in shards_started_by(results, pgid)}
+    never_started = queued - done - shards_started(results)
     stalls = []
     for pgid, born in spawned.items():
         last = max(born, *activity.get(pgid, (born,)))

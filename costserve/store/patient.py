@@ -62,7 +62,7 @@ class PatientConnection(sqlite3.Connection):
                     raise
                 now = time.monotonic()
                 if full and self.full:
-                    raise StoreFull(f"stopped: {self.path} cannot be written (disk full); free space there") from None
+                    raise StoreFull(f"{self.path} cannot be written (disk full); free space there") from None
                 if first is None:
                     first = now - (LOCK_WAIT_S if locked else 0.0)  # the busy timeout already waited this long
                     what = "is locked by another process" if locked else "cannot be written: its disk is full"
@@ -72,7 +72,7 @@ class PatientConnection(sqlite3.Connection):
                                       f"(find it with `fuser {self.path}`); the run stopped, resume it once the lock is gone") from None
                 if full and now - first >= FULL_GIVE_UP_S:
                     self.full = True
-                    raise StoreFull(f"stopped: {self.path} could not be written for {now - first:.0f}s (disk full); "
+                    raise StoreFull(f"{self.path} could not be written for {now - first:.0f}s (disk full); "
                                     "free space there") from None
                 time.sleep(RETRY_PAUSE_S)
 

@@ -76,6 +76,11 @@ def results_per_shard(con: sqlite3.Connection) -> dict[str, int]:
     return {sid: n for sid, n in con.execute("SELECT shard, COUNT(*) FROM results GROUP BY shard")}
 
 
+def shards_started(con: sqlite3.Connection) -> set[str]:
+    """Shards some worker started."""
+    return {sid for (sid,) in con.execute("SELECT DISTINCT shard FROM shard_starts")}
+
+
 def shards_started_by(con: sqlite3.Connection, pgid: int) -> set[str]:
     """Shards a worker (process group `pgid`) started."""
     return {sid for (sid,) in con.execute("SELECT shard FROM shard_starts WHERE pgid = ?", (pgid,))}
