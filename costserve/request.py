@@ -18,6 +18,11 @@ from costserve.durations import format_duration
 REQUEST_FILE = "request.json"
 
 
+def errors_path_for(out: Path) -> Path:
+    """The default error file beside a results file: `X.results.jsonl` -> `X.results.errors.jsonl`."""
+    return out.with_name(out.name.removesuffix(".jsonl") + ".errors.jsonl")
+
+
 class BatchRequest(BaseModel):
     """One batch: the job file, the model, and the deadline, budget and quality it must meet, and where it runs."""
 
@@ -37,10 +42,14 @@ class BatchRequest(BaseModel):
     shard_size: int = Field(32, ge=1, description="jobs per queued shard")
     replica: Path | None = Field(None, description="run this replica JSON instead of the planned one (local)")
     out: Path | None = Field(None, description="results file; None: JOBS.results.jsonl")
+    errors_out: Path | None = Field(None, description="failed requests' file; None: beside the results, X.errors.jsonl")
+    resume_from: Path | None = Field(None, description="results of an earlier submit: custom_ids with a result there "
+                                                       "are skipped, and their lines carried into this run's results")
+    strict: bool = Field(False, description="request fields costserve does not honour are errors, not warnings")
     skip_invalid: bool = False
     model_override: bool = Field(False, description="serve jobs naming another model with this one (counted, warned)")
 
-    @field_validator("jobs", "replica", "out")
+    @field_validator("jobs", "replica", "out", "errors_out", "resume_from")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else Path(value).expanduser().resolve()
@@ -56,6 +65,11 @@ class BatchRequest(BaseModel):
         assert self.jobs is not None, "a request without a job file has no results"
         return self.out or self.jobs.with_suffix(".results.jsonl")
 
+    @property
+    def errors_path(self) -> Path:
+        """Where failed requests go (OpenAI's error file): --errors-out, else beside the results file."""
+        return self.errors_out or errors_path_for(self.results_path)
+
     def save(self, run_dir: Path) -> Path:
         """Write `request.json` in a run directory; returns its path."""
         path = Path(run_dir) / REQUEST_FILE
@@ -70,11 +84,13 @@ class BatchRequest(BaseModel):
 
     def submit_args(self) -> list[str]:
         """The `costserve submit` arguments that make this request again (how a schedule fires it)."""
-        args = [str(self.jobs), "--deadline", format_duration(self.deadline_s), "--quality", str(self.quality),
+        args = [str(self.jobs), "--deadline", format_duration(self.deadline_s, whole=False), "--quality", str(self.quality),
                 "--backend", self.backend, "--shard-size", str(self.shard_size), "--workers", str(self.workers),
                 "--stages", str(self.stages)]
         optional = {"--budget": self.budget, "--model": self.model, "--replica": self.replica, "--out": self.out,
+                    "--errors-out": self.errors_out, "--resume-from": self.resume_from,
                     "--clouds": ",".join(self.clouds) if self.clouds else None, "--available": self.available}
         args += [a for flag, v in optional.items() if v is not None for a in (flag, str(v))]
-        flags = {"--spot": self.spot, "--skip-invalid": self.skip_invalid, "--model-override": self.model_override}
+        flags = {"--spot": self.spot, "--skip-invalid": self.skip_invalid, "--model-override": self.model_override,
+                 "--strict": self.strict}
         return args + [flag for flag, on in flags.items() if on]

@@ -116,7 +116,11 @@ def _cloud_baselines(workload: Workload, model_row: "pd.Series | dict[str, Any]"
         cloud = plan_batch(workload, model_row, offerings, gpus, deadline_s, None, quality_target, cpu_profile=cpu_profile)
     except PlanningError as exc:
         return [BaselinePlan(name="costserve-cloud", cost=None, makespan_s=None, note=str(exc))]
+    from solver.planner import fleet_text
+
+    rents, precision = fleet_text(cloud.groups)
     out = [BaselinePlan(name="costserve-cloud", cost=cloud.cost, makespan_s=cloud.makespan_s,
-                        note=", ".join(f"{g.count}x {g.instance_type}" for g in cloud.groups))]
+                        note=", ".join(f"{g.count}x {g.instance_type}" for g in cloud.groups), fleet=rents,
+                        precision=precision)]
     out += cloud.baselines
     return [b.model_copy(update={"savings": b.cost / local_cost if b.cost and local_cost > 0 else None}) for b in out]

@@ -224,6 +224,7 @@ class FleetGroupPlan(BaseModel):
     class_shares: dict[str, float] = Field(description="fraction of each workload class this group serves")
     requests_per_s: dict[str, float] = Field(description="per instance, per class")
     finish_s: float
+    startup_s: float = Field(0.0, description="of finish_s, the instance start-up before work begins (s)")
 
 
 class WorkloadClassPlan(BaseModel):
@@ -239,6 +240,8 @@ class BaselinePlan(BaseModel):
     makespan_s: float | None
     savings: float | None = Field(None, description="baseline cost / costserve cost")
     note: str = ""
+    fleet: str = Field("", description="what the baseline would rent, e.g. `2x g6.xlarge (1x L4) aws/us-east-1`")
+    precision: str = Field("", description="the bits its replicas run, e.g. `16-bit` or `mixed 8/4-bit`")
 
 
 class Plan(BaseModel):

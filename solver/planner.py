@@ -81,8 +81,17 @@ def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, mo
         quality=c.quality,
         class_shares={k.name: round(s, 6) for k, s in zip(workload.classes, g.shares) if s > 1e-9},
         requests_per_s={k.name: r for k, r in zip(workload.classes, c.requests_per_s)},
-        finish_s=g.finish_seconds,
+        finish_s=g.finish_seconds, startup_s=c.startup_seconds,
     )
+
+
+def fleet_text(groups: "list[FleetGroupPlan]") -> tuple[str, str]:
+    """(what a fleet rents, the bits its replicas run), for a baseline's row: `2x g6.xlarge (1x L4) aws/us-east-1`,
+    `16-bit` or `mixed 8/4-bit`."""
+    rents = "; ".join(f"{g.count}x {g.instance_type} ({g.gpus_per_instance}x {g.gpu}) {g.cloud}/{g.region}"
+                      + (" spot" if g.spot else "") for g in groups)
+    bits = sorted({b for g in groups for b in g.replica.bits}, reverse=True)
+    return rents, (f"{bits[0]}-bit" if len(bits) == 1 else "mixed " + "/".join(map(str, bits)) + "-bit")
 
 
 def all_candidates(
@@ -136,8 +145,10 @@ def plan_batch(
             cost = result.solution.cost
             # every baseline is a restriction of the same MILP: it can never be cheaper
             assert cost >= best.cost - 1e-6 * max(1.0, cost), (result.name, cost, best.cost)
+            rents, precision = fleet_text([_group_plan(g, offerings, workload, model) for g in result.solution.groups])
             baselines.append(BaselinePlan(name=result.name, cost=cost, makespan_s=result.solution.makespan_seconds,
-                                          savings=cost / best.cost if best.cost > 0 else None))
+                                          savings=cost / best.cost if best.cost > 0 else None, fleet=rents,
+                                          precision=precision))
     return Plan(
         model=model.name, deadline_s=deadline_s, budget=budget, quality_target=quality_target, spot_allowed=spot,
         workload=[WorkloadClassPlan(name=k.name, count=k.count, input_tokens=k.input_tokens, output_tokens=k.output_tokens)

@@ -10,7 +10,7 @@ import pytest
 from catalog.availability import apply_availability
 from catalog.load import load_gpus, load_models, load_offerings
 from costserve.cli import app
-from costserve.durations import parse_duration
+from costserve.durations import format_duration, format_money, parse_duration
 from solver.plan import Plan
 from solver.planner import PlanningError, plan_batch
 from solver.workload import bucket_workload
@@ -75,10 +75,15 @@ def test_infeasible_plans_name_the_nearest_feasible_point() -> None:
 def test_plan_command_writes_json_and_prints_savings(cli, tmp_path: Path) -> None:
     out = tmp_path / "plan.json"
     result = cli.invoke(app, ["plan", str(EXAMPLES / "jobs.jsonl"), "--model", "Llama-3.1-8B", "--deadline", "2h",
-                              "--spot", "--json", str(out)])
+                              "--spot", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "predicted cost $" in result.output and "single-16bit" in result.output
+    assert "costserve saves" in result.output and "start-up" in result.output  # a cloud plan: savings, start-up apart
     plan = Plan.model_validate_json(out.read_text())
+    assert all(b.fleet and b.precision for b in plan.baselines if b.cost is not None)  # each baseline says what it rents
+    printed = cli.invoke(app, ["plan", str(EXAMPLES / "jobs.jsonl"), "--model", "Llama-3.1-8B", "--deadline", "2h",
+                               "--spot", "--json"])
+    assert printed.exit_code == 0 and Plan.model_validate_json(printed.stdout).cost == plan.cost  # stdout: JSON only
     assert sum(c.count for c in plan.workload) == 200
     workload = tmp_path / "w.json"
     workload.write_text(json.dumps({"classes": [{"input_tokens": 1000, "output_tokens": 200, "count": 5000}]}))
@@ -89,10 +94,16 @@ def test_plan_command_writes_json_and_prints_savings(cli, tmp_path: Path) -> Non
 
 
 def test_durations() -> None:
-    assert [parse_duration(t) for t in ("8h", "90m", "1d12h", "3600", "1h30m")] == [28800, 5400, 129600, 3600, 5400]
+    assert [parse_duration(t) for t in ("8h", "90m", "1d12h", "3600s", "1h30m")] == [28800, 5400, 129600, 3600, 5400]
     for bad in ("soon", "0h", "8x", "h"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+    with pytest.raises(ValueError, match=r"'8' has no unit: write e.g. 8h"):
+        parse_duration("8")  # a bare number was seconds once: `--deadline 8` meant 8 s
+    shown = [format_duration(s) for s in (0.4, 4, 131, 665, 3600, 7500, 90000)]
+    assert shown == ["0.4s", "4s", "2m11s", "11m05s", "1h", "2h05m", "1d01h"]
+    assert all(parse_duration(format_duration(s, whole=False)) == s for s in (4, 131, 7530, 90061))
+    assert [format_money(v) for v in (0, 0.0123456, 1.234, 1234.5)] == ["$0", "$0.0123", "$1.23", "$1,234"]
 
 
 def test_plan_refuses_a_job_file_with_bad_lines(cli, tmp_path: Path) -> None:

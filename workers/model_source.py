@@ -73,6 +73,26 @@ def model_name(model: str | Path | None) -> str:
     return Path(model).stem if ("/" in str(model) or str(model).endswith(".gguf")) else str(model)
 
 
+def catalog_model_name(model: str | Path | None) -> str:
+    """The catalog's name for `model` (what result lines carry): the embedded model's, a catalog name as given, or
+    the catalog model whose architecture (layers, widths, heads, vocabulary) a model directory's config.json has;
+    else the directory or file stem."""
+    path = Path(str(model)).expanduser() if model is not None else None
+    if path is None or not (path / "config.json").is_file():
+        return model_name(model)
+    import json
+
+    from catalog.load import load_models
+
+    config = json.loads((path / "config.json").read_text())
+    shape = {"layers": "num_hidden_layers", "hidden": "hidden_size", "intermediate": "intermediate_size",
+             "heads": "num_attention_heads", "vocab": "vocab_size"}
+    same = load_models()
+    for col, key in shape.items():
+        same = same[same[col] == config.get(key, -1)]
+    return str(same["model"].iloc[0]) if len(same) == 1 else model_name(model)
+
+
 def resolve_model_dir(model: str | Path | None = None) -> Path:
     """A safetensors model directory for `model`: an existing HF dir, a .gguf file, or the embedded name.
 

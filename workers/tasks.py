@@ -16,6 +16,7 @@ the engine fails alone (an error line) and the rest of its shard completes.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -27,9 +28,9 @@ from celery.signals import worker_process_shutdown
 
 from workers.celery_app import app
 from workers.engine import Engine, Generation
-from workers.model_source import model_name
+from workers.model_source import catalog_model_name
 from workers.replica import read_replica
-from workers.results import batch_output_line
+from workers.results import backend_fingerprint, batch_output_line
 from solver.plan import Job
 from workers.shard_io import (connect_results, mark_shard_started, read_shard, save_result, save_shard_failure,
                               save_shard_run, shard_done_ids)
@@ -51,6 +52,19 @@ def worker_engine() -> Engine:
         threads = os.environ.get("COSTSERVE_WORKER_THREADS")
         _engine = Engine(replica, model=os.environ.get("COSTSERVE_WORKER_MODEL"), threads=int(threads) if threads else None)
     return _engine
+
+
+def result_line(gen: Any) -> dict[str, Any]:
+    """The OpenAI Batch output line of one generation of this worker's engine, named and fingerprinted."""
+    if gen.error is not None:  # an error line names no model (and the engine may be gone)
+        return batch_output_line(gen, "")
+    name = _served_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
+    return batch_output_line(gen, name, fingerprint=backend_fingerprint(name, worker_engine().replica.model_dump_json()))
+
+
+@functools.lru_cache(maxsize=4)
+def _served_name(model: str | None) -> str:
+    return catalog_model_name(model)
 
 
 def drop_engine() -> None:
@@ -116,12 +130,11 @@ def run_shard(self: Any, run_dir: str, shard_id: str, since: float = 0.0) -> dic
         if not todo:  # a second copy of a shard the driver re-sent: nothing to do, not an attempt
             return {"jobs": 0, "tokens": 0, "errors": 0}
         attempt = mark_shard_started(con, shard_id, since)
-        name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
         started, tokens, errors = time.time(), 0, 0
         final = attempt >= MAX_ATTEMPTS
         for gen in (_one_at_a_time(todo, attempt) if final else worker_engine().stream(todo)):
             job = todo[gen.index]
-            save_result(con, job.custom_id, job.line, shard_id, batch_output_line(gen, name), attempt, gen.completion_tokens)
+            save_result(con, job.custom_id, job.line, shard_id, result_line(gen), attempt, gen.completion_tokens)
             tokens += gen.completion_tokens
             errors += gen.error is not None
         queue = (self.request.delivery_info or {}).get("routing_key") or ""
@@ -156,13 +169,12 @@ def run_jobs(self: Any, shard_id: str, jobs: list[dict[str, Any]]) -> dict[str, 
     times in unix s. The driver writes them to the run store.
     """
     parsed = [Job.from_json(j) for j in jobs]
-    name = model_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
     started = time.time()
     outputs = []
     try:
         for gen in worker_engine().stream(parsed):
             job = parsed[gen.index]
-            outputs.append({"custom_id": job.custom_id, "line": job.line, "output": batch_output_line(gen, name),
+            outputs.append({"custom_id": job.custom_id, "line": job.line, "output": result_line(gen),
                             "tokens": gen.completion_tokens, "finished": time.time()})
     except Exception as exc:  # a broken replica: rebuild it on the retry (the driver counts attempts past Celery's)
         drop_engine()

@@ -10,11 +10,13 @@ import typer
 
 from catalog.availability import apply_availability, parse_gpu_limits
 from catalog.load import CatalogError, load_gpus, load_models
+from costserve.cli.help import CATALOG, HelpGroup, command
 from costserve.cli.output import console, fail, frame_table, one_line_errors
 from costserve.config import costserve_home
 from costserve.planning.offerings import current_offerings
 
-catalog_app = typer.Typer(help="Show, refresh and export the GPU / offering / model catalogs.", no_args_is_help=True)
+catalog_app = typer.Typer(help="Show, refresh and export the GPU / offering / model catalogs.", no_args_is_help=True, cls=HelpGroup,
+                          epilog="Example: costserve catalog offerings --gpu H100")
 
 
 class RefreshSource(str, Enum):
@@ -22,14 +24,14 @@ class RefreshSource(str, Enum):
     aws = "aws"
 
 
-@catalog_app.command("gpus")
+@command(catalog_app, CATALOG, "costserve catalog gpus --gpu H100", name="gpus")
 def show_gpus(gpu: Annotated[Optional[str], typer.Option(help="only this GPU")] = None) -> None:
     """GPU specs: memory (GiB), dense bf16 TFLOPS, int8 TOPS, bandwidth and links (GB/s)."""
     with one_line_errors():
         gpus_view(gpu)
 
 
-@catalog_app.command("offerings")
+@command(catalog_app, CATALOG, "costserve catalog offerings --gpu L4 --cloud aws", name="offerings")
 def show_offerings(
     cloud: Annotated[Optional[str], typer.Option(help="aws, gcp, azure or lambda")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="only offerings of this GPU, e.g. L4")] = None,
@@ -41,14 +43,14 @@ def show_offerings(
         offerings_view(cloud, gpu, region, available)
 
 
-@catalog_app.command("models")
+@command(catalog_app, CATALOG, "costserve catalog models", name="models")
 def show_models() -> None:
     """Model architectures: layers, widths, heads, vocab, parameters (billions), context (tokens)."""
     with one_line_errors():
         models_view()
 
 
-@catalog_app.command("refresh")
+@command(catalog_app, CATALOG, "costserve catalog refresh --from aws --region us-east-1", name="refresh")
 def refresh(
     source: Annotated[RefreshSource, typer.Option("--from", help="where to read prices from")],
     directory: Annotated[Optional[Path], typer.Argument(help="SkyPilot catalog dir holding <cloud>/vms.csv")] = None,
@@ -70,7 +72,7 @@ def refresh(
             refresh_from_aws(region)
 
 
-@catalog_app.command("export")
+@command(catalog_app, CATALOG, "costserve catalog export --skypilot ~/.sky/catalogs/v8", name="export")
 def export(
     skypilot: Annotated[Path, typer.Option("--skypilot", help="directory to write <cloud>/vms.csv into")],
 ) -> None:

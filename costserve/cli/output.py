@@ -81,3 +81,26 @@ def _format(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+@contextmanager
+def json_mode(enabled: bool = True) -> Iterator[None]:
+    """`--json`: while open, stdout carries JSON only; every human line (tables, progress, the live view) goes to
+    stderr."""
+    if not enabled:
+        yield
+        return
+    console.stderr = True  # rich then writes to whatever sys.stderr is at each print
+    try:
+        yield
+    finally:
+        console.stderr = False
+
+
+def emit_json(obj: object) -> None:
+    """One JSON document on its own line of stdout, flushed (a script or costserve's Python API reads it)."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()

@@ -23,29 +23,41 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def show_runs() -> None:
-    """A table of every run: id, jobs, results so far, last event."""
+def show_runs(json_out: bool = False, dry_runs: bool = False) -> None:
+    """A table (or JSON list) of every run: id, jobs, results so far, last event; dry runs only when asked."""
     import pandas as pd
 
-    from costserve.cli.output import frame_table
+    from costserve.cli.output import emit_json, frame_table
 
     rows = []
     for run in list_runs():
+        if run.dry_run and not dry_runs:
+            continue
         ts, kind, _ = run.last_event()
         rows.append({"run": run.id, "jobs": run.input_info()["jobs"], "results": run.results_done(), "last event": kind,
-                     "at": _when(ts), "input": run.input_info()["path"]})
+                     "at": _when(ts), "input": run.input_info()["path"]} | ({"dry run": run.dry_run} if dry_runs else {}))
+    if json_out:
+        emit_json(rows)
+        return
     if not rows:
         console.print("no runs yet: `costserve submit JOBS` starts one")
         return
     console.print(frame_table(pd.DataFrame(rows), "runs"))
 
 
-def show_status(run_id: str) -> None:
-    """Shards by state, results so far and the last events of one run."""
+def show_status(run_id: str, json_out: bool = False) -> None:
+    """Shards by state, results so far and the last events of one run (as one JSON object with `json_out`)."""
     run = open_run(run_id)
     info = run.input_info()
     shards = run.shards()
     states = {state: sum(1 for s in shards if s[3] == state) for state in sorted({s[3] for s in shards})}
+    if json_out:
+        from costserve.cli.output import emit_json
+
+        emit_json({"run": run.id, "jobs": info["jobs"], "results": run.results_done(), "shards": states,
+                   "spent": run.spend(), "ended": run.ended(), "dry_run": run.dry_run,
+                   "events": [{"at": ts, "kind": kind, "detail": detail} for ts, kind, detail in run.recent_events(5)]})
+        return
     console.print(f"run {run.id}: {run.results_done()}/{info['jobs']} jobs have results; shards "
                   + ", ".join(f"{n} {state}" for state, n in states.items()), markup=False)
     fleet = run.fleet()
@@ -56,24 +68,37 @@ def show_status(run_id: str) -> None:
         console.print(f"  {_when(ts)}  {kind}  {detail}", markup=False)
 
 
-def write_results(run_id: str, out: Path | None) -> int:
-    """The run's result lines in input order, to `out` (written whole or not at all, mode 0600) or stdout;
-    exit 1 if some jobs have none yet."""
+def write_results(run_id: str, out: Path | None, errors_out: Path | None = None) -> int:
+    """The run's successful result lines in input order, to `out` (written whole or not at all, mode 0600) or stdout,
+    and the failed ones to `errors_out` (default beside `out`; without `out`, only counted); exit 1 if some jobs have
+    none yet."""
+    import json
     from costserve.run.end import write_results_file
     from costserve.store.results import outputs_in_order, results_db
 
     run = open_run(run_id)
     con = results_db(run.dir)
     if out is None:
-        written = 0
+        written = failed = 0
+        errors = errors_out.open("w") if errors_out is not None else None
         for line in outputs_in_order(con):
-            sys.stdout.write(line + "\n")
-            written += 1
+            is_error = json.loads(line)["error"] is not None
+            if not is_error:
+                sys.stdout.write(line + "\n")
+            elif errors is not None:
+                errors.write(line + "\n")
+            written += not is_error
+            failed += is_error
+        if errors is not None:
+            errors.close()
+        if failed:
+            warn(f"run {run.id}: {failed} request(s) failed" + (f" -> {errors_out}" if errors_out else
+                                                                "; --errors-out FILE writes them"))
     else:
         with one_line_errors():
-            written, _ = write_results_file(con, out)
-        console.print(f"{written} result lines -> {out}", markup=False)
-    missing = run.input_info()["jobs"] - written
+            written, failed = write_results_file(con, out, errors_out)
+        console.print(f"{written} result lines -> {out}" + (f", {failed} failed" if failed else ""), markup=False)
+    missing = run.input_info()["jobs"] - written - failed
     if missing:
         warn(f"run {run.id}: {missing} jobs have no result yet")
     return 1 if missing else 0

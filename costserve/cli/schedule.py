@@ -10,20 +10,22 @@ from typing import Annotated, Optional
 import typer
 
 from costserve.cli.options import build_request, cli_settings
+from costserve.cli.help import SCHEDULE, HelpGroup, command
 from costserve.cli.output import console, fail, frame_table, one_line_errors
 from costserve.schedule.store import ScheduleEntry, ScheduleError, add_schedule, load_schedules, next_fire, remove_schedule
 
-schedule_app = typer.Typer(help="Nightly (cron) batches: stored schedules that `costserve scheduler` fires.", no_args_is_help=True)
+schedule_app = typer.Typer(help="Nightly (cron) batches: stored schedules that `costserve scheduler` fires.", no_args_is_help=True, cls=HelpGroup,
+                           epilog='Example: costserve schedule add nightly jobs.jsonl --cron "0 2 * * *" --budget 40')
 
 
-@schedule_app.command("add")
+@command(schedule_app, SCHEDULE, 'costserve schedule add nightly jobs.jsonl --cron "0 2 * * *" --budget 40', name="add")
 def schedule_add(
     name: Annotated[str, typer.Argument(help="a name for the schedule")],
     jobs: Annotated[Path, typer.Argument(help="job file submitted at each fire (read afresh each time)")],
     cron: Annotated[str, typer.Option(help='5-field cron expression in the local time zone, e.g. "0 2 * * *"')],
     budget: Annotated[Optional[float], typer.Option(help="most to spend per run, $")] = None,
-    deadline: Annotated[str, typer.Option(help="each run finishes within, e.g. 8h")] = "8h",
-    model: Annotated[Optional[str], typer.Option(help="model [config: default_model]")] = None,
+    deadline: Annotated[str, typer.Option(help="each run finishes within this duration: 8h, 90m (a unit is required)")] = "8h",
+    model: Annotated[Optional[str], typer.Option(help="catalog model name, or a local HF model directory or .gguf file", show_default="SmolLM2-135M; config default_model")] = None,
     quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model")] = 0.99,
     backend: Annotated[str, typer.Option(help="local or sky")] = "local",
     spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,
@@ -49,7 +51,7 @@ def schedule_add(
                   markup=False)
 
 
-@schedule_app.command("list")
+@command(schedule_app, SCHEDULE, 'costserve schedule list', name="list")
 def schedule_list() -> None:
     """Stored schedules and when each fires next."""
     import pandas as pd
@@ -67,7 +69,7 @@ def schedule_list() -> None:
     console.print(frame_table(pd.DataFrame(rows), "schedules"))
 
 
-@schedule_app.command("remove")
+@command(schedule_app, SCHEDULE, 'costserve schedule remove nightly', name="remove")
 def schedule_remove(name: Annotated[str, typer.Argument(help="schedule name")]) -> None:
     """Delete a stored schedule."""
     try:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
 from costserve.cli.output import BadLinePrinter, console, err_console, fail, frame_table
 from costserve.cli.options import settings_broker
-from costserve.cli.plan import show_plan
+from costserve.cli.plan_view import show_plan
+from costserve.cli.announce import RunAnnouncer
 from costserve.config import Settings
+from costserve.durations import format_money
+from costserve.errors import CostserveError
 from costserve.request import BatchRequest
 
 
@@ -23,8 +27,12 @@ def confirm(yes: bool, what: str) -> None:
         fail("nothing was run", code=1)
 
 
-def submit(request: BatchRequest, settings: Settings, broker: str | None, yes: bool, dry_run: bool) -> int:
-    """Run `request` end to end; the exit code. Named errors travel up to the caller's one_line_errors."""
+def submit(request: BatchRequest, settings: Settings, broker: str | None, yes: bool, dry_run: bool,
+           json_out: bool = False, output_dir: Path | None = None) -> int:
+    """Run `request` end to end; the exit code. Named errors travel up to the caller's one_line_errors.
+
+    With `json_out`, stdout gets one JSON line when the run is created (its id and paths) and one when it ends
+    (status, exit code, counts); `output_dir` also receives the report files."""
     from costserve.run.prepare import model_rules, scan_jobs
 
     bad = BadLinePrinter(err_console, settings.max_errors)
@@ -32,12 +40,21 @@ def submit(request: BatchRequest, settings: Settings, broker: str | None, yes: b
         rules = model_rules(request)
     scan = scan_jobs(request, settings.default_max_tokens, bad, rules)  # pass 1 over the job file
     broker = broker or settings_broker(settings)
-    if request.backend == "sky":
-        return _submit_sky(request, settings, scan, broker, yes, dry_run)
-    return _submit_local(request, settings, scan, broker, yes)
+    announce = RunAnnouncer(request, json_out)
+    try:
+        if request.backend == "sky":
+            code = _submit_sky(request, settings, scan, broker, yes, dry_run, announce)
+        else:
+            code = _submit_local(request, settings, scan, broker, yes, announce)
+    except CostserveError as exc:
+        announce.ended(getattr(exc, "exit_code", 2), str(exc))
+        raise
+    announce.ended(code, None, output_dir)
+    return code
 
 
-def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str | None, yes: bool) -> int:  # type: ignore[no-untyped-def]
+def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str | None, yes: bool,  # type: ignore[no-untyped-def]
+                  announce: "RunAnnouncer") -> int:
     from costserve.planning.local import plan_local
     from costserve.run.local import QUEUE, execute_local, require_broker
     from costserve.run.prepare import create_run, write_shards
@@ -47,18 +64,21 @@ def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str |
     plan = local.plan
     show_plan(plan, f"{scan.jobs:,} jobs of {local.model_name} on this machine (priced as {plan.groups[0].region})")
     if request.budget is not None and plan.cost > request.budget:
-        fail(f"--budget ${request.budget:g}: the predicted cost on this machine is ${plan.cost:.4f}; raise --budget")
+        fail(f"--budget {format_money(request.budget)}: the predicted cost on this machine is {format_money(plan.cost)}; "
+             "raise --budget")
     confirm(yes, f"run {scan.jobs:,} jobs on this machine")
     require_broker(broker)
     store = create_run(request, scan, plan)
     store.write_json(f"replica-{QUEUE}.json", local.replica.model_dump_json(indent=2))
+    announce.created(store)
     console.print(f"run [bold]{store.id}[/]: {scan.jobs} jobs of {local.model_name} on this machine, "
                   f"replica {local.replica.summary()}")
     write_shards(store, request, scan, settings.default_max_tokens, lambda _: QUEUE)  # pass 2
     return execute_local(store, broker)
 
 
-def _submit_sky(request: BatchRequest, settings: Settings, scan, broker: str | None, yes: bool, dry_run: bool) -> int:  # type: ignore[no-untyped-def]
+def _submit_sky(request: BatchRequest, settings: Settings, scan, broker: str | None, yes: bool, dry_run: bool,  # type: ignore[no-untyped-def]
+                announce: "RunAnnouncer") -> int:
     from costserve.jobs.assignment import GroupAssigner
     from costserve.planning.batch import plan_request
     from costserve.run.local import require_broker
@@ -73,23 +93,25 @@ def _submit_sky(request: BatchRequest, settings: Settings, scan, broker: str | N
         plan = plan_request(request, scan.workload)
     show_plan(plan, f"fleet for {scan.jobs:,} jobs of {plan.model}")
     if dry_run:
-        return _dry_run(request, scan, plan)
+        return _dry_run(request, scan, plan, announce)
     require_broker(broker, "; nothing was launched")
     confirm(yes, f"launch {sum(g.count for g in plan.groups) + (0 if broker else 1)} cloud instance(s), "
-                 f"predicted ${plan.cost:.2f}")
+                 f"predicted {format_money(plan.cost)}")
     store = create_run(request, scan, plan)
+    announce.created(store)
     assigner = GroupAssigner(plan.groups, {k.name: k.count for k in scan.workload.classes})
     write_shards(store, request, scan, settings.default_max_tokens, lambda job: f"g{assigner.group_of(job)}")  # pass 2
     return launch_sky(store, request, plan, broker)
 
 
-def _dry_run(request: BatchRequest, scan, plan) -> int:  # type: ignore[no-untyped-def]
+def _dry_run(request: BatchRequest, scan, plan, announce: "RunAnnouncer") -> int:  # type: ignore[no-untyped-def]
     import pandas as pd
 
     from costserve.run.prepare import create_run
     from costserve.run.sky_dryrun import dryrun_run
 
-    store = create_run(request, scan, plan)
+    store = create_run(request, scan, plan, dry_run=True)
+    announce.created(store)
     rows = dryrun_run(store, plan)
     console.print(frame_table(pd.DataFrame(rows), f"run {store.id}: SkyPilot tasks "
                                                   "(launch with `sky launch --secret COSTSERVE_BROKER FILE`)"))

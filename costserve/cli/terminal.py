@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from costserve.durations import format_duration, format_money
 from costserve.notices import Tick
 
 # Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
@@ -62,7 +63,11 @@ class TerminalNotices:
 
     @contextmanager
     def live(self, total: int) -> Iterator[Callable[[Tick], None]]:
-        """Jobs done/total, output tokens/s, $ spent and projected, ETA, and the backend's status table."""
+        """Jobs done/total, output tokens/s, $ spent and projected, ETA, and the backend's status table; without a
+        terminal (a log, CI) one plain line per 10% of the jobs instead."""
+        if not err_console.is_terminal:
+            yield _PlainProgress(total)
+            return
         progress = _BatchProgress(
             TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
             TextColumn("{task.fields[money]}"), TextColumn("{task.fields[eta]}"),
@@ -73,10 +78,32 @@ class TerminalNotices:
 
             def update(tick: Tick) -> None:
                 progress.status = tick.status
-                progress.update(
-                    task, completed=tick.done, rate=f"{tick.tokens_per_s:.1f} tokens/s",
-                    money=f"${tick.spent:.4f} spent" + (f", ${tick.projected:.4f} projected" if tick.projected is not None else ""),
-                    eta=f"ETA {tick.eta_s / 60:.1f} min" if tick.eta_s is not None else "ETA –",
-                )
+                progress.update(task, completed=tick.done, rate=f"{tick.tokens_per_s:.1f} tokens/s",
+                                money=_money(tick), eta=_eta(tick))
 
             yield update
+
+
+def _money(tick: Tick) -> str:
+    return f"{format_money(tick.spent)} spent" + (f", {format_money(tick.projected)} projected"
+                                                  if tick.projected is not None else "")
+
+
+def _eta(tick: Tick) -> str:
+    return f"ETA {format_duration(tick.eta_s)}" if tick.eta_s is not None else "ETA –"
+
+
+class _PlainProgress:
+    """The live view as plain lines on stderr: one each time another 10% of the jobs is done."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.shown = -1  # the last tenth printed
+
+    def __call__(self, tick: Tick) -> None:
+        tenth = tick.done * 10 // max(self.total, 1)
+        if tenth > self.shown:
+            self.shown = tenth
+            err_console.print(f"generating: {tick.done:,}/{self.total:,} jobs ({tick.done / max(self.total, 1):.0%}), "
+                              f"{tick.tokens_per_s:.1f} tokens/s, {_money(tick)}, {_eta(tick)}",
+                              markup=False, highlight=False, soft_wrap=True)

@@ -9,11 +9,14 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from costserve.config import ConfigError, load_settings
 from costserve.jobs.reader import JobFileError, valid_jobs
 from costserve.jobs.stats import JobFileSummary
+from costserve.jobs.unhonoured import FieldAudit
 from costserve.cli.output import BadLinePrinter, console, err_console, fail, frame_table
+from costserve.cli.terminal import warn
 
 
-def run_validate(files: list[Path], max_errors: int | None, default_max_tokens: int | None) -> int:
-    """Validate `files`; returns the exit code (0 all good, 1 some lines bad)."""
+def run_validate(files: list[Path], max_errors: int | None, default_max_tokens: int | None, strict: bool = False) -> int:
+    """Validate `files`; returns the exit code (0 all good, 1 some lines bad). Request fields costserve does not honour
+    are one warning line per field, or bad lines when `strict`."""
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -30,12 +33,16 @@ def run_validate(files: list[Path], max_errors: int | None, default_max_tokens: 
         for path in files:
             size = path.stat().st_size if path.is_file() else None
             task = progress.add_task(f"validating {path.name}", total=size)
+            audit = FieldAudit(strict)
             try:
-                for job in valid_jobs(path, default_max_tokens, bad_lines, on_bytes=lambda n: progress.advance(task, n)):
+                for job in valid_jobs(path, default_max_tokens, bad_lines, on_bytes=lambda n: progress.advance(task, n),
+                                      audit=audit):
                     summary.add(job, settings.default_model)
             except JobFileError as exc:
                 progress.stop()
                 fail(str(exc))
+            for line in audit.warnings(path):
+                warn(line)
     summary.bad_lines = bad_lines.count
     _print_summary(summary, max_errors)
     return 1 if summary.bad_lines else 0

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from costserve.jobs.rules import ModelRules
+    from costserve.jobs.unhonoured import FieldAudit
 
 from costserve.jobs.schema import (
     DEFAULT_MAX_TOKENS,
@@ -127,12 +128,14 @@ def read_jobs(
     on_bytes: Callable[[int], None] | None = None,
     digest: Any = None,
     rules: ModelRules | None = None,
+    audit: FieldAudit | None = None,
 ) -> Iterator[Job | LineError]:
     """Yield a Job or a LineError for every line of a JSON Lines job file, in file order.
 
     `on_bytes(n)` is called with the byte count of each line read (for progress bars); `digest` (a hashlib
     object) is updated with every byte read, so one pass both reads and hashes the file. With `rules`, a job
     the run's model cannot serve (another model's name, a prompt that fills its context) is a LineError too.
+    `audit` counts the request fields costserve does not honour (a LineError when it is strict).
     Raises JobFileError (one line, naming the file) when the file cannot be opened.
     """
     name = str(path)
@@ -159,6 +162,9 @@ def read_jobs(
             if isinstance(parsed, tuple):
                 yield LineError(name, lineno, parsed[0], parsed[1], raw)
                 continue
+            if audit is not None and (unhonoured := audit.problem(obj, lineno)) is not None:
+                yield LineError(name, lineno, unhonoured[0], unhonoured[1], raw)
+                continue
             if rules is not None and (problem := rules.problem(parsed, "body" in obj)) is not None:
                 yield LineError(name, lineno, problem[0], problem[1], raw)
                 continue
@@ -177,10 +183,11 @@ def valid_jobs(
     on_bytes: Callable[[int], None] | None = None,
     digest: Any = None,
     rules: ModelRules | None = None,
+    audit: FieldAudit | None = None,
 ) -> Iterator[Job]:
     """The valid jobs of a job file, streamed in file order; each bad line goes to `on_error` (`digest`, `rules`: see
     read_jobs)."""
-    for item in read_jobs(path, default_max_tokens, on_bytes, digest, rules):
+    for item in read_jobs(path, default_max_tokens, on_bytes, digest, rules, audit):
         if isinstance(item, LineError):
             on_error(item)
         else:

@@ -149,7 +149,9 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
 
 
 def runs_since(since_s: float, now: float | None = None) -> "pd.DataFrame":
-    """One row per run created in the last `since_s` seconds: date, jobs, cost $, $/1M tokens, makespan (the nightly trend)."""
+    """One row per run created in the last `since_s` seconds: date, jobs, cost $, $/1M tokens, makespan (the nightly trend).
+
+    Dry runs (`submit --dry-run`) spent nothing and ran nothing: they are left out."""
     import pandas as pd
 
     from costserve.store.runs import list_runs
@@ -157,7 +159,7 @@ def runs_since(since_s: float, now: float | None = None) -> "pd.DataFrame":
     now = time.time() if now is None else now
     rows = []
     for store in list_runs():
-        if store.created() < now - since_s:
+        if store.created() < now - since_s or store.dry_run:
             continue
         r = build_report(store, now)
         rows.append({"run": r.run_id, "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(store.created())),

@@ -35,11 +35,10 @@ def money(x: float | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """A duration as 1h02m, 5m07s or 42s."""
-    if seconds is None:
-        return "–"
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
+    """A duration as 1h02m, 5m07s or 42s (costserve's one duration format), `–` for none."""
+    from costserve.durations import format_duration
+
+    return "–" if seconds is None else format_duration(seconds)
 
 
 def number(v: float) -> str:

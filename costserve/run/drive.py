@@ -33,4 +33,5 @@ def drive(store: RunStore, results: sqlite3.Connection, backend: Backend, reques
             left = str(exc)
         if left is not None:
             warn(left)
-    return finish_run(store, results, request.results_path, total, stopped, resumable=True)
+    return finish_run(store, results, request.results_path, total, stopped, resumable=True,
+                      errors_out=request.errors_path)

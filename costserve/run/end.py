@@ -5,48 +5,63 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
+from typing import IO
 
+from costserve.durations import format_duration, format_money
 from costserve.errors import ResultsFileError, RunStopped
 from costserve.notices import say, warn
+from costserve.request import errors_path_for
 from costserve.report.files import write_run_report
 from costserve.store.results import outputs_in_order
 from costserve.store.runs import RunStore
 
 
-def write_results_file(results: sqlite3.Connection, out: Path) -> tuple[int, int]:
-    """Every result line in input order to `out` (mode 0600); returns (lines written, lines with an error).
+def write_results_file(results: sqlite3.Connection, out: Path, errors_out: Path | None = None) -> tuple[int, int]:
+    """Every result line in input order: successful requests to `out`, failed ones to `errors_out` (default beside
+    `out`), as OpenAI's Batch API splits its output and error files; both mode 0600. Returns (successful, failed).
 
-    The lines stream into a temporary file beside `out`, which is flushed to disk and then renamed
-    over `out`: a full disk or a crash midway leaves the previous file whole, never a truncated
-    one. Raises ResultsFileError (one line) when the file cannot be written; the results stay in
+    The lines stream into temporary files beside each target, which are flushed to disk and then renamed
+    over them: a full disk or a crash midway leaves the previous files whole, never a truncated
+    one. Raises ResultsFileError (one line) when a file cannot be written; the results stay in
     the run store either way.
     """
+    errors_out = errors_out or errors_path_for(out)
     written = failed = 0
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    tmps = [p.with_name(f".{p.name}.{os.getpid()}.partial") for p in (out, errors_out)]
     try:
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        with _private(tmps[0]) as good, _private(tmps[1]) as bad:
             for output in outputs_in_order(results):
-                failed += json.loads(output)["error"] is not None
-                written += 1
-                f.write(output + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+                is_error = json.loads(output)["error"] is not None
+                (bad if is_error else good).write(output + "\n")
+                failed += is_error
+                written += not is_error
+            for f in (good, bad):
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmps[0], out)
+        os.replace(tmps[1], errors_out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ResultsFileError(f"{out}: cannot write the results: {exc.strerror or exc}") from None
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        raise ResultsFileError(f"{exc.filename or out}: cannot write the results: {exc.strerror or exc}") from None
     return written, failed
 
 
+def _private(path: Path) -> IO[str]:
+    """`path` opened for writing text, created with mode 0600 (results are the user's data)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
+
+
 def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: int, stopped: str | None,
-               resumable: bool = False) -> int:
+               resumable: bool = False, errors_out: Path | None = None) -> int:
     """Write the results file and the report, record how the run ended; exit code 0, or 1 when some jobs failed.
 
     Raises RunStopped (exit 2, with how to continue) when the run stopped before every job had a result.
     """
     try:
-        written, failed = write_results_file(results, out)
+        written, failed = write_results_file(results, out, errors_out)
     except ResultsFileError as exc:
         store.event("stopped", str(exc))
         raise ResultsFileError(f"run {store.id}: {exc}; every result is kept in the run store: "
@@ -60,6 +75,16 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
     if stopped is not None:
         more = " --budget MORE" if stopped.startswith("stopped at its budget") else ""
         hint = f"; `costserve resume {store.id}{more}` continues it" if resumable else ""
-        raise RunStopped(f"run {store.id} {stopped}: {written}/{total} results kept in {out}{hint}")
-    say(f"run {store.id}: {total} results -> {out}" + (f" ({failed} failed)" if failed else ""))
+        raise RunStopped(f"run {store.id} {stopped}: {written + failed}/{total} results kept in {out}"
+                         + (f" and {errors_out or errors_path_for(out)}" if failed else "") + hint)
+    say(summary_line(store, out, written, failed, errors_out or errors_path_for(out)))
     return 1 if failed else 0
+
+
+def summary_line(store: RunStore, out: Path, written: int, failed: int, errors_out: Path) -> str:
+    """The last line of a finished run: elapsed time, results and errors and where they are, $ spent vs predicted."""
+    plan = store.plan()
+    spent = store.spend()
+    cost = f"; spent {format_money(spent)}" + (f" (predicted {format_money(plan.cost)})" if plan is not None else "")
+    where = f"{written} results -> {out}" + (f", {failed} failed -> {errors_out}" if failed else "")
+    return f"run {store.id} finished in {format_duration(time.time() - store.created(), whole=True)}: {where}{cost}"

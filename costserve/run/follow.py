@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from costserve.run.budget import BudgetGuard
-from costserve.store.results import progress as results_progress, shard_run_stats
+from costserve.durations import format_duration
+from costserve.store.results import progress as results_progress, worker_progress
 from costserve.store.runs import RunStore
 from costserve.notices import Tick, live, warn
 
@@ -68,31 +69,34 @@ class DiskWatch:
                            "(disk full); free space there")
 
 
+def worker_state(alive: bool, returncode: int | None, shards_started: int, jobs: int) -> str:
+    """`starting` (no shard yet), `loading model` (a shard started, no result yet: the engine loads on the first
+    task), `running`, or `exited (CODE)`."""
+    if not alive:
+        return f"exited ({returncode})"
+    return "starting" if not shards_started else ("loading model" if not jobs else "running")
+
+
 def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes]], now: float) -> Table:
-    """One row per worker: state, shards done, output tokens, seconds since its last shard finished."""
+    """One row per worker: state, shards started, jobs and output tokens so far (live), time since its last result."""
     table = Table(box=None, show_header=True, header_style="dim")
-    for column in ("worker", "state", "shards", "tokens", "last shard"):
+    for column in ("worker", "state", "shards", "jobs", "tokens", "last result"):
         table.add_column(column, justify="left" if column in ("worker", "state") else "right")
-    rows = {w.rsplit("/", 1)[-1]: stats for w, stats in shard_run_stats(results, "worker").items()}
+    progress = worker_progress(results)
     for proc in procs:
-        state = "running" if proc.poll() is None else f"exited ({proc.returncode})"
-        shards = tokens = 0
-        last: float | None = None
-        for pid, (n, tok, fin) in rows.items():  # a worker's pool processes are its children: count them by process group
-            if _in_group(int(pid), proc.pid):
-                shards, tokens, last = shards + n, tokens + (tok or 0), max(last or 0, fin)
-        table.add_row(f"pid {proc.pid}", state, str(shards), f"{tokens:,}", f"{now - last:.0f}s ago" if last else "–")
+        shards, jobs, tokens, last = progress.get(proc.pid, (0, 0, 0, None))  # a worker's processes share its pgid
+        state = worker_state(proc.poll() is None, proc.returncode, shards, jobs)
+        table.add_row(f"pid {proc.pid}", state, str(shards), f"{jobs:,}", f"{tokens:,}",
+                      f"{format_duration(now - last)} ago" if last else "–")
     return table
 
 
-def _in_group(pid: int, group: int) -> bool:
-    """Whether process `pid` is (or was) in process group `group`; exited processes are matched by pid only."""
-    import os
-
-    try:
-        return os.getpgid(pid) == group
-    except ProcessLookupError:
-        return pid == group
+def eta_s(left: int, first: tuple[float, int] | None, done: int, elapsed: float, new: int) -> float | None:
+    """Seconds until the `left` jobs are done at the measured rate: jobs per second since the first new result (so
+    worker start and model load do not count), or over the whole run while only one poll has shown results."""
+    if first is not None and done > first[1]:
+        return left * (time.monotonic() - first[0]) / (done - first[1])
+    return left * elapsed / new if new > 0 else None
 
 
 def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "Backend", price_per_hour: float,
@@ -104,6 +108,7 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "B
     """
     t0 = time.monotonic()
     done0: int | None = None
+    first: tuple[float, int] | None = None  # (when, done) at the first poll with a new result: the rate starts there
     disk = DiskWatch(store)
     with live(total) as show:
         while True:
@@ -115,7 +120,9 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "B
             elapsed = max(time.monotonic() - t0, 1e-9)
             spent = store.spend() if guard is None else guard.check(store)
             done0 = done if done0 is None else done0  # results from before a resume do not count toward the rate
-            remaining_s = (total - done) * elapsed / (done - done0) if done > done0 else None
+            if first is None and done > done0:
+                first = (time.monotonic(), done)
+            remaining_s = eta_s(total - done, first, done, elapsed, done - done0)
             if guard is not None:
                 backend.may_add_capacity = guard.may_add_capacity(store, remaining_s)
             projected = spent + price_per_hour * remaining_s / 3600 if remaining_s is not None else None

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from costserve.errors import JobFileRejected
+from costserve.jobs.earlier import done_custom_ids, earlier_lines
 from costserve.jobs.reader import LineError, valid_jobs
 from costserve.jobs.rules import ModelRules
+from costserve.jobs.unhonoured import FieldAudit
 from costserve.request import BatchRequest
-from costserve.store.runs import RunStore
+from costserve.store.runs import DRY_RUN_EVENT, RunStore
 from costserve.notices import say, warn
 from solver.plan import Job, Plan
 from solver.workload import Workload, workload_from_jobs
@@ -35,6 +37,8 @@ class JobScan:
     bad: int = 0
     rejected: list[LineError] = field(default_factory=list)
     rules: ModelRules | None = None  # what the run's model accepts; pass 2 applies the same
+    done: set[str] = field(default_factory=set)  # custom_ids with a result in --resume-from: not run again
+    carried: int = 0  # valid jobs among them
 
 
 def model_rules(request: BatchRequest) -> ModelRules:
@@ -60,7 +64,21 @@ def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Calla
         rejected.append(error)
         on_bad_line(error)
 
-    workload = workload_from_jobs(valid_jobs(request.jobs, default_max_tokens, bad_line, digest=digest, rules=rules))
+    done = done_custom_ids(request.resume_from) if request.resume_from else set()
+    carried = [0]
+
+    def not_done(jobs: Iterable[Job]) -> Iterator[Job]:
+        for job in jobs:
+            if job.custom_id in done:
+                carried[0] += 1
+            else:
+                yield job
+
+    audit = FieldAudit(request.strict)
+    workload = workload_from_jobs(not_done(valid_jobs(request.jobs, default_max_tokens, bad_line, digest=digest,
+                                                      rules=rules, audit=audit)))
+    for line in audit.warnings(request.jobs):
+        warn(line)
     if rules is not None and rules.overridden:
         named = ", ".join(f"{name!r} ({n})" for name, n in rules.overridden.most_common(3))
         warn(f"{sum(rules.overridden.values())} job(s) name another model ({named}); {rules.name} serves them "
@@ -68,15 +86,24 @@ def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Calla
     if rejected and not request.skip_invalid:
         raise JobFileRejected(f"{request.jobs}: {len(rejected)} bad line(s); fix them, or pass --skip-invalid to run "
                               "the valid lines (nothing was run)")
+    if not workload.requests and carried[0]:
+        raise JobFileRejected(f"{request.jobs}: all {carried[0]} jobs already have a result in {request.resume_from}; "
+                              "nothing to run")
     if not workload.requests:
         raise JobFileRejected(f"{request.jobs}: no jobs")
-    return JobScan(workload, workload.requests, digest.hexdigest(), len(rejected), rejected, rules)
+    if carried[0]:
+        say(f"{carried[0]:,} job(s) already have a result in {request.resume_from}: carried over, not run again")
+    return JobScan(workload, workload.requests, digest.hexdigest(), len(rejected), rejected, rules, done, carried[0])
 
 
-def create_run(request: BatchRequest, scan: JobScan, plan: Plan) -> RunStore:
-    """A new run directory holding the request, the plan and any rejected lines; this process is its driver."""
-    store = RunStore.create(request.jobs, scan.jobs, scan.sha256)
+def create_run(request: BatchRequest, scan: JobScan, plan: Plan, dry_run: bool = False) -> RunStore:
+    """A new run directory holding the request, the plan and any rejected lines; this process is its driver.
+
+    A `dry_run` is marked as such: `costserve runs` and the trend report leave it out."""
+    store = RunStore.create(request.jobs, scan.jobs + scan.carried, scan.sha256)
     store.claim_driver()
+    if dry_run:
+        store.event(DRY_RUN_EVENT, "submit --dry-run: nothing was launched")
     request.save(store.dir)
     store.write_json("plan.json", plan.model_dump_json(indent=2))
     if scan.rules is not None and scan.rules.overridden:
@@ -132,8 +159,34 @@ def write_shards(store: RunStore, request: BatchRequest, scan: JobScan, default_
                  queue_of: Callable[[Job], str]) -> None:
     """Pass 2: the request's valid jobs into shards; JobFileRejected when the file changed since pass 1."""
     digest = hashlib.sha256()
-    written = shard_jobs(store, valid_jobs(request.jobs, default_max_tokens, lambda _: None, digest=digest,
-                                           rules=scan.rules), queue_of, request.shard_size)
+    carried: dict[str, int] = {}  # custom_id -> input line of each job done by an earlier submit
+
+    def to_run(jobs: Iterable[Job]) -> Iterator[Job]:
+        for job in jobs:
+            if job.custom_id in scan.done:
+                carried.setdefault(job.custom_id, job.line)
+            else:
+                yield job
+
+    jobs = valid_jobs(request.jobs, default_max_tokens, lambda _: None, digest=digest, rules=scan.rules,
+                      audit=FieldAudit(request.strict))  # the same lines as pass 1 pass
+    written = shard_jobs(store, to_run(jobs), queue_of, request.shard_size)
+    if carried and request.resume_from is not None:
+        _carry_over(store, request.resume_from, carried)
     if written != scan.jobs or digest.hexdigest() != scan.sha256:
         raise JobFileRejected(f"{request.jobs} changed while it was being read; submit it again "
                               f"(run {store.id} was not started)")
+
+
+def _carry_over(store: RunStore, earlier: Path, carried: dict[str, int]) -> None:
+    """Copy the earlier results of `carried` custom_ids into the run's results store, at their input lines."""
+    from costserve.store.results import carry_results, results_db
+
+    con = results_db(store.dir)
+    try:
+        n = carry_results(con, ((cid, carried[cid], raw) for cid, raw, _ in earlier_lines(earlier, set(carried))))
+    finally:
+        con.close()
+    if n != len(carried):
+        raise JobFileRejected(f"{earlier} changed while it was being read; submit again (run {store.id} was not started)")
+    store.event("carried", f"{n} result(s) from {earlier}")

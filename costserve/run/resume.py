@@ -112,7 +112,8 @@ def resume_sky_run(store: RunStore, request: BatchRequest, broker: str | None, b
     store.event("resumed", f"{total - len(jobs)}/{total} jobs had results")
     say(f"resuming run {store.id}: {total - len(jobs)}/{total} jobs already have results")
     if not jobs:
-        return finish_run(store, results_db(store.dir), request.results_path, total, None)
+        return finish_run(store, results_db(store.dir), request.results_path, total, None,
+                          errors_out=request.errors_path)
     spent = store.spend()
     if budget is not None and budget - spent <= 0:
         raise RunStateError(f"run {store.id} has spent ${spent:.2f} of its ${budget:.2f} budget; "

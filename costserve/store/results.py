@@ -71,6 +71,21 @@ def outputs_in_order(con: sqlite3.Connection) -> Iterator[str]:
         yield output
 
 
+CARRIED_SHARD = "carried"  # the shard name of results carried over from an earlier submit (--resume-from)
+
+
+def carry_results(con: sqlite3.Connection, rows: Iterator[tuple[str, int, str]]) -> int:
+    """Insert (custom_id, input line, output line) results an earlier submit produced, in one transaction, as attempt 0
+    of the `carried` shard with no output tokens (this run did not generate them); returns how many."""
+    import time
+
+    now = time.time()
+    with con:
+        cur = con.executemany("INSERT OR REPLACE INTO results (custom_id, line, shard, output, attempt, finished, tokens) "
+                              "VALUES (?, ?, ?, ?, 0, ?, 0)", ((cid, line, CARRIED_SHARD, out, now) for cid, line, out in rows))
+    return cur.rowcount
+
+
 def results_per_shard(con: sqlite3.Connection) -> dict[str, int]:
     """Jobs with a result, per shard."""
     return {sid: n for sid, n in con.execute("SELECT shard, COUNT(*) FROM results GROUP BY shard")}
@@ -92,6 +107,23 @@ def worker_activity(con: sqlite3.Connection) -> dict[int, tuple[float, ...]]:
     results = {pgid: t for pgid, t in con.execute("SELECT s.pgid, MAX(r.finished) FROM results r JOIN shard_starts s "
                                                   "ON r.shard = s.shard GROUP BY s.pgid")}
     return {pgid: (t,) + ((results[pgid],) if results.get(pgid) is not None else ()) for pgid, t in starts.items()}
+
+
+def worker_progress(con: sqlite3.Connection) -> dict[int, tuple[int, int, int, float | None]]:
+    """Per worker process group, live: (shards started, jobs with a result, their output tokens, last result unix s).
+
+    A shard's results count for the worker that started it last (a re-queued shard moves with its new worker)."""
+    owner = {shard: pgid for shard, pgid in con.execute(
+        "SELECT shard, pgid FROM shard_starts WHERE rowid IN (SELECT MAX(rowid) FROM shard_starts GROUP BY shard)")}
+    out: dict[int, list] = {}
+    for pgid, n in con.execute("SELECT pgid, COUNT(DISTINCT shard) FROM shard_starts GROUP BY pgid"):
+        out[pgid] = [n, 0, 0, None]
+    for shard, jobs, tokens, last in con.execute("SELECT shard, COUNT(*), COALESCE(SUM(tokens), 0), MAX(finished) "
+                                                 "FROM results GROUP BY shard"):
+        if shard in owner and owner[shard] in out:
+            row = out[owner[shard]]
+            row[1], row[2], row[3] = row[1] + jobs, row[2] + tokens, max(row[3] or 0.0, last or 0.0)
+    return {pgid: (n, jobs, tokens, last) for pgid, (n, jobs, tokens, last) in out.items()}
 
 
 def shards_run(con: sqlite3.Connection) -> set[str]:

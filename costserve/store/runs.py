@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 SHARD_STATES = ("queued", "done")
 
 
+DRY_RUN_EVENT = "dry run"
+
+
 def list_runs() -> list["RunStore"]:
     """Every run in the store, oldest first (ids start with their creation time)."""
     if not runs_dir().is_dir():
@@ -182,6 +185,11 @@ class RunStore:
     def ended(self) -> str | None:
         """"finished" or "stopped" once the run's latest stretch (since its last resume) has ended; None while it has not."""
         return self._latest_since_resume("finished", "stopped")
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether this run was a `submit --dry-run` (planned and checked, nothing launched)."""
+        return bool(self.events(DRY_RUN_EVENT))
 
     def created(self) -> float:
         """Unix time of the run's first event."""

@@ -1,0 +1,158 @@
+"""costserve from Python: `costserve.plan(...)` and `costserve.submit(...)`, the CLI's two main jobs as functions.
+
+    import costserve
+    plan = costserve.plan("jobs.jsonl", model="Llama-3.1-8B", deadline="8h", budget=40)
+    print(plan.cost, plan.makespan_s)
+    run = costserve.submit("jobs.jsonl", deadline="2h", budget=1)
+    run.wait()
+    for line in run.results():
+        print(line["custom_id"], line["response"]["body"]["choices"][0]["message"]["content"])
+    print(run.report()["totals"]["cost $"])
+
+`plan` runs in the caller's process. `submit` starts `costserve submit --yes --json` as a child
+process, so the run has its own driver (worker processes, the embedded Redis and the live view
+stay out of the caller's process) and survives nothing more than a CLI run would; it returns a
+Run once the run exists. Errors are costserve's named errors (CostserveError and the
+catalog/solver ones), with the same one-line messages the CLI prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from costserve.durations import parse_duration
+from costserve.errors import BadRequestError, CostserveError, RunStopped
+from costserve.request import BatchRequest
+
+if TYPE_CHECKING:
+    from solver.plan import Plan
+
+
+def _request(jobs: str | Path | None, deadline: str, **fields: Any) -> BatchRequest:
+    from costserve.config import load_settings
+
+    try:
+        deadline_s = parse_duration(deadline)
+    except ValueError as exc:
+        raise BadRequestError(f"deadline: {exc}") from None
+    fields["model"] = fields.get("model") or load_settings().default_model
+    return BatchRequest(jobs=Path(jobs) if jobs is not None else None, deadline_s=deadline_s, **fields)
+
+
+def plan(jobs: str | Path | None = None, *, workload: str | Path | None = None, model: str | None = None,
+         deadline: str = "8h", budget: float | None = None, quality: float = 0.99, spot: bool = False,
+         clouds: list[str] | None = None, available: str | None = None, baselines: bool = True) -> "Plan":
+    """The cheapest cloud fleet for a job file (or a workload JSON): `costserve plan` without the printing.
+
+    `deadline` is a duration (`8h`, `90m`), `budget` in $. Returns the Plan (cost $, makespan_s, groups, baselines);
+    raises a named one-line error (CostserveError, PlanningError, CatalogError) when there is none."""
+    from costserve.config import load_settings
+    from costserve.planning.batch import plan_request
+    from costserve.run.prepare import scan_jobs
+    from solver.workload import load_workload_json
+
+    if (jobs is None) == (workload is None):
+        raise BadRequestError("give a job file or workload= (one of them)")
+    request = _request(jobs, deadline, model=model, budget=budget, quality=quality, spot=spot,
+                       clouds=tuple(clouds) if clouds else None, available=available)
+    settings = load_settings()
+    batch = load_workload_json(Path(workload)) if workload is not None else \
+        scan_jobs(request, settings.default_max_tokens, lambda _: None).workload
+    return plan_request(request, batch, None, baselines)
+
+
+def submit(jobs: str | Path, *, model: str | None = None, deadline: str = "8h", budget: float | None = None,
+           quality: float = 0.99, broker: str | None = None, **options: Any) -> "Run":
+    """Start `costserve submit JOBS --yes --json` and return its Run as soon as the run exists.
+
+    `options` are submit's other options by their Python names (out, errors_out, resume_from, workers, stages,
+    shard_size, replica, backend, spot, skip_invalid, strict, model_override). `broker` travels in the child's
+    environment ($COSTSERVE_BROKER), never on its command line. Raises CostserveError with the CLI's one-line message
+    when the run could not start (a bad job file, a budget the plan exceeds)."""
+    request = _request(jobs, deadline, model=model, budget=budget, quality=quality, **options)
+    env = dict(os.environ)
+    if broker:
+        env["COSTSERVE_BROKER"] = broker
+    log = tempfile.NamedTemporaryFile("w+", prefix="costserve-submit-", suffix=".log", delete=False)
+    cmd = [sys.executable, "-m", "costserve.cli", "submit", *request.submit_args(), "--yes", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    if not first:
+        proc.wait()
+        raise CostserveError(_last_line(Path(log.name)) or f"costserve submit exited with {proc.returncode}")
+    return Run(json.loads(first), proc, Path(log.name))
+
+
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1].removeprefix("costserve: ") if lines else ""
+
+
+class Run:
+    """A submitted run: its id and paths now, its outcome, results and report once it ends."""
+
+    def __init__(self, created: dict[str, Any], proc: subprocess.Popen[str], log: Path) -> None:
+        self.id: str = created["run"]
+        self.dir = Path(created["run_dir"])
+        self.results_path = Path(created["results"])
+        self.errors_path = Path(created["errors"])
+        self.log = log  # the driver's human output (plan, progress, warnings)
+        self._proc = proc
+        self._outcome: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, {'running' if self._outcome is None else self._outcome['status']})"
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """Wait for the driver to end (`timeout` s; subprocess.TimeoutExpired past it) and return its outcome:
+        status, exit_code, succeeded, failed, jobs and the paths. Raises RunStopped when it stopped before every job
+        had a result (`costserve resume RUN` continues it), CostserveError when it ended without saying how."""
+        if self._outcome is None:
+            assert self._proc.stdout is not None
+            rest, _ = self._proc.communicate(timeout=timeout)
+            ended = [json.loads(line) for line in rest.splitlines() if line.strip()]
+            if not ended:
+                raise CostserveError(f"run {self.id}: the driver exited with {self._proc.returncode} without an outcome: "
+                                     f"{_last_line(self.log)}")
+            self._outcome = ended[-1]
+        if self._outcome["status"] != "finished":
+            raise RunStopped(self._outcome["message"] or f"run {self.id} stopped")
+        return self._outcome
+
+    def results(self) -> list[dict[str, Any]]:
+        """The successful result lines (OpenAI Batch output objects) in input order, once the run has ended."""
+        self.wait()
+        return _read_jsonl(self.results_path)
+
+    def errors(self) -> list[dict[str, Any]]:
+        """The failed requests' lines (OpenAI's error file), once the run has ended."""
+        self.wait()
+        return _read_jsonl(self.errors_path)
+
+    def report(self) -> dict[str, Any]:
+        """The cost report: totals (cost $, jobs, tokens, makespan s, predicted cost), per-group rows and baselines."""
+        from costserve.report.data import build_report
+        from costserve.store.runs import RunStore
+
+        report = build_report(RunStore(self.dir))
+        return {"totals": report.totals(), "groups": json.loads(report.groups.to_json(orient="records")),
+                "baselines": json.loads(report.baselines.to_json(orient="records")) if len(report.baselines) else []}
+
+    def cancel(self) -> None:
+        """Ask the run to stop (finished results are kept); wait() then raises RunStopped."""
+        from costserve.run.cancel import cancel_run
+        from costserve.store.runs import RunStore
+
+        cancel_run(RunStore(self.dir))
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open() as f:
+        return [json.loads(line) for line in f if line.strip()]
