@@ -74,3 +74,10 @@ def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path) -> None:  # typ
     assert len(tasks) == len(plan["groups"]) >= 1 and {g["cloud"] for g in plan["groups"]} == {"aws"}
     assert result.output.count(" yes ") == len(tasks)
     assert json.loads((run_dir / "input.json").read_text())["jobs"] == 200
+    # a dry run launched nothing: marked as such, left out of `runs` and of the trend unless asked for
+    assert json.loads(cli.invoke(app, ["runs", "--json"]).stdout) == []
+    (listed,) = json.loads(cli.invoke(app, ["runs", "--json", "--dry-runs"]).stdout)
+    assert listed["run"] == run_dir.name and listed["dry run"] is True
+    assert json.loads(cli.invoke(app, ["report", "--since", "1d", "--json"]).stdout) == []
+    status = json.loads(cli.invoke(app, ["status", run_dir.name, "--json"]).stdout)
+    assert status["dry_run"] is True and status["jobs"] == 200 and status["results"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -102,3 +103,25 @@ def test_integer_columns_print_as_integers(cli) -> None:
     out = cli.invoke(app, ["validate", str(EXAMPLES / "plain.jsonl")]).output
     row = next(l for l in out.splitlines() if "max output tokens" in l)
     assert ".0" not in row  # counts and totals are whole tokens
+
+
+def test_fields_costserve_does_not_honour_are_warned_per_field_and_refused_with_strict(cli, tmp_path: Path) -> None:
+    def line(cid: str, **extra: object) -> str:
+        body = {"messages": [{"role": "user", "content": "hi"}], **extra}
+        return json.dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n"
+
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(line("a", n=3, logprobs=True) + line("b", n=2) + line("c", n=1, logprobs=False, tools=[])
+                    + line("d", response_format={"type": "json_object"}))
+    result = cli.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0  # warned, not refused: they run without those fields
+    warnings = [x for x in result.output.splitlines() if x.startswith("costserve: ")]
+    assert warnings == [
+        f"costserve: {path}: 2 job(s) set n (first on line 1), which costserve does not honour: they run without it (--strict refuses such lines)",
+        f"costserve: {path}: 1 job(s) set logprobs (first on line 1), which costserve does not honour: they run without it (--strict refuses such lines)",
+        f"costserve: {path}: 1 job(s) set response_format (first on line 4), which costserve does not honour: they run without it (--strict refuses such lines)",
+    ]  # line c sets each field to its neutral value: nothing to warn about
+    strict = cli.invoke(app, ["validate", "--strict", str(path)])
+    assert strict.exit_code == 1
+    assert f"{path}:1: body.n: n=3 is not supported by costserve (--strict)" in strict.output
+    assert f"{path}:4: body.response_format:" in strict.output and "1 valid jobs, 3 bad lines" in strict.output

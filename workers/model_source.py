@@ -93,6 +93,19 @@ def catalog_model_name(model: str | Path | None) -> str:
     return str(same["model"].iloc[0]) if len(same) == 1 else model_name(model)
 
 
+def pending_conversion(model: str | Path | None) -> Path | None:
+    """The GGUF file resolve_model_dir would convert first (the embedded model or a .gguf path not yet converted),
+    or None when the model is ready to load."""
+    if model is None or str(model).lower() in MODEL_ALIASES or str(model) == EMBEDDED_MODEL:
+        gguf, out = embedded_gguf(), models_dir() / EMBEDDED_MODEL
+    elif str(model).endswith(".gguf") and Path(model).expanduser().is_file():
+        gguf = Path(model).expanduser()
+        out = models_dir() / gguf.stem
+    else:
+        return None
+    return None if (out / "config.json").is_file() else gguf
+
+
 def resolve_model_dir(model: str | Path | None = None) -> Path:
     """A safetensors model directory for `model`: an existing HF dir, a .gguf file, or the embedded name.
 
@@ -107,7 +120,26 @@ def resolve_model_dir(model: str | Path | None = None) -> Path:
         return path
     if path.suffix == ".gguf" and path.is_file():
         return _converted(path, models_dir() / path.stem)
-    raise ModelSourceError(f"{model}: no such model directory or .gguf file (the embedded model is '{EMBEDDED_MODEL}')")
+    return _catalog_weights(str(model))
+
+
+def _catalog_weights(name: str) -> Path:
+    """The weights of catalog model `name` on this machine: `$COSTSERVE_HOME/models/<catalog name>/`; else a
+    ModelSourceError saying where to put them (costserve downloads nothing at run time)."""
+    from catalog.load import load_models
+
+    models = load_models()
+    match = models[models["model"].str.lower() == name.lower()]
+    if match.empty:
+        raise ModelSourceError(f"{name}: not a catalog model (`costserve catalog models`), model directory or .gguf "
+                               f"file (the embedded model is '{EMBEDDED_MODEL}')")
+    row = match.iloc[0]
+    local = models_dir() / str(row["model"])
+    if (local / "config.json").is_file():
+        return local
+    raise ModelSourceError(f"{row['model']}: a catalog model whose weights are not on this machine; put them in "
+                           f"{local} (e.g. `hf download {row['hf_id']} --local-dir {local}`) or pass --model DIR; "
+                           "`--backend sky` runs it on a cloud fleet")
 
 
 def _converted(gguf: Path, out: Path) -> Path:

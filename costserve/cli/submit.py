@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from costserve.cli.output import BadLinePrinter, console, err_console, fail, frame_table
+from costserve.cli.terminal import say
 from costserve.cli.options import settings_broker
 from costserve.cli.plan_view import show_plan
 from costserve.cli.announce import RunAnnouncer
@@ -36,8 +37,7 @@ def submit(request: BatchRequest, settings: Settings, broker: str | None, yes: b
     from costserve.run.prepare import model_rules, scan_jobs
 
     bad = BadLinePrinter(err_console, settings.max_errors)
-    with console.status("preparing the model (converted once on first use)..."):
-        rules = model_rules(request)
+    rules = _prepared_model(request)
     scan = scan_jobs(request, settings.default_max_tokens, bad, rules)  # pass 1 over the job file
     broker = broker or settings_broker(settings)
     announce = RunAnnouncer(request, json_out)
@@ -53,6 +53,30 @@ def submit(request: BatchRequest, settings: Settings, broker: str | None, yes: b
     return code
 
 
+def _prepared_model(request: BatchRequest):  # type: ignore[no-untyped-def]
+    """The request's model rules, converting a GGUF model first if this is its first use (said before and after: it
+    takes about half a minute and is silent otherwise)."""
+    import os
+    import time
+
+    from costserve.durations import format_duration
+    from costserve.run.prepare import model_rules
+    from workers.model_source import pending_conversion
+
+    if not err_console.is_terminal:  # transformers' tqdm bars would fill a log with carriage returns
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    gguf = pending_conversion(request.model) if request.backend == "local" else None
+    if gguf is None:
+        return model_rules(request)
+    started = time.monotonic()
+    say(f"converting {gguf.name} to safetensors (first use only, about 30s: dequantising to fp32)...")
+    with console.status(f"converting {gguf.name} (first use only)..."):
+        rules = model_rules(request)
+    say(f"model converted in {format_duration(time.monotonic() - started)} -> {rules.tokenizer_dir}")
+    return rules
+
+
 def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str | None, yes: bool,  # type: ignore[no-untyped-def]
                   announce: "RunAnnouncer") -> int:
     from costserve.planning.local import plan_local
@@ -62,7 +86,9 @@ def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str |
     with console.status("planning (this machine, and the cloud fleet and baselines for comparison)..."):
         local = plan_local(request, str(request.model), scan.workload, settings.local_cpu_price_per_hour)
     plan = local.plan
-    show_plan(plan, f"{scan.jobs:,} jobs of {local.model_name} on this machine (priced as {plan.groups[0].region})")
+    show_plan(plan, f"{scan.jobs:,} jobs of {local.model_name} on this machine")
+    say(f"this machine is priced at {format_money(plan.groups[0].price_per_hour)}/h: {plan.groups[0].region} "
+        "(the local_cpu_price_per_hour setting overrides it)")
     if request.budget is not None and plan.cost > request.budget:
         fail(f"--budget {format_money(request.budget)}: the predicted cost on this machine is {format_money(plan.cost)}; "
              "raise --budget")

@@ -43,9 +43,15 @@ def requested_offerings(clouds: tuple[str, ...] | None, available: str | None
 
 
 def model_row(name: str) -> "pd.Series":
-    """The models.csv row of catalog model `name` (any case); BadRequestError lists the known ones."""
+    """The models.csv row of catalog model `name` (any case), or of the catalog model a local HF directory holds
+    (matched by its config.json's architecture); BadRequestError lists the known ones."""
+    from workers.model_source import catalog_model_name
+
     models = load_models()
-    match = models[models["model"].str.lower() == name.lower()]
+    known = catalog_model_name(name)  # a directory of a catalog model's weights plans as that model
+    match = models[models["model"].str.lower() == known.lower()]
     if match.empty:
-        raise BadRequestError(f"--model: unknown model {name!r} (known: {', '.join(models['model'])})")
+        what = "a model directory the catalog has no architecture for" if known != name else "unknown model"
+        raise BadRequestError(f"--model: {what} {name!r} (known: {', '.join(models['model'])}; "
+                              "`costserve catalog models` lists them)")
     return match.iloc[0]
