@@ -34,7 +34,7 @@ def submit(request: BatchRequest, settings: Settings, broker: str | None, yes: b
 
     With `json_out`, stdout gets one JSON line when the run is created (its id and paths) and one when it ends
     (status, exit code, counts); `output_dir` also receives the report files."""
-    from costserve.run.prepare import model_rules, scan_jobs
+    from costserve.run.prepare import scan_jobs
 
     bad = BadLinePrinter(err_console, settings.max_errors)
     rules = _prepared_model(request)
