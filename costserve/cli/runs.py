@@ -8,6 +8,7 @@ from pathlib import Path
 
 from costserve.cli.output import console, fail, one_line_errors
 from costserve.cli.terminal import warn
+from costserve.durations import format_money
 from costserve.store.runs import RunStore, list_runs
 
 
@@ -63,7 +64,8 @@ def show_status(run_id: str, json_out: bool = False) -> None:
     fleet = run.fleet()
     if fleet:
         running = sum(n for _, _, n, _, _, down in fleet if down is None)
-        console.print(f"  spent ${run.spend():.4f} on {len(fleet)} fleet group(s), {running} instance(s) running", markup=False)
+        console.print(f"  spent {format_money(run.spend())} on {len(fleet)} fleet group(s), {running} instance(s) running",
+                      markup=False)
     for ts, kind, detail in run.recent_events(5):
         console.print(f"  {_when(ts)}  {kind}  {detail}", markup=False)
 
