@@ -3,8 +3,11 @@
 36 scenarios = 3 models × 4 workload mixes × 3 settings: `relaxed` (12h, spot, every cloud in
 the catalog, no caps), `tight` (3h, a $2000 budget, GPU caps, on-demand) and `aws-account`
 (8h, spot, only the offerings of one AWS account — how most teams buy GPUs). Prints one row
-per scenario and the geometric-mean ratio baseline / costserve (> 1: costserve is cheaper),
-overall and per setting.
+per scenario and, per baseline (solver/baselines.py), the geometric-mean ratio baseline /
+costserve (> 1: costserve is cheaper) over the scenarios both can plan, overall and per setting;
+the count where only costserve finds a fleet (no scenario is dropped silently); and the count
+where the baseline is cheaper, which must be 0 (asserted: each baseline is a restriction of the
+same MILP).
 
     python -m bench.planner [--no-partition]
 """
@@ -19,6 +22,7 @@ import pandas as pd
 
 from catalog.availability import apply_availability
 from catalog.load import load_gpus, load_models, load_offerings
+from solver.baselines import BASELINES
 from solver.planner import PlanningError, plan_batch
 from solver.workload import bucket_workload
 
@@ -71,14 +75,17 @@ def main() -> None:
     print(table.round(2).to_string(index=False))
     print()
     solved = table.dropna(subset=["costserve $"])
-    print(f"scenarios: {len(table)}, planned: {len(solved)}")
-    for name in ("single-16bit", "melange-16bit", "uniform-quant"):
+    print(f"scenarios: {len(table)}, planned by costserve: {len(solved)}, by nobody: {len(table) - len(solved)}")
+    summary = []
+    for name in BASELINES:
         both = solved.dropna(subset=[f"{name} $"])
         ratios = both[f"{name} $"] / both["costserve $"]
-        worse = int((both[f"{name} $"] < both["costserve $"] - 1e-6).sum())
-        per_setting = ", ".join(f"{k} {_geomean(ratios[both['setting'] == k]):.2f}x" for k in SETTINGS)
-        print(f"{name:>14}: geometric-mean cost ratio baseline/costserve = {_geomean(ratios):.2f}x over {len(both)} scenarios"
-              f" ({per_setting}; baseline cheaper in {worse}; {len(solved) - len(both)} infeasible for the baseline)")
+        cheaper = int((both[f"{name} $"] < both["costserve $"] * (1 - 1e-6)).sum())
+        summary.append({"baseline": name, "geomean baseline/costserve": _geomean(ratios), "both plan": len(both),
+                        **{f"{k}": _geomean(ratios[both["setting"] == k]) for k in SETTINGS},
+                        "only costserve plans": len(solved) - len(both), "baseline cheaper": cheaper})
+    print(pd.DataFrame(summary).round(3).to_string(index=False))
+    assert all(row["baseline cheaper"] == 0 for row in summary), "a baseline is cheaper than costserve's plan"
 
 
 def _geomean(ratios: "pd.Series") -> float:

@@ -1,10 +1,13 @@
 """Baselines: the same fleet MILP over restricted candidate sets, so costserve ≤ each by construction.
 
-(a) `single-16bit`: one offering type, every layer at 16 bits (what people run by hand).
-(b) `melange-16bit`: mixed offering types, 16 bits, whole-model replicas (Mélange).
-(c) `uniform-quant`: one offering type, one bit-width for all layers: the lowest that meets
-    the quality target.
-None of them may use the partition ILP's mixed-bit or pipelined configurations.
+(a) `single-type-16bit`: one GPU type, every layer at 16 bits, in any region or cloud the
+    request allows: what `sky launch --gpus H100:8` with vLLM gives a user who picks the
+    cheapest GPU type by hand.
+(b) `single-type-best-precision`: one GPU type, the whole model at one bit-width — the cheapest
+    of those the quality target allows (16, 8 or 4 bits).
+(c) `melange`: mixed GPU types, 16 bits, whole-model replicas (Mélange, Jiang et al. 2025).
+None of them may use the partition ILP's mixed-bit or pipelined configurations, nor CPU–GPU
+hybrid ones.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 
 from solver.fleet import FleetProblem, FleetSolution, Infeasible, solve_fleet
 
-BASELINES = ("single-16bit", "melange-16bit", "uniform-quant")
+BASELINES = ("single-type-16bit", "single-type-best-precision", "melange")
 
 
 @dataclass(frozen=True)
@@ -27,20 +30,18 @@ class BaselineResult:
 
 def solve_baselines(problem: FleetProblem) -> list[BaselineResult]:
     """Solve each baseline under the problem's deadline, budget and availability."""
-    whole = [c for c in problem.candidates if c.whole_model_uniform]
+    whole = [c for c in problem.candidates if c.whole_model_uniform]  # already within the quality target
     sixteen = [c for c in whole if c.bits == 16]
-    lowest = min((c.bits for c in whole), default=16)
-    uniform = [c for c in whole if c.bits == lowest]
     problems = {
-        "single-16bit": (sixteen, True),
-        "melange-16bit": (sixteen, False),
-        "uniform-quant": (uniform, True),
+        "single-type-16bit": (sixteen, True),
+        "single-type-best-precision": (whole, True),
+        "melange": (sixteen, False),
     }
     results = []
     for name in BASELINES:
         subset, single = problems[name]
         try:
-            solution = solve_fleet(problem.with_(candidates=subset), single_offering=single)
+            solution = solve_fleet(problem.with_(candidates=subset), one_gpu_type=single)
             results.append(BaselineResult(name, solution))
         except Infeasible:
             results.append(BaselineResult(name, None, "infeasible under the same deadline, budget and availability"))

@@ -40,8 +40,9 @@ class FleetProblem:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def build_fleet_model(problem: FleetProblem, single_offering: bool = False) -> pyo.ConcreteModel:
-    """The fleet MILP of `problem`; `single_offering` restricts the fleet to one offering type (the homogeneous baselines)."""
+def build_fleet_model(problem: FleetProblem, one_gpu_type: bool = False) -> pyo.ConcreteModel:
+    """The fleet MILP of `problem`; `one_gpu_type` restricts the fleet to one GPU type, in any of its offerings (every
+    region and cloud the problem has): the homogeneous baselines, what `sky launch --gpus H100:8` gives."""
     candidates, workload, deadline_s = problem.candidates, problem.workload, problem.deadline_s
     availability, budget, gpu_caps = problem.availability, problem.budget, problem.gpu_caps
     m = pyo.ConcreteModel("fleet")
@@ -84,12 +85,15 @@ def build_fleet_model(problem: FleetProblem, single_offering: bool = False) -> p
         by_gpu[c.gpu].append(i)
     # Σ_{c ∈ o} n_c ≤ A_o : availability of each offering
     m.available = pyo.Constraint(m.O, rule=lambda model, o: sum(model.n[i] for i in by_offering[o]) <= availability.get(o, 0))
-    if single_offering:
-        m.u = pyo.Var(m.O, domain=pyo.Binary)  # u_o = 1 for the one offering used
-        m.one_offering = pyo.Constraint(expr=sum(m.u[o] for o in m.O) <= 1)  # Σ_o u_o ≤ 1
-        # Σ_{c ∈ o} n_c ≤ A_o · u_o
+    if one_gpu_type:
+        m.T = pyo.Set(initialize=sorted(by_gpu))
+        m.u = pyo.Var(m.T, domain=pyo.Binary)  # u_g = 1 for the one GPU type used
+        m.one_type = pyo.Constraint(expr=sum(m.u[g] for g in m.T) <= 1)  # Σ_g u_g ≤ 1
+        # Σ_{c on g} n_c ≤ (Σ_{o of g} A_o) · u_g
+        type_availability = {g: sum(availability.get(o, 0) for o in {candidates[i].offering for i in by_gpu[g]})
+                             for g in by_gpu}
         m.only_chosen = pyo.Constraint(
-            m.O, rule=lambda model, o: sum(model.n[i] for i in by_offering[o]) <= availability.get(o, 0) * model.u[o]
+            m.T, rule=lambda model, g: sum(model.n[i] for i in by_gpu[g]) <= type_availability[g] * model.u[g]
         )
     caps = {g: cap for g, cap in (gpu_caps or {}).items() if g in by_gpu}
     m.G = pyo.Set(initialize=sorted(caps))
@@ -155,13 +159,13 @@ def prune_dominated(candidates: list[Candidate]) -> list[Candidate]:
     return [candidates[i] for i in sorted(keep)]
 
 
-def solve_fleet(problem: FleetProblem, single_offering: bool = False) -> FleetSolution:
+def solve_fleet(problem: FleetProblem, one_gpu_type: bool = False) -> FleetSolution:
     """Solve the fleet MILP with HiGHS; raises Infeasible when no fleet fits."""
     if not problem.candidates or not problem.workload.classes:
         raise Infeasible("no candidate configuration" if not problem.candidates else "no jobs")
     candidates = prune_dominated(problem.candidates)
     deadline_s = problem.deadline_s
-    model = build_fleet_model(problem.with_(candidates=candidates), single_offering)
+    model = build_fleet_model(problem.with_(candidates=candidates), one_gpu_type)
     result = pyo.SolverFactory("appsi_highs").solve(model, load_solutions=False)
     if result.solver.termination_condition != pyo.TerminationCondition.optimal:
         raise Infeasible(str(result.solver.termination_condition))

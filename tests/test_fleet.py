@@ -148,3 +148,38 @@ def test_pruning_drops_only_dominated_configurations() -> None:
     other = cand(0, 2.0, (2.0, 0.1))  # better in class 0: stays
     pricier = cand(0, 3.0, (0.1, 0.1))  # another price: never compared
     assert prune_dominated([a, worse, twin, other, pricier]) == [a, other, pricier]
+
+
+def test_one_gpu_type_spans_its_regions_and_equals_the_best_type_alone() -> None:
+    # T4 in two regions (2 instances each), L4 in one: 30,000 requests in 2h need 3 T4 instances (1.5 req/s each)
+    t4_east, t4_west = cand(0, 1.0, (1.5,), gpu="T4"), cand(1, 1.1, (1.5,), gpu="T4")
+    l4 = cand(2, 3.0, (3.0,), gpu="L4")
+    problem = FleetProblem([t4_east, t4_west, l4], work(30_000), 2 * HOUR, {0: 2, 1: 2, 2: 4})
+    one_type = solve_fleet(problem, one_gpu_type=True)
+    assert {g.candidate.gpu for g in one_type.groups} == {"T4"}  # one type ...
+    assert {g.candidate.offering for g in one_type.groups} == {0, 1}  # ... in both of its regions
+    by_type = [solve_fleet(problem.with_(candidates=[c for c in problem.candidates if c.gpu == gpu]))
+               for gpu in ("T4", "L4")]
+    assert one_type.cost == pytest.approx(min(s.cost for s in by_type))
+    assert solve_fleet(problem).cost <= one_type.cost + 1e-9  # the restriction is never cheaper
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_gpu_type_equals_the_cheapest_type_solved_alone_on_random_instances(seed: int) -> None:
+    rng = random.Random(seed)
+    gpus = ["A", "B", "C"]
+    candidates = [cand(o, rng.uniform(1, 10), tuple(rng.uniform(0.5, 5) for _ in range(2)), gpu=gpus[o % 3],
+                       startup=600.0) for o in range(6)]
+    problem = FleetProblem(candidates, work(rng.randint(5_000, 40_000), rng.randint(5_000, 40_000)), 3 * HOUR,
+                           {o: rng.randint(1, 3) for o in range(6)})
+    alone = []
+    for gpu in gpus:
+        try:
+            alone.append(solve_fleet(problem.with_(candidates=[c for c in candidates if c.gpu == gpu])).cost)
+        except Infeasible:
+            pass
+    if not alone:
+        with pytest.raises(Infeasible):
+            solve_fleet(problem, one_gpu_type=True)
+        return
+    assert solve_fleet(problem, one_gpu_type=True).cost == pytest.approx(min(alone), rel=1e-6)

@@ -95,5 +95,5 @@ def test_memory_bound_t4_gets_a_mixed_bit_replica_that_beats_uniform_8bit(catalo
     assert all(len(set(g.replica.bits)) > 1 for g in mixed.groups) and mixed.quality >= 0.99
     assert mixed.cost < plain.cost * 0.99
     assert "[0-31 8b x31 + 4b x1]" in mixed.groups[0].replica.summary()
-    uniform_quant = next(b for b in mixed.baselines if b.name == "uniform-quant")
+    uniform_quant = next(b for b in mixed.baselines if b.name == "single-type-best-precision")
     assert uniform_quant.cost == pytest.approx(plain.cost, rel=1e-6)  # the baseline cannot use mixed bits

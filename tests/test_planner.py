@@ -40,7 +40,7 @@ def test_plan_beats_or_ties_every_baseline_and_keeps_every_limit(model: str, dea
         share * next(c.count for c in plan.workload if c.name == k) / g.requests_per_s[k] for k, share in g.class_shares.items()))
         for g in plan.groups)
     assert plan.cost == pytest.approx(cost, rel=1e-6)  # the reported cost is the plan's own arithmetic
-    assert [b.name for b in plan.baselines] == ["single-16bit", "melange-16bit", "uniform-quant"]
+    assert [b.name for b in plan.baselines] == ["single-type-16bit", "single-type-best-precision", "melange"]
     for b in plan.baselines:
         assert b.cost is None or b.cost >= plan.cost - 1e-9
     assert Plan.model_validate_json(plan.model_dump_json()) == plan  # the contract round-trips as JSON
@@ -77,7 +77,7 @@ def test_plan_command_writes_json_and_prints_savings(cli, tmp_path: Path) -> Non
     result = cli.invoke(app, ["plan", str(EXAMPLES / "jobs.jsonl"), "--model", "Llama-3.1-8B", "--deadline", "2h",
                               "--spot", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "predicted cost $" in result.output and "single-16bit" in result.output
+    assert "predicted cost $" in result.output and "single-type-16bit" in result.output
     assert "costserve saves" in result.output and "start-up" in result.output  # a cloud plan: savings, start-up apart
     plan = Plan.model_validate_json(out.read_text())
     assert all(b.fleet and b.precision for b in plan.baselines if b.cost is not None)  # each baseline says what it rents
