@@ -3,9 +3,11 @@
 Per region: `describe_instance_type_offerings` (what the region sells),
 `describe_instance_types` (GPU model, count and memory, vCPUs, host memory),
 `pricing.get_products` (on-demand Linux $/h; the Pricing API lives in us-east-1) and
-`describe_spot_price_history` (current spot $/h, cheapest zone). Needs the read-only
+`describe_spot_price_history` (current spot $/h, cheapest zone); then the account's limits
+(catalog/aws_limits.py: EC2 service quotas, spot placement scores). Needs the read-only
 permissions ec2:DescribeInstanceTypes, ec2:DescribeInstanceTypeOfferings,
-ec2:DescribeSpotPriceHistory and pricing:GetProducts.
+ec2:DescribeSpotPriceHistory, pricing:GetProducts, and for the limits
+servicequotas:GetServiceQuota and ec2:GetSpotPlacementScores.
 """
 
 from __future__ import annotations
@@ -138,13 +140,17 @@ def fetch_aws_region(region: str, gpus: "pd.DataFrame", ec2: Any, pricing: Any) 
 
 
 def refresh_aws_offerings(
-    regions: list[str], current: "pd.DataFrame", gpus: "pd.DataFrame", session: Any = None
+    regions: list[str], current: "pd.DataFrame", gpus: "pd.DataFrame", session: Any = None, account_limits: bool = True
 ) -> tuple["pd.DataFrame", dict[str, int]]:
-    """`current` with the AWS rows of `regions` replaced by what AWS reports now.
+    """`current` with the AWS rows of `regions` replaced by what AWS reports now; with `account_limits`, capped by the
+    account's EC2 quotas and with spot risk from placement scores (catalog/aws_limits.py).
 
     Every region is fetched before anything is replaced, so a failure (AwsRefreshError)
     changes nothing. Returns (offerings, GPU offerings found per region).
     """
+    from catalog.aws_limits import apply_account_limits
+    from catalog.merge import known_availability
+
     import boto3
     import pandas as pd
     from botocore.config import Config
@@ -156,6 +162,11 @@ def refresh_aws_offerings(
     for region in regions:
         ec2 = session.client("ec2", region_name=region, config=config)
         frame, _ = fetch_aws_region(region, gpus, ec2, pricing)
+        frame = frame.assign(availability=known_availability(current, frame), availability_source=None,
+                             spot_interruption=None)
+        if account_limits and not frame.empty:
+            quotas = session.client("service-quotas", region_name=region, config=config)
+            frame = apply_account_limits(frame, region, quotas, ec2, _call)
         frames.append(frame)
         counts[region] = len(frame)
     fresh = pd.concat(frames, ignore_index=True)

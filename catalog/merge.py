@@ -13,19 +13,27 @@ OFFERING_KEY = ["cloud", "region", "instance_type", "gpu", "gpu_count"]
 NEW_OFFERING_GPUS_AVAILABLE = 8
 
 
+def known_availability(current: "pd.DataFrame", fresh: "pd.DataFrame") -> list[int]:
+    """Per `fresh` row, the availability its offering had in `current`, or enough instances for
+    NEW_OFFERING_GPUS_AVAILABLE GPUs (at least one)."""
+    known = current.set_index(OFFERING_KEY)["availability"]
+    default = (NEW_OFFERING_GPUS_AVAILABLE // fresh["gpu_count"].clip(lower=1)).clip(lower=1)
+    return [int(known.get(k, d)) for k, d in zip(fresh[OFFERING_KEY].itertuples(index=False, name=None), default)]
+
+
 def merge_offerings(current: "pd.DataFrame", fresh: "pd.DataFrame", replaced: "pd.Series") -> "pd.DataFrame":
     """`current` minus the rows where `replaced` is true, plus `fresh`.
 
-    `fresh` has every offering column but `availability`; each row keeps the availability
-    its offering had in `current`, or enough instances for NEW_OFFERING_GPUS_AVAILABLE GPUs.
+    A `fresh` without `availability` keeps each offering's from `current` (known_availability); optional columns
+    it lacks (`availability_source`, `spot_interruption`) are empty.
     """
     import pandas as pd
 
-    known = current.set_index(OFFERING_KEY)["availability"]
-    default = (NEW_OFFERING_GPUS_AVAILABLE // fresh["gpu_count"].clip(lower=1)).clip(lower=1)
-    fresh = fresh.assign(
-        availability=[int(known.get(k, d)) for k, d in zip(fresh[OFFERING_KEY].itertuples(index=False, name=None), default)]
-    )
+    if "availability" not in fresh.columns:
+        fresh = fresh.assign(availability=known_availability(current, fresh))
+    for column in ("availability_source", "spot_interruption"):
+        if column not in fresh.columns:
+            fresh = fresh.assign(**{column: None})
     return pd.concat([current[~replaced], fresh[current.columns]], ignore_index=True)
 
 

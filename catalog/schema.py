@@ -55,6 +55,10 @@ class OfferingRow(_Row):
     price_per_hour: float = Field(gt=0, description="on-demand price, $/h")
     spot_price_per_hour: float | None = Field(None, gt=0, description="spot price, $/h (empty: no spot)")
     availability: int = Field(ge=0, description="instances that can be had at once (default; user-overridable)")
+    availability_source: str | None = Field(None, description="where `availability` comes from (empty: the catalog "
+                                                              "file's assumption)")
+    spot_interruption: float | None = Field(None, ge=0.0, lt=1.0, description="share of spot throughput lost to "
+                                            "interruptions (empty: the cloud's default, solver/candidates.py)")
 
     @model_validator(mode="after")
     def _gpu_count_matches(self) -> "OfferingRow":

@@ -62,7 +62,9 @@ def purchase_options(row: "pd.Series", spot: bool) -> list[tuple[bool, float, fl
     """(is spot, $/h, share of throughput kept after preemptions) for an offerings row."""
     options = [(False, float(row["price_per_hour"]), 1.0)]
     if spot and row["spot_price_per_hour"] == row["spot_price_per_hour"]:  # not NaN
-        options.append((True, float(row["spot_price_per_hour"]), 1 - SPOT_OVERHEAD.get(row["cloud"], 0.1)))
+        measured = row.get("spot_interruption")  # from the account's spot placement scores (catalog/aws_limits.py)
+        lost = float(measured) if measured is not None and measured == measured else SPOT_OVERHEAD.get(row["cloud"], 0.1)
+        options.append((True, float(row["spot_price_per_hour"]), 1 - lost))
     return options
 
 

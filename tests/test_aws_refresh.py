@@ -77,7 +77,8 @@ def test_refresh_from_moto_ec2_and_pricing() -> None:
             spot[entry["InstanceType"]] = min(float(entry["SpotPrice"]), spot.get(entry["InstanceType"], 1e9))
         current = load_offerings()
         merged, counts = refresh_aws_offerings(["us-east-1"], current, load_gpus(),
-                                               session=Session(pricing=fake_pricing_client(PRICES, asked)))
+                                               session=Session(pricing=fake_pricing_client(PRICES, asked)),
+                                               account_limits=False)  # quotas and scores: below, with Stubber
     assert all(f["operatingSystem"] == "Linux" and f["tenancy"] == "Shared" and f["regionCode"] == "us-east-1" for f in asked)
     fresh = merged[(merged["cloud"] == "aws") & (merged["region"] == "us-east-1")].set_index("instance_type")
     assert counts == {"us-east-1": len(PRICES)}

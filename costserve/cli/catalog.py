@@ -55,6 +55,7 @@ def refresh(
     source: Annotated[RefreshSource, typer.Option("--from", help="where to read prices from")],
     directory: Annotated[Optional[Path], typer.Argument(help="SkyPilot catalog dir holding <cloud>/vms.csv")] = None,
     region: Annotated[Optional[list[str]], typer.Option(help="AWS region(s) to refresh")] = None,
+    account_limits: Annotated[bool, typer.Option(help="aws: cap availability by the account's EC2 vCPU quotas and rate spot risk by placement scores")] = True,
 ) -> None:
     """Update the user's offerings ($COSTSERVE_HOME/catalog/offerings.csv) from SkyPilot files or AWS.
 
@@ -69,7 +70,7 @@ def refresh(
         if not region:
             fail("catalog refresh --from aws needs --region (e.g. --region us-east-1)")
         with one_line_errors():
-            refresh_from_aws(region)
+            refresh_from_aws(region, account_limits)
 
 
 @command(catalog_app, CATALOG, "costserve catalog export --skypilot ~/.sky/catalogs/v8", name="export")
@@ -162,19 +163,23 @@ def refresh_from_skypilot(directory: Path) -> None:
     console.print(f"wrote {target}", markup=False)
 
 
-def refresh_from_aws(regions: list[str]) -> None:
-    """Fetch GPU instance types, on-demand and spot prices from AWS into the user's offerings."""
+def refresh_from_aws(regions: list[str], account_limits: bool = True) -> None:
+    """Fetch GPU instance types, on-demand and spot prices (and the account's quotas and spot placement scores) from
+    AWS into the user's offerings."""
     from catalog.aws import AwsRefreshError, refresh_aws_offerings
     from catalog.store import save_offerings
 
     offerings, gpus, _ = current_offerings()
     try:
-        merged, counts = refresh_aws_offerings(regions, offerings, gpus)
+        merged, counts = refresh_aws_offerings(regions, offerings, gpus, account_limits=account_limits)
         target = save_offerings(merged, costserve_home(), gpus)
     except (AwsRefreshError, CatalogError) as exc:
         fail(f"catalog refresh failed, catalog unchanged: {exc}")
     for region, n in counts.items():
-        console.print(f"aws {region}: {n} GPU offerings")
+        capped = merged[(merged["cloud"] == "aws") & (merged["region"] == region)
+                        & merged["availability_source"].fillna("").str.startswith("AWS Service Quotas")]
+        console.print(f"aws {region}: {n} GPU offerings" + (f", {len(capped)} capped by the account's quotas"
+                                                            if len(capped) else ""))
     console.print(f"wrote {target}", markup=False)
 
 
