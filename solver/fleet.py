@@ -86,15 +86,7 @@ def build_fleet_model(problem: FleetProblem, one_gpu_type: bool = False) -> pyo.
     # Σ_{c ∈ o} n_c ≤ A_o : availability of each offering
     m.available = pyo.Constraint(m.O, rule=lambda model, o: sum(model.n[i] for i in by_offering[o]) <= availability.get(o, 0))
     if one_gpu_type:
-        m.T = pyo.Set(initialize=sorted(by_gpu))
-        m.u = pyo.Var(m.T, domain=pyo.Binary)  # u_g = 1 for the one GPU type used
-        m.one_type = pyo.Constraint(expr=sum(m.u[g] for g in m.T) <= 1)  # Σ_g u_g ≤ 1
-        # Σ_{c on g} n_c ≤ (Σ_{o of g} A_o) · u_g
-        type_availability = {g: sum(availability.get(o, 0) for o in {candidates[i].offering for i in by_gpu[g]})
-                             for g in by_gpu}
-        m.only_chosen = pyo.Constraint(
-            m.T, rule=lambda model, g: sum(model.n[i] for i in by_gpu[g]) <= type_availability[g] * model.u[g]
-        )
+        _restrict_to_one_gpu_type(m, candidates, by_gpu, availability)
     caps = {g: cap for g, cap in (gpu_caps or {}).items() if g in by_gpu}
     m.G = pyo.Set(initialize=sorted(caps))
     # Σ_{c on GPU g} n_c · gpus_c ≤ cap_g : GPUs of a type across the fleet
@@ -104,6 +96,19 @@ def build_fleet_model(problem: FleetProblem, one_gpu_type: bool = False) -> pyo.
     if budget is not None:
         m.budget = pyo.Constraint(expr=m.cost <= budget)  # cost ≤ B
     return m
+
+
+def _restrict_to_one_gpu_type(m: pyo.ConcreteModel, candidates: list[Candidate], by_gpu: dict[str, list[int]],
+                              availability: dict[int, int]) -> None:
+    """Add a binary u_g per GPU type, Σ_g u_g ≤ 1, and Σ_{c on g} n_c ≤ (Σ_{o of g} A_o) · u_g."""
+    m.T = pyo.Set(initialize=sorted(by_gpu))
+    m.u = pyo.Var(m.T, domain=pyo.Binary)  # u_g = 1 for the one GPU type used
+    m.one_type = pyo.Constraint(expr=sum(m.u[g] for g in m.T) <= 1)
+    type_availability = {g: sum(availability.get(o, 0) for o in {candidates[i].offering for i in by_gpu[g]})
+                         for g in by_gpu}
+    m.only_chosen = pyo.Constraint(
+        m.T, rule=lambda model, g: sum(model.n[i] for i in by_gpu[g]) <= type_availability[g] * model.u[g]
+    )
 
 
 @dataclass(frozen=True)
