@@ -47,10 +47,12 @@ def _request(jobs: str | Path | None, deadline: str, **fields: Any) -> BatchRequ
 
 def plan(jobs: str | Path | None = None, *, workload: str | Path | None = None, model: str | None = None,
          deadline: str = "8h", budget: float | None = None, quality: float = 0.99, spot: bool = False,
-         clouds: list[str] | None = None, available: str | None = None, baselines: bool = True) -> "Plan":
+         clouds: list[str] | None = None, available: str | None = None, baselines: bool = True,
+         profiles: str | Path | None = None) -> "Plan":
     """The cheapest cloud fleet for a job file (or a workload JSON): `costserve plan` without the printing.
 
-    `deadline` is a duration (`8h`, `90m`), `budget` in $. Returns the Plan (cost $, makespan_s, groups, baselines);
+    `deadline` is a duration (`8h`, `90m`), `budget` in $; `profiles` a Mélange-format throughput file (the jobs are
+    then bucketed on its grid). Returns the Plan (cost $, makespan_s, groups, baselines);
     raises a named one-line error (CostserveError, PlanningError, CatalogError) when there is none."""
     from costserve.config import load_settings
     from costserve.planning.batch import plan_request
@@ -62,9 +64,15 @@ def plan(jobs: str | Path | None = None, *, workload: str | Path | None = None, 
     request = _request(jobs, deadline, model=model, budget=budget, quality=quality, spot=spot,
                        clouds=tuple(clouds) if clouds else None, available=available)
     settings = load_settings()
-    batch = load_workload_json(Path(workload)) if workload is not None else \
-        scan_jobs(request, settings.default_max_tokens, lambda _: None).workload
-    return plan_request(request, batch, None, baselines)
+    grid = None
+    if profiles is not None:
+        from catalog.load import load_gpus
+        from solver.profiles import load_profile
+
+        grid = load_profile(Path(profiles), set(load_gpus()["gpu"])).grid()  # classes on the profile's own buckets
+    batch = load_workload_json(Path(workload), grid) if workload is not None else \
+        scan_jobs(request, settings.default_max_tokens, lambda _: None, grid=grid).workload
+    return plan_request(request, batch, Path(profiles) if profiles is not None else None, baselines)
 
 
 def submit(jobs: str | Path, *, model: str | None = None, deadline: str = "8h", budget: float | None = None,

@@ -64,10 +64,11 @@ def user_errors() -> tuple[type[Exception], ...]:
     from costserve.config import ConfigError
     from costserve.jobs.reader import JobFileError
     from costserve.schedule.store import ScheduleError
+    from solver.melange import MelangeFileError
     from solver.plan import ReplicaError
     from solver.profiles import ProfileError
     from solver.workload import WorkloadFileError
     from workers.model_source import ModelSourceError
 
     return (CostserveError, CatalogError, ConfigError, JobFileError, ScheduleError, ReplicaError, ProfileError,
-            WorkloadFileError, ModelSourceError)
+            WorkloadFileError, ModelSourceError, MelangeFileError)

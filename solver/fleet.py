@@ -24,7 +24,9 @@ class FleetProblem:
     """What one fleet MILP is asked: candidates, the batch, and the limits every fleet must meet.
 
     `deadline_s` (s); `availability` maps offering -> max instances; `budget` ($, None: no
-    budget); `gpu_caps` maps GPU name -> max GPUs across the fleet. Baselines, the budget
+    budget); `gpu_caps` maps GPU name -> max GPUs across the fleet. `steady`: the batch is a
+    steady request rate over `deadline_s` (`plan --melange`), so an instance costs p_c · D
+    however busy it is, as in Mélange's ILP; otherwise p_c · (s_c + its share of the work). Baselines, the budget
     bisection and the diagnosis each ask a variant of one problem (`with_`).
     """
 
@@ -34,6 +36,7 @@ class FleetProblem:
     availability: dict[int, int]
     budget: float | None = None
     gpu_caps: dict[str, int] | None = None
+    steady: bool = False  # serve a steady load for deadline_s: every instance is paid for all of it (Mélange)
 
     def with_(self, **changes: object) -> "FleetProblem":
         """The same problem with some fields replaced (e.g. `deadline_s`, `budget`, `candidates`)."""
@@ -65,7 +68,10 @@ def build_fleet_model(problem: FleetProblem, one_gpu_type: bool = False) -> pyo.
 
     m.W = pyo.Expression(m.C, rule=work)
     # cost = Σ_c p_c · (n_c · s_c + W_c)
-    m.cost = pyo.Expression(expr=sum(m.p[i] * (m.n[i] * m.s[i] + m.W[i]) for i in m.C))
+    if problem.steady:  # cost = Σ_c p_c · n_c · D
+        m.cost = pyo.Expression(expr=sum(m.p[i] * m.n[i] * deadline_s for i in m.C))
+    else:
+        m.cost = pyo.Expression(expr=sum(m.p[i] * (m.n[i] * m.s[i] + m.W[i]) for i in m.C))
     m.objective = pyo.Objective(expr=m.cost, sense=pyo.minimize)
     # Σ_c x_ck = 1 : every class is served in full
     m.assigned = pyo.Constraint(m.K, rule=lambda model, k: sum(model.x[i, k] for i in model.C) == 1)

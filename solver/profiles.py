@@ -4,7 +4,8 @@
      "gpu_info": {"A10G": {"cost": 1.01, "tputs": [[req/s, ...], ...]}}}
 
 `tputs[i][j]` is one GPU's measured requests/s, at 16 bits, for requests in input bucket i
-and output bucket j. A workload class takes the value of the bucket holding its mean lengths.
+and output bucket j. With a profile, the jobs are bucketed on the profile's own grid (`grid`),
+so each class is one profiled bucket and takes that bucket's value.
 For a profiled GPU, every configuration's modelled throughput is scaled by measured / modelled
 at 16-bit on one GPU, so quantized and tensor-parallel configurations keep their modelled
 ratios. `cost` is informational: prices come from the offerings catalog.
@@ -42,6 +43,16 @@ class ThroughputProfile(BaseModel):
             if any(v < 0 for r in info.tputs for v in r):
                 raise ValueError(f"gpu_info.{gpu}.tputs: throughputs must be ≥ 0")
         return self
+
+    def grid(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The profile's bucket edges as a workload grid: (input edges, output edges), each closed with +inf so
+        longer requests form a last class (costed at the last profiled bucket's throughput)."""
+        import math
+
+        def closed(edges: list[float]) -> tuple[float, ...]:
+            return tuple(edges) if math.isinf(edges[-1]) else (*edges, math.inf)
+
+        return closed(self.input_edges), closed(self.output_edges)
 
     def requests_per_s(self, gpu: str, input_tokens: float, output_tokens: float) -> float | None:
         """Measured req/s of one `gpu` for requests of these lengths, or None if not profiled."""

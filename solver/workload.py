@@ -99,13 +99,18 @@ def class_name(input_tokens: float, output_tokens: float, input_edges: tuple[flo
                         output_edges, bisect.bisect_left(output_edges, output_tokens))
 
 
-def workload_from_jobs(jobs: Iterable[Any], tokens_of: Callable[[Any], int] | None = None) -> Workload:
-    """Workload of validated Jobs; `tokens_of(job)` counts prompt tokens (default: chars/4 estimate).
+Grid = tuple[tuple[float, ...], tuple[float, ...]]  # (input edges, output edges), upper bucket edges in tokens
+
+
+def workload_from_jobs(jobs: Iterable[Any], tokens_of: Callable[[Any], int] | None = None, grid: Grid | None = None) -> Workload:
+    """Workload of validated Jobs; `tokens_of(job)` counts prompt tokens (default: chars/4 estimate); `grid` the
+    bucket edges (default: the 3 × 3 grid above; a throughput profile's own grid when one is given).
 
     Jobs are duck-typed (`estimated_input_tokens()`, `max_tokens`): solver/ never imports costserve/.
     """
     count_input = tokens_of or (lambda job: job.estimated_input_tokens())
-    return bucket_workload((count_input(job), job.max_tokens, 1) for job in jobs)
+    return bucket_workload(((count_input(job), job.max_tokens, 1) for job in jobs),
+                           *(grid or (DEFAULT_INPUT_EDGES, DEFAULT_OUTPUT_EDGES)))
 
 
 class _ClassEntry(BaseModel):
@@ -124,7 +129,8 @@ class WorkloadFileError(Exception):
     """The workload JSON is unreadable or invalid; the message names the file and field."""
 
 
-def load_workload_json(path: Path) -> Workload:
-    """Read `{"classes": [{"input_tokens", "output_tokens", "count"}]}` and bucket it."""
+def load_workload_json(path: Path, grid: Grid | None = None) -> Workload:
+    """Read `{"classes": [{"input_tokens", "output_tokens", "count"}]}` and bucket it (on `grid`, default 3 × 3)."""
     data = read_json_model(path, _WorkloadFile, WorkloadFileError)
-    return bucket_workload((c.input_tokens, c.output_tokens, c.count) for c in data.classes)
+    return bucket_workload(((c.input_tokens, c.output_tokens, c.count) for c in data.classes),
+                           *(grid or (DEFAULT_INPUT_EDGES, DEFAULT_OUTPUT_EDGES)))

@@ -29,14 +29,21 @@ def plan(
     clouds: Annotated[Optional[str], typer.Option(help="only these clouds' offerings, e.g. aws,gcp (the accounts you have)", show_default="every cloud in the catalog")] = None,
     baselines: Annotated[bool, typer.Option(help="also plan the baselines and show what each would cost")] = True,
     profiles: Annotated[Optional[Path], typer.Option(help="measured throughputs, Mélange format (gpu_info/tputs + edges)", show_default="the roofline cost model")] = None,
+    melange: Annotated[Optional[Path], typer.Option(help="instead, plan Mélange's own input (workload_distribution, total_request_rate, gpu_info) as a steady hour")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the Plan as JSON here")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the Plan as JSON on stdout instead of tables")] = False,
 ) -> None:
     """Find the cheapest GPU fleet that meets the deadline, budget and quality, and compare baselines."""
-    from costserve.cli.plan import run_plan
+    from costserve.cli.plan import run_melange, run_plan
 
+    if melange is not None:
+        if jobs is not None or workload is not None:
+            fail("--melange plans Mélange's own input: give no job file or --workload with it")
+        with json_mode(json_out), one_line_errors():
+            run_melange(melange, json_out)
+        return
     if (jobs is None) == (workload is None):
-        fail("give a job file or --workload W.json (one of them)")
+        fail("give a job file, --workload W.json or --melange M.json (one of them)")
     with json_mode(json_out), one_line_errors():
         settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from costserve.cli.output import BadLinePrinter, console, emit_json, err_console, fail
 from costserve.cli.plan_view import show_plan
+from costserve.durations import format_money
 from costserve.config import load_settings
 from costserve.errors import JobFileRejected
 from costserve.request import BatchRequest
@@ -14,7 +15,7 @@ from costserve.request import BatchRequest
 if TYPE_CHECKING:
     from costserve.config import Settings
     from solver.plan import Plan
-    from solver.workload import Workload
+    from solver.workload import Grid, Workload
 
 
 def run_plan(request: BatchRequest, workload_file: Path | None, out: Path | None, baselines: bool,
@@ -26,7 +27,10 @@ def run_plan(request: BatchRequest, workload_file: Path | None, out: Path | None
     def measured(path: Path) -> None:
         console.print(f"CPU offerings: throughput from the measured profile {path} (per thread x vCPUs)", markup=False)
 
-    workload = _workload(request, workload_file, load_settings())
+    grid = _profile_grid(profiles)
+    workload = _workload(request, workload_file, load_settings(), grid)
+    if grid is not None:
+        console.print(f"jobs bucketed on the profile's own grid: {len(workload.classes)} classes", markup=False)
     with console.status("planning (fleet MILP and baselines)..."):
         plan = plan_request(request, workload, profiles, baselines, on_cpu_profile=measured)
     show_plan(plan, f"fleet for {workload.requests:,} jobs of {plan.model}")
@@ -38,18 +42,56 @@ def run_plan(request: BatchRequest, workload_file: Path | None, out: Path | None
     return plan
 
 
-def _workload(request: BatchRequest, workload_file: Path | None, settings: "Settings") -> "Workload":
-    """The workload of a workload JSON, else of the request's job file (streamed, never all in memory)."""
+def _profile_grid(profiles: Path | None) -> "Grid | None":
+    """The bucket grid of a throughput profile, or None (costserve's default grid) without one."""
+    if profiles is None:
+        return None
+    from catalog.load import load_gpus
+    from solver.profiles import load_profile
+
+    return load_profile(profiles, set(load_gpus()["gpu"])).grid()
+
+
+def _workload(request: BatchRequest, workload_file: Path | None, settings: "Settings",
+              grid: "Grid | None" = None) -> "Workload":
+    """The workload of a workload JSON, else of the request's job file (streamed, never all in memory), on `grid`."""
     from costserve.run.prepare import scan_jobs
     from solver.workload import load_workload_json
 
     if workload_file is not None:
-        return load_workload_json(workload_file)
+        return load_workload_json(workload_file, grid)
     bad_lines = BadLinePrinter(err_console, settings.max_errors)
     try:
-        return scan_jobs(request, settings.default_max_tokens, bad_lines).workload
+        return scan_jobs(request, settings.default_max_tokens, bad_lines, grid=grid).workload
     except JobFileRejected as exc:
         if bad_lines.count:
             fail(f"{request.jobs}: {bad_lines.count} bad lines; fix them (costserve validate {request.jobs} lists them all)",
                  code=1)
         raise exc
+
+
+def run_melange(path: Path, json_out: bool) -> None:
+    """Plan a Mélange input file as a steady hour; print the GPU mix (Mélange's result form with `json_out`)."""
+    import pandas as pd
+
+    from costserve.cli.output import frame_table
+    from solver.fleet import Infeasible
+    from solver.melange import load_melange, melange_answer, melange_problem, plan_melange
+
+    spec = load_melange(path)
+    try:
+        solution = plan_melange(spec)
+    except Infeasible as exc:
+        fail(f"{path}: no GPU mix serves this load: {exc}", code=1)
+    if json_out:
+        emit_json(melange_answer(solution, spec))
+        return
+    names = [c.name for c in melange_problem(spec).workload.classes]
+    rows = [{"GPU": g.candidate.gpu, "count": g.count, "$/h each": g.candidate.price_per_hour,
+             "buckets served": ", ".join(f"{name} {share:.0%}" for name, share in zip(names, g.shares) if share > 1e-6)}
+            for g in solution.groups]
+    console.print(frame_table(pd.DataFrame(rows), f"Mélange input {path.name}: {spec.total_request_rate:g} requests/s "
+                                                   "for one hour"))
+    console.print(f"cost {format_money(solution.cost)}/h (Mélange's result form: `costserve plan --melange "
+                  f"{path} --json`)", markup=False, highlight=False)
+

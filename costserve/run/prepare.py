@@ -24,7 +24,7 @@ from costserve.request import BatchRequest
 from costserve.store.runs import DRY_RUN_EVENT, RunStore
 from costserve.notices import say, warn
 from solver.plan import Job, Plan
-from solver.workload import Workload, workload_from_jobs
+from solver.workload import Grid, Workload, workload_from_jobs
 
 
 @dataclass
@@ -52,7 +52,7 @@ def model_rules(request: BatchRequest) -> ModelRules:
 
 
 def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Callable[[LineError], None],
-              rules: ModelRules | None = None) -> JobScan:
+              rules: ModelRules | None = None, grid: "Grid | None" = None) -> JobScan:
     """Pass 1: classes, count and hash of the request's job file; JobFileRejected when a bad line is not allowed.
 
     With `rules`, jobs the model cannot serve are bad lines, and jobs served despite naming another model
@@ -76,7 +76,7 @@ def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Calla
 
     audit = FieldAudit(request.strict)
     workload = workload_from_jobs(not_done(valid_jobs(request.jobs, default_max_tokens, bad_line, digest=digest,
-                                                      rules=rules, audit=audit)))
+                                                      rules=rules, audit=audit)), grid=grid)
     for line in audit.warnings(request.jobs):
         warn(line)
     if rules is not None and rules.overridden:
