@@ -36,11 +36,14 @@ def test_plan_from_python_is_the_clis_plan(tmp_path: Path) -> None:
         costserve.plan(_jobs(tmp_path), deadline="2")
 
 
-def test_submit_from_python_then_resume_a_half_finished_batch_from_its_results(tmp_path: Path,
-                                                                               smollm2_dir: Path) -> None:
+def test_submit_from_python_then_resume_a_half_finished_batch_from_its_results(tmp_path: Path, smollm2_dir: Path,
+                                                                               costserve_home: Path) -> None:
+    # the embedded model, as a fresh home would have it once converted (the session's conversion, linked in)
+    (costserve_home / "models").mkdir(parents=True)
+    (costserve_home / "models" / "SmolLM2-135M").symlink_to(smollm2_dir)
     jobs = _jobs(tmp_path)
     first_out = tmp_path / "first.jsonl"
-    run = costserve.submit(jobs, model=str(smollm2_dir), out=first_out, shard_size=4)
+    run = costserve.submit(jobs, out=first_out, shard_size=4)  # every default: the embedded model, local workers
     assert run.dir.is_dir() and run.results_path == first_out
     outcome = run.wait(timeout=900)
     assert outcome["status"] == "finished" and outcome["succeeded"] == len(IDS) and outcome["failed"] == 0
@@ -55,7 +58,7 @@ def test_submit_from_python_then_resume_a_half_finished_batch_from_its_results(t
     kept = [line for line in lines if int(line["custom_id"][1:]) % 2 == 0]
     failed = {"id": "batch_req_x", "custom_id": "q1", "response": None, "error": {"code": "job_failed", "message": "x"}}
     half.write_text("".join(json.dumps(x) + "\n" for x in kept + [failed]))
-    again = subprocess.run([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--model", str(smollm2_dir),
+    again = subprocess.run([sys.executable, "-m", "costserve.cli", "submit", str(jobs),
                             "--resume-from", str(half), "--out", str(half), "--shard-size", "4", "--yes", "--json"],
                            capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr
@@ -71,6 +74,6 @@ def test_submit_from_python_then_resume_a_half_finished_batch_from_its_results(t
     carried = {cid for cid, in con.execute("SELECT custom_id FROM results WHERE shard = ? AND attempt = 0",
                                            (CARRIED_SHARD,))}
     assert carried == {x["custom_id"] for x in kept}
-    nothing = subprocess.run([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--model", str(smollm2_dir),
+    nothing = subprocess.run([sys.executable, "-m", "costserve.cli", "submit", str(jobs),
                               "--resume-from", str(half), "--yes"], capture_output=True, text=True, timeout=300)
     assert nothing.returncode == 2 and "all 8 jobs already have a result" in nothing.stderr
