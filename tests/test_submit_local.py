@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from costserve.durations import format_money
 from costserve.store.runs import RunStore, runs_dir
 from solver.local_replica import local_bits, local_replica
 
@@ -46,7 +47,7 @@ def test_submit_runs_every_job_once_in_input_order(cli, tmp_path: Path, tiny_lla
     assert listed.exit_code == 0 and run_dir.name in listed.output and "finished" in listed.output
     status = cli.invoke(app, ["status", run_dir.name])
     assert status.exit_code == 0 and "11/11 jobs have results; shards 3 done" in status.output
-    assert f"spent ${store.spend():.4f} on 1 fleet group(s), 0 instance(s) running" in status.output
+    assert f"spent {format_money(store.spend())} on 1 fleet group(s), 0 instance(s) running" in status.output
     again = tmp_path / "again.jsonl"
     assert cli.invoke(app, ["results", run_dir.name, "--out", str(again)]).exit_code == 0
     assert again.read_text() == out.read_text()
