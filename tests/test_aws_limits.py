@@ -52,7 +52,7 @@ def _quotas(values: dict[str, float], error: str | None = None) -> tuple[object,
     return quotas, stub
 
 
-def test_quotas_cap_availability_and_placement_scores_rate_spot_risk() -> None:
+def test_quotas_cap_availability_and_placement_scores_rate_spot_risk(cli, costserve_home: Path) -> None:
     prices = {"g5.xlarge": 1.006, "p5.48xlarge": 55.04}
     ec2, ec2_stub = _ec2([("p5.48xlarge", 3)])
     # G and VT: 8 on-demand vCPUs, no spot; P: no on-demand, 384 spot vCPUs
@@ -70,6 +70,11 @@ def test_quotas_cap_availability_and_placement_scores_rate_spot_risk() -> None:
     assert p5["spot_price_per_hour"] == 24.5 and p5["spot_interruption"] == pytest.approx(0.05 + 0.45 * 7 / 9, abs=1e-4)
     untouched = merged[merged["cloud"] != "aws"]
     assert untouched["availability_source"].isna().all()  # other clouds keep the file's values, unlabelled
+    save_offerings(merged, costserve_home, load_gpus())  # the refreshed catalog shows where each number comes from
+    shown = cli.invoke(app, ["catalog", "offerings", "--cloud", "aws", "--region", "us-east-1", "--gpu", "H100"],
+                       terminal_width=250).output
+    p5_row = next(line for line in shown.splitlines() if "p5.48xlarge" in line)
+    assert "account quota" in p5_row and "40%" in p5_row
 
 
 def test_the_spot_risk_formula_and_its_use_by_the_planner() -> None:

@@ -105,6 +105,8 @@ OFFERING_COLUMNS = {
     "spot_price_per_hour": "spot $/h",
     "per_gpu_hour": "$/GPU-h",
     "availability": "avail",
+    "avail_from": "avail from",
+    "spot_loss": "spot loss",
 }
 
 
@@ -132,8 +134,15 @@ def offerings_view(cloud: str | None, gpu: str | None, region: str | None, avail
             if value not in set(offerings[column]):
                 fail(f"no offerings with {column} {value!r} (known: {', '.join(sorted(set(offerings[column])))})")
             offerings = offerings[offerings[column] == value]
+    from solver.candidates import SPOT_OVERHEAD
+
     per_gpu = offerings["price_per_hour"] / offerings["gpu_count"].clip(lower=1)
-    shown = offerings.assign(per_gpu_hour=per_gpu).sort_values(["gpu", "per_gpu_hour"])
+    quota = offerings["availability_source"].fillna("").str.startswith("AWS Service Quotas")
+    measured = offerings["spot_interruption"].astype(float)
+    loss = measured.where(measured.notna(), offerings["cloud"].map(SPOT_OVERHEAD).fillna(0.1))
+    shown = offerings.assign(per_gpu_hour=per_gpu, avail_from=quota.map({True: "account quota", False: "catalog"}),
+                             spot_loss=[f"{v:.0%}" if s == s else "" for v, s in zip(loss, offerings["spot_price_per_hour"])])
+    shown = shown.sort_values(["gpu", "per_gpu_hour"])
     shown = shown[list(OFFERING_COLUMNS)].rename(columns=OFFERING_COLUMNS)
     console.print(frame_table(shown.reset_index(drop=True), f"offerings ({len(shown)} rows, from {path})"))
 
