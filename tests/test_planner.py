@@ -103,7 +103,8 @@ def test_durations() -> None:
     shown = [format_duration(s) for s in (0.4, 4, 131, 665, 3600, 7500, 90000)]
     assert shown == ["0.4s", "4s", "2m11s", "11m05s", "1h", "2h05m", "1d01h"]
     assert all(parse_duration(format_duration(s, whole=False)) == s for s in (4, 131, 7530, 90061))
-    assert [format_money(v) for v in (0, 0.0123456, 1.234, 1234.5)] == ["$0", "$0.0123", "$1.23", "$1,234"]
+    assert [format_money(v) for v in (0, 0.0000013, 0.0123456, 1.234, 1234.5)] == ["$0", "<$0.0001", "$0.0123", "$1.23",
+                                                                                 "$1,234"]
 
 
 def test_plan_refuses_a_job_file_with_bad_lines(cli, tmp_path: Path) -> None:
