@@ -38,6 +38,12 @@ QUOTA_CODES = {
     ("G and VT", True): "L-3819A6DF", ("P", True): "L-7212CCBC", ("Standard", True): "L-34B43A08",
 }
 LOST_AT_BEST, LOST_AT_WORST = 0.05, 0.50  # share of spot throughput lost at placement score 10 and 1
+QUOTA_SOURCE = "AWS Service Quotas"  # how an availability_source set by a quota begins
+
+
+def quota_capped(offerings: "pd.DataFrame") -> "pd.Series":
+    """Per offering: whether the account's quota set its availability (not the catalog's assumption)."""
+    return offerings["availability_source"].fillna("").str.startswith(QUOTA_SOURCE)
 
 
 def instance_family(instance_type: str) -> str:
@@ -72,7 +78,7 @@ def apply_account_limits(frame: "pd.DataFrame", region: str, quotas: Any, ec2: A
         on_demand = int(math.floor(limits[(family, False)] / row["vcpus"]))
         caps.append(min(int(row["availability"]), on_demand))
         code = QUOTA_CODES[(family, False)]
-        sources.append(f"AWS Service Quotas {code} ({family} on-demand): {limits[(family, False)]:g} vCPUs"
+        sources.append(f"{QUOTA_SOURCE} {code} ({family} on-demand): {limits[(family, False)]:g} vCPUs"
                        if on_demand < int(row["availability"]) else "catalog assumption (within the account's quota)")
         spot_prices.append(row["spot_price_per_hour"] if limits[(family, True)] >= row["vcpus"] else float("nan"))
     frame["availability"], frame["availability_source"], frame["spot_price_per_hour"] = caps, sources, spot_prices

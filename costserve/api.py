@@ -55,24 +55,16 @@ def plan(jobs: str | Path | None = None, *, workload: str | Path | None = None, 
     then bucketed on its grid). Returns the Plan (cost $, makespan_s, groups, baselines);
     raises a named one-line error (CostserveError, PlanningError, CatalogError) when there is none."""
     from costserve.config import load_settings
-    from costserve.planning.batch import plan_request
-    from costserve.run.prepare import scan_jobs
-    from solver.workload import load_workload_json
+    from costserve.planning.batch import plan_request, plan_workload
 
     if (jobs is None) == (workload is None):
         raise BadRequestError("give a job file or workload= (one of them)")
     request = _request(jobs, deadline, model=model, budget=budget, quality=quality, spot=spot,
                        clouds=tuple(clouds) if clouds else None, available=available)
-    settings = load_settings()
-    grid = None
-    if profiles is not None:
-        from catalog.load import load_gpus
-        from solver.profiles import load_profile
-
-        grid = load_profile(Path(profiles), set(load_gpus()["gpu"])).grid()  # classes on the profile's own buckets
-    batch = load_workload_json(Path(workload), grid) if workload is not None else \
-        scan_jobs(request, settings.default_max_tokens, lambda _: None, grid=grid).workload
-    return plan_request(request, batch, Path(profiles) if profiles is not None else None, baselines)
+    profile_path = Path(profiles) if profiles is not None else None
+    batch = plan_workload(request, Path(workload) if workload is not None else None, profile_path,
+                          load_settings().default_max_tokens, lambda _: None)
+    return plan_request(request, batch, profile_path, baselines)
 
 
 def submit(jobs: str | Path, *, model: str | None = None, deadline: str = "8h", budget: float | None = None,
@@ -149,9 +141,7 @@ class Run:
         from costserve.report.data import build_report
         from costserve.store.runs import RunStore
 
-        report = build_report(RunStore(self.dir))
-        return {"totals": report.totals(), "groups": json.loads(report.groups.to_json(orient="records")),
-                "baselines": json.loads(report.baselines.to_json(orient="records")) if len(report.baselines) else []}
+        return build_report(RunStore(self.dir)).as_json()
 
     def cancel(self) -> None:
         """Ask the run to stop (finished results are kept); wait() then raises RunStopped."""

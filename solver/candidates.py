@@ -58,13 +58,18 @@ class Candidate:
         return len(self.stages) <= 1 and all(b == self.bits for s in self.stages for b in s[2]) and not self.host_layers
 
 
+def spot_loss(row: "pd.Series") -> float:
+    """Share of spot throughput an offerings row expects to lose to interruptions: its measured `spot_interruption`
+    (the account's spot placement scores, catalog/aws_limits.py), else its cloud's allowance."""
+    measured = row.get("spot_interruption")
+    return float(measured) if measured is not None and measured == measured else SPOT_OVERHEAD.get(row["cloud"], 0.1)
+
+
 def purchase_options(row: "pd.Series", spot: bool) -> list[tuple[bool, float, float]]:
     """(is spot, $/h, share of throughput kept after preemptions) for an offerings row."""
     options = [(False, float(row["price_per_hour"]), 1.0)]
     if spot and row["spot_price_per_hour"] == row["spot_price_per_hour"]:  # not NaN
-        measured = row.get("spot_interruption")  # from the account's spot placement scores (catalog/aws_limits.py)
-        lost = float(measured) if measured is not None and measured == measured else SPOT_OVERHEAD.get(row["cloud"], 0.1)
-        options.append((True, float(row["spot_price_per_hour"]), 1 - lost))
+        options.append((True, float(row["spot_price_per_hour"]), 1 - spot_loss(row)))
     return options
 
 

@@ -61,6 +61,10 @@ class MelangeInput(BaseModel):
         return [(i, j, share * self.total_request_rate) for i, row in enumerate(self.workload_distribution)
                 for j, share in enumerate(row) if share > 0]
 
+    def bucket_names(self) -> list[str]:
+        """The workload class name of each bucket with requests, in buckets() order: `bucket I,J`."""
+        return [f"bucket {i},{j}" for i, j, _ in self.buckets()]
+
 
 class MelangeFileError(Exception):
     """The Mélange input is unreadable or invalid; the message names the file and field."""
@@ -74,7 +78,8 @@ def load_melange(path: Path) -> MelangeInput:
 def melange_problem(spec: MelangeInput) -> FleetProblem:
     """One steady hour of `spec` as a FleetProblem: a class per bucket, a one-GPU candidate per GPU type."""
     buckets = spec.buckets()
-    workload = Workload(tuple(WorkloadClass(f"bucket {i},{j}", rate * HOUR_S, 0, 0) for i, j, rate in buckets))  # type: ignore[arg-type]
+    workload = Workload(tuple(WorkloadClass(name, rate * HOUR_S, 0, 0)  # type: ignore[arg-type]
+                              for name, (_, _, rate) in zip(spec.bucket_names(), buckets)))
     candidates = [Candidate(offering=o, label=gpu, gpu=gpu, gpus_per_instance=1, spot=False, price_per_hour=info.cost,
                             tp=1, replicas=1, bits=16, quality=1.0,
                             requests_per_s=tuple(info.tputs[i][j] for i, j, _ in buckets), startup_seconds=0.0)

@@ -175,6 +175,12 @@ class Replica(BaseModel):
         return f"tp{self.tp}{stages} [{'; '.join(parts)}] mb {self.prefill_micro_batch}/{self.decode_micro_batch}"
 
 
+def precision_text(groups: "list[FleetGroupPlan]") -> str:
+    """The bits a fleet's replicas run, for people: `16-bit`, or `mixed 8/4-bit` when layers or groups differ."""
+    bits = sorted({b for g in groups for b in g.replica.bits}, reverse=True)
+    return f"{bits[0]}-bit" if len(bits) == 1 else "mixed " + "/".join(map(str, bits)) + "-bit"
+
+
 class ReplicaError(ValueError):
     """A replica description is unreadable or does not fit the model; the message says where."""
 

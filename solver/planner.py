@@ -12,7 +12,8 @@ from solver.costmodel import ModelShape
 from solver.fleet import FleetGroup, FleetProblem, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
 from solver.hybrid_candidates import hybrid_candidates
 from solver.partition_candidates import partitioned_candidates
-from solver.plan import BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, WorkloadClassPlan, check_engine_can_run
+from solver.plan import (BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, WorkloadClassPlan,
+                         check_engine_can_run, precision_text)
 from solver.quality import model_quality
 from solver.workload import Workload
 
@@ -90,8 +91,7 @@ def fleet_text(groups: "list[FleetGroupPlan]") -> tuple[str, str]:
     `16-bit` or `mixed 8/4-bit`."""
     rents = "; ".join(f"{g.count}x {g.instance_type} ({g.gpus_per_instance}x {g.gpu}) {g.cloud}/{g.region}"
                       + (" spot" if g.spot else "") for g in groups)
-    bits = sorted({b for g in groups for b in g.replica.bits}, reverse=True)
-    return rents, (f"{bits[0]}-bit" if len(bits) == 1 else "mixed " + "/".join(map(str, bits)) + "-bit")
+    return rents, precision_text(groups)
 
 
 def all_candidates(

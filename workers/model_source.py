@@ -66,9 +66,14 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def _is_embedded(model: str | Path | None) -> bool:
+    """Whether `model` names the embedded SmolLM2 (no model, its catalog name, or an alias)."""
+    return model is None or str(model).lower() in MODEL_ALIASES or str(model) == EMBEDDED_MODEL
+
+
 def model_name(model: str | Path | None) -> str:
     """The name profiles are filed under: the embedded model's catalog name, else the dir/file stem."""
-    if model is None or str(model).lower() in MODEL_ALIASES or str(model) == EMBEDDED_MODEL:
+    if _is_embedded(model):
         return EMBEDDED_MODEL
     return Path(model).stem if ("/" in str(model) or str(model).endswith(".gguf")) else str(model)
 
@@ -93,17 +98,19 @@ def catalog_model_name(model: str | Path | None) -> str:
     return str(same["model"].iloc[0]) if len(same) == 1 else model_name(model)
 
 
+def _gguf_source(model: str | Path | None) -> tuple[Path, Path] | None:
+    """(GGUF file, the directory it converts into) for the embedded model or a .gguf path; None for anything else."""
+    if _is_embedded(model):
+        return embedded_gguf(), models_dir() / EMBEDDED_MODEL
+    path = Path(str(model)).expanduser()
+    return (path, models_dir() / path.stem) if path.suffix == ".gguf" and path.is_file() else None
+
+
 def pending_conversion(model: str | Path | None) -> Path | None:
     """The GGUF file resolve_model_dir would convert first (the embedded model or a .gguf path not yet converted),
     or None when the model is ready to load."""
-    if model is None or str(model).lower() in MODEL_ALIASES or str(model) == EMBEDDED_MODEL:
-        gguf, out = embedded_gguf(), models_dir() / EMBEDDED_MODEL
-    elif str(model).endswith(".gguf") and Path(model).expanduser().is_file():
-        gguf = Path(model).expanduser()
-        out = models_dir() / gguf.stem
-    else:
-        return None
-    return None if (out / "config.json").is_file() else gguf
+    source = _gguf_source(model)
+    return None if source is None or (source[1] / "config.json").is_file() else source[0]
 
 
 def resolve_model_dir(model: str | Path | None = None) -> Path:
@@ -111,15 +118,14 @@ def resolve_model_dir(model: str | Path | None = None) -> Path:
 
     GGUF files are converted once to `$COSTSERVE_HOME/models/<stem>/`.
     """
-    if model is None or str(model).lower() in MODEL_ALIASES or str(model) == EMBEDDED_MODEL:
-        return _converted(embedded_gguf(), models_dir() / EMBEDDED_MODEL)
-    path = Path(model).expanduser()
+    source = _gguf_source(model)
+    if source is not None:
+        return _converted(*source)
+    path = Path(str(model)).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelSourceError(f"{path}: not a Hugging Face model directory (no config.json)")
         return path
-    if path.suffix == ".gguf" and path.is_file():
-        return _converted(path, models_dir() / path.stem)
     return _catalog_weights(str(model))
 
 

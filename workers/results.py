@@ -10,6 +10,7 @@ writes those to the error file, as OpenAI does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import uuid
@@ -18,8 +19,11 @@ from typing import Any
 from workers.engine import Generation
 
 
+@functools.lru_cache(maxsize=8)
 def backend_fingerprint(model: str, replica_json: str) -> str:
-    """`fp_` and 10 hex digits identifying the costserve version, the model and the replica (stages, bits, batch)."""
+    """`fp_` and 10 hex digits identifying the costserve version, the model and the replica (stages, bits, batch).
+
+    Cached: a worker asks for every result it writes, and the installed version is read from package metadata."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -134,14 +134,14 @@ def offerings_view(cloud: str | None, gpu: str | None, region: str | None, avail
             if value not in set(offerings[column]):
                 fail(f"no offerings with {column} {value!r} (known: {', '.join(sorted(set(offerings[column])))})")
             offerings = offerings[offerings[column] == value]
-    from solver.candidates import SPOT_OVERHEAD
+    from catalog.aws_limits import quota_capped
+    from solver.candidates import spot_loss
 
     per_gpu = offerings["price_per_hour"] / offerings["gpu_count"].clip(lower=1)
-    quota = offerings["availability_source"].fillna("").str.startswith("AWS Service Quotas")
-    measured = offerings["spot_interruption"].astype(float)
-    loss = measured.where(measured.notna(), offerings["cloud"].map(SPOT_OVERHEAD).fillna(0.1))
-    shown = offerings.assign(per_gpu_hour=per_gpu, avail_from=quota.map({True: "account quota", False: "catalog"}),
-                             spot_loss=[f"{v:.0%}" if s == s else "" for v, s in zip(loss, offerings["spot_price_per_hour"])])
+    shown = offerings.assign(per_gpu_hour=per_gpu,
+                             avail_from=quota_capped(offerings).map({True: "account quota", False: "catalog"}),
+                             spot_loss=[f"{spot_loss(row):.0%}" if row["spot_price_per_hour"] == row["spot_price_per_hour"]
+                                        else "" for _, row in offerings.iterrows()])
     shown = shown.sort_values(["gpu", "per_gpu_hour"])
     shown = shown[list(OFFERING_COLUMNS)].rename(columns=OFFERING_COLUMNS)
     console.print(frame_table(shown.reset_index(drop=True), f"offerings ({len(shown)} rows, from {path})"))
@@ -176,6 +176,7 @@ def refresh_from_aws(regions: list[str], account_limits: bool = True) -> None:
     """Fetch GPU instance types, on-demand and spot prices (and the account's quotas and spot placement scores) from
     AWS into the user's offerings."""
     from catalog.aws import AwsRefreshError, refresh_aws_offerings
+    from catalog.aws_limits import quota_capped
     from catalog.store import save_offerings
 
     offerings, gpus, _ = current_offerings()
@@ -185,8 +186,7 @@ def refresh_from_aws(regions: list[str], account_limits: bool = True) -> None:
     except (AwsRefreshError, CatalogError) as exc:
         fail(f"catalog refresh failed, catalog unchanged: {exc}")
     for region, n in counts.items():
-        capped = merged[(merged["cloud"] == "aws") & (merged["region"] == region)
-                        & merged["availability_source"].fillna("").str.startswith("AWS Service Quotas")]
+        capped = merged[(merged["cloud"] == "aws") & (merged["region"] == region) & quota_capped(merged)]
         console.print(f"aws {region}: {n} GPU offerings" + (f", {len(capped)} capped by the account's quotas"
                                                             if len(capped) else ""))
     console.print(f"wrote {target}", markup=False)

@@ -8,12 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from costserve.cli.app import app
-from costserve.cli.help import ENGINE, PLAN, SCHEDULE, command
+from costserve.cli.help import DEFAULT_MODEL, ENGINE, MODEL_HELP, PLAN, SCHEDULE, command
 from costserve.cli.options import broker_option, build_request, cli_settings
 from costserve.cli.output import fail, json_mode, one_line_errors
 
-MODEL_HELP = "catalog model name (`costserve catalog models`), or a local HF model directory or .gguf file"
-DEFAULT_MODEL = "SmolLM2-135M, the embedded model; config default_model"
 
 
 @command(app, PLAN, "costserve plan examples/jobs.jsonl --model Llama-3.1-8B --deadline 8h --budget 40")

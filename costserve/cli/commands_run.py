@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from costserve.cli.app import app
-from costserve.cli.help import RUN, command
+from costserve.cli.help import DEFAULT_MODEL, MODEL_HELP, RUN, command
 from costserve.cli.options import broker_option, build_request, cli_settings, settings_broker
 from costserve.cli.output import fail, json_mode, one_line_errors
 
@@ -18,7 +18,7 @@ BROKER_HELP = ("Celery broker URL, e.g. redis://:PASSWORD@host:6379/0; $COSTSERV
 @command(app, RUN, "costserve submit examples/jobs.jsonl --deadline 2h --budget 1 --yes")
 def submit(
     jobs: Annotated[Path, typer.Argument(help="job file (JSON Lines: OpenAI Batch or plain form)")],
-    model: Annotated[Optional[str], typer.Option(help="catalog model name (`costserve catalog models`), or a local HF model directory or .gguf file", show_default="SmolLM2-135M, the embedded model; config default_model")] = None,
+    model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default=DEFAULT_MODEL)] = None,
     quality: Annotated[float, typer.Option(min=0.0, max=1.0, help="least predicted quality vs the 16-bit model, 0-1; picks the bits per layer")] = 0.99,
     deadline: Annotated[str, typer.Option(help="finish within this duration: 8h, 90m, 1d (a unit is required)")] = "8h",
     budget: Annotated[Optional[float], typer.Option(help="most to spend, $; the predicted cost must fit", show_default="no limit")] = None,

@@ -16,32 +16,30 @@ from typer.core import TyperCommand, TyperGroup
 
 RUN, INSPECT, PLAN, CATALOG, SCHEDULE, ENGINE = "Run a batch", "Inspect runs", "Plan", "Catalog", "Schedule", "Engine"
 
+# --model, the same everywhere (plan, submit, run-local, schedule add, worker, ...)
+MODEL_HELP = "catalog model name (`costserve catalog models`), or a local HF model directory or .gguf file"
+DEFAULT_MODEL = "SmolLM2-135M, the embedded model; config default_model"
+
 _TYPE_NAMES = {"path": "PATH", "int": "INT", "float": "FLOAT", "str": "TEXT", "text": "TEXT"}
 
 
-def _metavar(param: Any, ctx: Any) -> str:
-    """What a parameter's value looks like in help: nothing for a flag, the argument's name, else its type in capitals
-    (`PATH`, `INT`, `TEXT`; a choice as `aws|skypilot`)."""
-    if getattr(param, "is_flag", False):
-        return ""
-    return _metavar_of_type(param, ctx)
-
-
-def _metavar_of_type(param: Any, ctx: Any) -> str:
+def _type_label(param: Any, ctx: Any) -> str:
+    """A parameter's value type in capitals (`PATH`, `INT`, `TEXT`; a choice as `aws|skypilot`)."""
     label = param.display_type(ctx).strip("<>").removesuffix(" range")
     label = label.removeprefix("list[").removesuffix("]")
     return _TYPE_NAMES.get(label.lower(), label if "|" in label else label.upper())
 
 
 def _plain_metavars(params: list[Any], ctx: Any) -> None:
+    """Arguments read as their name (`JOBS`) with their type beside it; options as their type; flags as nothing."""
     for param in params:
         if param.param_type_name == "argument":  # its name column and usage: JOBS; its type column: PATH
-            kind = _metavar_of_type(param, ctx)
+            kind = _type_label(param, ctx)
             param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
             param.display_type_rich = lambda ctx=None, kind=kind: kind
             param._usage_display_name = lambda p=param: p.metavar if p.required else f"[{p.metavar}]"
         elif param.metavar is None:
-            param.metavar = _metavar(param, ctx)
+            param.metavar = "" if getattr(param, "is_flag", False) else _type_label(param, ctx)
 
 
 class HelpCommand(TyperCommand):

@@ -15,7 +15,7 @@ from costserve.request import BatchRequest
 if TYPE_CHECKING:
     from costserve.config import Settings
     from solver.plan import Plan
-    from solver.workload import Grid, Workload
+    from solver.workload import Workload
 
 
 def run_plan(request: BatchRequest, workload_file: Path | None, out: Path | None, baselines: bool,
@@ -27,9 +27,8 @@ def run_plan(request: BatchRequest, workload_file: Path | None, out: Path | None
     def measured(path: Path) -> None:
         console.print(f"CPU offerings: throughput from the measured profile {path} (per thread x vCPUs)", markup=False)
 
-    grid = _profile_grid(profiles)
-    workload = _workload(request, workload_file, load_settings(), grid)
-    if grid is not None:
+    workload = _workload(request, workload_file, load_settings(), profiles)
+    if profiles is not None:
         console.print(f"jobs bucketed on the profile's own grid: {len(workload.classes)} classes", markup=False)
     with console.status("planning (fleet MILP and baselines)..."):
         plan = plan_request(request, workload, profiles, baselines, on_cpu_profile=measured)
@@ -42,27 +41,14 @@ def run_plan(request: BatchRequest, workload_file: Path | None, out: Path | None
     return plan
 
 
-def _profile_grid(profiles: Path | None) -> "Grid | None":
-    """The bucket grid of a throughput profile, or None (costserve's default grid) without one."""
-    if profiles is None:
-        return None
-    from catalog.load import load_gpus
-    from solver.profiles import load_profile
-
-    return load_profile(profiles, set(load_gpus()["gpu"])).grid()
-
-
 def _workload(request: BatchRequest, workload_file: Path | None, settings: "Settings",
-              grid: "Grid | None" = None) -> "Workload":
-    """The workload of a workload JSON, else of the request's job file (streamed, never all in memory), on `grid`."""
-    from costserve.run.prepare import scan_jobs
-    from solver.workload import load_workload_json
+              profiles: Path | None) -> "Workload":
+    """planning.batch.plan_workload, with bad lines printed and a job file with bad lines refused in one line."""
+    from costserve.planning.batch import plan_workload
 
-    if workload_file is not None:
-        return load_workload_json(workload_file, grid)
     bad_lines = BadLinePrinter(err_console, settings.max_errors)
     try:
-        return scan_jobs(request, settings.default_max_tokens, bad_lines, grid=grid).workload
+        return plan_workload(request, workload_file, profiles, settings.default_max_tokens, bad_lines)
     except JobFileRejected as exc:
         if bad_lines.count:
             fail(f"{request.jobs}: {bad_lines.count} bad lines; fix them (costserve validate {request.jobs} lists them all)",
@@ -76,7 +62,7 @@ def run_melange(path: Path, json_out: bool) -> None:
 
     from costserve.cli.output import frame_table
     from solver.fleet import Infeasible
-    from solver.melange import load_melange, melange_answer, melange_problem, plan_melange
+    from solver.melange import load_melange, melange_answer, plan_melange
 
     spec = load_melange(path)
     try:
@@ -86,7 +72,7 @@ def run_melange(path: Path, json_out: bool) -> None:
     if json_out:
         emit_json(melange_answer(solution, spec))
         return
-    names = [c.name for c in melange_problem(spec).workload.classes]
+    names = spec.bucket_names()
     rows = [{"GPU": g.candidate.gpu, "count": g.count, "$/h each": g.candidate.price_per_hour,
              "buckets served": ", ".join(f"{name} {share:.0%}" for name, share in zip(names, g.shares) if share > 1e-6)}
             for g in solution.groups]

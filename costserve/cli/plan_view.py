@@ -41,12 +41,13 @@ def _groups_table(plan: "Plan", title: str):  # type: ignore[no-untyped-def]
 def quality_line(plan: "Plan") -> str:
     """What the quality target allowed and what the plan chose, e.g. `quality target 0.95 allows 8-bit and 4-bit
     layers; chosen 4-bit, predicted 99.1% of the 16-bit model's quality`."""
+    from solver.plan import precision_text
     from solver.quality import model_quality
 
     layers = sum(s.last_layer - s.first_layer + 1 for s in plan.groups[0].replica.stages) if plan.groups else 0
     allowed = [b for b in (8, 4) if layers and model_quality((b,) * layers, plan.model) >= plan.quality_target]
-    used = sorted({b for g in plan.groups for b in g.replica.bits}, reverse=True)
-    chosen = f"{used[0]}-bit" if len(used) == 1 else "mixed " + "/".join(map(str, used)) + "-bit"
+    used = {b for g in plan.groups for b in g.replica.bits}
+    chosen = precision_text(plan.groups)
     allows = (" and ".join(f"{b}-bit" for b in allowed) + " for every layer") if allowed else \
         "no uniform 8- or 4-bit model (mixed bits per layer at most)"
     line = (f"quality target {plan.quality_target:g} allows {allows}; chosen {chosen}, "

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from costserve.cli.output import console, emit_json, fail, frame_table
 from costserve.report.files import write_report_files
 from costserve.store.runs import RunStore
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 SHOWN_GROUP_COLUMNS = ["group", "offering", "instances", "instance-hours", "$/h", "planned cost $", "cost $", "jobs",
                        "output tokens", "planned tokens/s", "tokens/s"]
@@ -28,8 +24,7 @@ def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None, 
         fail(f"{exc} (see `costserve runs`)")
     report = build_report(store)
     if json_out:
-        emit_json({"totals": report.totals(), "groups": _records(report.groups), "baselines": _records(report.baselines),
-                   "dry_run": store.dry_run})
+        emit_json({**report.as_json(), "dry_run": store.dry_run})
     if len(report.groups):
         console.print(frame_table(report.groups[[c for c in SHOWN_GROUP_COLUMNS if c in report.groups]], f"run {store.id}: fleet"))
     console.print(frame_table(pd.DataFrame([report.totals()]).drop(columns=["run"]), "totals"))
@@ -41,18 +36,11 @@ def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None, 
             console.print(f"report written to {path}", markup=False)
 
 
-def _records(frame: "pd.DataFrame") -> list[dict]:
-    """A DataFrame as JSON-ready records (NaN as null)."""
-    import json
-
-    return json.loads(frame.to_json(orient="records")) if len(frame) else []
-
-
 def show_trend(since: str, html_path: Path | None, csv_path: Path | None, json_out: bool = False) -> None:
     """Runs of the last `since` (e.g. 30d): cost per run, $/1M tokens, jobs; HTML with a trend plot when asked;
     the rows as a JSON list with `json_out`."""
     from costserve.durations import parse_duration
-    from costserve.report.data import runs_since
+    from costserve.report.data import json_records, runs_since
 
     try:
         since_s = parse_duration(since)
@@ -60,7 +48,7 @@ def show_trend(since: str, html_path: Path | None, csv_path: Path | None, json_o
         fail(f"--since: {exc}")
     frame = runs_since(since_s)
     if json_out:
-        emit_json(_records(frame))
+        emit_json(json_records(frame))
     if frame.empty:
         console.print(f"no runs in the last {since}")
         return

@@ -74,7 +74,6 @@ def write_results(run_id: str, out: Path | None, errors_out: Path | None = None)
     """The run's successful result lines in input order, to `out` (written whole or not at all, mode 0600) or stdout,
     and the failed ones to `errors_out` (default beside `out`; without `out`, only counted); exit 1 if some jobs have
     none yet."""
-    import json
     from costserve.run.end import write_results_file
     from costserve.store.results import outputs_in_order, results_db
 
@@ -83,8 +82,7 @@ def write_results(run_id: str, out: Path | None, errors_out: Path | None = None)
     if out is None:
         written = failed = 0
         errors = errors_out.open("w") if errors_out is not None else None
-        for line in outputs_in_order(con):
-            is_error = json.loads(line)["error"] is not None
+        for line, is_error in outputs_in_order(con):
             if not is_error:
                 sys.stdout.write(line + "\n")
             elif errors is not None:

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from costserve.cli.options import build_request, cli_settings
-from costserve.cli.help import SCHEDULE, HelpGroup, command
+from costserve.cli.help import DEFAULT_MODEL, MODEL_HELP, SCHEDULE, HelpGroup, command
 from costserve.cli.output import console, fail, frame_table, one_line_errors
 from costserve.schedule.store import ScheduleEntry, ScheduleError, add_schedule, load_schedules, next_fire, remove_schedule
 
@@ -25,7 +25,7 @@ def schedule_add(
     cron: Annotated[str, typer.Option(help='5-field cron expression in the local time zone, e.g. "0 2 * * *"')],
     budget: Annotated[Optional[float], typer.Option(help="most to spend per run, $")] = None,
     deadline: Annotated[str, typer.Option(help="each run finishes within this duration: 8h, 90m (a unit is required)")] = "8h",
-    model: Annotated[Optional[str], typer.Option(help="catalog model name, or a local HF model directory or .gguf file", show_default="SmolLM2-135M; config default_model")] = None,
+    model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default=DEFAULT_MODEL)] = None,
     quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model")] = 0.99,
     backend: Annotated[str, typer.Option(help="local or sky")] = "local",
     spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,

@@ -47,13 +47,12 @@ def done_custom_ids(path: Path) -> set[str]:
     return {item["custom_id"] for _, _, item in _lines(path) if _succeeded(item)}
 
 
-def earlier_lines(path: Path, wanted: set[str]) -> Iterator[tuple[str, str, int]]:
-    """(custom_id, output line, output tokens) of each successful line of `path` whose custom_id is in `wanted`,
-    the first one of each id only."""
+def earlier_lines(path: Path, wanted: set[str]) -> Iterator[tuple[str, str]]:
+    """(custom_id, output line) of each successful line of `path` whose custom_id is in `wanted`, the first one of
+    each id only."""
     seen: set[str] = set()
     for _, raw, item in _lines(path):
         cid = item["custom_id"]
         if cid in wanted and cid not in seen and _succeeded(item):
             seen.add(cid)
-            usage = ((item["response"].get("body") or {}).get("usage") or {})
-            yield cid, raw, int(usage.get("completion_tokens") or 0)
+            yield cid, raw

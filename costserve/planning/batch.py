@@ -24,6 +24,24 @@ def cpu_profile_for(model: str) -> tuple[dict[str, Any] | None, Path]:
     return (load_device_profile(path) if path.is_file() else None), path
 
 
+def plan_workload(request: BatchRequest, workload_file: Path | None, profiles: Path | None, default_max_tokens: int,
+                  on_bad_line: Callable[[Any], None]) -> "Workload":
+    """What `plan` plans: a workload JSON, else the request's job file (streamed, each bad line to `on_bad_line`),
+    bucketed on the throughput profile's own grid when `profiles` is given, so each class is one profiled bucket."""
+    from costserve.run.prepare import scan_jobs
+    from solver.workload import load_workload_json
+
+    grid = None
+    if profiles is not None:
+        from catalog.load import load_gpus
+        from solver.profiles import load_profile
+
+        grid = load_profile(profiles, set(load_gpus()["gpu"])).grid()
+    if workload_file is not None:
+        return load_workload_json(workload_file, grid)
+    return scan_jobs(request, default_max_tokens, on_bad_line, grid=grid).workload
+
+
 def plan_request(request: BatchRequest, workload: "Workload", profiles: Path | None = None, with_baselines: bool = True,
                  on_cpu_profile: Callable[[Path], None] | None = None) -> "Plan":
     """The cheapest fleet for `workload` under the request's model, deadline, budget, quality, spot, clouds and GPU caps.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from costserve.store.runs import RunStore
 
@@ -64,6 +64,17 @@ class RunReport:
             "output tokens/s": round(self.tokens_per_s, 2), "mean queue wait s": round(self.queue_wait_s, 1),
             "max queue wait s": round(self.max_queue_wait_s, 1),
         }
+
+    def as_json(self) -> dict[str, Any]:
+        """Totals, per-group rows and baselines as JSON-ready values (NaN as null): `report --json`, `Run.report()`."""
+        return {"totals": self.totals(), "groups": json_records(self.groups), "baselines": json_records(self.baselines)}
+
+
+def json_records(frame: "pd.DataFrame") -> list[dict[str, Any]]:
+    """A table's rows as JSON-ready dicts (NaN as null)."""
+    import json
+
+    return json.loads(frame.to_json(orient="records")) if len(frame) else []
 
 
 def _planned_tokens(plan: "Plan", shares: dict[str, float]) -> float:

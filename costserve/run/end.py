@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -32,8 +31,7 @@ def write_results_file(results: sqlite3.Connection, out: Path, errors_out: Path 
     tmps = [p.with_name(f".{p.name}.{os.getpid()}.partial") for p in (out, errors_out)]
     try:
         with _private(tmps[0]) as good, _private(tmps[1]) as bad:
-            for output in outputs_in_order(results):
-                is_error = json.loads(output)["error"] is not None
+            for output, is_error in outputs_in_order(results):
                 (bad if is_error else good).write(output + "\n")
                 failed += is_error
                 written += not is_error
@@ -60,6 +58,7 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
 
     Raises RunStopped (exit 2, with how to continue) when the run stopped before every job had a result.
     """
+    errors_out = errors_out or errors_path_for(out)
     try:
         written, failed = write_results_file(results, out, errors_out)
     except ResultsFileError as exc:
@@ -76,8 +75,8 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
         more = " --budget MORE" if stopped.startswith("stopped at its budget") else ""
         hint = f"; `costserve resume {store.id}{more}` continues it" if resumable else ""
         raise RunStopped(f"run {store.id} {stopped}: {written + failed}/{total} results kept in {out}"
-                         + (f" and {errors_out or errors_path_for(out)}" if failed else "") + hint)
-    say(summary_line(store, out, written, failed, errors_out or errors_path_for(out)))
+                         + (f" and {errors_out}" if failed else "") + hint)
+    say(summary_line(store, out, written, failed, errors_out))
     return 1 if failed else 0
 
 
@@ -87,4 +86,4 @@ def summary_line(store: RunStore, out: Path, written: int, failed: int, errors_o
     spent = store.spend()
     cost = f"; spent {format_money(spent)}" + (f" (predicted {format_money(plan.cost)})" if plan is not None else "")
     where = f"{written} results -> {out}" + (f", {failed} failed -> {errors_out}" if failed else "")
-    return f"run {store.id} finished in {format_duration(time.time() - store.created(), whole=True)}: {where}{cost}"
+    return f"run {store.id} finished in {format_duration(time.time() - store.created())}: {where}{cost}"

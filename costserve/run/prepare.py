@@ -65,18 +65,15 @@ def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Calla
         on_bad_line(error)
 
     done = done_custom_ids(request.resume_from) if request.resume_from else set()
-    carried = [0]
+    carried = 0
 
-    def not_done(jobs: Iterable[Job]) -> Iterator[Job]:
-        for job in jobs:
-            if job.custom_id in done:
-                carried[0] += 1
-            else:
-                yield job
+    def count(_: Job) -> None:  # pass 1 keeps a count only: jobs are never held in memory
+        nonlocal carried
+        carried += 1
 
     audit = FieldAudit(request.strict)
-    workload = workload_from_jobs(not_done(valid_jobs(request.jobs, default_max_tokens, bad_line, digest=digest,
-                                                      rules=rules, audit=audit)), grid=grid)
+    workload = workload_from_jobs(_not_done(valid_jobs(request.jobs, default_max_tokens, bad_line, digest=digest,
+                                                       rules=rules, audit=audit), done, count), grid=grid)
     for line in audit.warnings(request.jobs):
         warn(line)
     if rules is not None and rules.overridden:
@@ -86,14 +83,23 @@ def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Calla
     if rejected and not request.skip_invalid:
         raise JobFileRejected(f"{request.jobs}: {len(rejected)} bad line(s); fix them, or pass --skip-invalid to run "
                               "the valid lines (nothing was run)")
-    if not workload.requests and carried[0]:
-        raise JobFileRejected(f"{request.jobs}: all {carried[0]} jobs already have a result in {request.resume_from}; "
+    if not workload.requests and carried:
+        raise JobFileRejected(f"{request.jobs}: all {carried} jobs already have a result in {request.resume_from}; "
                               "nothing to run")
     if not workload.requests:
         raise JobFileRejected(f"{request.jobs}: no jobs")
-    if carried[0]:
-        say(f"{carried[0]:,} job(s) already have a result in {request.resume_from}: carried over, not run again")
-    return JobScan(workload, workload.requests, digest.hexdigest(), len(rejected), rejected, rules, done, carried[0])
+    if carried:
+        say(f"{carried:,} job(s) already have a result in {request.resume_from}: carried over, not run again")
+    return JobScan(workload, workload.requests, digest.hexdigest(), len(rejected), rejected, rules, done, carried)
+
+
+def _not_done(jobs: Iterable[Job], done: set[str], on_done: Callable[[Job], object]) -> Iterator[Job]:
+    """The jobs whose custom_id is not in `done` (an earlier submit's results); each other one goes to `on_done`."""
+    for job in jobs:
+        if job.custom_id in done:
+            on_done(job)
+        else:
+            yield job
 
 
 def create_run(request: BatchRequest, scan: JobScan, plan: Plan, dry_run: bool = False) -> RunStore:
@@ -160,17 +166,10 @@ def write_shards(store: RunStore, request: BatchRequest, scan: JobScan, default_
     """Pass 2: the request's valid jobs into shards; JobFileRejected when the file changed since pass 1."""
     digest = hashlib.sha256()
     carried: dict[str, int] = {}  # custom_id -> input line of each job done by an earlier submit
-
-    def to_run(jobs: Iterable[Job]) -> Iterator[Job]:
-        for job in jobs:
-            if job.custom_id in scan.done:
-                carried.setdefault(job.custom_id, job.line)
-            else:
-                yield job
-
     jobs = valid_jobs(request.jobs, default_max_tokens, lambda _: None, digest=digest, rules=scan.rules,
                       audit=FieldAudit(request.strict))  # the same lines as pass 1 pass
-    written = shard_jobs(store, to_run(jobs), queue_of, request.shard_size)
+    written = shard_jobs(store, _not_done(jobs, scan.done, lambda job: carried.setdefault(job.custom_id, job.line)),
+                         queue_of, request.shard_size)
     if carried and request.resume_from is not None:
         _carry_over(store, request.resume_from, carried)
     if written != scan.jobs or digest.hexdigest() != scan.sha256:
@@ -184,7 +183,7 @@ def _carry_over(store: RunStore, earlier: Path, carried: dict[str, int]) -> None
 
     con = results_db(store.dir)
     try:
-        n = carry_results(con, ((cid, carried[cid], raw) for cid, raw, _ in earlier_lines(earlier, set(carried))))
+        n = carry_results(con, ((cid, carried[cid], raw) for cid, raw in earlier_lines(earlier, set(carried))))
     finally:
         con.close()
     if n != len(carried):

@@ -20,7 +20,7 @@ from costserve.request import BatchRequest
 from costserve.run.replan import GroupReplacer
 from costserve.run.sky_launch import hf_id_of, launch_clusters, send_shards
 from costserve.run.sky_queues import send_shard
-from costserve.store.results import shard_run_stats
+from costserve.store.results import queue_run_stats
 from costserve.store.runs import RunStore
 from costserve.notices import step
 from solver.plan import Plan
@@ -127,7 +127,7 @@ class SkyBackend:
         table = Table(box=None, header_style="dim")
         for column in ("group", "instances", "shards done", "queued", "tokens", "last shard"):
             table.add_column(column, justify="left" if column == "group" else "right")
-        done = shard_run_stats(self.results, "queue")
+        done = queue_run_stats(self.results)
         for queue, _, instances, _, _, _ in self.store.fleet():
             if queue == "broker":
                 continue

@@ -65,10 +65,13 @@ def done_ids(con: sqlite3.Connection) -> set[str]:
     return {cid for (cid,) in con.execute("SELECT custom_id FROM results")}
 
 
-def outputs_in_order(con: sqlite3.Connection) -> Iterator[str]:
-    """Every output line (OpenAI Batch JSON), in input-file order."""
+def outputs_in_order(con: sqlite3.Connection) -> Iterator[tuple[str, bool]]:
+    """Every output line (OpenAI Batch JSON) in input-file order, with whether it is a failed request (its `error` is
+    set: it belongs in the error file)."""
+    import json
+
     for (output,) in con.execute("SELECT output FROM results ORDER BY line"):
-        yield output
+        yield output, json.loads(output)["error"] is not None
 
 
 CARRIED_SHARD = "carried"  # the shard name of results carried over from an earlier submit (--resume-from)
@@ -137,12 +140,10 @@ def shard_failures_since(con: sqlite3.Connection, rowid: int) -> list[tuple[int,
         "SELECT rowid, shard, worker, attempt, error, final FROM shard_failures WHERE rowid > ? ORDER BY rowid", (rowid,))]
 
 
-def shard_run_stats(con: sqlite3.Connection, by: str) -> dict[str, tuple[int, int, float | None]]:
-    """Per worker (`by="worker"`) or per queue (`by="queue"`): (shards run, output tokens, last finish unix s)."""
-    if by not in ("worker", "queue"):
-        raise ValueError(f"shard runs are grouped by worker or queue, not {by}")
+def queue_run_stats(con: sqlite3.Connection) -> dict[str, tuple[int, int, float | None]]:
+    """Per queue (fleet group): (shards run, output tokens, last finish unix s)."""
     return {key: (n, tok or 0, last) for key, n, tok, last in con.execute(
-        f"SELECT {by}, COUNT(*), SUM(tokens), MAX(finished) FROM shard_runs GROUP BY {by}")}
+        "SELECT queue, COUNT(*), SUM(tokens), MAX(finished) FROM shard_runs GROUP BY queue")}
 
 
 def result_frames(con: sqlite3.Connection) -> tuple["pd.DataFrame", "pd.DataFrame"]:
