@@ -99,3 +99,22 @@ def test_submit_skip_invalid_runs_the_valid_lines_and_keeps_the_rejected(cli, tm
     assert [e.split(": ")[0:2] for e in errors] == [[f"{jobs}:2", "prompt"], [f"{jobs}:3", "prompt"], [f"{jobs}:4", "line"]]
     assert "prompt is 10,001 tokens; tiny's context is 2,048 tokens" in errors[1]
     assert errors[2].endswith("invalid UTF-8 at byte 1")
+
+
+def test_a_bad_resume_from_file_is_one_line_naming_file_line_and_field(cli, tmp_path: Path) -> None:
+    from costserve.cli import app
+    from costserve.store.runs import runs_dir
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps({"id": f"j{i}", "prompt": "hi", "max_tokens": 4}) + "\n" for i in range(3)))
+    ok = json.dumps({"id": "batch_req_1", "custom_id": "j0", "error": None,
+                     "response": {"status_code": 200, "request_id": "r", "body": {}}})
+    args = ["submit", str(jobs), "--backend", "sky", "--dry-run", "--model", "SmolLM2-135M", "--resume-from"]
+    for bad, expected in ((ok + "\n{not json\n", ":2: not a JSON object"),
+                          (ok + "\n" + json.dumps({"id": "x", "response": None}) + "\n", ":2: custom_id: missing")):
+        earlier = tmp_path / "earlier.jsonl"
+        earlier.write_text(bad)
+        result = cli.invoke(app, args + [str(earlier)])
+        assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+        assert f"{earlier}{expected}" in result.output
+    assert not runs_dir().exists() or not any(runs_dir().iterdir())  # refused before anything was created
