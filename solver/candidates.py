@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from solver.costmodel import Device, ModelShape, class_throughput
-from solver.device_profile import CpuProfile
+from solver.costmodel import Device, ModelShape, class_throughput, max_batch
+from solver.device_profile import PROFILE_BATCH, CpuProfile
 from solver.quality import model_quality
 from solver.workload import Workload
 
@@ -99,8 +99,9 @@ def build_candidates(
     specs = gpus.set_index("gpu", drop=False)
     calibration = profile_calibration(profile, specs, model, workload) if profile is not None else {}
     allowed = {b: q for b in bit_widths if (q := model_quality((b,) * model.layers, model.name)) >= quality_target}
-    # Regions and clouds selling the same hardware give the same Device: model it once.
-    per_device: dict[tuple[Device, int], list[float]] = {}
+    # Regions and clouds selling the same hardware give the same Device: model it once. Each entry is the batch the
+    # replica runs (sequences, what its worker is given) and the per-class requests/s at that batch.
+    per_device: dict[tuple[Device, int], tuple[int, list[float]]] = {}
     out: list[Candidate] = []
     for idx, row in offerings.iterrows():
         if row["availability"] <= 0:
@@ -113,16 +114,13 @@ def build_candidates(
                 device = Device.from_catalog(gpu_row, tp, int(row["vcpus"]), float(row["host_memory_gib"]))
                 replicas = 1 if row["gpu"] == "cpu" else row["gpu_count"] // tp
                 if (device, bits) not in per_device and row["gpu"] == "cpu" and measured_cpu is not None and measured_cpu.has_bits(bits):
-                    per_device[(device, bits)] = [
+                    per_device[(device, bits)] = (PROFILE_BATCH, [
                         measured_cpu.class_requests_per_s([bits] * model.layers, c.input_tokens, c.output_tokens, int(row["vcpus"]))
                         for c in workload.classes
-                    ]
+                    ])
                 if (device, bits) not in per_device:
-                    per_device[(device, bits)] = [
-                        class_throughput(model, device, (bits,) * model.layers, c.input_tokens, c.output_tokens).requests_per_s
-                        for c in workload.classes
-                    ]
-                per_replica = per_device[(device, bits)]
+                    per_device[(device, bits)] = uniform_throughputs(model, device, bits, workload)
+                batch, per_replica = per_device[(device, bits)]
                 if row["gpu"] in calibration:
                     per_replica = [r * f for r, f in zip(per_replica, calibration[row["gpu"]])]
                 if not any(per_replica):
@@ -134,9 +132,23 @@ def build_candidates(
                             gpu=row["gpu"], gpus_per_instance=int(row["gpu_count"]), spot=is_spot,
                             price_per_hour=price, tp=tp, replicas=int(replicas), bits=bits, quality=quality,
                             requests_per_s=tuple(r * replicas * keep for r in per_replica),
+                            prefill_micro_batch=batch, decode_micro_batch=batch,
                         )
                     )
     return out
+
+
+def uniform_throughputs(model: ModelShape, device: Device, bits: int, workload: Workload) -> tuple[int, list[float]]:
+    """(batch, requests/s per class) of one whole-model replica at `bits`: one batch for every class, the largest that
+    fits the class with the biggest KV footprint among those that fit at all (a worker runs one batch size; a class that
+    fits no batch gets 0)."""
+    shape = (bits,) * model.layers
+    fits = [b for c in workload.classes if (b := max_batch(model, device, shape, c.input_tokens, c.output_tokens)) > 0]
+    if not fits:
+        return 1, [0.0] * len(workload.classes)
+    batch = min(fits)
+    return batch, [class_throughput(model, device, shape, c.input_tokens, c.output_tokens, batch).requests_per_s
+                   for c in workload.classes]
 
 
 def profile_calibration(profile: "ThroughputProfile", specs: "pd.DataFrame", model: ModelShape, workload: Workload) -> dict[str, list[float]]:

@@ -231,12 +231,16 @@ class Throughput:
     seconds_per_batch: float
 
 
-def class_throughput(model: ModelShape, device: Device, bits: tuple[int, ...], input_tokens: float, output_tokens: float) -> Throughput:
-    """Throughput on requests of these mean lengths at the largest batch that fits (0 if none fits).
+def class_throughput(model: ModelShape, device: Device, bits: tuple[int, ...], input_tokens: float, output_tokens: float,
+                     batch_cap: int | None = None) -> Throughput:
+    """Throughput on requests of these mean lengths at the largest batch that fits, at most `batch_cap` sequences (0 if
+    none fits).
 
     A batch prefills, then decodes `output_tokens` steps at the mean context (input + output/2).
     """
     batch = max_batch(model, device, bits, input_tokens, output_tokens)
+    if batch_cap is not None:
+        batch = min(batch, batch_cap)
     if batch == 0:
         return Throughput(0, 0.0, 0.0, math.inf)
     steps = max(1, math.ceil(output_tokens))

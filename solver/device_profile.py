@@ -68,8 +68,11 @@ def prefill_tokens_per_s(profile: dict[str, Any], bits: list[int]) -> float:
     return 1000 / sum(profile["layer_prefill_ms_per_token"][str(b)] for b in bits)
 
 
+PROFILE_BATCH = 64  # sequences: the batch a measured CPU profile's class throughput is predicted at
+
+
 def class_requests_per_s(profile: dict[str, Any], bits: list[int], input_tokens: float, output_tokens: float,
-                         batch: int = 64) -> float:
+                         batch: int = PROFILE_BATCH) -> float:
     """Requests/s of one replica on requests of these mean lengths, from the profile alone (no roofline).
 
     A batch of `batch` prompts prefills (prompt tokens × per-token layer time), then decodes

@@ -205,6 +205,8 @@ def best_batch_rate(model: ModelShape, gpu: Device, host: Host, bits: tuple[int,
 
 def hybrid_throughput(model: ModelShape, gpu: Device, host: Host, layout: HybridPartition, input_tokens: float,
                       output_tokens: float) -> float:
-    """Requests/s of a solved hybrid layout on requests of other mean lengths (best batch that fits; 0.0 if none)."""
-    rate = best_batch_rate(model, gpu, host, layout.bits, layout.placements, layout.prefill_micro_batch, input_tokens, output_tokens)
+    """Requests/s of a solved hybrid layout on requests of other mean lengths, at the layout's own batch (the one its
+    workers run); 0.0 if that batch does not fit them."""
+    rate = best_batch_rate(model, gpu, host, layout.bits, layout.placements, layout.prefill_micro_batch, input_tokens,
+                           output_tokens, (layout.batch,))
     return 0.0 if rate is None else rate.requests_per_s

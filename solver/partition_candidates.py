@@ -82,7 +82,9 @@ def instance_layouts(
                                  bit_widths, SEARCH_BATCHES, SEARCH_PREFILL_MICRO_BATCHES, ILP_TIME_LIMIT_S)
         if part is None or (pp == 1 and len({b for s in part.stages for b in s[3]}) == 1):
             continue  # nothing fits, or a uniform whole model: solver.candidates already has it
-        rates = [partition_throughput(model, devices, part, c.input_tokens, c.output_tokens)[0] for c in workload.classes]
+        # every class at the layout's own batch: the one its workers run (a worker has one batch size)
+        rates = [partition_throughput(model, devices, part, c.input_tokens, c.output_tokens, (part.batch,))[0]
+                 for c in workload.classes]
         if any(rates):
             out.append((tp, pp, part, rates))
     return out

@@ -19,14 +19,15 @@ REDIS_PASSWORD = "s3cret-broker-pw"
 
 @pytest.fixture(autouse=True)
 def costserve_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own empty COSTSERVE_HOME; no COSTSERVE_* variables leak in."""
+    """Every test gets its own empty COSTSERVE_HOME and Hugging Face home; no COSTSERVE_* variable or HF token leaks in."""
     import os
 
     for key in list(os.environ):
-        if key.startswith("COSTSERVE_"):
+        if key.startswith("COSTSERVE_") or key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     monkeypatch.setenv("COSTSERVE_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no token `hf auth login` stored on this machine
     return home
 
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from catalog.load import load_gpus, load_models, load_offerings
+from deploy.node_setup import HF_TOKEN_SECRET, NodeModel
 from deploy.skypilot import BROKER_SECRET, dryrun, write_group_tasks
 from solver.planner import plan_batch
 from solver.workload import bucket_workload
@@ -22,13 +23,15 @@ def test_every_fleet_group_becomes_a_task_skypilot_accepts_offline(tmp_path: Pat
     plan = plan_batch(workload, models.loc["Llama-3.1-8B"], aws, gpus, 3 * 3600, quality_target=0.99, spot=True,
                       with_baselines=False)
     assert len(plan.groups) >= 2, "a mixed fleet makes the test meaningful"
-    files = write_group_tasks(plan, gpus, tmp_path / "20260101-000000-abcd")
+    llama = NodeModel("Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct", gated=True)
+    files = write_group_tasks(plan, gpus, tmp_path / "20260101-000000-abcd", llama, hf_token=True)
     assert len(files) == len(plan.groups)
     for i, (path, group) in enumerate(zip(files, plan.groups)):
         config = yaml.safe_load(path.read_text())
         assert config["envs"]["COSTSERVE_QUEUE"] == f"g{i}-20260101-000000-abcd"  # the run's own queue on a shared broker
         assert config["num_nodes"] == group.count and config["resources"]["instance_type"] == group.instance_type
-        assert config["resources"]["use_spot"] == group.spot and config["secrets"] == {BROKER_SECRET: None}
+        assert config["resources"]["use_spot"] == group.spot and config["secrets"] == {BROKER_SECRET: None, HF_TOKEN_SECRET: None}
+        assert "meta-llama/Llama-3.1-8B-Instruct" in config["setup"] and config["run"].endswith("--model Llama-3.1-8B")
         assert config["resources"]["autostop"]["down"] is True
     report = dryrun(files, tmp_path / "sky-home", aws, gpus)
     assert [t["ok"] for t in report["tasks"]] == [True] * len(files), report
@@ -51,7 +54,7 @@ def test_a_task_skypilot_rejects_is_reported_not_raised(tmp_path: Path) -> None:
     assert report["tasks"][0]["ok"] is False and "no-such-type" in report["tasks"][0]["error"]
 
 
-def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     import json
 
     from costserve.cli import app
@@ -61,6 +64,11 @@ def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path) -> None:  # typ
     # the example's jobs name SmolLM2-135M: serving them with Llama-3.1-8B takes --model-override
     wrong = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "Llama-3.1-8B", "--dry-run"])
     assert wrong.exit_code == 2 and "body.model: 'SmolLM2-135M' is not this run's model 'Llama-3.1-8B'" in wrong.output
+    # Llama-3.1-8B is gated: without a Hugging Face token nothing is created, in one line
+    gated = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--dry-run", "--model", "Llama-3.1-8B", "--model-override"])
+    assert gated.exit_code != 0 and "is gated on Hugging Face and no token was found" in gated.output
+    assert "Traceback" not in gated.output and (not runs_dir().exists() or not any(runs_dir().iterdir()))
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
     refused = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "Llama-3.1-8B", "--model-override"])
     assert refused.exit_code == 2 and "pass --yes" in refused.output  # a real launch asks first
     assert not runs_dir().exists() or not any(runs_dir().iterdir())
@@ -81,3 +89,7 @@ def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path) -> None:  # typ
     assert json.loads(cli.invoke(app, ["report", "--since", "1d", "--json"]).stdout) == []
     status = json.loads(cli.invoke(app, ["status", run_dir.name, "--json"]).stdout)
     assert status["dry_run"] is True and status["jobs"] == 200 and status["results"] == 0
+    # the token is a secret the launch supplies: named in the tasks, its value in no file of the run
+    for task in tasks:
+        assert yaml.safe_load(task.read_text())["secrets"] == {BROKER_SECRET: None, HF_TOKEN_SECRET: None}
+    assert not any(b"hf_test_token_not_real" in p.read_bytes() for p in run_dir.rglob("*") if p.is_file())

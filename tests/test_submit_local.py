@@ -137,3 +137,43 @@ def test_local_bits_are_the_fastest_mix_within_the_quality_target() -> None:
     assert set(local_bits("SmolLM2-135M", 30, 0.99)) == {4}
     replica = local_replica("SmolLM2-135M", 30, 0.999, stages=3)
     assert [(s.first_layer, s.last_layer) for s in replica.stages] == [(0, 9), (10, 19), (20, 29)]
+
+
+def test_detach_returns_once_the_run_exists_and_the_driver_finishes_it(cli, tmp_path: Path, tiny_llama_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from costserve.cli import app
+
+    jobs = tmp_path / "jobs.jsonl"
+    ids = [f"d{i}" for i in range(6)]
+    jobs.write_text("".join(json.dumps({"id": c, "prompt": f"say {i}", "max_tokens": 3, "temperature": 0}) + "\n"
+                            for i, c in enumerate(ids)))
+    out = tmp_path / "results.jsonl"
+    args = ["submit", str(jobs), "--model", str(tiny_llama_dir), "--out", str(out), "--shard-size", "2", "--detach"]
+    asks = cli.invoke(app, args)
+    assert asks.exit_code == 2 and "--detach: pass --yes too" in asks.output
+    result = cli.invoke(app, [*args, "--yes"])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = runs_dir().iterdir()
+    assert f"run {run_dir.name} continues in the background" in result.output and "costserve status" in result.output
+    assert (run_dir / "driver.log").is_file() and not list(runs_dir().glob(".driver-*"))
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # the detached driver ends by itself
+        status = json.loads(cli.invoke(app, ["status", run_dir.name, "--json"]).stdout)
+        if status["ended"] is not None and status["driver_pid"] is None:
+            break
+        assert status["ended"] is not None or status["driver_pid"] is not None  # `status` sees the background driver
+        time.sleep(1)
+    assert status["ended"] == "finished", (run_dir / "driver.log").read_text()[-2000:]
+    assert [json.loads(line)["custom_id"] for line in out.read_text().splitlines()] == ids
+    assert '"event": "ended"' in (run_dir / "driver.log").read_text()  # the driver's whole output is in the run dir
+
+
+def test_detach_shows_a_bad_file_in_one_line_and_creates_no_run(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from costserve.cli import app
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"id": "a", "prompt": "hi"}\n{"id": "b", "prompt": 5}\n')
+    result = cli.invoke(app, ["submit", str(jobs), "--detach", "--yes"])
+    assert result.exit_code == 2 and "jobs.jsonl:2" in result.output and "Traceback" not in result.output
+    assert not [d for d in runs_dir().iterdir() if not d.name.startswith(".")]

@@ -39,6 +39,7 @@ def submit(
     strict: Annotated[bool, typer.Option("--strict", help="request fields costserve does not honour (n, logprobs, tools, ...) are errors, not warnings")] = False,
     model_override: Annotated[bool, typer.Option("--model-override", help="serve jobs whose model names another model with this one (counted in a warning) instead of rejecting them")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON lines on stdout: the run id and paths when it starts, the outcome when it ends (human output goes to stderr)")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="return once the run exists; the driver goes on in the background (log: the run's driver.log; needs --yes)")] = False,
 ) -> None:
     """Run a job file end to end: plan it, ask, then run it on this machine (run store, Redis queue, local workers)
     or on a SkyPilot fleet; results in OpenAI Batch format and a cost report."""
@@ -57,6 +58,12 @@ def submit(
                                 spot=spot, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
                                 replica=replica, out=out, errors_out=errors_out, resume_from=resume_from,
                                 skip_invalid=skip_invalid, strict=strict, model_override=model_override)
+        if detach:
+            if not yes:
+                fail("--detach: pass --yes too (a run in the background cannot ask for confirmation)")
+            from costserve.cli.detach import detach_submit
+
+            raise typer.Exit(detach_submit(request, broker, output_dir, json_out, dry_run))
         code = run_submit(request, settings, broker, yes, dry_run, json_out, output_dir)
     raise typer.Exit(code)
 

@@ -56,7 +56,7 @@ def show_status(run_id: str, json_out: bool = False) -> None:
         from costserve.cli.output import emit_json
 
         emit_json({"run": run.id, "jobs": info["jobs"], "results": run.results_done(), "shards": states,
-                   "spent": run.spend(), "ended": run.ended(), "dry_run": run.dry_run,
+                   "spent": run.spend(), "ended": run.ended(), "dry_run": run.dry_run, "driver_pid": run.driver_pid(),
                    "events": [{"at": ts, "kind": kind, "detail": detail} for ts, kind, detail in run.recent_events(5)]})
         return
     console.print(f"run {run.id}: {run.results_done()}/{info['jobs']} jobs have results; shards "
@@ -66,6 +66,9 @@ def show_status(run_id: str, json_out: bool = False) -> None:
         running = sum(n for _, _, n, _, _, down in fleet if down is None)
         console.print(f"  spent {format_money(run.spend())} on {len(fleet)} fleet group(s), {running} instance(s) running",
                       markup=False)
+    pid, log = run.driver_pid(), run.dir / "driver.log"
+    if pid is not None:
+        console.print(f"  driver running (pid {pid}){f'; log: {log}' if log.is_file() else ''}", markup=False)
     for ts, kind, detail in run.recent_events(5):
         console.print(f"  {_when(ts)}  {kind}  {detail}", markup=False)
 

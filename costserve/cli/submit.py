@@ -111,6 +111,7 @@ def _submit_sky(request: BatchRequest, settings: Settings, scan, broker: str | N
     from costserve.run.prepare import create_run, write_shards
     from costserve.run.sky import launch_sky
     from costserve.run.sky_dryrun import DRYRUN_CLOUDS
+    from costserve.run.sky_tasks import node_tasks
 
     if dry_run:
         console.print(f"offline dryrun: planning over {', '.join(DRYRUN_CLOUDS)} offerings (the account the dryrun fakes)")
@@ -118,6 +119,7 @@ def _submit_sky(request: BatchRequest, settings: Settings, scan, broker: str | N
     with console.status("planning (fleet MILP and baselines)..."):
         plan = plan_request(request, scan.workload)
     show_plan(plan, f"fleet for {scan.jobs:,} jobs of {plan.model}")
+    node_tasks(plan.model)  # a gated model without a token stops here, before anything is created or launched
     if dry_run:
         return _dry_run(request, scan, plan, announce)
     require_broker(broker, "; nothing was launched")

@@ -35,7 +35,7 @@ class GroupReplacer:
     gpus: Any
     request: BatchRequest
     broker: str
-    hf_id: str | None
+    tasks: Any  # costserve.run.sky_tasks.NodeTasks: what replacement groups install, and their secrets
     deadline_s: float
     budget: float | None
     started: float = field(default_factory=time.time)
@@ -59,7 +59,6 @@ class GroupReplacer:
 
     def _replace(self, queue: str, name: str, status: str, pending: dict[str, tuple[Any, str, list[dict]]]) -> None:  # type: ignore[type-arg]
         from costserve.planning.batch import replan_jobs
-        from deploy.skypilot import write_group_tasks
         from solver.planner import PlanningError
         from workers.shard_io import read_shard
 
@@ -86,13 +85,13 @@ class GroupReplacer:
             self.error = f"{lost} and no replacement fits the remaining budget and deadline: {exc}"
             return
         first = len(self.plan.groups)
-        files = write_group_tasks(new, self.gpus, self.store.dir, self.hf_id, first)
+        files = self.tasks.write(new, self.gpus, self.store.dir, first)
         self.plan.groups.extend(new.groups)
         self.store.write_json("plan.json", self.plan.model_dump_json(indent=2))
         queues = []
         for k, (path, g) in enumerate(zip(files, new.groups), start=first):
             say(f"launching replacement g{k}: {g.count}x {g.cloud}/{g.region}/{g.instance_type}")
-            self.fleet.launch_group(path, f"g{k}", self.broker)
+            self.fleet.launch_group(path, f"g{k}", self.tasks.secrets(self.broker))
             self.store.fleet_up(f"g{k}", k, g.count, g.price_per_hour)
             queues.append(f"g{k}")
         for j, sid in enumerate(left):

@@ -54,7 +54,7 @@ def stop_sky_leftovers(store: RunStore) -> list[str]:
     """`sky down` every cluster of the run that SkyPilot still lists; returns their names."""
     from deploy.sky_fleet import SkyFleet, cluster_name
 
-    fleet = SkyFleet(store.id)
+    fleet = SkyFleet(store.id, store.dir / "logs")
     names = [cluster_name(store.id, q) for q in sorted({q for q, *_ in store.fleet()})]
     alive = sorted(fleet.statuses(names))
     for name in alive:

@@ -18,7 +18,8 @@ from rich.table import Table
 
 from costserve.request import BatchRequest
 from costserve.run.replan import GroupReplacer
-from costserve.run.sky_launch import hf_id_of, launch_clusters, send_shards
+from costserve.run.sky_launch import launch_clusters, send_shards
+from costserve.run.sky_tasks import node_tasks
 from costserve.run.sky_queues import send_shard
 from costserve.store.results import queue_run_stats
 from costserve.store.runs import RunStore
@@ -55,7 +56,7 @@ class SkyBackend:
         from deploy.sky_fleet import SkyFleet
 
         self.store, self.results, self.spec = store, results, launch
-        self.fleet = SkyFleet(store.id)
+        self.fleet = SkyFleet(store.id, store.dir / "logs")
         self.app: Any = None
         self.pending: dict[str, tuple[Any, str, list[dict[str, Any]]]] = {}
         self.attempts: dict[str, int] = {}
@@ -64,19 +65,18 @@ class SkyBackend:
         self.may_add_capacity = True
 
     def launch(self) -> None:
-        from deploy.skypilot import write_group_tasks
         from workers.celery_app import make_app
 
         spec = self.spec
         groups = spec.plan.model_copy(update={"groups": spec.plan.groups[spec.first:]})
-        hf_id = hf_id_of(spec.plan.model)
-        files = write_group_tasks(groups, spec.gpus, self.store.dir, hf_id, spec.first)
-        broker = launch_clusters(self.store, self.fleet, groups, files, spec.first, spec.broker, spec.offerings)
+        tasks = node_tasks(spec.plan.model)
+        files = tasks.write(groups, spec.gpus, self.store.dir, spec.first)
+        broker = launch_clusters(self.store, self.fleet, groups, files, spec.first, spec.broker, spec.offerings, tasks)
         self.app = make_app(broker)
         self.pending = send_shards(self.store, self.app, {f"g{i}" for i in range(spec.first, len(spec.plan.groups))})
         self.attempts = {sid: 1 for sid in self.pending}
         self.replacer = GroupReplacer(self.store, self.fleet, self.app, spec.plan, spec.offerings, spec.gpus, spec.request,
-                                      broker, hf_id, spec.deadline_s, spec.budget)
+                                      broker, tasks, spec.deadline_s, spec.budget)
 
     def price_per_hour(self) -> float:
         return sum(price * n for _, _, n, price, _, down in self.store.fleet() if down is None)

@@ -18,11 +18,12 @@ def dryrun_run(store: RunStore, plan: Plan) -> list[dict[str, Any]]:
     """Write `sky/g<i>.yaml` per fleet group of a created run and dry-run each; one row per task:
     task, accepted, nodes, what SkyPilot chose (or its error)."""
     from costserve.planning.offerings import current_offerings
-    from deploy.skypilot import dryrun, write_group_tasks
+    from costserve.run.sky_tasks import node_tasks
+    from deploy.skypilot import dryrun
 
     store.event("dryrun", "started")
     offerings, gpus, _ = current_offerings()
-    files = write_group_tasks(plan, gpus, store.dir)
+    files = node_tasks(plan.model).write(plan, gpus, store.dir)  # the files a launch would write
     with step("SkyPilot dryrun (offline)..."):
         try:
             report = dryrun(files, store.dir / "sky-home", offerings[offerings["cloud"].isin(DRYRUN_CLOUDS)], gpus)

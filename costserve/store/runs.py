@@ -111,6 +111,24 @@ class RunStore:
         self._driver_lock = fd  # kept open for the life of this process
         self.event("driver", str(os.getpid()))
 
+    def driver_pid(self) -> int | None:
+        """The pid of the process driving this run now (it holds `driver.lock`), None when no process does."""
+        import fcntl
+        import os
+
+        path = self.dir / "driver.lock"
+        if not path.exists():
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pids = self.events("driver")
+            return int(pids[-1]) if pids else -1
+        finally:
+            os.close(fd)  # closing drops a shared lock this took
+        return None
+
     def event(self, kind: str, detail: str = "") -> None:
         """Append an event (submitted, shard done, finished, ...). On a full disk the event is said, not recorded:
         events are the run's log, and the run must still be able to stop and say why."""

