@@ -48,6 +48,18 @@ class BatchRequest(BaseModel):
     strict: bool = Field(False, description="request fields costserve does not honour are errors, not warnings")
     skip_invalid: bool = False
     model_override: bool = Field(False, description="serve jobs naming another model with this one (counted, warned)")
+    model_source: str | None = Field(None, description="sky: where nodes get the weights instead of Hugging Face: "
+                                                       "s3://…, gs://… or a local directory (a SkyPilot file mount)")
+
+    @field_validator("model_source")
+    @classmethod
+    def _model_source(cls, value: str | None) -> str | None:
+        if value is None or value.startswith(("s3://", "gs://")):
+            return value
+        path = Path(value).expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"{value!r} is neither s3://…, gs://… nor a directory of model weights")
+        return str(path)
 
     @field_validator("jobs", "replica", "out", "errors_out", "resume_from")
     @classmethod
@@ -88,7 +100,7 @@ class BatchRequest(BaseModel):
                 "--backend", self.backend, "--shard-size", str(self.shard_size), "--workers", str(self.workers),
                 "--stages", str(self.stages)]
         optional = {"--budget": self.budget, "--model": self.model, "--replica": self.replica, "--out": self.out,
-                    "--errors-out": self.errors_out, "--resume-from": self.resume_from,
+                    "--errors-out": self.errors_out, "--resume-from": self.resume_from, "--model-source": self.model_source,
                     "--clouds": ",".join(self.clouds) if self.clouds else None, "--available": self.available}
         args += [a for flag, v in optional.items() if v is not None for a in (flag, str(v))]
         flags = {"--spot": self.spot, "--skip-invalid": self.skip_invalid, "--model-override": self.model_override,

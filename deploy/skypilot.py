@@ -70,6 +70,10 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
     }
     if gpu_sky_name and group.gpus_per_instance:
         resources["accelerators"] = {gpu_sky_name: group.gpus_per_instance}
+    mounts = {REPLICA_FILE: str(replica_file), f"{WHEEL_DIR}/{wheel.name}": str(wheel),
+              f"{WHEEL_DIR}/{CONSTRAINTS}": str(wheel.parent / CONSTRAINTS)}
+    if model.source is not None:  # the user's copy of the weights (a bucket or a local directory), not Hugging Face
+        mounts[model.weights_dir] = model.source
     secrets: dict[str, None] = {BROKER_SECRET: None}
     if hf_token:
         secrets[HF_TOKEN_SECRET] = None
@@ -77,8 +81,7 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
         "name": f"costserve-g{index}",
         "num_nodes": int(group.count),
         "resources": resources,
-        "file_mounts": {REPLICA_FILE: str(replica_file), f"{WHEEL_DIR}/{wheel.name}": str(wheel),
-                        f"{WHEEL_DIR}/{CONSTRAINTS}": str(wheel.parent / CONSTRAINTS)},
+        "file_mounts": mounts,
         "secrets": secrets,
         "envs": {"COSTSERVE_QUEUE": group_queue(run_id, f"g{index}"), "COSTSERVE_WORKERS_PER_NODE": str(group.replicas)},
         "setup": setup_script(wheel.name, model),

@@ -8,38 +8,15 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pyomo.environ as pyo
 
 from solver.candidates import Candidate
-from solver.fleet_model import build_fleet_model, class_work
+from solver.fleet_model import FleetProblem, build_fleet_model, class_work
 from solver.highs_solve import NoSolution, solve_linear_model
-from solver.workload import Workload
 
-
-@dataclass(frozen=True)
-class FleetProblem:
-    """What one fleet MILP is asked: candidates, the batch, and the limits every fleet must meet.
-
-    `deadline_s` (s); `availability` maps offering -> max instances; `budget` ($, None: no
-    budget); `gpu_caps` maps GPU name -> max GPUs across the fleet. `steady`: the batch is a
-    steady request rate over `deadline_s` (`plan --melange`), so an instance costs p_c · D
-    however busy it is, as in Mélange's ILP; otherwise p_c · (s_c + its share of the work). Baselines, the budget
-    bisection and the diagnosis each ask a variant of one problem (`with_`).
-    """
-
-    candidates: list[Candidate]
-    workload: Workload
-    deadline_s: float
-    availability: dict[int, int]
-    budget: float | None = None
-    gpu_caps: dict[str, int] | None = None
-    steady: bool = False  # serve a steady load for deadline_s: every instance is paid for all of it (Mélange)
-
-    def with_(self, **changes: object) -> "FleetProblem":
-        """The same problem with some fields replaced (e.g. `deadline_s`, `budget`, `candidates`)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+__all__ = ["FleetGroup", "FleetProblem", "FleetSolution", "Infeasible", "fastest_within_budget", "prune_dominated", "solve_fleet"]
 
 
 @dataclass(frozen=True)

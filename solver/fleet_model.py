@@ -16,15 +16,37 @@ cuts; with them the relaxation is integral on most instances (bench/solver.py).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
 
 import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from solver.candidates import Candidate
+from solver.workload import Workload
 
-if TYPE_CHECKING:
-    from solver.fleet import FleetProblem
+
+@dataclass(frozen=True)
+class FleetProblem:
+    """What one fleet MILP is asked: candidates, the batch, and the limits every fleet must meet.
+
+    `deadline_s` (s); `availability` maps offering -> max instances; `budget` ($, None: no
+    budget); `gpu_caps` maps GPU name -> max GPUs across the fleet. `steady`: the batch is a
+    steady request rate over `deadline_s` (`plan --melange`), so an instance costs p_c · D
+    however busy it is, as in Mélange's ILP; otherwise p_c · (s_c + its share of the work). Baselines, the budget
+    bisection and the diagnosis each ask a variant of one problem (`with_`).
+    """
+
+    candidates: list[Candidate]
+    workload: Workload
+    deadline_s: float
+    availability: dict[int, int]
+    budget: float | None = None
+    gpu_caps: dict[str, int] | None = None
+    steady: bool = False  # serve a steady load for deadline_s: every instance is paid for all of it (Mélange)
+
+    def with_(self, **changes: object) -> FleetProblem:
+        """The same problem with some fields replaced (e.g. `deadline_s`, `budget`, `candidates`)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 def _linear(coefficients: list[float], variables: list) -> LinearExpression:  # type: ignore[type-arg]
@@ -33,7 +55,7 @@ def _linear(coefficients: list[float], variables: list) -> LinearExpression:  # 
     return LinearExpression(linear_coefs=coefficients, linear_vars=variables)
 
 
-def class_work(candidates: list[Candidate], problem: "FleetProblem") -> dict[tuple[int, int], float]:
+def class_work(candidates: list[Candidate], problem: FleetProblem) -> dict[tuple[int, int], float]:
     """w_ck (instance-seconds) of every pair (candidate c, class k) that can serve the class before the deadline."""
     deadline_s, classes = problem.deadline_s, problem.workload.classes
     return {(i, k): cls.count / c.requests_per_s[k]
@@ -41,7 +63,7 @@ def class_work(candidates: list[Candidate], problem: "FleetProblem") -> dict[tup
             for k, cls in enumerate(classes) if c.requests_per_s[k] > 0}
 
 
-def build_fleet_model(problem: "FleetProblem", one_gpu_type: bool = False) -> pyo.ConcreteModel:
+def build_fleet_model(problem: FleetProblem, one_gpu_type: bool = False) -> pyo.ConcreteModel:
     """The fleet MILP of `problem` (prices $/h, times s); `one_gpu_type` restricts the fleet to one GPU type, in any of
     its offerings (every region and cloud the problem has): the homogeneous baselines, what `sky launch --gpus H100:8`
     gives. `m.cost` ($) is the objective; `m.work[c, k]` holds w_ck."""
@@ -82,7 +104,7 @@ def build_fleet_model(problem: "FleetProblem", one_gpu_type: bool = False) -> py
     return m
 
 
-def _add_fleet_limits(m: pyo.ConcreteModel, problem: "FleetProblem", one_gpu_type: bool) -> None:
+def _add_fleet_limits(m: pyo.ConcreteModel, problem: FleetProblem, one_gpu_type: bool) -> None:
     """Availability per offering, GPUs per type, and (`one_gpu_type`) one GPU type for the whole fleet."""
     candidates, availability = problem.candidates, problem.availability
     by_offering, by_gpu = defaultdict(list), defaultdict(list)

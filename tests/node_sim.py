@@ -20,22 +20,24 @@ import types
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 SETUP_TIMEOUT_S = 1800  # a fresh venv with costserve's dependencies, downloaded from PyPI
 
 
-class Task:
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config, self.secrets = config, {}
+FAKE_SKY = Path(__file__).parent / "fixtures" / "fake_sky"
 
-    @classmethod
-    def from_yaml(cls, path: str) -> "Task":
-        return cls(yaml.safe_load(Path(path).read_text()))
 
-    def update_secrets(self, secrets: dict[str, str]) -> "Task":
-        self.secrets.update(secrets)
-        return self
+def persistent_fake_sky() -> types.ModuleType:
+    """tests/fixtures/fake_sky/sky: clusters kept in $FAKE_SKY_DIR, outliving the process that launched them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sky", FAKE_SKY / "sky" / "__init__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+Task = persistent_fake_sky().Task  # a task's YAML config and the secrets its launch supplies
 
 
 def node_path() -> str:

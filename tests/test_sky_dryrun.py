@@ -93,3 +93,21 @@ def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path, monkeypatch: py
     for task in tasks:
         assert yaml.safe_load(task.read_text())["secrets"] == {BROKER_SECRET: None, HF_TOKEN_SECRET: None}
     assert not any(b"hf_test_token_not_real" in p.read_bytes() for p in run_dir.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("source", ["s3://team-weights/llama-3.1-8b", "DIR"])
+def test_model_source_mounts_the_users_weights_instead_of_downloading(source: str, tmp_path: Path) -> None:
+    from costserve.run.sky_tasks import node_tasks
+
+    gpus, offerings, models = load_gpus(), load_offerings(), load_models().set_index("model", drop=False)
+    if source == "DIR":
+        source = str(tmp_path / "weights")
+        (tmp_path / "weights").mkdir()
+    plan = plan_batch(bucket_workload([(150, 100, 4_000)]), models.loc["Llama-3.1-8B"], offerings[offerings["cloud"] == "aws"],
+                      gpus, 3 * 3600, with_baselines=False)
+    # gated, no token anywhere (the test's HF home is empty): the user's own copy needs none
+    (path,) = node_tasks("Llama-3.1-8B", source).write(plan.model_copy(update={"groups": plan.groups[:1]}), gpus, tmp_path / "run")
+    config = yaml.safe_load(path.read_text())
+    assert config["file_mounts"]["~/.costserve/models/Llama-3.1-8B"] == source
+    assert config["secrets"] == {BROKER_SECRET: None} and "snapshot_download" not in config["setup"]
+    assert config["run"].endswith("--model Llama-3.1-8B")

@@ -19,25 +19,12 @@ from conftest import REDIS_PASSWORD
 from costserve.jobs.assignment import assign_jobs, split_counts
 from costserve.store.runs import RunStore, runs_dir
 from deploy.skypilot import REDIS_PASSWORD_SECRET, REDIS_PORT, head_task_config
+from node_sim import FAKE_SKY, Task, persistent_fake_sky
 
 pytestmark = pytest.mark.slow
 
 
-FAKE_SKY = Path(__file__).parent / "fixtures" / "fake_sky"
-
-
-def persistent_fake_sky() -> types.ModuleType:
-    """tests/fixtures/fake_sky/sky: clusters kept in $FAKE_SKY_DIR, outliving the process that launched them."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sky", FAKE_SKY / "sky" / "__init__.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-FakeTask = persistent_fake_sky().Task  # the same Task (YAML config + secrets) for the in-process fake
+FakeTask = Task  # the same Task (YAML config + secrets) for the in-process fake
 
 
 def fake_sky(model: Path, log_dir: Path) -> types.ModuleType:

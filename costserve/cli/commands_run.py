@@ -39,6 +39,7 @@ def submit(
     strict: Annotated[bool, typer.Option("--strict", help="request fields costserve does not honour (n, logprobs, tools, ...) are errors, not warnings")] = False,
     model_override: Annotated[bool, typer.Option("--model-override", help="serve jobs whose model names another model with this one (counted in a warning) instead of rejecting them")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON lines on stdout: the run id and paths when it starts, the outcome when it ends (human output goes to stderr)")] = False,
+    model_source: Annotated[Optional[str], typer.Option(help="sky: nodes take the weights from here (s3://…, gs://… or a directory) instead of downloading them from Hugging Face", show_default="Hugging Face")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="return once the run exists; the driver goes on in the background (log: the run's driver.log; needs --yes)")] = False,
 ) -> None:
     """Run a job file end to end: plan it, ask, then run it on this machine (run store, Redis queue, local workers)
@@ -47,6 +48,8 @@ def submit(
 
     if backend not in ("local", "sky"):
         fail(f"--backend: {backend!r} is not a backend (local or sky)")
+    if model_source is not None and backend != "sky":
+        fail("--model-source: only a SkyPilot fleet (--backend sky) downloads weights; here pass --model DIR")
     if output_dir is not None:
         if out is not None or errors_out is not None:
             fail("--output-dir: give it or --out/--errors-out, not both")
@@ -57,7 +60,8 @@ def submit(
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
                                 spot=spot, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
                                 replica=replica, out=out, errors_out=errors_out, resume_from=resume_from,
-                                skip_invalid=skip_invalid, strict=strict, model_override=model_override)
+                                skip_invalid=skip_invalid, strict=strict, model_override=model_override,
+                                model_source=model_source)
         if detach:
             if not yes:
                 fail("--detach: pass --yes too (a run in the background cannot ask for confirmation)")

@@ -35,8 +35,15 @@ def build_request(settings: "Settings", deadline: str, budget: float | None, qua
         fail("--budget must be more than $0")
     if not 0.0 <= quality <= 1.0:
         fail("--quality is a fraction of the 16-bit model's quality, between 0 and 1 (e.g. 0.99)")
-    return BatchRequest(deadline_s=deadline_s, budget=budget, quality=quality, model=model or settings.default_model,
-                        **fields)
+    from pydantic import ValidationError
+
+    try:
+        return BatchRequest(deadline_s=deadline_s, budget=budget, quality=quality, model=model or settings.default_model,
+                            **fields)
+    except ValidationError as exc:  # an option the request refuses: its flag and why, in one line
+        first = exc.errors()[0]
+        flag = "--" + str(first["loc"][0] if first["loc"] else "option").replace("_", "-")
+        fail(f"{flag}: {str(first['msg']).removeprefix('Value error, ')}")
 
 
 def broker_option(ctx: typer.Context, value: str | None) -> str | None:

@@ -119,7 +119,7 @@ def _submit_sky(request: BatchRequest, settings: Settings, scan, broker: str | N
     with console.status("planning (fleet MILP and baselines)..."):
         plan = plan_request(request, scan.workload)
     show_plan(plan, f"fleet for {scan.jobs:,} jobs of {plan.model}")
-    node_tasks(plan.model)  # a gated model without a token stops here, before anything is created or launched
+    node_tasks(plan.model, request.model_source)  # a gated model without a token stops here, before anything is created or launched
     if dry_run:
         return _dry_run(request, scan, plan, announce)
     require_broker(broker, "; nothing was launched")
@@ -140,7 +140,7 @@ def _dry_run(request: BatchRequest, scan, plan, announce: "RunAnnouncer") -> int
 
     store = create_run(request, scan, plan, dry_run=True)
     announce.created(store)
-    rows = dryrun_run(store, plan)
+    rows = dryrun_run(store, plan, request.model_source)
     console.print(frame_table(pd.DataFrame(rows), f"run {store.id}: SkyPilot tasks "
                                                   "(launch with `sky launch --secret COSTSERVE_BROKER FILE`)"))
     console.print(f"task files: {store.dir / 'sky'}", markup=False)

