@@ -88,6 +88,14 @@ def check_report_equals_run_store(cli, store: RunStore, tmp_path: Path) -> None:
         html = page.read_text()
         assert f"{jobs:,} / {jobs:,}" in html and f">{tokens:,}<" in html and money(cost) in html
         assert html.count("data:image/png;base64,") == 3 and "<script" not in html and "src='http" not in html
+    # how good the prediction was: predicted ÷ actual from the same store, flagged outside ±25%, with causes when off
+    prediction = json.loads(cli.invoke(app, ["report", store.id, "--json"]).stdout)["prediction"]
+    checks = {c["metric"]: c for c in prediction["checks"]}
+    assert checks["cost $"]["predicted / actual"] == pytest.approx(plan.cost / cost, rel=1e-3)
+    assert checks["makespan s"]["predicted"] == pytest.approx(plan.makespan_s)
+    assert all(c["off"] == (abs(c["predicted / actual"] - 1) > 0.25) for c in checks.values())
+    assert bool(prediction["causes"]) == any(c["off"] for c in checks.values())
+    assert "predicted ÷ actual" in (store.dir / "report.html").read_text()
     trend = cli.invoke(app, ["report", "--since", "1d", "--csv", str(tmp_path / "trend.csv")])
     assert trend.exit_code == 0, trend.output
     row = pd.read_csv(tmp_path / "trend.csv").iloc[0]

@@ -28,6 +28,11 @@ def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None, 
     if len(report.groups):
         console.print(frame_table(report.groups[[c for c in SHOWN_GROUP_COLUMNS if c in report.groups]], f"run {store.id}: fleet"))
     console.print(frame_table(pd.DataFrame([report.totals()]).drop(columns=["run"]), "totals"))
+    prediction = report.prediction()
+    if prediction["checks"]:
+        console.print(frame_table(pd.DataFrame(prediction["checks"]), "prediction vs this run (off: more than ±25%)"))
+        for cause in prediction["causes"]:
+            console.print(f"  likely cause: {cause}", markup=False)
     if len(report.baselines):
         console.print(frame_table(report.baselines, "baselines for the same batch (predicted)"))
     write_report_files(report, html_path, csv_path)

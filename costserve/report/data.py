@@ -41,6 +41,15 @@ class RunReport:
     baselines: "pd.DataFrame"
     timeline: "pd.DataFrame"
     finished: bool
+    planned_output_tokens: float | None = None  # what the plan costs: every job's max_tokens (an upper bound)
+    first_start_s: float | None = None  # the run's start-up (s): workers starting and loading the model (startup_seconds)
+    planned_startup_s: float = 0.0  # the start-up the plan counted (s): its groups' longest
+
+    def prediction(self) -> dict[str, Any]:
+        """Predicted ÷ actual per figure, and the likely causes of a miss (costserve/report/accuracy.py)."""
+        from costserve.report.accuracy import likely_causes, prediction_checks
+
+        return {"checks": [c.as_json() for c in prediction_checks(self)], "causes": likely_causes(self)}
 
     @property
     def usd_per_million_tokens(self) -> float | None:
@@ -67,7 +76,8 @@ class RunReport:
 
     def as_json(self) -> dict[str, Any]:
         """Totals, per-group rows and baselines as JSON-ready values (NaN as null): `report --json`, `Run.report()`."""
-        return {"totals": self.totals(), "groups": json_records(self.groups), "baselines": json_records(self.baselines)}
+        return {"totals": self.totals(), "groups": json_records(self.groups), "baselines": json_records(self.baselines),
+                "prediction": self.prediction()}
 
 
 def json_records(frame: "pd.DataFrame") -> list[dict[str, Any]]:
@@ -116,7 +126,25 @@ def _group_frame(store: RunStore, plan: Plan | None, results: "pd.DataFrame", qu
             "tokens/s": tokens / span if span > 0 else 0.0,
             "planned tokens/s": planned_tokens / group.finish_s if planned_tokens is not None and group and group.finish_s else None,
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if len(frame):  # predicted ÷ actual per group (costserve/report/accuracy.py judges them)
+        frame["cost predicted/actual"] = frame["planned cost $"] / frame["cost $"].where(frame["cost $"] > 0)
+        frame["tokens/s predicted/actual"] = frame["planned tokens/s"] / frame["tokens/s"].where(frame["tokens/s"] > 0)
+    return frame
+
+
+def startup_seconds(runs: "pd.DataFrame", queued: float) -> float | None:
+    """The run's start-up (s): from queueing to its first shard starting, plus what that shard took beyond the later
+    shards' median time per job (a worker loads its model in its first shard). None before any shard ran."""
+    if not len(runs):
+        return None
+    ordered = runs.sort_values("started")
+    first = ordered.iloc[0]
+    later = ordered.iloc[1:]
+    later = later[later["jobs"] > 0]
+    per_job = float(((later["finished"] - later["started"]) / later["jobs"]).median()) if len(later) else None
+    excess = 0.0 if per_job is None else max(0.0, float(first["finished"] - first["started"]) - per_job * int(first["jobs"]))
+    return max(0.0, float(first["started"] - queued)) + excess
 
 
 def build_report(store: RunStore, now: float | None = None) -> RunReport:
@@ -156,6 +184,9 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
         predicted_makespan_s=plan.makespan_s if plan else None,
         queue_wait_s=float(waits.mean()), max_queue_wait_s=float(waits.max()), groups=groups, baselines=baselines,
         timeline=timeline, finished=end is not None,
+        planned_output_tokens=sum(k.count * k.output_tokens for k in plan.workload) if plan else None,
+        first_start_s=startup_seconds(runs, queued),
+        planned_startup_s=max((g.startup_s for g in plan.groups), default=0.0) if plan else 0.0,
     )
 
 

@@ -22,6 +22,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-botto
 .cards { display: flex; flex-wrap: wrap; gap: .8em; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: .6em 1em; min-width: 9em; }
 .card .v { font-size: 1.35em; font-weight: 600; } .card .k { color: #666; font-size: .85em; }
+.card.off { border-color: #c62828; background: #fdecea; } .card.off .v { color: #c62828; }
 table { border-collapse: collapse; font-size: .9em; } td, th { border: 1px solid #ddd; padding: .3em .6em; text-align: right; }
 th { background: #f4f4f4; } h3 { font-size: 1em; } .plots img { max-width: 100%; } .muted { color: #777; font-size: .85em; }
 """
@@ -117,7 +118,24 @@ def _group_table(row: "pd.Series") -> str:
 
     frame = pd.DataFrame([{"metric": label, "planned": row[planned] if planned else None, "actual": row[actual]}
                           for label, planned, actual in GROUP_ROWS])
+    both = frame["planned"].notna() & (pd.to_numeric(frame["actual"], errors="coerce") > 0)
+    frame["predicted ÷ actual"] = (pd.to_numeric(frame["planned"], errors="coerce") / pd.to_numeric(frame["actual"], errors="coerce")).where(both)
     return f"<h3>group {row['group']}: {html.escape(str(row['offering']))} (queue {html.escape(str(row['queue']))})</h3>" + _table(frame)
+
+
+def _prediction(report: RunReport) -> list[str]:
+    """Predicted ÷ actual cards (red when off by more than ±25%) and the likely causes of a miss."""
+    from costserve.report.accuracy import TOLERANCE, likely_causes, prediction_checks
+
+    checks = [c for c in prediction_checks(report) if c.ratio is not None]
+    if not checks:
+        return []
+    cards = "".join(f"<div class='card{' off' if c.off else ''}'><div class='v'>{c.ratio:.2f}x</div>"
+                    f"<div class='k'>{html.escape(c.metric.removesuffix(' $').removesuffix(' s'))}: predicted ÷ actual</div></div>"
+                    for c in checks)
+    causes = "".join(f"<li>{html.escape(cause)}</li>" for cause in likely_causes(report))
+    return [f"<h2>Prediction vs this run (on target within ±{TOLERANCE:.0%})</h2><div class='cards'>{cards}</div>",
+            f"<ul>{causes}</ul>" if causes else ""]
 
 
 def render_html(report: RunReport) -> str:
@@ -136,6 +154,7 @@ def render_html(report: RunReport) -> str:
     body = [f"<h1>costserve run {html.escape(report.run_id)} <span class='muted'>({state}, {html.escape(report.model)})</span></h1>",
             "<div class='cards'>" + "".join(f"<div class='card'><div class='v'>{html.escape(v)}</div>"
                                             f"<div class='k'>{html.escape(k)}</div></div>" for k, v in cards) + "</div>",
+            *_prediction(report),
             "<h2>Fleet: planned vs actual</h2>", *[_group_table(row) for _, row in report.groups.iterrows()],
             "<h2>Baselines for the same batch (predicted)</h2>", _table(report.baselines),
             "<h2>Totals</h2>", _table(pd.DataFrame(list(report.totals().items()), columns=["", "value"])),

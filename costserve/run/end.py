@@ -77,7 +77,23 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
         raise RunStopped(f"run {store.id} {stopped}: {written + failed}/{total} results kept in {out}"
                          + (f" and {errors_out}" if failed else "") + hint)
     say(summary_line(store, out, written, failed, errors_out))
+    _say_prediction_miss(store)
     return 1 if failed else 0
+
+
+def _say_prediction_miss(store: RunStore) -> None:
+    """One line per figure the plan missed by more than ±25% (predicted vs actual), and the likely causes."""
+    from costserve.report.accuracy import likely_causes, prediction_checks
+    from costserve.report.data import build_report
+
+    report = build_report(store)
+    missed = [c for c in prediction_checks(report) if c.off]
+    if not missed:
+        return
+    say("the plan missed: " + ", ".join(f"{c.metric.removesuffix(' $').removesuffix(' s')} {c.ratio:.2f}x of actual"
+                                         for c in missed) + f" (`costserve report {store.id}`)")
+    for cause in likely_causes(report):
+        say(f"  likely cause: {cause}")
 
 
 def summary_line(store: RunStore, out: Path, written: int, failed: int, errors_out: Path) -> str:

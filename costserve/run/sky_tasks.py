@@ -50,7 +50,9 @@ class NodeTasks:
 
     def secrets(self, broker: str) -> dict[str, str]:
         """The secret values a group's launch supplies: the broker URL, and the token when there is one."""
-        return {"COSTSERVE_BROKER": broker, **({HF_TOKEN_SECRET: self.token} if self.token else {})}
+        from deploy.skypilot import BROKER_SECRET
+
+        return {BROKER_SECRET: broker, **({HF_TOKEN_SECRET: self.token} if self.token else {})}
 
 
 def node_tasks(model: str, source: str | None = None) -> NodeTasks:

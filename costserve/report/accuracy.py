@@ -1,0 +1,82 @@
+"""How good a run's plan was: predicted ÷ actual for cost, makespan and output tokens/s, and why it missed.
+
+A plan is a promise; the report says how well it was kept. A figure is off target when the
+prediction is more than TOLERANCE away from what happened (predicted ÷ actual outside
+1 ± 0.25). Each miss comes with the causes the run's own record supports: start-up that the
+plan did not count (the time from queueing to the first shard starting), fewer output tokens
+than the plan's max_tokens upper bound, or replicas that produced tokens at another rate than
+planned while they worked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from costserve.durations import format_duration
+
+if TYPE_CHECKING:
+    from costserve.report.data import RunReport
+
+TOLERANCE = 0.25  # predicted ÷ actual within 1 ± 0.25 is on target
+
+
+@dataclass(frozen=True)
+class PredictionCheck:
+    """One figure of a run: what the plan predicted and what happened (same unit: $, s or output tokens/s)."""
+
+    metric: str
+    predicted: float
+    actual: float
+
+    @property
+    def ratio(self) -> float | None:
+        """Predicted ÷ actual (None when nothing happened yet)."""
+        return self.predicted / self.actual if self.actual > 0 else None
+
+    @property
+    def off(self) -> bool:
+        """Whether the prediction missed by more than TOLERANCE."""
+        return self.ratio is not None and abs(self.ratio - 1) > TOLERANCE
+
+    def as_json(self) -> dict[str, Any]:
+        """The check as JSON-ready values."""
+        return {"metric": self.metric, "predicted": self.predicted, "actual": self.actual,
+                "predicted / actual": None if self.ratio is None else float(f"{self.ratio:.4g}"), "off": self.off}
+
+
+def prediction_checks(report: "RunReport") -> list[PredictionCheck]:
+    """Cost ($), makespan (s) and output tokens/s of the whole run, predicted vs actual (none without a plan)."""
+    out = []
+    if report.predicted_cost is not None:
+        out.append(PredictionCheck("cost $", report.predicted_cost, report.cost))
+    if report.predicted_makespan_s is not None:
+        out.append(PredictionCheck("makespan s", report.predicted_makespan_s, report.makespan_s))
+        if report.planned_output_tokens and report.predicted_makespan_s > 0:
+            out.append(PredictionCheck("output tokens/s", report.planned_output_tokens / report.predicted_makespan_s,
+                                       report.tokens_per_s))
+    return out
+
+
+def likely_causes(report: "RunReport") -> list[str]:
+    """Why the run's figures differ from the plan's, each cause in one line (empty when every figure is on target)."""
+    if not any(check.off for check in prediction_checks(report)):
+        return []
+    causes = []
+    startup, planned_startup = report.first_start_s, report.planned_startup_s
+    if startup is not None and report.makespan_s > 0 and startup - planned_startup > TOLERANCE * report.makespan_s:
+        causes.append(f"start-up: workers starting and loading the model took about {format_duration(startup)}, "
+                      f"{startup / report.makespan_s:.0%} of the makespan; the plan counted "
+                      f"{format_duration(planned_startup) if planned_startup else 'none'}")
+    planned = report.planned_output_tokens
+    if planned and report.results == report.jobs and report.output_tokens < (1 - TOLERANCE) * planned:
+        causes.append(f"output: the jobs wrote {report.output_tokens:,} tokens, {report.output_tokens / planned:.0%} of the "
+                      f"{planned:,.0f} their max_tokens allow, which the plan costs")
+    working_s = report.makespan_s - (startup or 0.0)
+    planned_work_s = (report.predicted_makespan_s or 0.0) - planned_startup
+    if planned and planned_work_s > 0 and working_s > 0 and report.output_tokens:
+        measured, promised = report.output_tokens / working_s, planned / planned_work_s
+        if abs(measured / promised - 1) > TOLERANCE:
+            causes.append(f"throughput: once started, the fleet made {measured:,.1f} output tokens/s against the "
+                          f"{promised:,.1f} planned ({measured / promised:.2f}x)")
+    return causes or ["none found in the run's record"]
