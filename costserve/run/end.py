@@ -86,7 +86,10 @@ def _say_prediction_miss(store: RunStore) -> None:
     from costserve.report.accuracy import likely_causes, prediction_checks
     from costserve.report.data import build_report
 
-    report = build_report(store)
+    try:
+        report = build_report(store)
+    except (OSError, sqlite3.Error, ValueError, KeyError):  # the run has ended: its self-assessment is best effort
+        return
     missed = [c for c in prediction_checks(report) if c.off]
     if not missed:
         return
