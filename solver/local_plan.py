@@ -30,6 +30,21 @@ def host_vcpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def machine_signature() -> str:
+    """This machine as calibrations know it: its CPU model, vCPUs and memory (the same hardware calibrates alike)."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {host_vcpus()} vCPU, {host_memory_gib():.0f} GiB"
+
+
 def host_memory_gib() -> float:
     """This machine's physical memory, GiB."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -76,25 +91,29 @@ def model_row_from_hf_config(name: str, config: dict[str, Any]) -> dict[str, Any
 
 def local_plan(workload: Workload, model_row: "pd.Series | dict[str, Any]", replica: Replica, offerings: "pd.DataFrame", gpus: "pd.DataFrame",
                deadline_s: float, quality_target: float, price_override: float | None = None,
-               cpu_profile: dict[str, Any] | None = None, cloud_baselines: bool = True) -> Plan:
+               cpu_profile: dict[str, Any] | None = None, cloud_baselines: bool = True,
+               calibration: tuple[float, float, str] | None = None) -> Plan:
     """The local run as a Plan: one group (this machine, `replica`), predicted cost ($) and makespan (s).
 
-    With `cloud_baselines`, the same batch is planned on `offerings` (deadline, quality) and
-    that plan and its baselines become this plan's baselines (savings = their cost / local cost).
+    `calibration` (start-up s, work factor, how it was measured) comes from this machine's earlier runs of this
+    model and replica: the makespan is the start-up plus the modelled work × the factor. With `cloud_baselines`, the
+    same batch is planned on `offerings` (deadline, quality) and that plan and its baselines become this plan's
+    baselines (savings = their cost / local cost).
     """
     model = ModelShape.from_row(model_row)
     vcpus, memory = host_vcpus(), host_memory_gib()
     price, priced_as = local_price_per_hour(offerings, vcpus, price_override)
     cpu_spec = gpus.set_index("gpu", drop=False).loc["cpu"]
-    rates = local_requests_per_s(model, cpu_spec, vcpus, memory, replica.bits, workload, cpu_profile)
-    finish_s = sum(c.count / r for c, r in zip(workload.classes, rates) if c.count)
+    startup_s, factor, calibrated = calibration or (0.0, 1.0, None)
+    rates = [r / factor for r in local_requests_per_s(model, cpu_spec, vcpus, memory, replica.bits, workload, cpu_profile)]
+    finish_s = startup_s + sum(c.count / r for c, r in zip(workload.classes, rates) if c.count)
     cost = price * finish_s / 3600
     group = FleetGroupPlan(
         cloud=LOCAL_CLOUD, region=priced_as, instance_type=f"this machine ({vcpus} vCPU, {memory:.0f} GiB)", gpu="cpu",
         gpus_per_instance=0, spot=False, price_per_hour=price, count=1, replicas=1, replica=replica,
         quality=model_quality(tuple(replica.bits), model.name),
         class_shares={c.name: 1.0 for c in workload.classes}, requests_per_s={c.name: r for c, r in zip(workload.classes, rates)},
-        finish_s=finish_s,
+        finish_s=finish_s, startup_s=startup_s, work_factor=factor, calibration=calibrated,
     )
     baselines = _cloud_baselines(workload, model_row, offerings, gpus, deadline_s, quality_target, cost, cpu_profile) \
         if cloud_baselines else []

@@ -231,6 +231,9 @@ class FleetGroupPlan(BaseModel):
     requests_per_s: dict[str, float] = Field(description="per instance, per class")
     finish_s: float
     startup_s: float = Field(0.0, description="of finish_s, the instance start-up before work begins (s)")
+    work_factor: float = Field(1.0, gt=0, description="measured ÷ modelled work time the plan applied (calibration)")
+    calibration: str | None = Field(None, description="where start-up and work factor come from, e.g. "
+                                                      "'calibrated from 3 runs, last on 2026-12-02 10:15'")
 
 
 class WorkloadClassPlan(BaseModel):

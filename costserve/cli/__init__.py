@@ -12,8 +12,9 @@ from costserve.cli import commands_run  # noqa: F401  (each commands_* module re
 from costserve.cli import commands_inspect  # noqa: F401
 from costserve.cli import commands_engine  # noqa: F401
 from costserve.cli.app import app
+from costserve.cli.calibration import calibration_app
 from costserve.cli.catalog import catalog_app
-from costserve.cli.help import CATALOG, SCHEDULE
+from costserve.cli.help import CATALOG, PLAN, SCHEDULE
 from costserve.cli.schedule import schedule_app
 from costserve.cli.terminal import TerminalNotices
 from workers.cpu import prefer_passive_omp
@@ -23,6 +24,7 @@ prefer_passive_omp()  # before any command imports torch: workers and engines st
 
 app.add_typer(catalog_app, name="catalog", rich_help_panel=CATALOG)
 app.add_typer(schedule_app, name="schedule", rich_help_panel=SCHEDULE)
+app.add_typer(calibration_app, name="calibration", rich_help_panel=PLAN)
 
 __all__ = ["app", "main"]
 

@@ -13,7 +13,7 @@ from costserve.cli.options import settings_broker
 from costserve.cli.plan_view import show_plan
 from costserve.cli.announce import RunAnnouncer
 from costserve.config import Settings
-from costserve.durations import format_money
+from costserve.durations import format_duration, format_money
 from costserve.errors import CostserveError
 from costserve.request import BatchRequest
 
@@ -59,7 +59,6 @@ def _prepared_model(request: BatchRequest):  # type: ignore[no-untyped-def]
     import os
     import time
 
-    from costserve.durations import format_duration
     from costserve.run.prepare import model_rules
     from workers.model_source import pending_conversion
 
@@ -89,6 +88,12 @@ def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str |
     show_plan(plan, f"{scan.jobs:,} jobs of {local.model_name} on this machine")
     say(f"this machine is priced at {format_money(plan.groups[0].price_per_hour)}/h: {plan.groups[0].region} "
         "(the local_cpu_price_per_hour setting overrides it)")
+    if plan.groups[0].calibration:
+        say(f"start-up {format_duration(plan.groups[0].startup_s)} and work x{plan.groups[0].work_factor:.2f} of the "
+            f"model: {plan.groups[0].calibration} of this machine, model and replica")
+    elif local.guess:
+        say("no profile or earlier run of this model on this machine: the prediction is a roofline guess without "
+            "start-up; this run calibrates the next (or run `costserve profile` first)")
     if request.budget is not None and plan.cost > request.budget:
         fail(f"--budget {format_money(request.budget)}: the predicted cost on this machine is {format_money(plan.cost)}; "
              "raise --budget")

@@ -22,6 +22,12 @@ class LocalPlan:
     replica: "Replica"
     model_dir: Path
     model_name: str
+    profiled: bool = False  # this machine's `costserve profile` of the model timed the replica (not the roofline)
+
+    @property
+    def guess(self) -> bool:
+        """Whether the prediction is the roofline's alone: no profile of this machine, no earlier run calibrating it."""
+        return not self.profiled and self.plan.groups[0].calibration is None
 
 
 def plan_local(request: BatchRequest, model: str, workload: "Workload", price_per_hour: float | None) -> LocalPlan:
@@ -34,7 +40,8 @@ def plan_local(request: BatchRequest, model: str, workload: "Workload", price_pe
     from costserve.planning.batch import cpu_profile_for
     from costserve.planning.offerings import current_offerings
     from solver.device_profile import default_profile_path
-    from solver.local_plan import local_plan, model_row_from_hf_config
+    from costserve.store.calibration import calibration_for
+    from solver.local_plan import local_plan, machine_signature, model_row_from_hf_config
     from solver.local_replica import local_replica, profile_layer_ms
     from workers.model_source import model_name, resolve_model_dir
     from workers.replica import read_replica
@@ -55,6 +62,8 @@ def plan_local(request: BatchRequest, model: str, workload: "Workload", price_pe
         else model_row_from_hf_config(name, config)
     offerings, gpus, _ = current_offerings()
     cpu_profile, _ = cpu_profile_for(row["model"])
+    measured = calibration_for(machine_signature(), str(row["model"]), replica.summary())
+    calibration = (measured.startup_s, measured.work_factor, measured.describe()) if measured else None
     plan = local_plan(workload, row, replica, offerings, gpus, request.deadline_s, request.quality, price_per_hour,
-                      cpu_profile)
-    return LocalPlan(plan, replica, model_dir, name)
+                      cpu_profile, calibration=calibration)
+    return LocalPlan(plan, replica, model_dir, name, profiled=cpu_profile is not None)

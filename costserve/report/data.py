@@ -191,7 +191,8 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
 
 
 def runs_since(since_s: float, now: float | None = None) -> "pd.DataFrame":
-    """One row per run created in the last `since_s` seconds: date, jobs, cost $, $/1M tokens, makespan (the nightly trend).
+    """One row per run created in the last `since_s` seconds: date, jobs, cost $ and makespan beside their predictions,
+    $/1M tokens (the nightly trend: later nights plan from earlier ones' calibration).
 
     Dry runs (`submit --dry-run`) spent nothing and ran nothing: they are left out."""
     import pandas as pd
@@ -206,6 +207,8 @@ def runs_since(since_s: float, now: float | None = None) -> "pd.DataFrame":
         r = build_report(store, now)
         rows.append({"run": r.run_id, "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(store.created())),
                      "model": r.model, "jobs": r.jobs, "results": r.results, "failed": r.failed,
-                     "output tokens": r.output_tokens, "cost $": r.cost, "$ per 1M output tokens": r.usd_per_million_tokens,
-                     "makespan h": r.makespan_s / 3600, "finished": r.finished})
+                     "output tokens": r.output_tokens, "cost $": r.cost, "predicted cost $": r.predicted_cost,
+                     "$ per 1M output tokens": r.usd_per_million_tokens, "makespan h": r.makespan_s / 3600,
+                     "predicted makespan h": None if r.predicted_makespan_s is None else r.predicted_makespan_s / 3600,
+                     "finished": r.finished})
     return pd.DataFrame(rows)

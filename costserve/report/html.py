@@ -168,15 +168,19 @@ def render_html(report: RunReport) -> str:
 
 
 def render_trend_html(frame: "pd.DataFrame", since: str) -> str:
-    """Runs over a period (the nightly trend): cost per run, $/1M output tokens, jobs, with a plot of each."""
+    """Runs over a period (the nightly trend): cost and makespan per run beside their predictions, $/1M output tokens,
+    with a plot of each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.0))
-    for ax, column in zip(axes, ["cost $", "$ per 1M output tokens", "jobs"]):
-        ax.plot(frame["date"], frame[column].astype(float), marker="o")
+    for ax, column in zip(axes, ["cost $", "makespan h", "$ per 1M output tokens"]):
+        ax.plot(frame["date"], frame[column].astype(float), marker="o", label="actual")
+        if f"predicted {column}" in frame:  # predicted beside actual: calibration closes the gap night by night
+            ax.plot(frame["date"], frame[f"predicted {column}"].astype(float), marker="x", linestyle="--", label="predicted")
+            ax.legend(fontsize=7)
         ax.set_title(column)
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     png = _png(fig)

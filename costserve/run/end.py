@@ -6,7 +6,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from costserve.durations import format_duration, format_money
 from costserve.errors import ResultsFileError, RunStopped
@@ -15,6 +15,9 @@ from costserve.request import errors_path_for
 from costserve.report.files import write_run_report
 from costserve.store.results import outputs_in_order
 from costserve.store.runs import RunStore
+
+if TYPE_CHECKING:
+    from costserve.report.data import RunReport
 
 
 def write_results_file(results: sqlite3.Connection, out: Path, errors_out: Path | None = None) -> tuple[int, int]:
@@ -81,8 +84,26 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
     return 1 if failed else 0
 
 
+def _calibrate_from(store: RunStore, report: "RunReport") -> None:
+    """A finished local run's start-up and work factor go into the calibration store (costserve/store/calibration.py):
+    the next plan of this machine, model and replica starts from them."""
+    from costserve.store.calibration import record_run
+    from solver.local_plan import LOCAL_CLOUD, machine_signature
+
+    plan = store.plan()
+    if plan is None or len(plan.groups) != 1 or plan.groups[0].cloud != LOCAL_CLOUD or report.results != report.jobs:
+        return
+    group = plan.groups[0]
+    modelled_work_s = (group.finish_s - group.startup_s) / group.work_factor  # the roofline's or profile's own figure
+    startup_s = report.first_start_s or 0.0
+    work_s = report.makespan_s - startup_s
+    if modelled_work_s > 0 and work_s > 0:
+        record_run(store.id, machine_signature(), plan.model, group.replica.summary(), startup_s, work_s / modelled_work_s)
+
+
 def _say_prediction_miss(store: RunStore) -> None:
-    """One line per figure the plan missed by more than ±25% (predicted vs actual), and the likely causes."""
+    """Calibrate from a finished local run; then one line per figure the plan missed by more than ±25% (predicted vs
+    actual), and the likely causes."""
     from costserve.report.accuracy import likely_causes, prediction_checks
     from costserve.report.data import build_report
 
@@ -90,6 +111,7 @@ def _say_prediction_miss(store: RunStore) -> None:
         report = build_report(store)
     except (OSError, sqlite3.Error, ValueError, KeyError):  # the run has ended: its self-assessment is best effort
         return
+    _calibrate_from(store, report)
     missed = [c for c in prediction_checks(report) if c.off]
     if not missed:
         return

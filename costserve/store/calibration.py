@@ -1,0 +1,108 @@
+"""Every run calibrates the next: what each finished run measured, kept in `$COSTSERVE_HOME/calibration.sqlite`.
+
+A row per finished run: the machine it ran on, the model and the replica (its summary), the
+start-up it measured (s: workers starting and loading the model, report/data.startup_seconds)
+and its work factor, the time the work took ÷ the time the plan gave it (the plan's makespan
+less its start-up). The same machine, model and replica plan from these instead of the
+roofline alone: start-up = the weighted start-up, work = the modelled work × the weighted
+factor. Recent runs weigh more (each run back halves the weight, RECENT_RUNS at most), so a
+nightly batch plans better each night and follows a machine that changes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from catalog.home import costserve_home
+from costserve.store.patient import patient_connect
+
+RECENT_RUNS = 8  # rows a calibration weighs; each older row has half the weight of the one after it
+CALIBRATION_FILE = "calibration.sqlite"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The measured start-up (s) and work factor (actual ÷ modelled work time) of one machine, model and replica."""
+
+    startup_s: float
+    work_factor: float
+    runs: int
+    last_at: float  # unix s of the newest run weighed
+
+    def describe(self) -> str:
+        """`calibrated from N runs, last on DATE`, as plans show it."""
+        return f"calibrated from {self.runs} run{'s' if self.runs != 1 else ''}, last on " \
+               f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(self.last_at))}"
+
+
+def calibration_path(home: Path | None = None) -> Path:
+    """The calibration store of `home` (default: $COSTSERVE_HOME)."""
+    return (home or costserve_home()) / CALIBRATION_FILE
+
+
+def _connect(path: Path):  # type: ignore[no-untyped-def]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = patient_connect(path)
+    con.execute("CREATE TABLE IF NOT EXISTS runs (at REAL, machine TEXT, model TEXT, replica TEXT, startup_s REAL, "
+                "work_factor REAL, run TEXT PRIMARY KEY)")
+    return con
+
+
+def record_run(run_id: str, machine: str, model: str, replica: str, startup_s: float, work_factor: float,
+               path: Path | None = None) -> None:
+    """Keep one finished run's measurements (start-up s, work factor); a run recorded again replaces its row."""
+    con = _connect(path or calibration_path())
+    try:
+        con.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (time.time(), machine, model, replica, startup_s, work_factor, run_id))
+    finally:
+        con.close()
+
+
+def calibration_for(machine: str, model: str, replica: str, path: Path | None = None) -> Calibration | None:
+    """The weighted calibration of this machine, model and replica; None before any run of them finished."""
+    path = path or calibration_path()
+    if not path.is_file():
+        return None
+    con = _connect(path)
+    try:
+        rows = con.execute("SELECT at, startup_s, work_factor FROM runs WHERE machine = ? AND model = ? AND replica = ? "
+                           "ORDER BY at DESC LIMIT ?", (machine, model, replica, RECENT_RUNS)).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        return None
+    weights = [0.5**i for i in range(len(rows))]
+    total = sum(weights)
+    return Calibration(startup_s=sum(w * r[1] for w, r in zip(weights, rows)) / total,
+                       work_factor=sum(w * r[2] for w, r in zip(weights, rows)) / total,
+                       runs=len(rows), last_at=rows[0][0])
+
+
+def calibration_rows(path: Path | None = None) -> list[dict[str, object]]:
+    """Every recorded run, newest first (`costserve calibration show`)."""
+    path = path or calibration_path()
+    if not path.is_file():
+        return []
+    con = _connect(path)
+    try:
+        rows = con.execute("SELECT at, machine, model, replica, startup_s, work_factor, run FROM runs ORDER BY at DESC").fetchall()
+    finally:
+        con.close()
+    return [{"at": time.strftime("%Y-%m-%d %H:%M", time.localtime(at)), "machine": machine, "model": model,
+             "replica": replica, "start-up s": round(startup, 1), "work factor": round(factor, 3), "run": run}
+            for at, machine, model, replica, startup, factor, run in rows]
+
+
+def reset_calibration(path: Path | None = None) -> int:
+    """Forget every recorded run; how many there were."""
+    path = path or calibration_path()
+    if not path.is_file():
+        return 0
+    count = len(calibration_rows(path))
+    path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return count
