@@ -98,7 +98,10 @@ def _calibrate_from(store: RunStore, report: "RunReport") -> None:
     startup_s = report.first_start_s or 0.0
     work_s = report.makespan_s - startup_s
     if modelled_work_s > 0 and work_s > 0:
-        record_run(store.id, machine_signature(), plan.model, group.replica.summary(), startup_s, work_s / modelled_work_s)
+        try:
+            record_run(store.id, machine_signature(), plan.model, group.replica.summary(), startup_s, work_s / modelled_work_s)
+        except (OSError, sqlite3.Error) as exc:  # a full disk or a locked store: this run just does not calibrate
+            warn(f"run {store.id}: not kept for calibration ({exc})")
 
 
 def _say_prediction_miss(store: RunStore) -> None:

@@ -11,15 +11,16 @@ nightly batch plans better each night and follows a machine that changes.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.home import costserve_home
-from costserve.store.patient import patient_connect
 
 RECENT_RUNS = 8  # rows a calibration weighs; each older row has half the weight of the one after it
 CALIBRATION_FILE = "calibration.sqlite"
+CALIBRATION_LOCK_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,11 @@ def calibration_path(home: Path | None = None) -> Path:
     return (home or costserve_home()) / CALIBRATION_FILE
 
 
-def _connect(path: Path):  # type: ignore[no-untyped-def]
+def _connect(path: Path) -> sqlite3.Connection:
+    """The store, created on first use. A plain connection with a short lock wait: calibration is best effort and must
+    never hold up the end of a run (a full disk or a locked file just skips one run's row)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = patient_connect(path)
+    con = sqlite3.connect(path, timeout=CALIBRATION_LOCK_WAIT_S, isolation_level=None)
     con.execute("CREATE TABLE IF NOT EXISTS runs (at REAL, machine TEXT, model TEXT, replica TEXT, startup_s REAL, "
                 "work_factor REAL, run TEXT PRIMARY KEY)")
     return con
