@@ -152,15 +152,14 @@ def uniform_throughputs(model: ModelShape, device: Device, bits: int, workload: 
 
 
 def profile_calibration(profile: "ThroughputProfile", specs: "pd.DataFrame", model: ModelShape, workload: Workload) -> dict[str, list[float]]:
-    """Per profiled GPU, per class: measured req/s ÷ modelled req/s (16 bits, one GPU)."""
+    """Per profiled GPU, per class: measured req/s ÷ modelled req/s (16 bits, one GPU, at the batch its candidates run)."""
     factors: dict[str, list[float]] = {}
     for gpu in profile.gpu_info:
-        device = Device.from_catalog(specs.loc[gpu], 1)
+        _, modelled = uniform_throughputs(model, Device.from_catalog(specs.loc[gpu], 1), 16, workload)  # as candidates run
         row = []
-        for c in workload.classes:
+        for c, rate in zip(workload.classes, modelled):
             measured = profile.requests_per_s(gpu, c.input_tokens, c.output_tokens) or 0.0
-            modelled = class_throughput(model, device, (16,) * model.layers, c.input_tokens, c.output_tokens).requests_per_s
             # where the model finds no memory for a class at 16 bits, the memory check stands
-            row.append(measured / modelled if modelled > 0 else 0.0)
+            row.append(measured / rate if rate > 0 else 0.0)
         factors[gpu] = row
     return factors
