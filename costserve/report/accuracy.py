@@ -11,12 +11,27 @@ planned while they worked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from costserve.durations import format_duration
 
-if TYPE_CHECKING:
-    from costserve.report.data import RunReport
+
+class RunReport(Protocol):
+    """The figures of a run this judges (costserve/report/data.RunReport has them; $, s, tokens)."""
+
+    jobs: int
+    results: int
+    output_tokens: int
+    cost: float
+    predicted_cost: float | None
+    makespan_s: float
+    predicted_makespan_s: float | None
+    planned_output_tokens: float | None
+    first_start_s: float | None
+    planned_startup_s: float
+
+    @property
+    def tokens_per_s(self) -> float: ...
 
 TOLERANCE = 0.25  # predicted ÷ actual within 1 ± 0.25 is on target
 
@@ -45,7 +60,7 @@ class PredictionCheck:
                 "predicted / actual": None if self.ratio is None else float(f"{self.ratio:.4g}"), "off": self.off}
 
 
-def prediction_checks(report: "RunReport") -> list[PredictionCheck]:
+def prediction_checks(report: RunReport) -> list[PredictionCheck]:
     """Cost ($), makespan (s) and output tokens/s of the whole run, predicted vs actual (none without a plan)."""
     out = []
     if report.predicted_cost is not None:
@@ -58,7 +73,7 @@ def prediction_checks(report: "RunReport") -> list[PredictionCheck]:
     return out
 
 
-def likely_causes(report: "RunReport") -> list[str]:
+def likely_causes(report: RunReport) -> list[str]:
     """Why the run's figures differ from the plan's, each cause in one line (empty when every figure is on target)."""
     if not any(check.off for check in prediction_checks(report)):
         return []
