@@ -45,6 +45,11 @@ class PredictionCheck:
     actual: float
 
     @property
+    def label(self) -> str:
+        """The figure's name without its unit, as sentences and cards say it (`cost`, `makespan`, `output tokens/s`)."""
+        return self.metric.removesuffix(" $").removesuffix(" s")
+
+    @property
     def ratio(self) -> float | None:
         """Predicted ÷ actual (None when nothing happened yet)."""
         return self.predicted / self.actual if self.actual > 0 else None

@@ -35,10 +35,11 @@ def write_report_files(report: "RunReport", html_path: Path | None, csv_path: Pa
         report_csv_frame(report).to_csv(csv_path, index=False)
 
 
-def write_run_report(store: RunStore) -> Path:
-    """`report.html` and `report.csv` in the run directory (what `submit` writes at the end); returns the HTML path."""
+def write_run_report(store: RunStore, report: "RunReport | None" = None) -> Path:
+    """`report.html` and `report.csv` in the run directory (what `submit` writes at the end), from `report` when the
+    caller has built it; returns the HTML path."""
     from costserve.report.data import build_report
 
     html_path = store.dir / "report.html"
-    write_report_files(build_report(store), html_path, store.dir / "report.csv")
+    write_report_files(report if report is not None else build_report(store), html_path, store.dir / "report.csv")
     return html_path

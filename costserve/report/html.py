@@ -131,7 +131,7 @@ def _prediction(report: RunReport) -> list[str]:
     if not checks:
         return []
     cards = "".join(f"<div class='card{' off' if c.off else ''}'><div class='v'>{c.ratio:.2f}x</div>"
-                    f"<div class='k'>{html.escape(c.metric.removesuffix(' $').removesuffix(' s'))}: predicted ÷ actual</div></div>"
+                    f"<div class='k'>{html.escape(c.label)}: predicted ÷ actual</div></div>"
                     for c in checks)
     causes = "".join(f"<li>{html.escape(cause)}</li>" for cause in likely_causes(report))
     return [f"<h2>Prediction vs this run (on target within ±{TOLERANCE:.0%})</h2><div class='cards'>{cards}</div>",

@@ -6,18 +6,16 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from costserve.durations import format_duration, format_money
 from costserve.errors import ResultsFileError, RunStopped
 from costserve.notices import say, warn
 from costserve.request import errors_path_for
+from costserve.report.data import RunReport, build_report
 from costserve.report.files import write_run_report
 from costserve.store.results import outputs_in_order
 from costserve.store.runs import RunStore
-
-if TYPE_CHECKING:
-    from costserve.report.data import RunReport
 
 
 def write_results_file(results: sqlite3.Connection, out: Path, errors_out: Path | None = None) -> tuple[int, int]:
@@ -69,8 +67,10 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
         raise ResultsFileError(f"run {store.id}: {exc}; every result is kept in the run store: "
                                f"`costserve results {store.id} --out FILE` writes them") from None
     store.event("finished" if stopped is None else "stopped", str(out) if stopped is None else stopped)
+    report = None
     try:
-        say(f"report: {write_run_report(store)}")
+        report = build_report(store)  # once: the report files, the calibration and the prediction check all read it
+        say(f"report: {write_run_report(store, report)}")
     except OSError as exc:
         warn(f"run {store.id}: the report was not written ({exc.strerror or exc}); `costserve report {store.id}` "
              "writes it later")
@@ -80,11 +80,13 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
         raise RunStopped(f"run {store.id} {stopped}: {written + failed}/{total} results kept in {out}"
                          + (f" and {errors_out}" if failed else "") + hint)
     say(summary_line(store, out, written, failed, errors_out))
-    _say_prediction_miss(store)
+    if report is not None:
+        _calibrate_from(store, report)
+        _say_prediction_miss(store.id, report)
     return 1 if failed else 0
 
 
-def _calibrate_from(store: RunStore, report: "RunReport") -> None:
+def _calibrate_from(store: RunStore, report: RunReport) -> None:
     """A finished local run's start-up and work factor go into the calibration store (costserve/store/calibration.py):
     the next plan of this machine, model and replica starts from them."""
     from costserve.store.calibration import record_run
@@ -104,22 +106,15 @@ def _calibrate_from(store: RunStore, report: "RunReport") -> None:
             warn(f"run {store.id}: not kept for calibration ({exc})")
 
 
-def _say_prediction_miss(store: RunStore) -> None:
-    """Calibrate from a finished local run; then one line per figure the plan missed by more than ±25% (predicted vs
-    actual), and the likely causes."""
+def _say_prediction_miss(run_id: str, report: RunReport) -> None:
+    """One line per figure the plan missed by more than ±25% (predicted vs actual), and the likely causes."""
     from costserve.report.accuracy import likely_causes, prediction_checks
-    from costserve.report.data import build_report
 
-    try:
-        report = build_report(store)
-    except (OSError, sqlite3.Error, ValueError, KeyError):  # the run has ended: its self-assessment is best effort
-        return
-    _calibrate_from(store, report)
     missed = [c for c in prediction_checks(report) if c.off]
     if not missed:
         return
-    say("the plan missed: " + ", ".join(f"{c.metric.removesuffix(' $').removesuffix(' s')} {c.ratio:.2f}x of actual"
-                                         for c in missed) + f" (`costserve report {store.id}`)")
+    say("the plan missed: " + ", ".join(f"{c.label} {c.ratio:.2f}x of actual" for c in missed)
+        + f" (`costserve report {run_id}`)")
     for cause in likely_causes(report):
         say(f"  likely cause: {cause}")
 
