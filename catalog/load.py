@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
-from catalog.schema import GpuRow, ModelRow, OfferingRow
+from catalog.schema import GpuRow, MeasuredThroughputRow, ModelRow, OfferingRow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,4 +111,17 @@ def load_offerings(path: Path | None = None, gpus: "pd.DataFrame | None" = None)
     if unknown.any():
         line = int(unknown.to_numpy().argmax()) + 2
         raise CatalogError(f"{path}:{line}: gpu: {df['gpu'][line - 2]!r} is not in gpus.csv")
+    return df
+
+
+def load_measured_throughput(path: Path | None = None) -> "pd.DataFrame":
+    """Published offline throughput (output tokens/s) the cost model is held to; every gpu and model is in the catalog."""
+    path = path or shipped_path("measured_throughput.csv")
+    df = read_rows(path, MeasuredThroughputRow)
+    _unique(df, ["gpu", "model", "precision", "kv_cache_dtype", "tp", "input_tokens", "output_tokens", "engine"], path)
+    for column, known in (("gpu", set(load_gpus()["gpu"])), ("model", set(load_models()["model"]))):
+        unknown = ~df[column].isin(known)
+        if unknown.any():
+            line = int(unknown.to_numpy().argmax()) + 2
+            raise CatalogError(f"{path}:{line}: {column}: {df[column][line - 2]!r} is not in {column}s.csv")
     return df

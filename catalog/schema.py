@@ -29,9 +29,10 @@ class GpuRow(_Row):
     memory_gib: float = Field(ge=0, description="device memory, GiB (0: host memory of the offering)")
     bf16_tflops: float = Field(gt=0, description="dense bf16/fp16 tensor throughput, TFLOPS")
     int8_tops: float = Field(gt=0, description="dense int8 throughput, TOPS")
+    fp8_tflops: float = Field(0.0, ge=0, description="dense FP8 tensor throughput, TFLOPS (0: no FP8 tensor cores)")
     mem_bandwidth_gbps: float = Field(gt=0, description="memory bandwidth, GB/s")
     interconnect: Literal["NVLink", "PCIe"] | None = None
-    nvlink_gbps: float = Field(ge=0, description="GPU-GPU NVLink bandwidth per direction, GB/s (0: none)")
+    nvlink_gbps: float = Field(ge=0, description="GPU-GPU NVLink bandwidth, both directions together as datasheets state it, GB/s (0: none)")
     pcie_gbps: float = Field(ge=0, description="host link bandwidth per direction, GB/s")
     per_vcpu: bool = False
 
@@ -93,3 +94,17 @@ class ModelRow(_Row):
         if self.experts_per_token > self.experts:
             raise ValueError("experts_per_token: cannot exceed experts")
         return self
+
+
+class MeasuredThroughputRow(_Row):
+    """One published offline-throughput measurement: a replica of `tp` GPUs serving requests of fixed lengths."""
+
+    gpu: str = Field(min_length=1, description="a `gpu` of gpus.csv")
+    model: str = Field(min_length=1, description="a `model` of models.csv")
+    precision: Literal["fp16", "fp8"] = Field(description="weights and activations: fp16/bf16, or FP8 on FP8 tensor cores")
+    kv_cache_dtype: Literal["fp16", "fp8"]
+    tp: int = Field(ge=1, description="tensor-parallel GPUs in the replica")
+    input_tokens: int = Field(gt=0)
+    output_tokens: int = Field(gt=0)
+    output_tokens_per_s: float = Field(gt=0, description="generated tokens per second, the whole replica")
+    engine: Literal["tensorrt-llm", "vllm"]

@@ -3,9 +3,12 @@
 A replica here is `tp` devices of one kind working as one (tensor parallel), holding every
 decoder layer at its bit-width. Prefill is compute-bound (FLOPs / effective peak); a decode
 step reads every weight and the batch's KV cache once (bytes / effective bandwidth) unless
-the batch is large enough to hit the compute roof. Units: seconds, bytes, GiB, tokens.
-The efficiency constants below are typical published figures, to be replaced by measured
-profiles (`costserve profile`, Mélange-format tables) when they exist.
+the batch is large enough to hit the compute roof; tensor-parallel replicas add two
+all-reduces of the activations per layer. Units: seconds, bytes, GiB, tokens.
+The efficiency constants below are fitted to published offline throughput
+(`catalog/data/measured_throughput.csv`: TensorRT-LLM on H200, H100, L40S and A100, FP8 and
+FP16, TP 1-8) by `python -m bench.fidelity --fit`; measured profiles (`costserve profile`)
+and run calibration replace them where they exist.
 """
 
 from __future__ import annotations
@@ -15,94 +18,60 @@ from dataclasses import dataclass
 from collections import Counter
 from typing import Any
 
+from solver.model_shape import KV_BYTES_PER_VALUE, STORED_BITS, ModelShape
+from solver.serving_engine import VLLM, ServingEngine
+
+__all__ = ["KV_BYTES_PER_VALUE", "STORED_BITS", "ModelShape"]
+
 GIB = 2**30
-# Achieved fraction of peak tensor FLOPs in prefill; vLLM/SGLang prefill typically reaches
-# 40-60% model FLOPs utilisation on A100/H100.
-PREFILL_EFFICIENCY = 0.5
-# Achieved fraction of peak memory bandwidth in decode (paged-attention engines report 60-80%).
-DECODE_BANDWIDTH_EFFICIENCY = 0.7
+# Achieved fraction of peak tensor FLOPs in large GEMMs (prefill, compute-bound decode), FP8 and
+# 16-bit alike. Fitted (bench.fidelity; the prefill-heavy points, 2048/128 and 5000/500, pin it):
+# 0.58, inside the 40-60% MFU vLLM and SGLang report for prefill on A100/H100.
+PREFILL_EFFICIENCY = 0.58
+# Achieved fraction of peak memory bandwidth in decode weight and KV reads. Fitted (bench.fidelity).
+DECODE_BANDWIDTH_EFFICIENCY = 0.68
 # Share of device memory the engine may use (vLLM's gpu_memory_utilization default).
 MEMORY_UTILIZATION = 0.9
-# CUDA context, allocator and framework, per device (GiB); the OS and runtime on a CPU host.
-RUNTIME_OVERHEAD_GIB = {"gpu": 1.0, "cpu": 4.0}
-# Tensor-parallel scaling of compute per extra device, by link.
-TP_EFFICIENCY = {"NVLink": 0.9, "PCIe": 0.75, None: 0.75}
-# Weight-only quantisation: stored bits per weight including scales (int8 per-channel:
-# one fp16 scale per row, negligible; int4 group 64: one fp16 scale per 64 weights).
-STORED_BITS = {16: 16.0, 8: 8.0, 4: 4.25, 3: 3.25}
+# CUDA context, NCCL and allocator, per device (GiB). Fitted on the tight fits of the reference
+# (70B FP8 on one H100: 70 GiB of weights on 80 GiB).
+RUNTIME_OVERHEAD_GIB = {"gpu": 0.8, "cpu": 4.0}
+# One all-reduce's fixed cost (s). Fitted: 110 us, well above NCCL's 10-20 us launch latency on
+# NVLink, because it also carries the wait for the slowest device at every layer's synchronisation.
+ALLREDUCE_LATENCY_S = 110e-6
+# Achieved fraction of the device-to-device link's bandwidth (per direction) in a ring all-reduce. Fitted.
+LINK_EFFICIENCY = 0.5
 # Extra compute for dequantising weights inside the matmul (weight-only kernels).
 DEQUANT_OVERHEAD = {16: 1.0, 8: 1.1, 4: 1.2, 3: 1.3}
-KV_BYTES_PER_VALUE = 2  # fp16/bf16 KV cache
-MAX_BATCH = 256  # concurrent sequences per replica, as serving engines cap them
+MAX_BATCH = VLLM.max_batch  # concurrent sequences per replica, as the engine is told (vLLM max_num_seqs)
 PREFILL_CHUNK_TOKENS = 8192  # activation workspace is sized for this many tokens at once
+ACTIVATION_BYTES = 2  # 16-bit activations cross the tensor-parallel links
 
 
 @dataclass(frozen=True)
-class ModelShape:
-    """Architecture facts of a decoder-only model (a row of models.csv)."""
+class Numerics:
+    """How a replica computes, as vLLM is told: `activations` "bf16" (16-bit, or weight-only quantized
+    layers widened to it) or "fp8" (FP8 weights and activations on FP8 tensor cores, vLLM
+    quantization="fp8"); `kv_cache` "auto" (16-bit) or "fp8" (vLLM kv_cache_dtype="fp8")."""
 
-    name: str
-    layers: int
-    hidden: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    vocab: int
-    experts: int = 1
-    experts_per_token: int = 1
-    tied_embeddings: bool = False
+    activations: str = "bf16"
+    kv_cache: str = "auto"
 
-    @classmethod
-    def from_row(cls, row: Any) -> "ModelShape":
-        """From a models.csv row (a pandas Series or a dict with the same keys)."""
-        return cls(
-            name=row["model"], layers=int(row["layers"]), hidden=int(row["hidden"]), intermediate=int(row["intermediate"]),
-            heads=int(row["heads"]), kv_heads=int(row["kv_heads"]), vocab=int(row["vocab"]), experts=int(row["experts"]),
-            experts_per_token=int(row["experts_per_token"]), tied_embeddings=bool(row["tied_embeddings"]),
-        )
+    def kv_value_bytes(self) -> int:
+        """Bytes of one cached K or V value."""
+        return 1 if self.kv_cache == "fp8" else KV_BYTES_PER_VALUE
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
 
-    def _attention_params(self) -> int:
-        kv = self.kv_heads * self.head_dim
-        return 2 * self.hidden * self.hidden + 2 * self.hidden * kv  # q, o; k, v
-
-    def layer_params(self) -> int:
-        """Stored parameters of one decoder layer (all experts)."""
-        return self._attention_params() + 3 * self.hidden * self.intermediate * self.experts
-
-    def layer_active_params(self) -> int:
-        """Parameters one token multiplies through in one decoder layer (routed experts only)."""
-        return self._attention_params() + 3 * self.hidden * self.intermediate * self.experts_per_token
-
-    def embedding_params(self) -> int:
-        """Token embedding plus LM head (kept at 16 bits)."""
-        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-
-    def kv_bytes_per_token(self) -> int:
-        """KV cache bytes one token of context costs across all layers."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * KV_BYTES_PER_VALUE
-
-    def layer_kv_bytes_per_token(self) -> float:
-        """KV cache bytes one token of context costs in one decoder layer."""
-        return self.kv_bytes_per_token() / self.layers
-
-    def layer_weight_bytes(self, bits: int) -> float:
-        """Stored bytes of one decoder layer's weights at `bits` bits (quantisation scales included)."""
-        return self.layer_params() * STORED_BITS[bits] / 8
-
-    def activation_bytes(self, tokens: float) -> float:
-        """Hidden and MLP activations (fp16 bytes) of `tokens` tokens computed in one pass."""
-        return tokens * (4 * self.hidden + 2 * self.intermediate) * 2
+BF16 = Numerics()
+FP8 = Numerics("fp8", "fp8")
 
 
 @dataclass(frozen=True)
 class Device:
     """The hardware of one replica: `count` devices of one kind acting as one (tensor parallel).
 
-    memory_gib, tflops and bandwidth_gbps are per device; `kind` is "gpu" or "cpu".
+    memory_gib, tflops (dense 16-bit), fp8_tflops (dense FP8; 0: no FP8 tensor cores) and
+    bandwidth_gbps are per device; link_gbps is the device-to-device bandwidth per direction (GB/s);
+    `kind` is "gpu" or "cpu".
     """
 
     name: str
@@ -112,6 +81,8 @@ class Device:
     bandwidth_gbps: float
     count: int = 1
     interconnect: str | None = None
+    fp8_tflops: float = 0.0
+    link_gbps: float = 0.0
 
     @classmethod
     def from_catalog(cls, gpu_row: Any, count: int = 1, vcpus: int = 0, host_memory_gib: float = 0.0) -> "Device":
@@ -120,22 +91,43 @@ class Device:
             return cls(gpu_row["gpu"], "cpu", host_memory_gib, gpu_row["bf16_tflops"] * vcpus,
                        gpu_row["mem_bandwidth_gbps"] * vcpus, 1, None)
         interconnect = gpu_row["interconnect"] if isinstance(gpu_row["interconnect"], str) else None
+        # NVLink figures in datasheets count both directions; PCIe figures are per direction
+        link = float(gpu_row["nvlink_gbps"]) / 2 if interconnect == "NVLink" else float(gpu_row["pcie_gbps"])
         return cls(gpu_row["gpu"], "gpu", float(gpu_row["memory_gib"]), float(gpu_row["bf16_tflops"]),
-                   float(gpu_row["mem_bandwidth_gbps"]), count, interconnect)
+                   float(gpu_row["mem_bandwidth_gbps"]), count, interconnect, float(gpu_row.get("fp8_tflops", 0.0)), link)
+
+    def memory_bytes(self) -> float:
+        """Device memory, all devices together (bytes)."""
+        return self.memory_gib * self.count * GIB
+
+    def runtime_bytes(self) -> float:
+        """Memory the runtime holds before any weight (CUDA context, NCCL; the OS on a CPU host), all devices (bytes)."""
+        return RUNTIME_OVERHEAD_GIB[self.kind] * self.count * GIB
 
     def usable_bytes(self) -> float:
         """Memory the engine may fill, all devices together (bytes)."""
-        per = self.memory_gib * MEMORY_UTILIZATION - RUNTIME_OVERHEAD_GIB[self.kind]
-        return max(0.0, per) * self.count * GIB
+        return max(0.0, self.memory_bytes() * MEMORY_UTILIZATION - self.runtime_bytes())
 
-    def effective_flops(self) -> float:
-        """Sustained FLOP/s in prefill across the replica's devices."""
-        scale = 1 + (self.count - 1) * TP_EFFICIENCY[self.interconnect]
-        return self.tflops * 1e12 * PREFILL_EFFICIENCY * scale
+    def effective_flops(self, numerics: Numerics = BF16) -> float:
+        """Sustained FLOP/s in large GEMMs across the replica's devices (the split is even; its communication is
+        `allreduce_seconds`)."""
+        peak = self.fp8_tflops if numerics.activations == "fp8" else self.tflops
+        if peak <= 0:
+            raise ValueError(f"{self.name} has no FP8 tensor cores")
+        return peak * 1e12 * PREFILL_EFFICIENCY * self.count
 
     def effective_bandwidth(self) -> float:
         """Sustained bytes/s of weight and KV reads across the replica's devices."""
         return self.bandwidth_gbps * 1e9 * DECODE_BANDWIDTH_EFFICIENCY * self.count
+
+    def allreduce_seconds(self, nbytes: float) -> float:
+        """Seconds of one ring all-reduce of `nbytes` bytes across the replica's devices (0 on one device)."""
+        if self.count == 1:
+            return 0.0
+        if self.link_gbps <= 0:
+            raise ValueError(f"{self.name}: {self.count} devices need a link bandwidth")
+        moved = 2 * (self.count - 1) / self.count * nbytes
+        return ALLREDUCE_LATENCY_S + moved / (self.link_gbps * 1e9 * LINK_EFFICIENCY)
 
 
 def weight_bytes(model: ModelShape, bits: tuple[int, ...]) -> float:
@@ -165,23 +157,33 @@ class StepShape:
     context_tokens: float
 
 
-def layer_seconds(model: ModelShape, device: Device, bits: int, step: StepShape) -> tuple[float, float]:
+def layer_seconds(model: ModelShape, device: Device, bits: int, step: StepShape,
+                  numerics: Numerics = BF16) -> tuple[float, float]:
     """(prefill pass, decode step) seconds of one decoder layer at `bits` bits on `device`: the roofline.
 
     This one function prices every layer the planner places: a whole replica, a pipeline stage
     (solver.partition), a hybrid replica's GPU- and CPU-computed layers (solver.hybrid_costs).
-    Prefill is compute-bound: the linear layers (with the dequantisation overhead) plus causal
-    attention. A decode step takes max(bytes read / bandwidth, linear-layer FLOPs / peak); it
-    reads the layer's weights (an MoE layer only its routed experts, until the batch covers
-    them all) and the batch's KV cache.
+    Prefill is compute-bound: the linear layers (with the dequantisation overhead of weight-only
+    layers; none for FP8, whose tensor cores take the weights as stored) plus causal attention. A
+    decode step takes max(bytes read / bandwidth, linear-layer FLOPs / peak); it reads the layer's
+    weights (an MoE layer only its routed experts, until the batch covers them all) and the batch's
+    KV cache. A tensor-parallel replica adds two all-reduces of the layer's activations (after
+    attention and after the MLP) to both.
     """
-    active, dq = model.layer_active_params(), DEQUANT_OVERHEAD[bits]
+    active = model.layer_active_params()
+    dq = 1.0 if numerics.activations == "fp8" else DEQUANT_OVERHEAD[bits]
+    flops_per_s = device.effective_flops(numerics)
     tokens = step.prefill_sequences * step.prompt_tokens
-    prefill = (2 * active * tokens * dq + 2 * model.hidden * step.prompt_tokens * tokens) / device.effective_flops()
+    prefill = (2 * active * tokens * dq + 2 * model.hidden * step.prompt_tokens * tokens) / flops_per_s
     experts_read = min(1.0, active / model.layer_params() * step.decode_batch) if model.experts > 1 else 1.0
-    read = model.layer_weight_bytes(bits) * experts_read + step.decode_batch * step.context_tokens * model.layer_kv_bytes_per_token()
+    kv = step.decode_batch * step.context_tokens * model.layer_kv_bytes_per_token(numerics.kv_value_bytes())
+    read = model.layer_weight_bytes(bits) * experts_read + kv
     flops = 2 * step.decode_batch * active * dq  # the linear layers; decode attention is a per-sequence GEMV, its KV read above
-    return prefill, max(read / device.effective_bandwidth(), flops / device.effective_flops())
+    decode = max(read / device.effective_bandwidth(), flops / flops_per_s)
+    if device.count > 1:
+        prefill += 2 * device.allreduce_seconds(tokens * model.hidden * ACTIVATION_BYTES)
+        decode += 2 * device.allreduce_seconds(step.decode_batch * model.hidden * ACTIVATION_BYTES)
+    return prefill, decode
 
 
 def head_seconds(model: ModelShape, device: Device, step: StepShape) -> tuple[float, float]:
@@ -192,21 +194,30 @@ def head_seconds(model: ModelShape, device: Device, step: StepShape) -> tuple[fl
     return prefill, decode
 
 
-def replica_seconds(model: ModelShape, device: Device, bits: tuple[int, ...], step: StepShape) -> tuple[float, float]:
+def replica_seconds(model: ModelShape, device: Device, bits: tuple[int, ...], step: StepShape,
+                    numerics: Numerics = BF16) -> tuple[float, float]:
     """(prefill pass, decode step) seconds of a whole replica: every layer at its bits, then the LM head."""
     prefill, decode = head_seconds(model, device, step)
     for b, n in Counter(bits).items():
-        layer_prefill, layer_decode = layer_seconds(model, device, b, step)
+        layer_prefill, layer_decode = layer_seconds(model, device, b, step, numerics)
         prefill, decode = prefill + n * layer_prefill, decode + n * layer_decode
     return prefill, decode
 
 
-def max_batch(model: ModelShape, device: Device, bits: tuple[int, ...], input_tokens: float, output_tokens: float) -> int:
-    """Largest batch (sequences, ≤ MAX_BATCH) whose weights, KV cache and workspace fit; 0 if none."""
-    free = device.usable_bytes() - weight_bytes(model, bits)
-    per_seq = (input_tokens + output_tokens) * model.kv_bytes_per_token()
-    batch = min(MAX_BATCH, int(free // per_seq)) if free > 0 else 0
-    while batch > 0 and batch * per_seq + workspace_bytes(model, min(batch * input_tokens, PREFILL_CHUNK_TOKENS), batch) > free:
+def max_batch(model: ModelShape, device: Device, bits: tuple[int, ...], input_tokens: float, output_tokens: float,
+              numerics: Numerics = BF16, engine: ServingEngine = VLLM) -> int:
+    """Largest batch (sequences, ≤ the engine's max_batch) whose weights, KV cache and workspace fit as `engine`
+    allocates memory; 0 if none."""
+    weights = weight_bytes(model, bits)
+    per_seq = (input_tokens + output_tokens) * model.kv_bytes_per_token(numerics.kv_value_bytes())
+
+    def kv_budget(batch: int) -> float:
+        workspace = workspace_bytes(model, min(batch * input_tokens, PREFILL_CHUNK_TOKENS), batch)
+        return engine.kv_budget_bytes(device.memory_bytes(), device.runtime_bytes(), weights, workspace)
+
+    first = kv_budget(1)
+    batch = min(engine.max_batch, int(first // per_seq)) if first > 0 else 0
+    while batch > 0 and batch * per_seq > kv_budget(batch):
         batch -= 1
     return batch
 
@@ -232,18 +243,19 @@ class Throughput:
 
 
 def class_throughput(model: ModelShape, device: Device, bits: tuple[int, ...], input_tokens: float, output_tokens: float,
-                     batch_cap: int | None = None) -> Throughput:
+                     batch_cap: int | None = None, numerics: Numerics = BF16, engine: ServingEngine = VLLM) -> Throughput:
     """Throughput on requests of these mean lengths at the largest batch that fits, at most `batch_cap` sequences (0 if
-    none fits).
+    none fits), served by `engine` (its speed applies on GPUs).
 
     A batch prefills, then decodes `output_tokens` steps at the mean context (input + output/2).
     """
-    batch = max_batch(model, device, bits, input_tokens, output_tokens)
+    batch = max_batch(model, device, bits, input_tokens, output_tokens, numerics, engine)
     if batch_cap is not None:
         batch = min(batch, batch_cap)
     if batch == 0:
         return Throughput(0, 0.0, 0.0, math.inf)
     steps = max(1, math.ceil(output_tokens))
-    prefill, decode = replica_seconds(model, device, bits, StepShape(batch, input_tokens, batch, input_tokens + output_tokens / 2))
-    seconds = prefill + steps * decode
+    step = StepShape(batch, input_tokens, batch, input_tokens + output_tokens / 2)
+    prefill, decode = replica_seconds(model, device, bits, step, numerics)
+    seconds = (prefill + steps * decode) / (engine.speed if device.kind == "gpu" else 1.0)
     return Throughput(batch, batch / seconds, batch * output_tokens / seconds, seconds)
