@@ -37,7 +37,7 @@ def test_fp8_doubles_the_compute_roof_and_halves_the_kv_cache() -> None:
     assert model.kv_bytes_per_token(FP8.kv_value_bytes()) * 2 == model.kv_bytes_per_token()
     prefill_heavy = [class_throughput(model, h100, (b,) * model.layers, 2048, 128, numerics=n).output_tokens_per_s
                      for b, n in ((16, BF16), (8, FP8))]
-    assert 1.5 < prefill_heavy[1] / prefill_heavy[0] <= 2.0
+    assert 1.5 < prefill_heavy[1] / prefill_heavy[0] < 2.2  # twice the FLOPs, and the FP8 KV cache reads half the bytes
     with pytest.raises(ValueError, match="no FP8"):
         Device.from_catalog(gpus.loc["A100-80GB"]).effective_flops(FP8)
 

@@ -62,7 +62,7 @@ def test_partitioned_replicas_run_the_batch_every_class_was_costed_at() -> None:
 
 
 def test_hybrid_replicas_run_the_batch_every_class_was_costed_at() -> None:
-    model = ModelShape.from_row(MODELS.loc["Llama-2-13B"])
+    model = ModelShape.from_row(MODELS.loc["Qwen2.5-14B"])
     t4_and_cpu = US_EAST[US_EAST.instance_type.isin(["g4dn.xlarge", "g4dn.4xlarge", "m7i.8xlarge"])]
     uniform = build_candidates(t4_and_cpu, load_gpus(), model, WORKLOAD, 0.99)
     hybrids = hybrid_candidates(t4_and_cpu, SPECS, model, WORKLOAD, 0.99, False, (16, 8, 4), uniform)
