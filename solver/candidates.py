@@ -51,6 +51,10 @@ class Candidate:
     # CPU–GPU hybrid (solver.hybrid_partition): (layer, prefill on, decode on) of each layer kept
     # in host memory, each phase "cpu" (computed by the host) or "stream" (weights copied to the GPU).
     host_layers: tuple[tuple[int, str, str], ...] = ()
+    # Calibration (costserve/store/calibration.py): measured ÷ modelled work time already applied to
+    # requests_per_s, and where it and startup_seconds come from (None: the model's own figures).
+    work_factor: float = 1.0
+    calibration: str | None = None
 
     @property
     def whole_model_uniform(self) -> bool:

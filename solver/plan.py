@@ -253,6 +253,12 @@ class BaselinePlan(BaseModel):
     precision: str = Field("", description="the bits its replicas run, e.g. `16-bit` or `mixed 8/4-bit`")
 
 
+def hardware_signature(gpu: str, gpus_per_instance: int, instance_type: str) -> str:
+    """The hardware a calibration is kept for: `1x H100` for a GPU instance (the GPUs decide its speed), `cpu
+    m7i.8xlarge` for a CPU one (its instance type does)."""
+    return f"cpu {instance_type}" if gpu == "cpu" else f"{gpus_per_instance}x {gpu}"
+
+
 class Plan(BaseModel):
     """A whole batch plan: fleet, predicted cost and makespan, and the baselines beside it."""
 
@@ -267,3 +273,5 @@ class Plan(BaseModel):
     makespan_s: float
     quality: float = Field(description="lowest predicted quality among the groups")
     baselines: list[BaselinePlan] = []
+    output_share: float = Field(1.0, gt=0, le=1, description="the workload's output tokens ÷ its jobs' max_tokens: 1 plans "
+                                "the upper bound; less where earlier runs of the model wrote fewer (calibration)")

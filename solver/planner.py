@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from solver.baselines import solve_baselines
@@ -13,7 +14,7 @@ from solver.fleet import FleetGroup, FleetProblem, FleetSolution, Infeasible, fa
 from solver.hybrid_candidates import hybrid_candidates
 from solver.partition_candidates import partitioned_candidates
 from solver.plan import (BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, WorkloadClassPlan,
-                         check_engine_can_run, precision_text)
+                         check_engine_can_run, hardware_signature, precision_text)
 from solver.quality import model_quality
 from solver.workload import Workload
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from solver.profiles import ThroughputProfile
+
+
+# (hardware signature, replica summary) -> (start-up s, work factor, how it was measured), or None
+Calibrate = Callable[[str, str], "tuple[float, float, str] | None"]
 
 
 class PlanningError(Exception):
@@ -66,14 +71,35 @@ def diagnose(problem: FleetProblem, model: ModelShape, quality_target: float, al
         return f"no fleet can run this batch: {exc}"
 
 
-def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, model: ModelShape) -> FleetGroupPlan:
-    c = g.candidate
-    row = offerings.loc[c.offering]
+def replica_of(c: Candidate, model: ModelShape) -> Replica:
+    """The replica a candidate's workers run."""
     layout = c.stages or ((0, model.layers - 1, (c.bits,) * model.layers),)
     host = [HostLayer(layer=l, prefill=pre, decode=dec) for l, pre, dec in c.host_layers]
     stages = [Stage(device=c.gpu, first_layer=first, last_layer=last, bits=list(bits),
                     host_layers=[h for h in host if first <= h.layer <= last]) for first, last, bits in layout]
-    replica = Replica(tp=c.tp, stages=stages, prefill_micro_batch=c.prefill_micro_batch, decode_micro_batch=c.decode_micro_batch)
+    return Replica(tp=c.tp, stages=stages, prefill_micro_batch=c.prefill_micro_batch, decode_micro_batch=c.decode_micro_batch)
+
+
+def calibrated(candidates: list[Candidate], offerings: "pd.DataFrame", model: ModelShape, calibrate: Calibrate) -> list[Candidate]:
+    """The candidates with the measured start-up (s) and work factor of earlier runs on the same hardware and replica
+    (`calibrate(hardware_signature, replica summary)`) in place of the model's own: rates ÷ factor."""
+    out = []
+    for c in candidates:
+        hardware = hardware_signature(c.gpu, c.gpus_per_instance, str(offerings.loc[c.offering]["instance_type"]))
+        found = calibrate(hardware, replica_of(c, model).summary())
+        if found is None:
+            out.append(c)
+            continue
+        startup_s, factor, text = found
+        out.append(replace(c, requests_per_s=tuple(r / factor for r in c.requests_per_s), startup_seconds=startup_s,
+                           work_factor=factor, calibration=text))
+    return out
+
+
+def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, model: ModelShape) -> FleetGroupPlan:
+    c = g.candidate
+    row = offerings.loc[c.offering]
+    replica = replica_of(c, model)
     check_engine_can_run(replica, model.layers, c.gpus_per_instance, c.replicas)  # a plan names only what a worker runs
     return FleetGroupPlan(
         cloud=row["cloud"], region=row["region"], instance_type=row["instance_type"], gpu=c.gpu,
@@ -82,7 +108,7 @@ def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, mo
         quality=c.quality,
         class_shares={k.name: round(s, 6) for k, s in zip(workload.classes, g.shares) if s > 1e-9},
         requests_per_s={k.name: r for k, r in zip(workload.classes, c.requests_per_s)},
-        finish_s=g.finish_seconds, startup_s=c.startup_seconds,
+        finish_s=g.finish_seconds, startup_s=c.startup_seconds, work_factor=c.work_factor, calibration=c.calibration,
     )
 
 
@@ -124,11 +150,17 @@ def plan_batch(
     profile: "ThroughputProfile | None" = None,
     partitioned: bool = True,
     cpu_profile: dict | None = None,  # type: ignore[type-arg]
+    calibrate: "Calibrate | None" = None,
 ) -> Plan:
-    """The cheapest plan meeting deadline (s), budget ($), quality and availability; PlanningError if none."""
+    """The cheapest plan meeting deadline (s), budget ($), quality and availability; PlanningError if none.
+
+    `calibrate(hardware, replica)` gives earlier runs' measured start-up (s), work factor and how it was measured for a
+    hardware signature (solver.plan.hardware_signature) and replica summary of this model, or None."""
     model = ModelShape.from_row(model_row)
     availability = {int(i): int(a) for i, a in offerings["availability"].items()}
     candidates = all_candidates(offerings, gpus, model, workload, quality_target, spot, profile, partitioned, cpu_profile)
+    if calibrate is not None:
+        candidates = calibrated(candidates, offerings, model, calibrate)
     problem = FleetProblem(candidates, workload, deadline_s, availability, budget, gpu_caps)
     try:
         best: FleetSolution = solve_fleet(problem)

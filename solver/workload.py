@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,12 @@ def class_name(input_tokens: float, output_tokens: float, input_edges: tuple[flo
 
 
 Grid = tuple[tuple[float, ...], tuple[float, ...]]  # (input edges, output edges), upper bucket edges in tokens
+
+
+def expected_outputs(workload: Workload, share: float) -> Workload:
+    """The workload with each class's output tokens at `share` of its max_tokens (at least one token a request)."""
+    return Workload(tuple(replace(c, output_tokens_total=max(c.count, round(c.output_tokens_total * share)))
+                          for c in workload.classes))
 
 
 def workload_from_jobs(jobs: Iterable[Any], tokens_of: Callable[[Any], int] | None = None, grid: Grid | None = None) -> Workload:

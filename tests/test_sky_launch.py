@@ -92,6 +92,21 @@ def test_sky_backend_runs_every_job_once_and_tears_the_fleet_down(cli, tmp_path:
     assert all(state == "done" for *_, state in store.shards()) and len(store.shards()) == 5
     assert all(down is not None for *_, down in store.fleet())
     assert (run_dir / "report.html").is_file()
+    # every group calibrates the next plans of its hardware and replica (costserve/run/calibrate.py)
+    from costserve.planning.batch import cloud_calibration
+    from costserve.store.calibration import calibration_rows
+    from solver.plan import hardware_signature
+
+    rows = {row["run"]: row for row in calibration_rows()}
+    lookup = cloud_calibration(plan.model)
+    assert lookup is not None
+    for i, g in enumerate(plan.groups):
+        row = rows[f"{store.id}/g{i}"]
+        hardware = hardware_signature(g.gpu, g.gpus_per_instance, g.instance_type)
+        assert (row["machine"], row["replica"]) == (hardware, g.replica.summary())
+        assert row["start-up s"] > 0 and row["work factor"] > 0 and 0 < row["output share"] <= 1
+        found = lookup(hardware, g.replica.summary())
+        assert found is not None and found[2].startswith("calibrated from 1 run")
     for path in run_dir.rglob("*"):  # the broker password is in no file the run wrote
         if path.is_file():
             assert REDIS_PASSWORD.encode() not in path.read_bytes(), path

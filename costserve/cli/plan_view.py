@@ -33,7 +33,8 @@ def _groups_table(plan: "Plan", title: str):  # type: ignore[no-untyped-def]
              "$/h": format_money(g.price_per_hour), "replica": g.replica.summary(),
              "classes": ", ".join(f"{k} {s:.0%}" for k, s in g.class_shares.items()),
              "start-up": format_duration(g.startup_s) if g.startup_s else "–",
-             "work": format_duration(g.finish_s - g.startup_s), "done after": format_duration(g.finish_s)}
+             "work": format_duration(g.finish_s - g.startup_s), "done after": format_duration(g.finish_s),
+             "predicted from": g.calibration or "the cost model"}
             for g in plan.groups]
     return frame_table(pd.DataFrame(rows), title)
 
@@ -74,6 +75,15 @@ def _alternatives(plan: "Plan", local: bool):  # type: ignore[no-untyped-def]
     return frame_table(pd.DataFrame(rows), title)
 
 
+def output_line(plan: "Plan") -> str:
+    """How many output tokens the plan expects: the jobs' max_tokens, or the share earlier runs of the model wrote."""
+    tokens = sum(k.count * k.output_tokens for k in plan.workload)
+    if plan.output_share >= 1:
+        return f"output: {tokens:,.0f} tokens, every job's max_tokens (an upper bound; finished runs of this model calibrate it)"
+    return (f"output: {tokens:,.0f} tokens expected, {plan.output_share:.0%} of the jobs' max_tokens as earlier runs of "
+            "this model wrote (`costserve calibration show`)")
+
+
 def show_plan(plan: "Plan", title: str) -> None:
     """Print a plan: its fleet groups (start-up apart from work), predicted cost and makespan, the quality target's
     effect, and the baselines (savings) or, for this machine, what the cloud would cost."""
@@ -82,5 +92,6 @@ def show_plan(plan: "Plan", title: str) -> None:
     console.print(f"predicted cost [bold]{format_money(plan.cost)}[/], makespan [bold]{format_duration(plan.makespan_s)}"
                   f"[/] (deadline {format_duration(plan.deadline_s)})", highlight=False)
     console.print(quality_line(plan), markup=False, highlight=False)
+    console.print(output_line(plan), markup=False, highlight=False)
     if plan.baselines:
         console.print(_alternatives(plan, local))

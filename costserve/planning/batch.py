@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from solver.plan import Job, Plan
+    from solver.planner import Calibrate
     from solver.workload import Workload
 
 
@@ -22,6 +23,16 @@ def cpu_profile_for(model: str) -> tuple[dict[str, Any] | None, Path]:
 
     path = default_profile_path("cpu", model)
     return (load_device_profile(path) if path.is_file() else None), path
+
+
+def expected_workload(model: str, workload: "Workload") -> tuple["Workload", float]:
+    """The workload at the output length earlier runs of `model` wrote (the calibrated share of max_tokens), and that
+    share; unchanged, share 1, before any run of the model finished."""
+    from costserve.store.calibration import output_share_for
+    from solver.workload import expected_outputs
+
+    share = output_share_for(model)
+    return (workload, 1.0) if share is None else (expected_outputs(workload, share.share), share.share)
 
 
 def plan_workload(request: BatchRequest, workload_file: Path | None, profiles: Path | None, default_max_tokens: int,
@@ -62,8 +73,26 @@ def plan_request(request: BatchRequest, workload: "Workload", profiles: Path | N
     cpu_profile, path = cpu_profile_for(row["model"])
     if cpu_profile is not None and on_cpu_profile is not None:
         on_cpu_profile(path)
-    return plan_batch(workload, row, offerings, gpus, request.deadline_s, request.budget, request.quality, request.spot,
-                      caps, with_baselines, profile, cpu_profile=cpu_profile)
+    workload, share = expected_workload(str(row["model"]), workload)
+    plan = plan_batch(workload, row, offerings, gpus, request.deadline_s, request.budget, request.quality, request.spot,
+                      caps, with_baselines, profile, cpu_profile=cpu_profile, calibrate=cloud_calibration(str(row["model"])))
+    return plan.model_copy(update={"output_share": share})
+
+
+def cloud_calibration(model: str) -> "Calibrate | None":
+    """What finished cloud runs of `model` measured, as the planner looks it up (None before any): per hardware and
+    replica, the weighted start-up (s), work factor and `calibrated from N runs, last on DATE`."""
+    from costserve.store.calibration import calibrations_of
+
+    known = calibrations_of(model)
+    if not known:
+        return None
+
+    def lookup(hardware: str, replica: str) -> tuple[float, float, str] | None:
+        found = known.get((hardware, replica))
+        return None if found is None else (found.startup_s, found.work_factor, found.describe())
+
+    return lookup
 
 
 def replan_jobs(jobs: list["Job"], request: BatchRequest, model: str, offerings: "pd.DataFrame", gpus: "pd.DataFrame",

@@ -37,7 +37,7 @@ def plan_local(request: BatchRequest, model: str, workload: "Workload", price_pe
     catalog lacks is described from its config.json. Raises ModelSourceError or ReplicaError (one line each).
     """
     from catalog.load import load_models
-    from costserve.planning.batch import cpu_profile_for
+    from costserve.planning.batch import cpu_profile_for, expected_workload
     from costserve.planning.offerings import current_offerings
     from solver.device_profile import default_profile_path
     from costserve.store.calibration import calibration_for
@@ -64,6 +64,7 @@ def plan_local(request: BatchRequest, model: str, workload: "Workload", price_pe
     cpu_profile, _ = cpu_profile_for(row["model"])
     measured = calibration_for(machine_signature(), str(row["model"]), replica.summary())
     calibration = (measured.startup_s, measured.work_factor, measured.describe()) if measured else None
+    workload, share = expected_workload(str(row["model"]), workload)
     plan = local_plan(workload, row, replica, offerings, gpus, request.deadline_s, request.quality, price_per_hour,
                       cpu_profile, calibration=calibration)
-    return LocalPlan(plan, replica, model_dir, name, profiled=cpu_profile is not None)
+    return LocalPlan(plan.model_copy(update={"output_share": share}), replica, model_dir, name, profiled=cpu_profile is not None)

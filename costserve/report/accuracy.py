@@ -91,7 +91,7 @@ def likely_causes(report: RunReport) -> list[str]:
     planned = report.planned_output_tokens
     if planned and report.results == report.jobs and report.output_tokens < (1 - TOLERANCE) * planned:
         causes.append(f"output: the jobs wrote {report.output_tokens:,} tokens, {report.output_tokens / planned:.0%} of the "
-                      f"{planned:,.0f} their max_tokens allow, which the plan costs")
+                      f"{planned:,.0f} the plan costed")
     working_s = report.makespan_s - (startup or 0.0)
     planned_work_s = (report.predicted_makespan_s or 0.0) - planned_startup
     if planned and planned_work_s > 0 and working_s > 0 and report.output_tokens:

@@ -41,7 +41,7 @@ class RunReport:
     baselines: "pd.DataFrame"
     timeline: "pd.DataFrame"
     finished: bool
-    planned_output_tokens: float | None = None  # what the plan costs: every job's max_tokens (an upper bound)
+    planned_output_tokens: float | None = None  # what the plan costs: the jobs' max_tokens × plan.output_share
     first_start_s: float | None = None  # the run's start-up (s): workers starting and loading the model (startup_seconds)
     planned_startup_s: float = 0.0  # the start-up the plan counted (s): its groups' longest
 
@@ -88,7 +88,8 @@ def json_records(frame: "pd.DataFrame") -> list[dict[str, Any]]:
 
 
 def _planned_tokens(plan: "Plan", shares: dict[str, float]) -> float:
-    """Output tokens the plan gives a group: its share of each class × the class's tokens (max_tokens, an upper bound)."""
+    """Output tokens the plan gives a group: its share of each class × the class's tokens (max_tokens × the plan's
+    output share)."""
     by_name = {k.name: k for k in plan.workload}
     return sum(s * by_name[name].count * by_name[name].output_tokens for name, s in shares.items() if name in by_name)
 
@@ -122,7 +123,7 @@ def _group_frame(store: RunStore, plan: Plan | None, results: "pd.DataFrame", qu
             "planned cost $": group.count * group.finish_s / 3600 * group.price_per_hour if group else None,
             "jobs": len(mine),
             "output tokens": tokens,
-            "planned output tokens (max_tokens)": planned_tokens,
+            "planned output tokens": planned_tokens,
             "tokens/s": tokens / span if span > 0 else 0.0,
             "planned tokens/s": planned_tokens / group.finish_s if planned_tokens is not None and group and group.finish_s else None,
         })

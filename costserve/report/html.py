@@ -108,7 +108,7 @@ def _table(frame: "pd.DataFrame") -> str:
 
 GROUP_ROWS = [("instances", "planned instances", "instances"), ("instance-hours", "planned instance-hours", "instance-hours"),
               ("$/h", "$/h", "$/h"), ("cost $", "planned cost $", "cost $"),
-              ("output tokens", "planned output tokens (max_tokens)", "output tokens"),
+              ("output tokens", "planned output tokens", "output tokens"),
               ("output tokens/s", "planned tokens/s", "tokens/s"), ("jobs", None, "jobs"), ("GPU-hours", None, "GPU-hours")]
 
 

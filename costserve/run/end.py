@@ -14,6 +14,7 @@ from costserve.notices import say, warn
 from costserve.request import errors_path_for
 from costserve.report.data import RunReport, build_report
 from costserve.report.files import write_run_report
+from costserve.run.calibrate import calibrate_from
 from costserve.store.results import outputs_in_order
 from costserve.store.runs import RunStore
 
@@ -81,29 +82,9 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
                          + (f" and {errors_out}" if failed else "") + hint)
     say(summary_line(store, out, written, failed, errors_out))
     if report is not None:
-        _calibrate_from(store, report)
+        calibrate_from(store, report)
         _say_prediction_miss(store.id, report)
     return 1 if failed else 0
-
-
-def _calibrate_from(store: RunStore, report: RunReport) -> None:
-    """A finished local run's start-up and work factor go into the calibration store (costserve/store/calibration.py):
-    the next plan of this machine, model and replica starts from them."""
-    from costserve.store.calibration import record_run
-    from solver.local_plan import LOCAL_CLOUD, machine_signature
-
-    plan = store.plan()
-    if plan is None or len(plan.groups) != 1 or plan.groups[0].cloud != LOCAL_CLOUD or report.results != report.jobs:
-        return
-    group = plan.groups[0]
-    modelled_work_s = (group.finish_s - group.startup_s) / group.work_factor  # the roofline's or profile's own figure
-    startup_s = report.first_start_s or 0.0
-    work_s = report.makespan_s - startup_s
-    if modelled_work_s > 0 and work_s > 0:
-        try:
-            record_run(store.id, machine_signature(), plan.model, group.replica.summary(), startup_s, work_s / modelled_work_s)
-        except (OSError, sqlite3.Error) as exc:  # a full disk or a locked store: this run just does not calibrate
-            warn(f"run {store.id}: not kept for calibration ({exc})")
 
 
 def _say_prediction_miss(run_id: str, report: RunReport) -> None:

@@ -91,6 +91,7 @@ class GroupReplacer:
         queues = []
         for k, (path, g) in enumerate(zip(files, new.groups), start=first):
             say(f"launching replacement g{k}: {g.count}x {g.cloud}/{g.region}/{g.instance_type}")
+            self.store.event("launching", f"g{k}")
             self.fleet.launch_group(path, f"g{k}", self.tasks.secrets(self.broker))
             self.store.fleet_up(f"g{k}", k, g.count, g.price_per_hour)
             queues.append(f"g{k}")

@@ -43,6 +43,7 @@ def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path]
         store.fleet_up("broker", -1, 1, broker_price_per_hour(offerings, head.cloud))
     store.event("broker", redact_url(broker))
     for i, (path, group) in enumerate(zip(files, launch.groups), start=first):
+        store.event("launching", f"g{i}")  # the group's start-up counts from here (costserve/run/calibrate.py)
         with step(f"launching g{i}: {group.count}x {group.cloud}/{group.region}/{group.instance_type}..."):
             fleet.launch_group(path, f"g{i}", tasks.secrets(broker))
         store.fleet_up(f"g{i}", i, group.count, group.price_per_hour)

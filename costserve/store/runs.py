@@ -239,6 +239,11 @@ class RunStore:
         row = self.db.execute("SELECT ts FROM events WHERE kind = ? ORDER BY rowid LIMIT 1", (kind,)).fetchone()
         return float(row[0]) if row else None
 
+    def event_time(self, kind: str, detail: str) -> float | None:
+        """Unix time of the first event of `kind` with exactly this `detail`, or None."""
+        row = self.db.execute("SELECT ts FROM events WHERE kind = ? AND detail = ? ORDER BY rowid LIMIT 1", (kind, detail)).fetchone()
+        return float(row[0]) if row else None
+
     def recent_events(self, n: int) -> list[tuple[float, str, str]]:
         """The newest `n` events (unix time, kind, detail), oldest of them first."""
         return self.db.execute("SELECT ts, kind, detail FROM events ORDER BY rowid DESC LIMIT ?", (n,)).fetchall()[::-1]
