@@ -50,6 +50,8 @@ class BatchRequest(BaseModel):
     model_override: bool = Field(False, description="serve jobs naming another model with this one (counted, warned)")
     model_source: str | None = Field(None, description="sky: where nodes get the weights instead of Hugging Face: "
                                                        "s3://…, gs://… or a local directory (a SkyPilot file mount)")
+    profile_first: bool = Field(False, description="local: without a profile of the model on this machine, take a quick "
+                                                   "one (about 20 s) before planning")
 
     @field_validator("model_source")
     @classmethod
@@ -104,5 +106,5 @@ class BatchRequest(BaseModel):
                     "--clouds": ",".join(self.clouds) if self.clouds else None, "--available": self.available}
         args += [a for flag, v in optional.items() if v is not None for a in (flag, str(v))]
         flags = {"--spot": self.spot, "--skip-invalid": self.skip_invalid, "--model-override": self.model_override,
-                 "--strict": self.strict}
+                 "--strict": self.strict, "--profile-first": self.profile_first}
         return args + [flag for flag, on in flags.items() if on]

@@ -119,3 +119,25 @@ def test_cloud_candidates_plan_from_what_their_hardware_and_replica_measured() -
         assert (g.calibration is not None) == calibrated_group
         if calibrated_group:
             assert g.startup_s == 420.0 and g.work_factor == 2.0
+
+
+def test_profile_first_measures_this_machine_before_planning(cli, tmp_path: Path, smollm2_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from costserve.cli import app
+    from solver.device_profile import default_profile_path, load_device_profile
+    from workers.profile import QUICK
+
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Count to {i}.", "max_tokens": 4, "temperature": 0}) + "\n"
+                            for i in range(6)))
+    refused = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--profile-first", "--yes"])
+    assert refused.exit_code == 2 and "--profile-first" in refused.output and "Traceback" not in refused.output
+    result = cli.invoke(app, ["submit", str(jobs), "--model", str(smollm2_dir), "--profile-first", "--yes",
+                              "--out", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "profiling this machine" in result.output and "roofline guess" not in result.output
+    (path,) = default_profile_path("cpu", "x").parent.glob("cpu-*.json")
+    profile = load_device_profile(path)
+    assert sorted(int(b) for b in profile["layer_decode_ms"]["32"]) == list(QUICK["batches"])
+    again = cli.invoke(app, ["submit", str(jobs), "--model", str(smollm2_dir), "--profile-first", "--yes",
+                             "--out", str(tmp_path / "r2.jsonl")])
+    assert again.exit_code == 0 and "already has a profile" in again.output

@@ -27,6 +27,9 @@ from solver.plan import Replica
 
 BATCHES = (1, 4, 16, 64)
 CONTEXTS = (128, 512)
+# A quick profile (`costserve profile --quick`, `submit --profile-first`): three batch sizes, one context, 3 repeats;
+# about 15-20 s for SmolLM2-135M on 2 cores, against about a minute for the full one.
+QUICK = {"batches": (1, 16, 64), "contexts": (256,), "repeats": 3}
 PREFILL_TOKENS = 256
 STACK = 8  # distinct layer copies per timing: > 32 MiB of weights + KV cache at batch 64
 # The engine sizes its cache for the longest job, so decode reads a strided slice of it

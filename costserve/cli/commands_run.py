@@ -41,6 +41,7 @@ def submit(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON lines on stdout: the run id and paths when it starts, the outcome when it ends (human output goes to stderr)")] = False,
     model_source: Annotated[Optional[str], typer.Option(help="sky: nodes take the weights from here (s3://…, gs://… or a directory) instead of downloading them from Hugging Face", show_default="Hugging Face")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="return once the run exists; the driver goes on in the background (log: the run's driver.log; needs --yes)")] = False,
+    profile_first: Annotated[bool, typer.Option("--profile-first", help="local: if this machine has no profile of the model, take a quick one (about 20 s) so the plan is measured, not a roofline guess")] = False,
 ) -> None:
     """Run a job file end to end: plan it, ask, then run it on this machine (run store, Redis queue, local workers)
     or on a SkyPilot fleet; results in OpenAI Batch format and a cost report."""
@@ -50,6 +51,8 @@ def submit(
         fail(f"--backend: {backend!r} is not a backend (local or sky)")
     if model_source is not None and backend != "sky":
         fail("--model-source: only a SkyPilot fleet (--backend sky) downloads weights; here pass --model DIR")
+    if profile_first and backend != "local":
+        fail("--profile-first: it profiles this machine, which only a local run uses (--backend local)")
     if output_dir is not None:
         if out is not None or errors_out is not None:
             fail("--output-dir: give it or --out/--errors-out, not both")
@@ -61,7 +64,7 @@ def submit(
                                 spot=spot, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
                                 replica=replica, out=out, errors_out=errors_out, resume_from=resume_from,
                                 skip_invalid=skip_invalid, strict=strict, model_override=model_override,
-                                model_source=model_source)
+                                model_source=model_source, profile_first=profile_first)
         if detach:
             if not yes:
                 fail("--detach: pass --yes too (a run in the background cannot ask for confirmation)")

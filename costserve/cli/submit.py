@@ -76,12 +76,29 @@ def _prepared_model(request: BatchRequest):  # type: ignore[no-untyped-def]
     return rules
 
 
+def _profile_first(model: str) -> None:
+    """`--profile-first`: a quick profile of `model` on this machine unless one exists (the plan then times the replica
+    from it instead of the roofline)."""
+    from costserve.cli.profile import run_profile
+    from costserve.planning.batch import cpu_profile_for
+    from workers.model_source import model_name
+
+    found, path = cpu_profile_for(model_name(model))
+    if found is not None:
+        say(f"--profile-first: this machine already has a profile of the model ({path})")
+        return
+    say("--profile-first: profiling this machine with the model's layers first (about 20 s)...")
+    run_profile("cpu", model, None, quick=True)
+
+
 def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str | None, yes: bool,  # type: ignore[no-untyped-def]
                   announce: "RunAnnouncer") -> int:
     from costserve.planning.local import plan_local
     from costserve.run.local import QUEUE, execute_local, require_broker
     from costserve.run.prepare import create_run, write_shards
 
+    if request.profile_first:
+        _profile_first(str(request.model))
     with console.status("planning (this machine, and the cloud fleet and baselines for comparison)..."):
         local = plan_local(request, str(request.model), scan.workload, settings.local_cpu_price_per_hour)
     plan = local.plan
@@ -93,7 +110,7 @@ def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str |
             f"model: {plan.groups[0].calibration} of this machine, model and replica")
     elif local.guess:
         say("no profile or earlier run of this model on this machine: the prediction is a roofline guess without "
-            "start-up; this run calibrates the next (or run `costserve profile` first)")
+            "start-up; this run calibrates the next (or pass --profile-first, or run `costserve profile` first)")
     if request.budget is not None and plan.cost > request.budget:
         fail(f"--budget {format_money(request.budget)}: the predicted cost on this machine is {format_money(plan.cost)}; "
              "raise --budget")
