@@ -23,6 +23,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
 LOCAL_CLOUD = "local"
+# Bytes/s at which a local worker reads the fp32 safetensors and builds its stages (quantizing included), the
+# start-up of a run before any calibrates it: SmolLM2-135M's 538 MB took 2.3 s from queueing to the first shard's
+# work on the 2-vCPU Xeon this was measured on (2026-12-02, `costserve calibration show` of a first run).
+MODEL_LOAD_BYTES_PER_S = 0.23e9
+
+
+def first_run_startup_s(model: ModelShape) -> float:
+    """Start-up (s) of a local run no earlier run calibrated: loading the model's fp32 weights (4 bytes a parameter)."""
+    params = model.layers * model.layer_params() + model.embedding_params()
+    return 4 * params / MODEL_LOAD_BYTES_PER_S
 
 
 def host_vcpus() -> int:
@@ -104,7 +114,7 @@ def local_plan(workload: Workload, model_row: "pd.Series | dict[str, Any]", repl
     vcpus, memory = host_vcpus(), host_memory_gib()
     price, priced_as = local_price_per_hour(offerings, vcpus, price_override)
     cpu_spec = gpus.set_index("gpu", drop=False).loc["cpu"]
-    startup_s, factor, calibrated = calibration or (0.0, 1.0, None)
+    startup_s, factor, calibrated = calibration or (first_run_startup_s(model), 1.0, None)
     rates = [r / factor for r in local_requests_per_s(model, cpu_spec, vcpus, memory, replica.bits, workload, cpu_profile)]
     finish_s = startup_s + sum(c.count / r for c, r in zip(workload.classes, rates) if c.count)
     cost = price * finish_s / 3600

@@ -109,8 +109,9 @@ def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str |
         say(f"start-up {format_duration(plan.groups[0].startup_s)} and work x{plan.groups[0].work_factor:.2f} of the "
             f"model: {plan.groups[0].calibration} of this machine, model and replica")
     elif local.guess:
-        say("no profile or earlier run of this model on this machine: the prediction is a roofline guess without "
-            "start-up; this run calibrates the next (or pass --profile-first, or run `costserve profile` first)")
+        say("no profile or earlier run of this model on this machine: the prediction is a roofline guess (start-up "
+            "from the model's size); this run calibrates the next (or pass --profile-first, or run `costserve profile` "
+            "first)")
     if request.budget is not None and plan.cost > request.budget:
         fail(f"--budget {format_money(request.budget)}: the predicted cost on this machine is {format_money(plan.cost)}; "
              "raise --budget")
