@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python -m bench.validate_speed
 	$(BIN)/python -m bench.planner
 	$(BIN)/python -m bench.solver
+	$(BIN)/python -m bench.fidelity
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
