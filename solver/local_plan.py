@@ -87,6 +87,16 @@ def local_requests_per_s(model: ModelShape, cpu_spec: "pd.Series", vcpus: int, m
             for c in workload.classes]
 
 
+def modelled_local_work_s(model_row: "pd.Series | dict[str, Any]", gpus: "pd.DataFrame", bits: list[int], workload: Workload,
+                          cpu_profile: dict[str, Any] | None) -> float:
+    """Seconds this machine's model (its profile, else the roofline; no calibration) gives `workload` on a replica of
+    `bits`: what `local_plan` counts as work."""
+    cpu_spec = gpus.set_index("gpu", drop=False).loc["cpu"]
+    rates = local_requests_per_s(ModelShape.from_row(model_row), cpu_spec, host_vcpus(), host_memory_gib(), bits, workload,
+                                 cpu_profile)
+    return sum(c.count / r for c, r in zip(workload.classes, rates) if c.count and r > 0)
+
+
 def model_row_from_hf_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
     """A models.csv-shaped row for a model the catalog lacks, from its Hugging Face config.json."""
     heads = int(config["num_attention_heads"])

@@ -4,8 +4,8 @@ the calibration store (costserve/store/calibration.py).
 A group's start-up runs from when it was launched (a local run: when its shards were queued) to its first shard
 starting, plus what that shard took beyond the group's later shards (the model load; report/data.startup_seconds).
 Its work factor is the time it then worked ÷ the time the plan modelled for that work (its finish less its start-up,
-before any earlier calibration, scaled to the output tokens the jobs really wrote: a plan that expected max_tokens
-and got half of them modelled twice the work). Its output share is the tokens it wrote ÷ the tokens its jobs' max_tokens allowed.
+before any earlier calibration), the model evaluated at the output tokens the jobs really wrote: a plan that expected
+max_tokens and got half of them modelled too much work, and the factor must not learn that as speed. Its output share is the tokens it wrote ÷ the tokens its jobs' max_tokens allowed.
 Local groups are kept under this machine's signature, cloud groups under their hardware (solver.plan.hardware_signature).
 """
 
@@ -75,9 +75,8 @@ def group_measurements(store: RunStore, plan: "Plan", report: "RunReport") -> li
         allowed = _allowed_tokens(report.groups, index, plan)
         tokens = float(report.groups.loc[report.groups["group"] == index, "output tokens"].sum())
         share = tokens / allowed if allowed > 0 and tokens > 0 else None
-        # the work the plan modelled, at the output the jobs really wrote (work taken as proportional to output tokens)
-        written = (share or plan.output_share) / plan.output_share
-        measured = _measure(runs[runs["group queue"] == queue], launched, group, written)
+        scale = _work_scale(plan, group, share, local)
+        measured = _measure(runs[runs["group queue"] == queue], launched, group, scale)
         if measured is not None:
             out.append(GroupMeasurement(key=store.id if local else f"{store.id}/{queue}", hardware=_hardware(group),
                                         replica=group.replica.summary(), startup_s=measured[0], work_factor=measured[1],
@@ -85,15 +84,44 @@ def group_measurements(store: RunStore, plan: "Plan", report: "RunReport") -> li
     return out
 
 
-def _measure(runs: "pd.DataFrame", launched: float | None, group: "FleetGroupPlan", written: float) -> tuple[float, float] | None:
+def _measure(runs: "pd.DataFrame", launched: float | None, group: "FleetGroupPlan", scale: float) -> tuple[float, float] | None:
     """(start-up s, work factor) of one group's shard runs, or None when it ran none or its launch time is unknown.
-    `written`: the output tokens the jobs wrote ÷ those the plan expected."""
+    `scale`: the modelled work at the output the jobs wrote ÷ the modelled work the plan counted (_work_scale)."""
     if launched is None or not len(runs):
         return None
     startup_s = startup_seconds(runs, launched) or 0.0
     work_s = float(runs["finished"].max()) - launched - startup_s
-    modelled_work_s = (group.finish_s - group.startup_s) / group.work_factor * written  # the roofline's or profile's own
+    modelled_work_s = (group.finish_s - group.startup_s) / group.work_factor * scale  # the roofline's or profile's own
     return (startup_s, work_s / modelled_work_s) if modelled_work_s > 0 and work_s > 0 else None
+
+
+def _work_scale(plan: "Plan", group: "FleetGroupPlan", share: float | None, local: bool) -> float:
+    """The work the plan's model gives the output the jobs really wrote ÷ the work it gave the output it expected.
+
+    For this machine the model is evaluated again at both (prompts cost the same, output steps scale); a cloud group
+    takes its work as proportional to output tokens, which overstates the change by the prefill's share."""
+    if share is None or share == plan.output_share:
+        return 1.0
+    written = share / plan.output_share
+    if not local:
+        return written
+    from catalog.load import load_gpus, load_models
+    from costserve.planning.batch import cpu_profile_for
+    from solver.local_plan import modelled_local_work_s
+    from solver.workload import Workload, WorkloadClass
+
+    models = load_models().set_index("model", drop=False)
+    if plan.model not in models.index:
+        return written  # a model from its config.json only: no catalog row to evaluate it again
+
+    def workload(scale: float) -> Workload:
+        return Workload(tuple(WorkloadClass(k.name, k.count, round(k.input_tokens * k.count),
+                                            max(k.count, round(k.output_tokens * k.count * scale))) for k in plan.workload))
+
+    gpus, (profile, _) = load_gpus(), cpu_profile_for(plan.model)
+    expected = modelled_local_work_s(models.loc[plan.model], gpus, group.replica.bits, workload(1.0), profile)
+    wrote = modelled_local_work_s(models.loc[plan.model], gpus, group.replica.bits, workload(written), profile)
+    return wrote / expected if expected > 0 else written
 
 
 def _allowed_tokens(groups: "pd.DataFrame", index: int, plan: "Plan") -> float:
