@@ -66,7 +66,7 @@ def group_measurements(store: RunStore, plan: "Plan", report: "RunReport") -> li
     queued = store.first_event_time("queued") or store.created()
     out = []
     for row in report.groups.itertuples(index=False):
-        index, queue = int(getattr(row, "group")), str(getattr(row, "queue"))
+        index, queue = int(row.group), str(row.queue)
         if not 0 <= index < len(plan.groups):
             continue  # the broker node
         group = plan.groups[index]
