@@ -7,9 +7,11 @@ first written from datasheet-typical figures (prefill 0.5 of peak, decode 0.7 of
 runtime, no tensor-parallel communication term): a table per GPU, model and TP, then the share of
 points within 0.8-1.25 and 0.5-2. `--points` prints every point. `--fit` refits the five constants
 (Nelder-Mead on the mean squared log ratio) and prints them; `--fit-on H100,A100-80GB` fits on those
-GPUs only and reports the others as held out.
+GPUs only and `--fit-models` on those models only, and reports the other points as held out. The shipped
+constants were fitted on the dense models (`--fit-models Llama-3.1-8B,Llama-3.1-70B,Mistral-7B`): the
+Mixtral-8x7B points are held out.
 
-    python -m bench.fidelity [--points] [--fit [--fit-on GPU,...]]
+    python -m bench.fidelity [--points] [--fit [--fit-on GPU,...] [--fit-models MODEL,...]]
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def main() -> None:
     parser.add_argument("--points", action="store_true", help="print every point")
     parser.add_argument("--fit", action="store_true", help="refit the constants and print them")
     parser.add_argument("--fit-on", default="", help="comma-separated GPUs to fit on (the rest are held out)")
+    parser.add_argument("--fit-models", default="", help="comma-separated models to fit on (the rest are held out)")
     args = parser.parse_args()
     measured = load_measured_throughput()
     now, before = table(current(), measured), table(FIRST_WRITTEN, measured)
@@ -113,12 +116,18 @@ def main() -> None:
           f"{s['within'] / max(fidelity_summary(before['ratio'])['within'], 1e-9):.2f}x")
     if args.fit:
         gpus = [g for g in args.fit_on.split(",") if g]
-        on = measured[measured["gpu"].isin(gpus)] if gpus else measured
+        models = [m for m in args.fit_models.split(",") if m]
+        keep = pd.Series(True, index=measured.index)
+        if gpus:
+            keep &= measured["gpu"].isin(gpus)
+        if models:
+            keep &= measured["model"].isin(models)
+        on = measured[keep]
         fitted = fit(on, current())
         print("\nfitted: " + ", ".join(f"{n}={v:.4g}" for n, v in zip(NAMES, fitted)))
         refit = table(fitted, measured)
         print(summary_line("fitted, points fitted on", refit.loc[on.index, "ratio"]))
-        if gpus:
+        if len(on) < len(measured):
             print(summary_line("fitted, held out", refit.loc[~measured.index.isin(on.index), "ratio"]))
 
 

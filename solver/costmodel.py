@@ -7,7 +7,8 @@ the batch is large enough to hit the compute roof; tensor-parallel replicas add 
 all-reduces of the activations per layer. Units: seconds, bytes, GiB, tokens.
 The efficiency constants below are fitted to published offline throughput
 (`catalog/data/measured_throughput.csv`: TensorRT-LLM on H200, H100, L40S and A100, FP8 and
-FP16, TP 1-8) by `python -m bench.fidelity --fit`; measured profiles (`costserve profile`)
+FP16, TP 1-8; fitted on its dense models, the Mixtral points held out) by
+`python -m bench.fidelity --fit`; measured profiles (`costserve profile`)
 and run calibration replace them where they exist.
 """
 
