@@ -23,6 +23,21 @@ def test_profile_measures_every_point(tiny_llama_dir: Path) -> None:
     assert decode_tokens_per_s(prof, [32] * 4, 4, 32) > 0
 
 
+def test_profile_quick_takes_the_quick_points(cli, tiny_llama_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from costserve.cli import app
+    from workers.profile import QUICK
+
+    out = tmp_path / "quick.json"
+    result = cli.invoke(app, ["profile", "--device", "cpu", "--quick", "--model", str(tiny_llama_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    prof = json.loads(out.read_text())
+    for by_batch in prof["layer_decode_ms"].values():
+        assert sorted(int(b) for b in by_batch) == list(QUICK["batches"])
+        assert all(sorted(int(c) for c in by_ctx) == list(QUICK["contexts"]) for by_ctx in by_batch.values())
+
+
 def test_profile_prediction_arithmetic() -> None:
     prof = {
         "layer_decode_ms": {"8": {"1": {"100": 1.0, "300": 2.0}, "5": {"100": 2.0, "300": 4.0}}},

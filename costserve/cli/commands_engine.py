@@ -79,13 +79,14 @@ def profile(
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default=DEFAULT_MODEL)] = None,
     out: Annotated[Optional[Path], typer.Option(help="profile file", show_default="$COSTSERVE_HOME/profiles/DEVICE-MODEL.json")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="fewer batch sizes, one context, 3 repeats: about 20 s for a small model")] = False,
 ) -> None:
     """Time decoder layers at several batch sizes, contexts and bit-widths; write a device profile."""
     from costserve.cli.profile import run_profile
 
     if device not in ("cpu", "cuda"):
         fail(f"--device {device}: use cpu or cuda")
-    run_profile(device, model, out)
+    run_profile(device, model, out, quick)
 
 
 @command(app, ENGINE, "COSTSERVE_BROKER=redis://:PASSWORD@host:6379/0 costserve worker --queue local-RUN")
