@@ -65,15 +65,16 @@ def group_measurements(store: RunStore, plan: "Plan", report: "RunReport") -> li
     runs["group queue"] = runs["shard"].map({sid: q for sid, q, _, _ in store.shards()})  # a worker's own queue may differ
     queued = store.first_event_time("queued") or store.created()
     out = []
-    for row in report.groups.itertuples(index=False):
-        index, queue = int(row.group), str(row.queue)
+    for _, row in report.groups.iterrows():
+        index, queue = int(row["group"]), str(row["queue"])
         if not 0 <= index < len(plan.groups):
             continue  # the broker node
         group = plan.groups[index]
         local = _is_local(group)
         launched = queued if local else store.event_time("launching", queue)
-        allowed = _allowed_tokens(report.groups, index, plan)
-        tokens = float(report.groups.loc[report.groups["group"] == index, "output tokens"].sum())
+        # what the jobs' max_tokens allowed: the tokens the plan costed for the group ÷ the plan's output share
+        allowed = float(row["planned output tokens"] or 0.0) / plan.output_share
+        tokens = float(row["output tokens"])
         share = tokens / allowed if allowed > 0 and tokens > 0 else None
         scale = _work_scale(plan, group, share, local)
         measured = _measure(runs[runs["group queue"] == queue], launched, group, scale)
@@ -122,12 +123,6 @@ def _work_scale(plan: "Plan", group: "FleetGroupPlan", share: float | None, loca
     expected = modelled_local_work_s(models.loc[plan.model], gpus, group.replica.bits, workload(1.0), profile)
     wrote = modelled_local_work_s(models.loc[plan.model], gpus, group.replica.bits, workload(written), profile)
     return wrote / expected if expected > 0 else written
-
-
-def _allowed_tokens(groups: "pd.DataFrame", index: int, plan: "Plan") -> float:
-    """Output tokens the group's jobs' max_tokens allowed: what the plan costed for it ÷ the plan's output share."""
-    planned = groups.loc[groups["group"] == index, "planned output tokens"].sum()
-    return float(planned) / plan.output_share
 
 
 def _is_local(group: "FleetGroupPlan") -> bool:
