@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
-from catalog.schema import GpuRow, MeasuredThroughputRow, ModelRow, OfferingRow
+from catalog.schema import GpuRow, MeasuredThroughputRow, ModelRow, OfferingRow, QuantizedCheckpointRow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,4 +124,17 @@ def load_measured_throughput(path: Path | None = None) -> "pd.DataFrame":
         if unknown.any():
             line = int(unknown.to_numpy().argmax()) + 2
             raise CatalogError(f"{path}:{line}: {column}: {df[column][line - 2]!r} is not in {column}s.csv")
+    return df
+
+
+def load_quantized_checkpoints(path: Path | None = None) -> "pd.DataFrame":
+    """Pre-quantized checkpoints vLLM serves (int8/int4 weights), one per model and bit-width; every model is in the
+    catalog."""
+    path = path or shipped_path("quantized_checkpoints.csv")
+    df = read_rows(path, QuantizedCheckpointRow)
+    _unique(df, ["model", "bits"], path)
+    unknown = ~df["model"].isin(set(load_models()["model"]))
+    if unknown.any():
+        line = int(unknown.to_numpy().argmax()) + 2
+        raise CatalogError(f"{path}:{line}: model: {df['model'][line - 2]!r} is not in models.csv")
     return df

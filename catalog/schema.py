@@ -108,3 +108,13 @@ class MeasuredThroughputRow(_Row):
     output_tokens: int = Field(gt=0)
     output_tokens_per_s: float = Field(gt=0, description="generated tokens per second, the whole replica")
     engine: Literal["tensorrt-llm", "vllm"]
+
+
+class QuantizedCheckpointRow(_Row):
+    """A pre-quantized checkpoint of a catalog model that vLLM loads as it is (the method is in its own config)."""
+
+    model: str = Field(min_length=1, description="a `model` of models.csv")
+    bits: int = Field(ge=4, le=8, multiple_of=4, description="weight bits, 8 or 4 (activations stay 16-bit)")
+    method: Literal["awq", "gptq", "compressed-tensors"]
+    hf_id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="the Hugging Face repository a node downloads")
+

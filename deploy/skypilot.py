@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deploy.node_setup import CONSTRAINTS, HF_TOKEN_SECRET, REPLICA_FILE, WHEEL_DIR, NodeModel, setup_script, worker_command
+from deploy.node_setup import (CONSTRAINTS, HF_TOKEN_SECRET, REPLICA_FILE, WHEEL_DIR, NodeModel, node_extra, setup_script,
+                               worker_command)
 
 AUTOSTOP_IDLE_MINUTES = 15
 BROKER_SECRET = "COSTSERVE_BROKER"
@@ -84,7 +85,7 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
         "file_mounts": mounts,
         "secrets": secrets,
         "envs": {"COSTSERVE_QUEUE": group_queue(run_id, f"g{index}"), "COSTSERVE_WORKERS_PER_NODE": str(group.replicas)},
-        "setup": setup_script(wheel.name, model),
+        "setup": setup_script(wheel.name, model, node_extra(group.replica.engine)),
         "run": worker_command(model),
     }
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from solver.vllm_settings import VllmSettings
+
 # The bit-widths costserve's engine runs (workers/quantize.py: fp32, bf16, int8, int4 weights).
 ENGINE_BITS = (32, 16, 8, 4)
 Endpoint = Literal["chat", "completion"]
@@ -116,14 +118,37 @@ class Stage(BaseModel):
 
 
 class Replica(BaseModel):
-    """How one replica is laid out: tensor-parallel degree, pipeline stages, micro-batches."""
+    """How one replica is laid out: the engine that runs it, tensor-parallel degree, pipeline stages, micro-batches.
+
+    `engine` "costserve" (workers/engine.py: CPU groups, mixed-bit pipelines, CPU–GPU hybrids) or "vllm" (whole-model
+    GPU replicas), whose `vllm` settings are exactly what its worker passes to `vllm.LLM`."""
 
     model_config = ConfigDict(frozen=True)
 
+    engine: Literal["costserve", "vllm"] = "costserve"
     tp: int = Field(1, ge=1)
     stages: list[Stage] = Field(min_length=1)
     prefill_micro_batch: int = Field(4, ge=1, description="sequences per prefill micro-batch")
     decode_micro_batch: int = Field(16, ge=1, description="sequences per decode micro-batch")
+    vllm: VllmSettings | None = Field(None, description="vllm.LLM keyword arguments (engine vllm only)")
+
+    @model_validator(mode="after")
+    def _engine_settings(self) -> Replica:
+        if (self.engine == "vllm") != (self.vllm is not None):
+            raise ValueError("a vllm replica needs its `vllm` settings, and only a vllm replica has them")
+        if self.vllm is not None and (self.vllm.tensor_parallel_size != self.tp
+                                      or self.vllm.pipeline_parallel_size != len(self.stages)):
+            raise ValueError(f"vllm tensor_parallel_size {self.vllm.tensor_parallel_size} and pipeline_parallel_size "
+                             f"{self.vllm.pipeline_parallel_size} must equal tp {self.tp} and the {len(self.stages)} stage(s)")
+        return self
+
+    @property
+    def precision(self) -> str:
+        """What the replica computes in, for people: `fp8, fp8 KV cache` (vLLM's settings), `8-bit`, `mixed 8/4-bit`."""
+        if self.vllm is not None:
+            return self.vllm.precision()
+        widths = sorted(set(self.bits), reverse=True)
+        return f"{widths[0]}-bit" if len(widths) == 1 else "mixed " + "/".join(map(str, widths)) + "-bit"
 
     @property
     def bits(self) -> list[int]:
@@ -158,6 +183,8 @@ class Replica(BaseModel):
     def summary(self) -> str:
         """One line for tables: e.g. `tp2 8-bit`, `tp1 8-bit, 12 layers in host memory (decode: 4 cpu, 8 stream)`
         or `tp1 x2 stages [0-39 8b; 40-79 8b x38 + 4b x2] mb 4/32`."""
+        if self.vllm is not None:
+            return f"vllm tp{self.tp} {self.vllm.precision()} batch {self.vllm.max_num_seqs}"
         host = [h for s in self.stages for h in s.host_layers]
         if host:
             decode = {mode: sum(h.decode == mode for h in host) for mode in ("cpu", "stream")}
@@ -176,41 +203,16 @@ class Replica(BaseModel):
 
 
 def precision_text(groups: "list[FleetGroupPlan]") -> str:
-    """The bits a fleet's replicas run, for people: `16-bit`, or `mixed 8/4-bit` when layers or groups differ."""
+    """What a fleet's replicas compute in, for people: `bf16`, `fp8, fp8 KV cache`, `16-bit`, `mixed 8/4-bit`, or
+    the groups' precisions joined by ` + ` when they differ."""
+    if any(g.replica.vllm is not None for g in groups):
+        return " + ".join(dict.fromkeys(g.replica.precision for g in groups))
     bits = sorted({b for g in groups for b in g.replica.bits}, reverse=True)
     return f"{bits[0]}-bit" if len(bits) == 1 else "mixed " + "/".join(map(str, bits)) + "-bit"
 
 
 class ReplicaError(ValueError):
     """A replica description is unreadable or does not fit the model; the message says where."""
-
-
-class EngineCapabilityError(ReplicaError):
-    """The engine that would run a replica cannot run it (layers, bits, devices or tensor parallelism)."""
-
-
-def check_engine_can_run(replica: Replica, n_layers: int, gpus_per_instance: int, replicas: int = 1) -> None:
-    """Raise EngineCapabilityError unless costserve's engine can run `replicas` copies of `replica` on one instance
-    with `gpus_per_instance` GPUs (0: a CPU instance) for a model of `n_layers` decoder layers.
-
-    Bit-widths are checked when a Stage is built (only ENGINE_BITS exist)."""
-    try:
-        replica.check_layers(n_layers)
-    except ReplicaError as exc:
-        raise EngineCapabilityError(str(exc)) from None
-    on_cpu = [s.device for s in replica.stages if s.device.lower() in ("cpu", "host")]
-    if gpus_per_instance == 0:
-        if len(on_cpu) != len(replica.stages) or replica.tp != 1:
-            raise EngineCapabilityError("a CPU instance runs only cpu stages at tp 1")
-        if any(s.host_layers for s in replica.stages):
-            raise EngineCapabilityError("host-resident layers need a GPU stage")
-        return
-    if on_cpu:
-        raise EngineCapabilityError(f"a GPU instance's replica puts a stage on {on_cpu[0]!r}; stages run on its GPUs")
-    needed = replica.tp * len(replica.stages) * replicas
-    if needed > gpus_per_instance:
-        raise EngineCapabilityError(f"{replicas} replica(s) of tp{replica.tp} x {len(replica.stages)} stage(s) need "
-                                    f"{needed} GPUs; the instance has {gpus_per_instance}")
 
 
 class FleetGroupPlan(BaseModel):

@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING
 from solver.baselines import solve_baselines
 from solver.candidates import BIT_WIDTHS, Candidate, build_candidates, profile_calibration
 from solver.costmodel import ModelShape
+from solver.engine_check import check_engine_can_run
 from solver.fleet import FleetGroup, FleetProblem, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
 from solver.hybrid_candidates import hybrid_candidates
 from solver.partition_candidates import partitioned_candidates
-from solver.plan import (BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, WorkloadClassPlan,
-                         check_engine_can_run, hardware_signature, precision_text)
+from solver.plan import (BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, VllmSettings,
+                         WorkloadClassPlan, hardware_signature, precision_text)
+from solver.serving_engine import VLLM
+from solver.vllm_settings import MIN_MODEL_LEN, model_len_for
 from solver.quality import model_quality
 from solver.workload import Workload
 
@@ -71,13 +74,22 @@ def diagnose(problem: FleetProblem, model: ModelShape, quality_target: float, al
         return f"no fleet can run this batch: {exc}"
 
 
-def replica_of(c: Candidate, model: ModelShape) -> Replica:
-    """The replica a candidate's workers run."""
+def replica_of(c: Candidate, model: ModelShape, max_model_len: int = MIN_MODEL_LEN) -> Replica:
+    """The replica a candidate's workers run; a vLLM one with the settings its worker passes to `vllm.LLM` (the batch
+    the candidate was costed at; `max_model_len` tokens)."""
     layout = c.stages or ((0, model.layers - 1, (c.bits,) * model.layers),)
     host = [HostLayer(layer=l, prefill=pre, decode=dec) for l, pre, dec in c.host_layers]
     stages = [Stage(device=c.gpu, first_layer=first, last_layer=last, bits=list(bits),
                     host_layers=[h for h in host if first <= h.layer <= last]) for first, last, bits in layout]
-    return Replica(tp=c.tp, stages=stages, prefill_micro_batch=c.prefill_micro_batch, decode_micro_batch=c.decode_micro_batch)
+    vllm = None
+    if c.engine == "vllm":
+        fp8 = c.numerics.activations == "fp8"
+        vllm = VllmSettings(dtype="bfloat16", quantization="fp8" if fp8 else None, kv_cache_dtype=c.numerics.kv_cache,
+                            tensor_parallel_size=c.tp, pipeline_parallel_size=len(stages), max_num_seqs=c.decode_micro_batch,
+                            max_model_len=max_model_len, gpu_memory_utilization=VLLM.kv_fraction,
+                            checkpoint=c.checkpoint, checkpoint_bits=c.bits if c.checkpoint else None)
+    return Replica(engine="vllm" if vllm else "costserve", tp=c.tp, stages=stages, prefill_micro_batch=c.prefill_micro_batch,
+                   decode_micro_batch=c.decode_micro_batch, vllm=vllm)
 
 
 def calibrated(candidates: list[Candidate], offerings: "pd.DataFrame", model: ModelShape, calibrate: Calibrate) -> list[Candidate]:
@@ -96,11 +108,13 @@ def calibrated(candidates: list[Candidate], offerings: "pd.DataFrame", model: Mo
     return out
 
 
-def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, model: ModelShape) -> FleetGroupPlan:
+def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, model: ModelShape,
+                fp8_gpus: frozenset[str] = frozenset()) -> FleetGroupPlan:
     c = g.candidate
     row = offerings.loc[c.offering]
-    replica = replica_of(c, model)
-    check_engine_can_run(replica, model.layers, c.gpus_per_instance, c.replicas)  # a plan names only what a worker runs
+    replica = replica_of(c, model, model_len_for(workload.longest_tokens, model.context))
+    # a plan names only what a worker runs
+    check_engine_can_run(replica, model.layers, c.gpus_per_instance, c.replicas, fp8_tensor_cores=c.gpu in fp8_gpus)
     return FleetGroupPlan(
         cloud=row["cloud"], region=row["region"], instance_type=row["instance_type"], gpu=c.gpu,
         gpus_per_instance=c.gpus_per_instance, spot=c.spot, price_per_hour=c.price_per_hour, count=g.count,
@@ -157,6 +171,7 @@ def plan_batch(
     `calibrate(hardware, replica)` gives earlier runs' measured start-up (s), work factor and how it was measured for a
     hardware signature (solver.plan.hardware_signature) and replica summary of this model, or None."""
     model = ModelShape.from_row(model_row)
+    fp8 = frozenset(gpus.loc[gpus["fp8_tflops"] > 0, "gpu"]) if "fp8_tflops" in gpus else frozenset()  # GPUs with FP8 tensor cores
     availability = {int(i): int(a) for i, a in offerings["availability"].items()}
     candidates = all_candidates(offerings, gpus, model, workload, quality_target, spot, profile, partitioned, cpu_profile)
     if calibrate is not None:
@@ -177,7 +192,7 @@ def plan_batch(
             cost = result.solution.cost
             # every baseline is a restriction of the same MILP: it can never be cheaper
             assert cost >= best.cost - 1e-6 * max(1.0, cost), (result.name, cost, best.cost)
-            rents, precision = fleet_text([_group_plan(g, offerings, workload, model) for g in result.solution.groups])
+            rents, precision = fleet_text([_group_plan(g, offerings, workload, model, fp8) for g in result.solution.groups])
             baselines.append(BaselinePlan(name=result.name, cost=cost, makespan_s=result.solution.makespan_seconds,
                                           savings=cost / best.cost if best.cost > 0 else None, fleet=rents,
                                           precision=precision))
@@ -185,7 +200,7 @@ def plan_batch(
         model=model.name, deadline_s=deadline_s, budget=budget, quality_target=quality_target, spot_allowed=spot,
         workload=[WorkloadClassPlan(name=k.name, count=k.count, input_tokens=k.input_tokens, output_tokens=k.output_tokens)
                   for k in workload.classes],
-        groups=[_group_plan(g, offerings, workload, model) for g in best.groups],
+        groups=[_group_plan(g, offerings, workload, model, fp8) for g in best.groups],
         cost=best.cost, makespan_s=best.makespan_seconds,
         quality=min(g.candidate.quality for g in best.groups), baselines=baselines,
     )

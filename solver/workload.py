@@ -47,9 +47,17 @@ class WorkloadClass:
 
 @dataclass(frozen=True)
 class Workload:
-    """The batch as classes, in grid order (input bucket major)."""
+    """The batch as classes, in grid order (input bucket major); `longest_job_tokens` is the most tokens one job needs
+    (prompt + max_tokens; 0: not known, the longest class mean stands in)."""
 
     classes: tuple[WorkloadClass, ...]
+    longest_job_tokens: int = 0
+
+    @property
+    def longest_tokens(self) -> int:
+        """Tokens the longest job needs (prompt + max_tokens), or the longest class's mean when not known."""
+        means = [math.ceil(c.input_tokens + c.output_tokens) for c in self.classes]
+        return max([self.longest_job_tokens, *means])
 
     @property
     def requests(self) -> int:
@@ -77,9 +85,11 @@ def bucket_workload(
 ) -> Workload:
     """Bucket (input tokens, output tokens, count) groups into a Workload; empty buckets are dropped."""
     totals: dict[tuple[int, int], list[int]] = {}
+    longest = 0
     for inp, out, count in groups:
         if count <= 0:
             continue
+        longest = max(longest, int(inp + out))
         key = (bisect.bisect_left(input_edges, inp), bisect.bisect_left(output_edges, out))
         acc = totals.setdefault(key, [0, 0, 0])
         acc[0] += count
@@ -89,7 +99,7 @@ def bucket_workload(
         WorkloadClass(_class_label(input_edges, i, output_edges, o), *totals[(i, o)])
         for i, o in sorted(totals)
     )
-    return Workload(classes)
+    return Workload(classes, longest)
 
 
 def class_name(input_tokens: float, output_tokens: float, input_edges: tuple[float, ...] = DEFAULT_INPUT_EDGES,
@@ -104,8 +114,8 @@ Grid = tuple[tuple[float, ...], tuple[float, ...]]  # (input edges, output edges
 
 def expected_outputs(workload: Workload, share: float) -> Workload:
     """The workload with each class's output tokens at `share` of its max_tokens (at least one token a request)."""
-    return Workload(tuple(replace(c, output_tokens_total=max(c.count, round(c.output_tokens_total * share)))
-                          for c in workload.classes))
+    return replace(workload, classes=tuple(replace(c, output_tokens_total=max(c.count, round(c.output_tokens_total * share)))
+                                           for c in workload.classes))
 
 
 def workload_from_jobs(jobs: Iterable[Any], tokens_of: Callable[[Any], int] | None = None, grid: Grid | None = None) -> Workload:

@@ -4,14 +4,16 @@
 `setup` with bash (it builds its own virtual environment from the mounted wheel: nothing from
 the test's environment is on the node's PATH) and starts its `run` in its own session, with the
 task's envs and the secrets the launch supplied. `tail_logs` returns a node's output; `down`
-kills its processes. With `cpu_engine`, a GPU group's replica is run on this machine's CPU (the
-engine replaced; the setup path is the one a GPU node runs).
+kills its processes. With `cpu_engine`, a GPU group's replica is run on this machine's CPU by
+costserve's engine (a vLLM replica too: the node installs the engine extra in place of vLLM's
+GPU build; otherwise the setup path is the one a GPU node runs).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -78,6 +80,7 @@ class SimulatedCloud:
                 replica = json.loads(dest.read_text())
                 for stage in replica["stages"]:
                     stage["device"] = "cpu"
+                replica.update(engine="costserve", vllm=None, tp=1)  # a vLLM GPU replica: costserve's engine here
                 dest.write_text(json.dumps(replica))
         machine_pip = Path.home() / ".config" / "pip" / "pip.conf"  # the image is configured like this machine
         if machine_pip.is_file():
@@ -87,9 +90,12 @@ class SimulatedCloud:
                **{k: v for k, v in os.environ.items() if k.startswith("PIP_")},  # the machine's package settings
                **({"PIP_CACHE_DIR": str(self.pip_cache)} if self.pip_cache else {}),  # downloads shared between nodes
                **task.config.get("envs", {}), **task.secrets}
+        setup_script = task.config["setup"]
+        if self.cpu_engine:  # the engine extra at the driver's versions in place of vLLM's GPU build
+            setup_script = re.sub(r'"([^"]*/wheel)/([^"]+\.whl)\[vllm\]"', r'-c "\1/constraints.txt" "\1/\2[engine]"', setup_script)
         log = home / "node.log"
         with log.open("w") as out:
-            setup = subprocess.run(["bash", "-c", task.config["setup"]], cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT,
+            setup = subprocess.run(["bash", "-c", setup_script], cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    timeout=SETUP_TIMEOUT_S)
         if setup.returncode != 0:
             raise RuntimeError(f"node setup failed ({setup.returncode}): {log.read_text()[-3000:]}")

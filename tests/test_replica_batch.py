@@ -38,9 +38,10 @@ def test_whole_model_replicas_run_the_batch_every_class_was_costed_at() -> None:
         device = Device.from_catalog(SPECS.loc[c.gpu], c.tp, int(row["vcpus"]), float(row["host_memory_gib"]))
         batch = in_flight(c)
         for k, cls in enumerate(WORKLOAD.classes):
-            alone = class_throughput(model, device, (c.bits,) * model.layers, cls.input_tokens, cls.output_tokens)
+            shape = (c.bits,) * model.layers
+            alone = class_throughput(model, device, shape, cls.input_tokens, cls.output_tokens, numerics=c.numerics)
             assert alone.batch >= batch or alone.batch == 0  # no class is costed at more than fits it
-            at_batch = class_throughput(model, device, (c.bits,) * model.layers, cls.input_tokens, cls.output_tokens, batch)
+            at_batch = class_throughput(model, device, shape, cls.input_tokens, cls.output_tokens, batch, c.numerics)
             assert c.requests_per_s[k] == pytest.approx(at_batch.requests_per_s * c.replicas, rel=1e-12)
             assert at_batch.batch in (0, batch)  # costed at exactly the replica's batch, or not served
         if c.gpu != "cpu":

@@ -22,7 +22,7 @@ from workers.loader import build_stage, read_model_args
 from workers.model import StageModel
 from workers.model_source import resolve_model_dir
 from workers.prompts import encode_prompt
-from solver.plan import Job, Replica
+from solver.plan import Job, Replica, ReplicaError
 from workers.replica import torch_device
 
 
@@ -79,6 +79,8 @@ class Engine:
     def __init__(self, replica: Replica | None = None, model: str | Path | None = None, processes: bool | None = None, threads: int | None = None) -> None:
         from transformers import AutoTokenizer
 
+        if replica is not None and replica.engine != "costserve":
+            raise ReplicaError(f"this replica runs on {replica.engine} (workers/vllm_engine.py), not costserve's engine")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.model_dir = resolve_model_dir(model)
         self.args = read_model_args(self.model_dir)

@@ -40,17 +40,23 @@ RETRY_BACKOFF_S = 5.0  # delay before the first retry (s); doubles per retry, at
 RETRY_BACKOFF_MAX_S = 60.0
 RUN_ENV = "COSTSERVE_WORKER_RUN"  # the run id a worker serves; tasks of any other run are refused
 
-_engine: Engine | None = None
+_engine: Any = None  # Engine, or VllmEngine for a vllm replica
 
 
-def worker_engine() -> Engine:
-    """This process's Engine, loaded on first use."""
+def worker_engine() -> Any:
+    """This process's engine, loaded on first use: the replica's own (costserve's Engine, or vLLM for a vllm replica)."""
     global _engine
     if _engine is None:
         replica_file = os.environ.get("COSTSERVE_WORKER_REPLICA")
         replica = read_replica(Path(replica_file)) if replica_file else None
-        threads = os.environ.get("COSTSERVE_WORKER_THREADS")
-        _engine = Engine(replica, model=os.environ.get("COSTSERVE_WORKER_MODEL"), threads=int(threads) if threads else None)
+        model = os.environ.get("COSTSERVE_WORKER_MODEL")
+        if replica is not None and replica.engine == "vllm":
+            from workers.vllm_engine import VllmEngine
+
+            _engine = VllmEngine(replica, model=model)
+        else:
+            threads = os.environ.get("COSTSERVE_WORKER_THREADS")
+            _engine = Engine(replica, model=model, threads=int(threads) if threads else None)
     return _engine
 
 

