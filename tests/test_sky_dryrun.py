@@ -20,7 +20,7 @@ def test_every_fleet_group_becomes_a_task_skypilot_accepts_offline(tmp_path: Pat
     gpus, offerings, models = load_gpus(), load_offerings(), load_models().set_index("model", drop=False)
     aws = offerings[offerings["cloud"] == "aws"]
     workload = bucket_workload([(150, 100, 400_000), (1500, 300, 60_000), (4000, 250, 20_000)])
-    plan = plan_batch(workload, models.loc["Llama-3.1-8B"], aws, gpus, 3 * 3600, quality_target=0.99, spot=True,
+    plan = plan_batch(workload, models.loc["Llama-3.1-8B"], aws, gpus, 2 * 3600, quality_target=0.99, spot=True,
                       with_baselines=False)
     assert len(plan.groups) >= 2, "a mixed fleet makes the test meaningful"
     llama = NodeModel("Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct", gated=True)
@@ -32,6 +32,7 @@ def test_every_fleet_group_becomes_a_task_skypilot_accepts_offline(tmp_path: Pat
         assert config["num_nodes"] == group.count and config["resources"]["instance_type"] == group.instance_type
         assert config["resources"]["use_spot"] == group.spot and config["secrets"] == {BROKER_SECRET: None, HF_TOKEN_SECRET: None}
         assert "meta-llama/Llama-3.1-8B-Instruct" in config["setup"] and config["run"].endswith("--model Llama-3.1-8B")
+        assert group.replica.engine == "vllm" and ".whl[vllm]" in config["setup"]  # a GPU node installs vLLM
         assert config["resources"]["autostop"]["down"] is True
     report = dryrun(files, tmp_path / "sky-home", aws, gpus)
     assert [t["ok"] for t in report["tasks"]] == [True] * len(files), report
