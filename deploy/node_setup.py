@@ -10,7 +10,8 @@ environment: it is never written to a file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 NODE_DIR = "~/costserve"
 VENV = f"{NODE_DIR}/venv"
@@ -56,6 +57,19 @@ def venv_setup() -> list[str]:
         f'if [ -z "$PY" ]; then install_uv; {uv} python install {UV_PYTHON}; PY=$({uv} python find {UV_PYTHON}); fi',
         f'"$PY" -m venv {VENV} || {{ install_uv; rm -rf {VENV}; {uv} venv --seed --python "$PY" {VENV}; }}',
     ]
+
+
+def served_weights(replica: Any, model: NodeModel) -> NodeModel:
+    """The weights a group's nodes download for a solver.plan.Replica: a vLLM replica's pre-quantized checkpoint in
+    place of the model's own repository (served under the model's catalog name, so result lines name the model).
+    NodeSetupError when the nodes get the user's own weights instead, which are not that checkpoint."""
+    checkpoint = replica.vllm.checkpoint if replica.vllm is not None else None
+    if checkpoint is None:
+        return model
+    if model.hf_id is None or model.source is not None:
+        raise NodeSetupError(f"the plan serves {model.name} as the pre-quantized checkpoint {checkpoint}, but the nodes "
+                             "would get other weights (--model-source): plan without that source, or at --quality 1")
+    return replace(model, hf_id=checkpoint, gated=False)
 
 
 def node_extra(engine: str) -> str:

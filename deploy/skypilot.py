@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deploy.node_setup import (CONSTRAINTS, HF_TOKEN_SECRET, REPLICA_FILE, WHEEL_DIR, NodeModel, node_extra, setup_script,
-                               worker_command)
+from deploy.node_setup import (CONSTRAINTS, HF_TOKEN_SECRET, REPLICA_FILE, WHEEL_DIR, NodeModel, node_extra, served_weights,
+                               setup_script, worker_command)
 
 AUTOSTOP_IDLE_MINUTES = 15
 BROKER_SECRET = "COSTSERVE_BROKER"
@@ -63,6 +63,7 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
     """The SkyPilot task YAML (as a dict) for fleet group `index` of a Plan (a solver.plan.FleetGroupPlan) of run
     `run_id`: its nodes install `wheel` and `model` and run workers on that group's queue. `hf_token`: the launch
     supplies an HF_TOKEN secret (a gated model, or the user has a token)."""
+    model = served_weights(group.replica, model)  # a pre-quantized checkpoint in place of the model's own weights
     resources: dict[str, Any] = {
         "infra": f"{SKY_CLOUD_NAMES[group.cloud]}/{group.region}",
         "instance_type": group.instance_type,

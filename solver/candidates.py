@@ -102,8 +102,12 @@ def build_candidates(
     bit_widths: tuple[int, ...] = BIT_WIDTHS,
     profile: "ThroughputProfile | None" = None,
     cpu_profile: dict | None = None,  # type: ignore[type-arg]
+    checkpoints: bool = True,
 ) -> list[Candidate]:
     """Every (offering, purchase option, tp, bits) that meets the quality target and serves ≥ 1 class.
+
+    `checkpoints`: GPUs may serve the model's catalog pre-quantized checkpoints (not when the nodes get the user's
+    own weights).
 
     With a measured `profile`, a profiled GPU's throughputs are scaled to match it. With a
     `cpu_profile` (`costserve profile --device cpu`) of this model, CPU offerings take their
@@ -113,7 +117,7 @@ def build_candidates(
     specs = gpus.set_index("gpu", drop=False)
     calibration = profile_calibration(profile, specs, model, workload) if profile is not None else {}
     allowed = {b: q for b in bit_widths if (q := model_quality((b,) * model.layers, model.name)) >= quality_target}
-    checkpoints = quantized_checkpoints(model.name)
+    stored = quantized_checkpoints(model.name) if checkpoints else {}
     # Regions and clouds selling the same hardware give the same Device: model it once. Each entry is the batch the
     # replica runs (sequences, what its worker is given) and the per-class requests/s at that batch.
     per_device: dict[tuple[Device, int, Numerics], tuple[int, list[float]]] = {}
@@ -124,7 +128,7 @@ def build_candidates(
         options = purchase_options(row, spot)
         gpu_row = specs.loc[row["gpu"]]
         tps = [1] if row["gpu"] == "cpu" else [t for t in (1, 2, 4, 8) if row["gpu_count"] % t == 0 and t <= row["gpu_count"]]
-        for p in precision_menu(gpu_row, allowed, bit_widths, quality_target, checkpoints):
+        for p in precision_menu(gpu_row, allowed, bit_widths, quality_target, stored):
             for tp in tps:
                 device = Device.from_catalog(gpu_row, tp, int(row["vcpus"]), float(row["host_memory_gib"]))
                 replicas = 1 if row["gpu"] == "cpu" else row["gpu_count"] // tp

@@ -137,10 +137,13 @@ def fleet_text(groups: "list[FleetGroupPlan]") -> tuple[str, str]:
 def all_candidates(
     offerings: "pd.DataFrame", gpus: "pd.DataFrame", model: ModelShape, workload: Workload, quality_target: float,
     spot: bool, profile: "ThroughputProfile | None" = None, partitioned: bool = True, cpu_profile: dict | None = None,  # type: ignore[type-arg]
+    own_weights: bool = False,
 ) -> list[Candidate]:
     """Whole-model uniform-bit candidates plus, with `partitioned`, the partition ILP's mixed-bit and pipelined
-    ones and the CPU–GPU hybrid ones of GPUs too small for the model."""
-    out = build_candidates(offerings, gpus, model, workload, quality_target, spot, profile=profile, cpu_profile=cpu_profile)
+    ones and the CPU–GPU hybrid ones of GPUs too small for the model. `own_weights`: the nodes get the user's weights,
+    so no pre-quantized checkpoint is offered."""
+    out = build_candidates(offerings, gpus, model, workload, quality_target, spot, profile=profile, cpu_profile=cpu_profile,
+                           checkpoints=not own_weights)
     if partitioned:
         specs = gpus.set_index("gpu", drop=False)
         calibration = profile_calibration(profile, specs, model, workload) if profile is not None else {}
@@ -165,15 +168,18 @@ def plan_batch(
     partitioned: bool = True,
     cpu_profile: dict | None = None,  # type: ignore[type-arg]
     calibrate: "Calibrate | None" = None,
+    own_weights: bool = False,
 ) -> Plan:
     """The cheapest plan meeting deadline (s), budget ($), quality and availability; PlanningError if none.
 
     `calibrate(hardware, replica)` gives earlier runs' measured start-up (s), work factor and how it was measured for a
-    hardware signature (solver.plan.hardware_signature) and replica summary of this model, or None."""
+    hardware signature (solver.plan.hardware_signature) and replica summary of this model, or None. `own_weights`: the
+    nodes serve the user's own copy of the weights (`--model-source`), so no pre-quantized checkpoint is planned."""
     model = ModelShape.from_row(model_row)
     fp8 = frozenset(gpus.loc[gpus["fp8_tflops"] > 0, "gpu"]) if "fp8_tflops" in gpus else frozenset()  # GPUs with FP8 tensor cores
     availability = {int(i): int(a) for i, a in offerings["availability"].items()}
-    candidates = all_candidates(offerings, gpus, model, workload, quality_target, spot, profile, partitioned, cpu_profile)
+    candidates = all_candidates(offerings, gpus, model, workload, quality_target, spot, profile, partitioned, cpu_profile,
+                                own_weights)
     if calibrate is not None:
         candidates = calibrated(candidates, offerings, model, calibrate)
     problem = FleetProblem(candidates, workload, deadline_s, availability, budget, gpu_caps)
@@ -181,7 +187,8 @@ def plan_batch(
         best: FleetSolution = solve_fleet(problem)
     except Infeasible:
         def any_at(bits: int) -> bool:
-            return bool(build_candidates(offerings, gpus, model, workload, 0.0, spot, bit_widths=(bits,)))
+            return bool(build_candidates(offerings, gpus, model, workload, 0.0, spot, bit_widths=(bits,),
+                                         checkpoints=not own_weights))
         raise PlanningError(diagnose(problem, model, quality_target, any_at)) from None
     baselines = []
     if with_baselines:

@@ -105,7 +105,7 @@ def test_model_source_mounts_the_users_weights_instead_of_downloading(source: st
         source = str(tmp_path / "weights")
         (tmp_path / "weights").mkdir()
     plan = plan_batch(bucket_workload([(150, 100, 4_000)]), models.loc["Llama-3.1-8B"], offerings[offerings["cloud"] == "aws"],
-                      gpus, 3 * 3600, with_baselines=False)
+                      gpus, 3 * 3600, with_baselines=False, own_weights=True)  # as submit --model-source plans
     # gated, no token anywhere (the test's HF home is empty): the user's own copy needs none
     (path,) = node_tasks("Llama-3.1-8B", source).write(plan.model_copy(update={"groups": plan.groups[:1]}), gpus, tmp_path / "run")
     config = yaml.safe_load(path.read_text())

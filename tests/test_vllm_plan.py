@@ -73,6 +73,16 @@ def test_pre_quantized_checkpoints_are_what_a_small_gpu_serves(tmp_path: Path) -
     assert settings is not None and settings.checkpoint == "Qwen/Qwen2.5-7B-Instruct-GPTQ-Int8"
     assert settings.quantization is None and "checkpoint" not in settings.llm_kwargs()  # vLLM reads its method
     assert group.replica.bits == [8] * 28 and group.replica.precision == "int8 checkpoint"
+    from deploy.node_setup import NodeModel, NodeSetupError
+    from deploy.skypilot import write_group_tasks
+
+    qwen = NodeModel("Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct")
+    (task,) = write_group_tasks(plan, GPUS, tmp_path / "run", qwen)
+    setup = task.read_text()  # the node downloads the checkpoint as the model's weights, and serves it by the model's name
+    assert "Qwen/Qwen2.5-7B-Instruct-GPTQ-Int8" in setup and "Qwen/Qwen2.5-7B-Instruct " not in setup
+    assert "--model Qwen2.5-7B" in setup
+    with pytest.raises(NodeSetupError, match="pre-quantized checkpoint"):  # the user's own 16-bit weights are not it
+        write_group_tasks(plan, GPUS, tmp_path / "run2", NodeModel("Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", source="s3://b/q"))
 
 
 def _vllm(bits: int, **settings: object) -> Replica:

@@ -75,7 +75,8 @@ def plan_request(request: BatchRequest, workload: "Workload", profiles: Path | N
         on_cpu_profile(path)
     workload, share = expected_workload(str(row["model"]), workload)
     plan = plan_batch(workload, row, offerings, gpus, request.deadline_s, request.budget, request.quality, request.spot,
-                      caps, with_baselines, profile, cpu_profile=cpu_profile, calibrate=cloud_calibration(str(row["model"])))
+                      caps, with_baselines, profile, cpu_profile=cpu_profile, calibrate=cloud_calibration(str(row["model"])),
+                      own_weights=request.model_source is not None)
     return plan.model_copy(update={"output_share": share})
 
 
@@ -105,4 +106,4 @@ def replan_jobs(jobs: list["Job"], request: BatchRequest, model: str, offerings:
     from solver.workload import workload_from_jobs
 
     return plan_batch(workload_from_jobs(jobs), model_row(model), offerings, gpus, remaining_s, remaining_budget,
-                      request.quality, request.spot, with_baselines=False)
+                      request.quality, request.spot, with_baselines=False, own_weights=request.model_source is not None)
