@@ -106,11 +106,7 @@ def load_offerings(path: Path | None = None, gpus: "pd.DataFrame | None" = None)
     path = path or shipped_path("offerings.csv")
     df = read_rows(path, OfferingRow)
     _unique(df, ["cloud", "region", "instance_type", "gpu", "gpu_count"], path)
-    known = set((gpus if gpus is not None else load_gpus())["gpu"])
-    unknown = ~df["gpu"].isin(known)
-    if unknown.any():
-        line = int(unknown.to_numpy().argmax()) + 2
-        raise CatalogError(f"{path}:{line}: gpu: {df['gpu'][line - 2]!r} is not in gpus.csv")
+    _known(df, "gpu", set((gpus if gpus is not None else load_gpus())["gpu"]), path)
     return df
 
 
@@ -119,12 +115,17 @@ def load_measured_throughput(path: Path | None = None) -> "pd.DataFrame":
     path = path or shipped_path("measured_throughput.csv")
     df = read_rows(path, MeasuredThroughputRow)
     _unique(df, ["gpu", "model", "precision", "kv_cache_dtype", "tp", "input_tokens", "output_tokens", "engine"], path)
-    for column, known in (("gpu", set(load_gpus()["gpu"])), ("model", set(load_models()["model"]))):
-        unknown = ~df[column].isin(known)
-        if unknown.any():
-            line = int(unknown.to_numpy().argmax()) + 2
-            raise CatalogError(f"{path}:{line}: {column}: {df[column][line - 2]!r} is not in {column}s.csv")
+    _known(df, "gpu", set(load_gpus()["gpu"]), path)
+    _known(df, "model", set(load_models()["model"]), path)
     return df
+
+
+def _known(df: "pd.DataFrame", column: str, known: set[str], path: Path) -> None:
+    """CatalogError naming the first line whose `column` is not in `<column>s.csv` (`known`)."""
+    unknown = ~df[column].isin(known)
+    if unknown.any():
+        line = int(unknown.to_numpy().argmax()) + 2
+        raise CatalogError(f"{path}:{line}: {column}: {df[column][line - 2]!r} is not in {column}s.csv")
 
 
 def load_quantized_checkpoints(path: Path | None = None) -> "pd.DataFrame":
@@ -133,8 +134,5 @@ def load_quantized_checkpoints(path: Path | None = None) -> "pd.DataFrame":
     path = path or shipped_path("quantized_checkpoints.csv")
     df = read_rows(path, QuantizedCheckpointRow)
     _unique(df, ["model", "bits"], path)
-    unknown = ~df["model"].isin(set(load_models()["model"]))
-    if unknown.any():
-        line = int(unknown.to_numpy().argmax()) + 2
-        raise CatalogError(f"{path}:{line}: model: {df['model'][line - 2]!r} is not in models.csv")
+    _known(df, "model", set(load_models()["model"]), path)
     return df

@@ -145,10 +145,7 @@ class Replica(BaseModel):
     @property
     def precision(self) -> str:
         """What the replica computes in, for people: `fp8, fp8 KV cache` (vLLM's settings), `8-bit`, `mixed 8/4-bit`."""
-        if self.vllm is not None:
-            return self.vllm.precision()
-        widths = sorted(set(self.bits), reverse=True)
-        return f"{widths[0]}-bit" if len(widths) == 1 else "mixed " + "/".join(map(str, widths)) + "-bit"
+        return self.vllm.precision() if self.vllm is not None else bits_text(self.bits)
 
     @property
     def bits(self) -> list[int]:
@@ -207,8 +204,13 @@ def precision_text(groups: "list[FleetGroupPlan]") -> str:
     the groups' precisions joined by ` + ` when they differ."""
     if any(g.replica.vllm is not None for g in groups):
         return " + ".join(dict.fromkeys(g.replica.precision for g in groups))
-    bits = sorted({b for g in groups for b in g.replica.bits}, reverse=True)
-    return f"{bits[0]}-bit" if len(bits) == 1 else "mixed " + "/".join(map(str, bits)) + "-bit"
+    return bits_text([b for g in groups for b in g.replica.bits])
+
+
+def bits_text(bits: list[int]) -> str:
+    """Layer bit-widths for people: `16-bit`, or `mixed 8/4-bit` when they differ."""
+    widths = sorted(set(bits), reverse=True)
+    return f"{widths[0]}-bit" if len(widths) == 1 else "mixed " + "/".join(map(str, widths)) + "-bit"
 
 
 class ReplicaError(ValueError):
