@@ -96,7 +96,7 @@ def test_greedy_output_equals_costserves_fp32_engine_up_to_a_near_tie(engine: Vl
         ids = encode_prompt(engine.tokenizer, job) + a.token_ids[:same]
         with torch.no_grad():
             logits = model(torch.tensor([ids])).logits[0, -1]
-        gap = float(logits[a.token_ids[same]] - logits[b.token_ids[same]]).__abs__()
+        gap = abs(float(logits[a.token_ids[same]] - logits[b.token_ids[same]]))
         diverged.append(f"{job.custom_id} at token {same}: gap {gap:.4f}")
         assert gap < NEAR_TIE, diverged[-1]  # they part only where two tokens are all but tied
     print("diverged:", diverged or "nowhere")
