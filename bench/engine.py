@@ -4,7 +4,8 @@ Variants, each in a fresh process so peak RSS is its own:
   (a) transformers `generate`, one prompt at a time (fp32)
   (b) transformers `generate`, left-padded batches of 16 (fp32)
   (c) costserve fp32, (d) costserve int8, (e) costserve 2-stage int8 (two processes),
-  (m) the demo's mixed 16/8/4-bit 2-stage replica (examples/replica-mixed.json)
+  (m) the demo's mixed 16/8/4-bit 2-stage replica (examples/replica-mixed.json; like (e), its
+      decode micro-batch is --slots ÷ stages, so every costserve variant decodes up to --slots sequences)
   (v) vLLM's CPU build, fp32, max_num_seqs = --slots (workers/vllm_engine.py; runs in .venv-vllm,
       which `make test` builds; eager mode unless --vllm-compile: its compile takes minutes)
 All greedy, same token ids, each job stops at EOS or its max_tokens; only tokens a job
@@ -132,8 +133,9 @@ def child(variant: str, model_dir: Path, n: int, sample: int, slots: int, compil
     else:
         from solver.plan import Replica
 
-        if variant == "m":
+        if variant == "m":  # the example's stages and bits at the same decode slots as (c), (d) and (e)
             replica = Replica.model_validate_json((REPO / "examples" / "replica-mixed.json").read_text())
+            replica = replica.model_copy(update={"decode_micro_batch": slots // len(replica.stages)})
         else:
             bits, stages = {"c": (32, 1), "d": (8, 1), "e": (8, 2)}[variant]
             replica = Replica.uniform(30, bits, stages=stages, decode_micro_batch=slots // stages, prefill_micro_batch=8)

@@ -11,8 +11,11 @@ Which kernel runs (measured in `python -m bench.cpu_paths`, see `workers/cpu.py`
   `workers.cpu.matmul_dtype()` — bf16 where the CPU has bf16 matrix units, fp32 where bf16
   is emulated — and one matmul. Widening to bf16 on an AVX2-only CPU made int8 decode 5x
   slower than fp32 (issue 21: 59 rows 7.0 ms vs 0.70 ms); widening to fp32 there costs 0.94 ms.
-- int4: `_weight_int4pack_mm_for_cpu` at every row count. Unpacking int4 in eager torch
-  costs 1.5-6 ms per 576x1536 weight, more than the kernel's whole matmul at 59 rows.
+- int4, at most INT4_KERNEL_MAX_ROWS rows (decode batches): `_weight_int4pack_mm_for_cpu`. Its
+  time grows with the rows (0.58 ms at 59 rows, 4.9 ms at 512 for a 576x1536 weight, 2 threads), so
+- int4, more rows (prefill): the packed weights unpacked to `matmul_dtype()` (`workers/int4_unpack.py`,
+  ~0.9 ms for a 576x1536 weight) and one matmul: 1.3-1.6 ms at 512 rows. Issue 21: the int4 kernel
+  at every row count kept the demo's mixed replica below fp32.
 On CUDA int8 and bf16 widen to bf16; int4 is CPU-only for now (torchao's CUDA int4 kernels
 are the next step once a GPU is at hand). torch.ao's `quantize_dynamic` is not used: it
 breaks SmolLM2 (perplexity 8.9 -> 31-42).
@@ -25,20 +28,31 @@ from torch import Tensor, nn
 
 from solver.plan import ENGINE_BITS as BITS  # the contract says which bit-widths exist
 from workers.cpu import widen_dtype
+from workers.int4_unpack import int4_block_n, unpack_int4
 
 GROUP_SIZE = 32
 KERNEL_MAX_ROWS = 8  # above this many rows widening int8 and one matmul beats the int8 kernel (bench.cpu_paths)
+# Above this many rows unpacking int4 and one matmul beats the int4 kernel, by the dtype the CPU widens to
+# (`python -m bench.cpu_paths`, 576x1536 and 1536x576, 2 threads). With bf16 units the kernel costs 0.0094 ms a
+# row and unpacking 0.95 ms plus a bf16 matmul: crossover ~110 rows (128 rows: kernel 1.20 ms, unpack 1.06).
+# AVX2 only (the same machine under ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2): the kernel costs 0.017 ms
+# a row, unpacking to fp32 0.9 ms plus an fp32 matmul: crossover ~64 rows (59: 1.02 vs 1.12 ms; 128: 2.17 vs 1.39).
+INT4_KERNEL_MAX_ROWS = {torch.bfloat16: 112, torch.float32: 64}
 INT4_INNER_K_TILES = 2
 
 
-def kernel_path(bits: int, rows: int, device: str = "cpu") -> str:
+def kernel_path(bits: int, rows: int, device: str = "cpu", out_features: int = 0) -> str:
     """Which path a `bits`-bit Linear takes for `rows` input rows: "int8 kernel", "int4 kernel", "widen to bf16/fp32", "fp32".
 
     The one statement of the dispatch rule; the layers below follow it and the tests hold them to it.
+    `out_features` matters only for int4: the unpacking reads whole blocks of the packed layout (64
+    or 32 outputs, `workers/int4_unpack.py`), so a layer with a partial block always takes the kernel.
     """
     if bits == 32:
         return "fp32"
-    if bits == 4:
+    if bits == 4 and rows <= INT4_KERNEL_MAX_ROWS[widen_dtype(device)]:
+        return "int4 kernel"
+    if bits == 4 and (int4_block_n() is None or out_features % int4_block_n()):  # type: ignore[operator]
         return "int4 kernel"
     if bits == 8 and device == "cpu" and rows <= KERNEL_MAX_ROWS:
         return "int8 kernel"
@@ -106,8 +120,14 @@ class Int4Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.is_cuda:
             raise NotImplementedError("int4 layers run on the CPU only; use 8 or 16 bits on CUDA")
-        x2 = x.reshape(-1, x.shape[-1]).to(torch.bfloat16)
-        y = torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales_and_zeros)
+        x2 = x.reshape(-1, x.shape[-1])
+        if kernel_path(4, x2.shape[0], out_features=self.out_features) == "int4 kernel":
+            y = torch._weight_int4pack_mm_for_cpu(x2.to(torch.bfloat16), self.weight, self.group_size, self.scales_and_zeros)
+        else:
+            dtype = widen_dtype("cpu")
+            xd = x2.to(dtype)
+            parts = [xd @ w for w in unpack_int4(self.weight, self.scales_and_zeros, self.group_size, dtype)]
+            y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         y = y.float().reshape(*x.shape[:-1], -1)
         return y if self.bias is None else y + self.bias
 
