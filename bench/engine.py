@@ -149,7 +149,7 @@ def main() -> None:
     p.add_argument("--prompts", type=int, default=256)
     p.add_argument("--baseline-sample", type=int, default=32, help="prompts for variant (a)")
     p.add_argument("--slots", type=int, default=64, help="decode batch slots of the costserve variants")
-    p.add_argument("--variants", default="abcde")
+    p.add_argument("--variants", default="abcdem", help="letters of the variants to run, in order ((v) needs .venv-vllm)")
     p.add_argument("--profile", type=Path, help="device profile from `costserve profile`: adds predicted decode tokens/s")
     p.add_argument("--vllm-python", type=Path, default=VLLM_PYTHON, help="the Python of an environment with vLLM (variant v)")
     p.add_argument("--vllm-compile", action="store_true", help="variant (v) with vLLM's compile (minutes to start)")
