@@ -25,21 +25,6 @@ BLOCK_CANDIDATES = (64, 32, 16)  # outputs per block of the layouts torch's CPU 
 UNPACK_CHUNK_ELEMENTS = 1 << 22  # weights unpacked at once: at most 16 MiB of fp32 beside a layer, however large
 
 
-def _nibbles(packed: Tensor, block_n: int) -> Tensor:
-    """The int4 values `[N, K]` (0..15) of `packed`, read as the layout with `block_n`-output blocks."""
-    n, k = packed.shape[0], packed.shape[1] * 2
-    by_block = packed.view(n // block_n, k, block_n // 2)
-    return torch.stack([by_block & 15, by_block >> 4], dim=2).permute(0, 2, 3, 1).reshape(n, k)
-
-
-@functools.cache
-def int4_block_n() -> int | None:
-    """Outputs per block of the int4pack layout in this process (64 or 32), found by packing a probe; None if none fits."""
-    probe = torch.randint(0, 16, (64, 64), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
-    packed = torch._convert_weight_to_int4pack_for_cpu(probe, 2)
-    return next((bn for bn in BLOCK_CANDIDATES if torch.equal(_nibbles(packed, bn).int(), probe)), None)
-
-
 @functools.cache
 def _nibble_pairs() -> Tensor:
     """For each byte value, its (low − 8, high − 8) nibbles as two fp32 packed in one int64: one lookup yields both."""
@@ -58,6 +43,27 @@ def unpack_int4(packed: Tensor, scales_and_zeros: Tensor, group_size: int, dtype
     block_n = int4_block_n()
     if block_n is None:
         raise RuntimeError("this torch build packs int4 in a layout costserve cannot read; use the int4 kernel")
+    return _unpacked(packed, scales_and_zeros, group_size, dtype, block_n)
+
+
+@functools.cache
+def int4_block_n() -> int | None:
+    """Outputs per block of the int4pack layout in this process (64 or 32), found by packing a probe; None if none fits.
+
+    The probe is read back by the same code that unpacks layers, with scale 1 and zero 8, so each value is q itself.
+    """
+    probe = torch.randint(0, 16, (64, 64), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
+    packed = torch._convert_weight_to_int4pack_for_cpu(probe, 2)
+    scale_one_zero_eight = torch.tensor([1.0, 8.0]).expand(2, 64, 2)  # two groups of 32 inputs, 64 outputs
+    for block_n in BLOCK_CANDIDATES:
+        unpacked = torch.cat(list(_unpacked(packed, scale_one_zero_eight, 32, torch.float32, block_n)), dim=1)
+        if torch.equal(unpacked, probe.t().float()):
+            return block_n
+    return None
+
+
+def _unpacked(packed: Tensor, scales_and_zeros: Tensor, group_size: int, dtype: torch.dtype, block_n: int) -> Iterator[Tensor]:
+    """`unpack_int4` for the layout with `block_n`-output blocks."""
     n, k = packed.shape[0], packed.shape[1] * 2
     groups, half = k // group_size, block_n // 2
     per_chunk = max(1, UNPACK_CHUNK_ELEMENTS // (k * block_n))

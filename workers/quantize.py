@@ -50,10 +50,10 @@ def kernel_path(bits: int, rows: int, device: str = "cpu", out_features: int = 0
     """
     if bits == 32:
         return "fp32"
-    if bits == 4 and rows <= INT4_KERNEL_MAX_ROWS[widen_dtype(device)]:
-        return "int4 kernel"
-    if bits == 4 and (int4_block_n() is None or out_features % int4_block_n()):  # type: ignore[operator]
-        return "int4 kernel"
+    if bits == 4:
+        block_n = int4_block_n()
+        if rows <= INT4_KERNEL_MAX_ROWS[widen_dtype(device)] or block_n is None or out_features % block_n:
+            return "int4 kernel"
     if bits == 8 and device == "cpu" and rows <= KERNEL_MAX_ROWS:
         return "int8 kernel"
     return "widen to bf16" if widen_dtype(device) == torch.bfloat16 else "widen to fp32"
