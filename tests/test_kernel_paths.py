@@ -117,7 +117,6 @@ def test_unpacked_int4_equals_the_kernel(shape: tuple[int, int], monkeypatch: py
     torch.testing.assert_close(layer(x), expected, rtol=0.02, atol=0.02 * expected.abs().max().item())
 
 
-
 UNPACK_CHECK = """
 import torch
 from torch import nn
@@ -147,6 +146,7 @@ def test_unpacking_follows_the_layout_of_an_avx2_cpu_too() -> None:
         seen[out[0]] = int(out[1])
         assert float(out[2]) <= 1 / 128, out  # equal up to the kernel's bf16 output
     assert seen["AVX2"] == 32 and seen.get("AVX512", 64) == 64, seen
+
 
 def test_an_int8_replica_on_an_avx2_cpu_runs_no_bf16_matmul(tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A whole generate (prefill, decode batches, decode tail) of an int8 replica: KV cache and attention in fp32 too."""

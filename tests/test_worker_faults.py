@@ -30,16 +30,10 @@ def _pool_children(run: RunningSubmit) -> list[int]:
 
 def _holds_unfinished_shard(run: RunningSubmit, pid: int) -> bool:
     """Whether the last shard `pid` started still has jobs without a result."""
-    import sqlite3
-
     started = results_column(run.store, f"SELECT shard FROM shard_starts WHERE pid = {pid} ORDER BY started DESC LIMIT 1")
     if not started:
         return False
-    con = sqlite3.connect(run.store.dir / "run.sqlite", timeout=1)
-    try:
-        (jobs,) = con.execute("SELECT jobs FROM shards WHERE shard_id = ?", (started[0],)).fetchone()
-    finally:
-        con.close()
+    jobs = {shard: n for shard, _, n, _ in run.store.shards()}[started[0]]
     return len(results_column(run.store, f"SELECT custom_id FROM results WHERE shard = '{started[0]}'")) < jobs
 
 
