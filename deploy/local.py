@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from workers.celery_app import VISIBILITY_ENV
 from workers.lifeline import DRIVER_ENV
 
 START_TIMEOUT_S = 30.0
@@ -84,8 +85,12 @@ class EmbeddedRedis:
 
 
 def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: str | None, log: Path,
-                 threads: int | None = None, run_id: str | None = None) -> subprocess.Popen[bytes]:
+                 threads: int | None = None, run_id: str | None = None, shard_size: int | None = None,
+                 visibility_timeout_s: int | None = None) -> subprocess.Popen[bytes]:
     """Start `costserve worker` for `queue` in its own process group (`threads` torch threads); output goes to `log`.
+
+    `shard_size`: the run's jobs per shard (the worker holds enough of them to fill its replica). `visibility_timeout_s`:
+    how long Redis leaves a held, unacknowledged shard before redelivering it (workers/celery_app.py).
 
     The broker URL goes in the environment, not the command line, so a password in it is not
     visible to other users through `ps`. With `run_id` the worker refuses tasks of any other run.
@@ -95,10 +100,13 @@ def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: s
         cmd += ["--model", model]
     if threads:
         cmd += ["--threads", str(threads)]
+    if shard_size:
+        cmd += ["--shard-size", str(shard_size)]
     out = log.open("ab")
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=run_dir,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "COSTSERVE_BROKER": broker, DRIVER_ENV: str(os.getpid()),
-                                 **({"COSTSERVE_WORKER_RUN": run_id} if run_id else {})})
+                                 **({"COSTSERVE_WORKER_RUN": run_id} if run_id else {}),
+                                 **({VISIBILITY_ENV: str(visibility_timeout_s)} if visibility_timeout_s else {})})
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:

@@ -131,6 +131,8 @@ class Replica(BaseModel):
     prefill_micro_batch: int = Field(4, ge=1, description="sequences per prefill micro-batch")
     decode_micro_batch: int = Field(16, ge=1, description="sequences per decode micro-batch")
     vllm: VllmSettings | None = Field(None, description="vllm.LLM keyword arguments (engine vllm only)")
+    max_seq_len: int | None = Field(None, ge=2, description="tokens (prompt + output) each KV-cache slot holds when the "
+                                                           "engine is fed continuously; None: the model's context")
 
     @model_validator(mode="after")
     def _engine_settings(self) -> Replica:
@@ -146,6 +148,13 @@ class Replica(BaseModel):
     def precision(self) -> str:
         """What the replica computes in, for people: `fp8, fp8 KV cache` (vLLM's settings), `8-bit`, `mixed 8/4-bit`."""
         return self.vllm.precision() if self.vllm is not None else bits_text(self.bits)
+
+    @property
+    def planned_batch(self) -> int:
+        """Sequences in flight the planner costed this replica at: vLLM's max_num_seqs, or stages × decode micro-batch."""
+        if self.vllm is not None:
+            return self.vllm.max_num_seqs
+        return len(self.stages) * self.decode_micro_batch
 
     @property
     def bits(self) -> list[int]:

@@ -5,8 +5,14 @@ stage). A *round* of a group produces one token for every sequence in it: a deco
 command for the sequences already running plus prefill commands (at most
 `prefill_micro_batch` prompts each) for the jobs admitted into its free slots. When a
 sequence finishes (EOS, a stop string, its token limit) its slot is refilled at the
-group's next round, so no batch waits for its longest member. Waiting jobs are admitted
-longest-`max_tokens` first, which keeps the tail of the batch short.
+group's next round, so no batch waits for its longest member.
+
+The batcher runs an open-ended feed (`SeqSource`): it takes new sequences whenever slots are
+free, and waits for the source only when nothing is in flight, so a worker that keeps its
+source supplied keeps every slot busy across shard boundaries. A closed list (`ListSource`)
+is admitted longest-`max_tokens` first, which keeps the tail of the batch short. Every round
+records how many sequences were in flight (`Occupancy`), so a run can show the batch it
+really ran beside the batch it was planned at.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -37,6 +44,7 @@ class SeqState:
     tokens: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     text: str | None = None
+    error: str | None = None  # set before admission when the job cannot run (it is yielded without a slot)
 
     @property
     def next_pos(self) -> int:
@@ -73,11 +81,86 @@ class BatchStats:
     # (rows, tokens each row attends to) per decode pass: attention runs every row of a pass
     # over the longest row's cache, so this is the shape a cost model must price
     decode_shapes: list[tuple[int, int]] = field(default_factory=list)
+    occupancy: Occupancy | None = None  # sequences in flight per round, when someone records them
 
     @property
     def ideal_rounds(self) -> float:
         """Rounds a perfect packing would need: generated tokens / slots."""
         return self.generated_tokens / max(self.slots, 1)
+
+
+OCCUPANCY_WINDOW_S = 2.0  # s; one occupancy record summarises the rounds of this long (bounded rows at any batch size)
+
+
+@dataclass
+class OccupancyWindow:
+    """Rounds of one replica between `start` and `end` (unix s): how many, and the sequences in flight over them."""
+
+    start: float
+    end: float
+    rounds: int
+    in_flight_sum: int  # Σ over rounds of the sequences in flight (running in the replica's slots)
+    in_flight_max: int
+    slots: int  # the replica's slots (its planned batch)
+
+    @property
+    def mean(self) -> float:
+        """Mean sequences in flight per round over the window."""
+        return self.in_flight_sum / max(self.rounds, 1)
+
+
+class Occupancy:
+    """Sequences in flight per round, summarised into windows handed to `sink` as they close.
+
+    A window closes after OCCUPANCY_WINDOW_S, and whenever the replica turns full (every slot in flight) or stops being
+    full, so each window is either all full or all short of full: a report can cut a run into ramp-up, steady state
+    and drain at window boundaries. Rows stay few: one per window in steady state, one per dip when feeding falters."""
+
+    def __init__(self, slots: int, sink: Callable[[OccupancyWindow], None], window_s: float = OCCUPANCY_WINDOW_S) -> None:
+        self.slots, self.sink, self.window_s = slots, sink, window_s
+        self.current: OccupancyWindow | None = None
+
+    def record(self, in_flight: int, now: float | None = None) -> None:
+        """One round with `in_flight` sequences in the replica's slots."""
+        now = time.time() if now is None else now
+        w = self.current
+        if w is not None and (w.in_flight_max >= self.slots) != (in_flight >= self.slots):
+            self.flush()
+            w = None
+        if w is None:
+            w = self.current = OccupancyWindow(now, now, 0, 0, 0, self.slots)
+        w.end, w.rounds, w.in_flight_sum = now, w.rounds + 1, w.in_flight_sum + in_flight
+        w.in_flight_max = max(w.in_flight_max, in_flight)
+        if now - w.start >= self.window_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the open window to the sink (at the end of a feed, or when it is full)."""
+        if self.current is not None and self.current.rounds:
+            self.sink(self.current)
+        self.current = None
+
+
+class SeqSource(Protocol):
+    """Where a batcher's sequences come from: `take` never blocks; `wait` blocks until `take` has something (True)
+    or the source is closed and empty (False)."""
+
+    def take(self, n: int) -> list[SeqState]: ...
+
+    def wait(self) -> bool: ...
+
+
+class ListSource:
+    """A closed list of sequences, admitted longest-`max_new` first."""
+
+    def __init__(self, seqs: Sequence[SeqState]) -> None:
+        self.waiting = deque(sorted(seqs, key=lambda s: -s.max_new))
+
+    def take(self, n: int) -> list[SeqState]:
+        return [self.waiting.popleft() for _ in range(min(n, len(self.waiting)))]
+
+    def wait(self) -> bool:
+        return bool(self.waiting)
 
 
 def prefill_command(group: int, seqs: list[SeqState]) -> Command:
@@ -112,26 +195,36 @@ class ContinuousBatcher:
 
     def run(
         self,
-        seqs: Sequence[SeqState],
+        source: SeqSource | Sequence[SeqState],
         submit: Callable[[Command], None],
         collect: Callable[[], Tensor],
         finished: Callable[[SeqState], bool],
     ) -> Iterator[SeqState]:
-        """Generate every sequence; yield each as it finishes (completion order)."""
-        waiting = deque(sorted(seqs, key=lambda s: -s.max_new))
+        """Generate every sequence the source gives until it is closed and empty; yield each as it finishes
+        (completion order). A sequence that arrives with `error` set is yielded at once, without a slot."""
+        if not hasattr(source, "take"):
+            source = ListSource(source)
         free = [list(range(g * self.per_group, (g + 1) * self.per_group)) for g in range(self.groups)]
         running: list[list[SeqState]] = [[] for _ in range(self.groups)]
         in_flight: deque[Command] = deque()
         pending = [0] * self.groups  # commands of the group's current round not yet collected
+        rejected: list[SeqState] = []
+
+        def admit(g: int) -> list[SeqState]:
+            new: list[SeqState] = []
+            free[g].sort(reverse=True)
+            while free[g] and (taken := source.take(len(free[g]))):
+                for s in taken:
+                    if s.error is not None:
+                        rejected.append(s)
+                        continue
+                    s.slot = free[g].pop()  # lowest free slot first
+                    new.append(s)
+            return new
 
         def start_round(g: int) -> None:
             cmds = [decode_command(g, running[g])] if running[g] else []
-            new: list[SeqState] = []
-            free[g].sort(reverse=True)
-            while waiting and free[g]:
-                s = waiting.popleft()
-                s.slot = free[g].pop()  # lowest free slot first
-                new.append(s)
+            new = admit(g)
             cmds += [prefill_command(g, new[i : i + self.prefill_mb]) for i in range(0, len(new), self.prefill_mb)]
             running[g].extend(new)
             for c in cmds:
@@ -148,10 +241,19 @@ class ContinuousBatcher:
                 self.stats.prompt_tokens += sum(len(s.prompt_ids) for s in c.seqs) if c.prefill else 0
             pending[g] = len(cmds)
             self.stats.rounds += bool(cmds)
+            if cmds and self.stats.occupancy is not None:
+                self.stats.occupancy.record(sum(len(r) for r in running))
 
-        for g in range(self.groups):
-            start_round(g)
-        while in_flight:
+        while True:
+            if not in_flight:  # every group is idle: wait for work, or end when the source is closed and empty
+                if self.stats.occupancy is not None:
+                    self.stats.occupancy.flush()  # the record is complete up to here, however long the wait
+                if not source.wait():
+                    break
+                for g in range(self.groups):
+                    start_round(g)
+                yield from _drain(rejected)
+                continue
             cmd = in_flight.popleft()
             t0 = time.perf_counter()
             logits = collect()
@@ -170,6 +272,17 @@ class ContinuousBatcher:
                 free[g].append(s.slot)
                 yield s
             start_round(g)
+            for idle in (h for h in range(self.groups) if h != g and not pending[h]):
+                start_round(idle)  # a group left idle by an empty source takes work that arrived since
+            yield from _drain(rejected)
+        if self.stats.occupancy is not None:
+            self.stats.occupancy.flush()
+
+
+def _drain(items: list[SeqState]) -> Iterator[SeqState]:
+    """Yield and remove every item of `items`."""
+    while items:
+        yield items.pop(0)
 
 
 def new_seq(index: int, prompt_ids: list[int], max_new: int, temperature: float, top_p: float, stop: tuple[str, ...], seed: int | None, custom_id: str) -> SeqState:

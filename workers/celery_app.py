@@ -1,8 +1,16 @@
 """The Celery app: Redis broker, late acks, redelivery of tasks whose worker died.
 
 Tasks carry references (run dir, shard id), never prompts or activations. `acks_late` +
-`reject_on_worker_lost` give a killed worker's shard back to the queue; prefetch 1 keeps a
-worker from hoarding shards it cannot start yet.
+`reject_on_worker_lost` give a killed worker's shard back to the queue. A worker holds several
+shards at once (threads pool, one task per held shard, prefetch 1 so it reserves no more than
+it holds), all unacknowledged until their results are written.
+
+Redis redelivers an unacknowledged message after the visibility timeout, whether or not its
+worker is still on it; a held shard must never be redelivered while it is being worked on, so
+the driver sets the timeout (`$COSTSERVE_VISIBILITY_TIMEOUT`, s) above the longest a healthy
+worker can hold one: the whole predicted run plus the watchdog's allowance
+(costserve/run/watchdog.visibility_timeout_s). A worker that dies is not left to that
+timeout: the driver re-queues its shards at its next poll.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ import os
 from celery import Celery
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+VISIBILITY_ENV = "COSTSERVE_VISIBILITY_TIMEOUT"
+VISIBILITY_TIMEOUT_S = 3600  # s, when no driver set one (a worker started by hand)
 
 
 def make_app(broker: str | None = None) -> Celery:
@@ -27,7 +37,7 @@ def make_app(broker: str | None = None) -> Celery:
         # Remote workers (SkyPilot) return outputs as task results; a TCP Redis broker doubles as the result store.
         result_backend=url if url.startswith(("redis://", "rediss://")) else None,
         result_expires=7 * 24 * 3600,
-        broker_transport_options={"visibility_timeout": int(os.environ.get("COSTSERVE_VISIBILITY_TIMEOUT", "3600"))},
+        broker_transport_options={"visibility_timeout": int(os.environ.get(VISIBILITY_ENV, VISIBILITY_TIMEOUT_S))},
         broker_connection_retry_on_startup=True,
     )
     return app

@@ -1,5 +1,10 @@
 """The inference engine: `Engine(replica).generate(jobs)` returns one Generation per job, in input order.
 
+`Engine.serve(feed)` runs an open-ended feed instead (a worker's shards, workers/feed.py): jobs
+are admitted while others decode, and each slot's KV cache holds the replica's longest
+sequence (`Replica.max_seq_len`, else the model's context), so any job can take any free slot
+(a longer one grows the cache once the replica drains); a job the model cannot fit fails alone.
+
 Jobs are any objects with the fields of `costserve.jobs.Job` (custom_id, prompt or
 messages, max_tokens, temperature, top_p, stop, seed). One stage runs in this process;
 several stages run as one process each, hidden states passing over torch.distributed
@@ -9,14 +14,16 @@ several stages run as one process each, hidden states passing over torch.distrib
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from workers.batching import BatchStats, Command, ContinuousBatcher, SeqState, new_seq
+from workers.batching import BatchStats, Command, ContinuousBatcher, ListSource, Occupancy, SeqState, new_seq
 from workers.cpu import available_cpus, widen_dtype
 from workers.loader import build_stage, read_model_args
 from workers.model import StageModel
@@ -39,6 +46,15 @@ class Generation:
     chat: bool
     error: str | None = None
     token_ids: list[int] = field(default_factory=list)
+
+
+class JobFeed(Protocol):
+    """An open-ended supply of jobs for `Engine.serve`: `take` never blocks and returns (key, job) pairs; `wait`
+    blocks until `take` has something (True) or the feed is closed and empty (False)."""
+
+    def take(self, n: int) -> list[tuple[int, Job]]: ...
+
+    def wait(self) -> bool: ...
 
 
 class LocalPipeline:
@@ -108,31 +124,68 @@ class Engine:
 
     # -- public API ---------------------------------------------------------------
 
+    @property
+    def slots(self) -> int:
+        """Sequences the replica holds at once (KV-cache slots): pipeline groups × decode micro-batch."""
+        return self.groups * self.replica.decode_micro_batch
+
     def generate(self, jobs: Iterable[Job]) -> list[Generation]:
         """Generate every job; results in input order."""
         return sorted(self.stream(jobs), key=lambda g: g.index)
 
     def stream(self, jobs: Iterable[Job]) -> Iterator[Generation]:
-        """Generate every job, yielding each Generation as soon as it finishes (completion order)."""
+        """Generate every job, yielding each Generation as soon as it finishes (completion order; index = position).
+
+        A closed list: the KV cache holds this call's longest job, and jobs are admitted longest first."""
         jobs = list(jobs)
-        seqs: list[SeqState] = []
-        for i, job in enumerate(jobs):
-            ids = self.encode(job)
-            room = self.args.max_position - len(ids)
-            if room < 1:
-                yield Generation(i, job.custom_id, "", len(ids), 0, "error", job.messages is not None,
-                                 f"prompt is {len(ids)} tokens; the model's context is {self.args.max_position}")
-                continue
-            seqs.append(new_seq(i, ids, min(job.max_tokens, room), job.temperature, job.top_p, tuple(job.stop), job.seed, job.custom_id))
-        if not seqs:
-            return
-        self.stats = BatchStats()
+        seqs = [self._seq(i, job) for i, job in enumerate(jobs)]
+        runnable = [s for s in seqs if s.error is None]
+        longest = max((len(s.prompt_ids) + s.max_new for s in runnable), default=0)
+        yield from self._run(ListSource(seqs), {i: job for i, job in enumerate(jobs)}, longest, None)
+
+    def serve(self, feed: JobFeed, occupancy: Occupancy | None = None) -> Iterator[Generation]:
+        """Generate the jobs of an open-ended feed until it is closed and empty, yielding each Generation as it finishes
+        (index = the job's key). Jobs are admitted in the feed's order whenever a slot is free; each slot's KV cache
+        holds `seq_capacity` tokens. A job that needs more (the planner's estimate of the longest job was short) waits
+        until the replica drains, the cache grows to hold it, and the feed goes on. `occupancy` records the sequences
+        in flight per round."""
+        jobs: dict[int, Job] = {}
+        source = _SeqFeed(self, feed, jobs, self.seq_capacity)
+        while True:
+            yield from self._run(source, jobs, source.capacity, occupancy)
+            need = source.blocked_need()
+            if need is None:
+                return
+            source.capacity = min(self.args.max_position, 1 << (need - 1).bit_length())
+
+    @property
+    def seq_capacity(self) -> int:
+        """Tokens (prompt + output) one slot of an open feed holds at first: the replica's max_seq_len, at most the
+        model's context."""
+        cap = self.replica.max_seq_len or self.args.max_position
+        return min(cap, self.args.max_position)
+
+    def _seq(self, key: int, job: Job) -> SeqState:
+        """The SeqState of a job; `error` set when its prompt leaves no room to generate in the model's context."""
+        ids = self.encode(job)
+        room = self.args.max_position - len(ids)
+        if room < 1:
+            seq = SeqState(key, ids, 0, 0.0, 1.0, (), None)
+            seq.error = f"prompt is {len(ids)} tokens; the model's context is {self.args.max_position}"
+            return seq
+        return new_seq(key, ids, min(job.max_tokens, room), job.temperature, job.top_p, tuple(job.stop), job.seed, job.custom_id)
+
+    def _run(self, source: object, jobs: dict[int, Job], max_seq: int, occupancy: Occupancy | None) -> Iterator[Generation]:
+        self.stats = BatchStats(occupancy=occupancy)
         per_group = self.replica.decode_micro_batch
-        max_seq = max(len(s.prompt_ids) + s.max_new for s in seqs)
-        self.pipeline.setup(self.groups * per_group, max_seq, self.kv_dtype)
+        if max_seq > 0:
+            self.pipeline.setup(self.groups * per_group, max_seq, self.kv_dtype)
         batcher = ContinuousBatcher(self.groups, per_group, self.replica.prefill_micro_batch, self.stats)
-        for s in batcher.run(seqs, self.pipeline.submit, self.pipeline.collect, self._finished):
-            job = jobs[s.index]
+        for s in batcher.run(source, self.pipeline.submit, self.pipeline.collect, self._finished):  # type: ignore[arg-type]
+            job = jobs.pop(s.index)
+            if s.error is not None:
+                yield Generation(s.index, job.custom_id, "", len(s.prompt_ids), 0, "error", job.messages is not None, s.error)
+                continue
             text = s.text if s.text is not None else self.tokenizer.decode(s.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             yield Generation(s.index, job.custom_id, text, len(s.prompt_ids), len(s.tokens), s.finish_reason or "length",
                              job.messages is not None, token_ids=s.tokens)
@@ -172,6 +225,41 @@ class Engine:
             s.finish_reason = "length"
             return True
         return False
+
+
+class _SeqFeed:
+    """A JobFeed seen as the batcher's SeqSource: each job taken is encoded (in the engine's thread) and remembered.
+
+    A job longer than `capacity` stops admission: it stays first in line until the replica drained and the engine
+    grew the cache (`blocked_need`)."""
+
+    def __init__(self, engine: Engine, feed: JobFeed, jobs: dict[int, Job], capacity: int) -> None:
+        self.engine, self.feed, self.jobs, self.capacity = engine, feed, jobs, capacity
+        self.backlog: deque[SeqState] = deque()  # taken from the feed, not yet admitted
+
+    def take(self, n: int) -> list[SeqState]:
+        if len(self.backlog) < n:
+            for key, job in self.feed.take(n - len(self.backlog)):
+                self.jobs[key] = job
+                self.backlog.append(self.engine._seq(key, job))  # an error only when the model's context is too short
+        out: list[SeqState] = []
+        while self.backlog and len(out) < n and self._fits(self.backlog[0]):
+            out.append(self.backlog.popleft())
+        return out
+
+    def wait(self) -> bool:
+        if self.backlog:
+            return self._fits(self.backlog[0])  # False: the replica is drained, the cache must grow first
+        return self.feed.wait()
+
+    def blocked_need(self) -> int | None:
+        """Tokens the first waiting job needs when it does not fit the cache, else None."""
+        if self.backlog and not self._fits(self.backlog[0]):
+            return len(self.backlog[0].prompt_ids) + self.backlog[0].max_new
+        return None
+
+    def _fits(self, s: SeqState) -> bool:
+        return s.error is not None or len(s.prompt_ids) + s.max_new <= self.capacity
 
 
 def _eos_ids(model_dir: Path, tokenizer: object) -> frozenset[int]:

@@ -86,3 +86,12 @@ def save_shard_run(con: sqlite3.Connection, shard: str, worker: str, queue: str,
                 (shard, worker, queue, attempt, started, time.time() if finished is None else finished, jobs, tokens, errors))
     con.commit()
 
+
+
+def save_occupancy(con: sqlite3.Connection, worker: str, queue: str, start: float, end: float, rounds: int,
+                   in_flight_sum: int, in_flight_max: int, slots: int) -> None:
+    """Record one occupancy window of a worker's replica: rounds between `start` and `end` (unix s), the sequences in
+    flight summed over them and at most, and the replica's slots."""
+    con.execute("INSERT INTO occupancy VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (worker, queue, start, end, rounds, in_flight_sum, in_flight_max, slots))
+    con.commit()

@@ -1,8 +1,11 @@
 """Celery tasks: `run_shard(run_dir, shard_id)` generates one shard's jobs on this worker's replica.
 
-The replica is loaded on a process's first task, not at process start: Celery kills a pool
-process that is not up within `worker_proc_alive_timeout`, and a replica takes longer than
-that to load. It comes from `COSTSERVE_WORKER_REPLICA` (a replica or plan JSON; default one
+A worker holds several shards at once (Celery's threads pool, `costserve worker`): each task
+thread hands its shard's jobs to the process's one running engine (workers/feed.py) and
+acknowledges the shard (late ack) only when all its results are written, so the replica stays
+at its planned batch across shard boundaries while a killed worker's shards are still redelivered.
+
+The replica is loaded on the first task, not at process start (a replica takes a while to load). It comes from `COSTSERVE_WORKER_REPLICA` (a replica or plan JSON; default one
 fp32 stage) and `COSTSERVE_WORKER_MODEL` (default the embedded SmolLM2). Each result is
 written as soon as its job finishes, keyed by custom_id, so a redelivered shard overwrites,
 never duplicates.
@@ -10,8 +13,9 @@ never duplicates.
 A shard that fails (a stage process died, the results database is locked or full) drops the
 replica, which the next attempt rebuilds, and is retried through Celery's `self.retry` with
 backoff; a retry skips the jobs that already have a result. Every attempt is counted in
-`shard_starts`. From attempt MAX_ATTEMPTS on, jobs run one at a time, so a job that breaks
-the engine fails alone (an error line) and the rest of its shard completes.
+`shard_starts`. A crash of the engine fails every shard with a job in it, and each counts the
+attempt. From attempt MAX_ATTEMPTS on, a shard's jobs run one at a time on a drained replica,
+so a job that breaks the engine fails alone (an error line) and the rest of its shard completes.
 """
 
 from __future__ import annotations
@@ -24,16 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from celery.exceptions import Reject
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_shutdown, worker_shutdown
 
 from workers.celery_app import app
-from workers.engine import Engine, Generation
+from workers.batching import OccupancyWindow
+from workers.engine import Engine
+from workers.feed import EngineFeed, EngineFailed
 from workers.model_source import catalog_model_name
 from workers.replica import read_replica
 from workers.results import backend_fingerprint, batch_output_line
 from solver.plan import Job
-from workers.shard_io import (connect_results, mark_shard_started, read_shard, save_result, save_shard_failure,
-                              save_shard_run, shard_done_ids)
+from workers.shard_io import (connect_results, mark_shard_started, read_shard, save_occupancy, save_result,
+                              save_shard_failure, save_shard_run, shard_done_ids)
 
 MAX_ATTEMPTS = 4  # starts of one shard (retries and re-queues alike); the last runs its jobs one at a time
 RETRY_BACKOFF_S = 5.0  # delay before the first retry (s); doubles per retry, at most RETRY_BACKOFF_MAX_S
@@ -41,11 +47,14 @@ RETRY_BACKOFF_MAX_S = 60.0
 RUN_ENV = "COSTSERVE_WORKER_RUN"  # the run id a worker serves; tasks of any other run are refused
 
 _engine: Any = None  # Engine, or VllmEngine for a vllm replica
+_replica_json: str = ""  # the loaded replica, for results' fingerprints (kept when a broken engine is dropped)
+_feed: EngineFeed | None = None
+_occupancy_to: tuple[str, str, str] | None = None  # (run dir, worker, queue) of the latest shard: where windows go
 
 
 def worker_engine() -> Any:
     """This process's engine, loaded on first use: the replica's own (costserve's Engine, or vLLM for a vllm replica)."""
-    global _engine
+    global _engine, _replica_json
     if _engine is None:
         replica_file = os.environ.get("COSTSERVE_WORKER_REPLICA")
         replica = read_replica(Path(replica_file)) if replica_file else None
@@ -57,7 +66,43 @@ def worker_engine() -> Any:
         else:
             threads = os.environ.get("COSTSERVE_WORKER_THREADS")
             _engine = Engine(replica, model=model, threads=int(threads) if threads else None)
+        _replica_json = _engine.replica.model_dump_json()
     return _engine
+
+
+def worker_feed() -> EngineFeed:
+    """This process's engine feed: one engine thread serving every shard the worker holds."""
+    global _feed
+    if _feed is None:
+        _feed = EngineFeed(worker_engine, _drop, _save_window)
+    return _feed
+
+
+def _drop(engine: Any) -> None:
+    """Forget a broken engine (the next job loads a new one) and tear it down without waiting on it."""
+    global _engine
+    if _engine is engine:
+        _engine = None
+    engine.abort()
+
+
+def _save_window(window: OccupancyWindow) -> None:
+    """Write an occupancy window of this worker's replica to the run's results database (best effort: a full or
+    locked database must not stop the engine; the results themselves are what counts)."""
+    import sqlite3
+
+    if _occupancy_to is None:
+        return
+    run_dir, worker, queue = _occupancy_to
+    try:
+        con = connect_results(Path(run_dir))
+        try:
+            save_occupancy(con, worker, queue, window.start, window.end, window.rounds, window.in_flight_sum,
+                           window.in_flight_max, window.slots)
+        finally:
+            con.close()
+    except sqlite3.Error:
+        pass
 
 
 def result_line(gen: Any) -> dict[str, Any]:
@@ -65,7 +110,7 @@ def result_line(gen: Any) -> dict[str, Any]:
     if gen.error is not None:  # an error line names no model (and the engine may be gone)
         return batch_output_line(gen, "")
     name = _served_name(os.environ.get("COSTSERVE_WORKER_MODEL"))
-    return batch_output_line(gen, name, fingerprint=backend_fingerprint(name, worker_engine().replica.model_dump_json()))
+    return batch_output_line(gen, name, fingerprint=backend_fingerprint(name, _replica_json))
 
 
 @functools.lru_cache(maxsize=4)
@@ -73,15 +118,8 @@ def _served_name(model: str | None) -> str:
     return catalog_model_name(model)
 
 
-def drop_engine() -> None:
-    """Forget this process's Engine after a failure (its stage processes killed); the next task builds a new one."""
-    global _engine
-    if _engine is not None:
-        engine, _engine = _engine, None
-        engine.abort()
-
-
 @worker_process_shutdown.connect
+@worker_shutdown.connect
 def _close_replica(**_: Any) -> None:
     if _engine is not None:
         try:
@@ -107,25 +145,12 @@ def _refuse_foreign(run_dir: str) -> None:
         raise Reject(f"task of run {Path(run_dir).name} refused by a worker of run {own}", requeue=False)
 
 
-def _one_at_a_time(jobs: list[Job], attempt: int) -> Any:
-    """Generate each job alone; a job whose generation raises becomes an error Generation and the engine is rebuilt."""
-    for i, job in enumerate(jobs):
-        try:
-            gens = list(worker_engine().stream([job]))
-        except Exception as exc:  # whatever broke the engine, this job alone fails
-            drop_engine()
-            gens = [Generation(0, job.custom_id, "", 0, 0, "error", job.messages is not None,
-                               f"failed on attempt {attempt} of {MAX_ATTEMPTS}: {type(exc).__name__}: {exc}")]
-        for g in gens:
-            g.index = i
-            yield g
-
-
 @app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_ATTEMPTS - 1)
 def run_shard(self: Any, run_dir: str, shard_id: str, since: float = 0.0) -> dict[str, int]:
     """Generate every job of a shard file in a run directory this worker shares (local backend); returns counts.
 
     `since` (unix s) is when the driver queued the run: attempts are counted from then."""
+    global _occupancy_to
     _refuse_foreign(run_dir)
     con = connect_results(Path(run_dir))
     attempt = self.request.retries + 1
@@ -137,17 +162,17 @@ def run_shard(self: Any, run_dir: str, shard_id: str, since: float = 0.0) -> dic
             return {"jobs": 0, "tokens": 0, "errors": 0}
         attempt = mark_shard_started(con, shard_id, since)
         started, tokens, errors = time.time(), 0, 0
+        queue = (self.request.delivery_info or {}).get("routing_key") or ""
+        _occupancy_to = (run_dir, _worker_id(self), queue)
         final = attempt >= MAX_ATTEMPTS
-        for gen in (_one_at_a_time(todo, attempt) if final else worker_engine().stream(todo)):
+        for gen in worker_feed().run(todo, alone=final, note=f"failed on attempt {attempt} of {MAX_ATTEMPTS}: "):
             job = todo[gen.index]
             save_result(con, job.custom_id, job.line, shard_id, result_line(gen), attempt, gen.completion_tokens)
             tokens += gen.completion_tokens
             errors += gen.error is not None
-        queue = (self.request.delivery_info or {}).get("routing_key") or ""
         save_shard_run(con, shard_id, _worker_id(self), queue, attempt, started, len(todo), tokens, errors)
         return {"jobs": len(todo), "tokens": tokens, "errors": errors}
-    except Exception as exc:  # any failure of the engine or the database: rebuild, back off, retry
-        drop_engine()
+    except Exception as exc:  # a failure of the engine (the feed rebuilds it) or of the database: back off, retry
         final = attempt >= MAX_ATTEMPTS
         _record_failure(con, shard_id, _worker_id(self), attempt, exc, final)
         if final:
@@ -178,12 +203,11 @@ def run_jobs(self: Any, shard_id: str, jobs: list[dict[str, Any]]) -> dict[str, 
     started = time.time()
     outputs = []
     try:
-        for gen in worker_engine().stream(parsed):
+        for gen in worker_feed().run(parsed):
             job = parsed[gen.index]
             outputs.append({"custom_id": job.custom_id, "line": job.line, "output": result_line(gen),
                             "tokens": gen.completion_tokens, "finished": time.time()})
-    except Exception as exc:  # a broken replica: rebuild it on the retry (the driver counts attempts past Celery's)
-        drop_engine()
+    except EngineFailed as exc:  # a broken replica: the feed rebuilds it (the driver counts attempts past Celery's)
         raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries))
     return {"shard": shard_id, "worker": _worker_id(self), "queue": (self.request.delivery_info or {}).get("routing_key") or "",
             "attempt": self.request.retries + 1, "started": started, "finished": time.time(), "outputs": outputs}

@@ -27,21 +27,6 @@ from workers.prompts import encode_prompt
 FINISH_REASONS = {"stop": "stop", "length": "length"}  # vLLM's finish_reason -> the OpenAI Batch line's
 
 
-def pin_gpus(gpus_per_replica: int) -> None:
-    """Give this Celery pool process its own `gpus_per_replica` GPUs (CUDA_VISIBLE_DEVICES by pool index), unless the
-    environment already chose them: an instance runs one worker process per replica (`--concurrency`)."""
-    if "CUDA_VISIBLE_DEVICES" in os.environ:
-        return
-    try:
-        from billiard.process import current_process
-    except ImportError:
-        return
-    index = getattr(current_process(), "index", None)
-    if isinstance(index, int) and index >= 0:
-        first = index * gpus_per_replica
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(first + k) for k in range(gpus_per_replica))
-
-
 class VllmEngine:
     """A loaded vLLM replica; `stream(jobs)` yields one Generation per job (index = position in `jobs`)."""
 
@@ -52,7 +37,6 @@ class VllmEngine:
         # engine-core process vLLM would otherwise fork, and one process per replica is what a worker is.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         settings = replica.vllm
-        pin_gpus(settings.tensor_parallel_size * settings.pipeline_parallel_size)
         from vllm import LLM
 
         self.replica = replica

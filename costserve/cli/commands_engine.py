@@ -95,13 +95,14 @@ def worker(
     broker: Annotated[str, typer.Option(envvar="COSTSERVE_BROKER", callback=broker_option, help="Celery broker URL; $COSTSERVE_BROKER keeps a password out of `ps`")],
     replica: Annotated[Optional[Path], typer.Option(help="replica JSON this worker runs", show_default="one fp32 stage")] = None,
     model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default=DEFAULT_MODEL)] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="worker processes, one replica each")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="replicas, one worker process each")] = 1,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads per replica", show_default="the CPUs this process is given / concurrency")] = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="the run's jobs per shard: the worker holds enough shards to keep its replica's batch full")] = 32,
 ) -> None:
     """A Celery worker for one queue (started by `submit`; run it by hand on another machine to add capacity)."""
     from costserve.cli.worker import run_worker
 
-    run_worker(queue, broker, replica, model, concurrency, threads)
+    run_worker(queue, broker, replica, model, concurrency, threads, shard_size)
 
 
 @command(app, SCHEDULE, "costserve scheduler")

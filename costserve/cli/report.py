@@ -9,7 +9,7 @@ from costserve.report.files import write_report_files
 from costserve.store.runs import RunStore
 
 SHOWN_GROUP_COLUMNS = ["group", "offering", "instances", "instance-hours", "$/h", "planned cost $", "cost $", "jobs",
-                       "output tokens", "planned tokens/s", "tokens/s"]
+                       "output tokens", "planned tokens/s", "tokens/s", "planned batch", "steady occupancy"]
 
 
 def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None, json_out: bool = False) -> None:
@@ -33,6 +33,9 @@ def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None, 
         console.print(frame_table(pd.DataFrame(prediction["checks"]), "prediction vs this run (off: more than ±25%)"))
         for cause in prediction["causes"]:
             console.print(f"  likely cause: {cause}", markup=False)
+    for line in prediction["batch"]:
+        if line not in prediction["causes"]:
+            console.print(f"  {line}", markup=False)
     if len(report.baselines):
         console.print(frame_table(report.baselines, "baselines for the same batch (predicted)"))
     write_report_files(report, html_path, csv_path)

@@ -30,6 +30,18 @@ class LocalPlan:
         return not self.profiled and self.plan.groups[0].calibration is None
 
 
+SLOT_TOKENS_STEP = 128  # tokens; a slot's KV cache is sized in steps of this (the engine grows it if a job needs more)
+
+
+def slot_tokens(longest_job_tokens: int, model_context: int) -> int:
+    """Tokens each KV-cache slot of a local replica holds: the batch's longest job (prompt estimate + max_tokens),
+    rounded up to SLOT_TOKENS_STEP, at most the model's context (0: not known). Sized to the batch, not the model's
+    whole context, because every slot of the planned batch holds it at once (64 slots × 8k tokens of SmolLM2 in fp32
+    would be 24 GiB); a job the estimate undercounts makes the engine grow the cache (workers/engine.py)."""
+    tokens = -(-max(longest_job_tokens, 1) // SLOT_TOKENS_STEP) * SLOT_TOKENS_STEP
+    return min(tokens, model_context) if model_context > 0 else tokens
+
+
 def plan_local(request: BatchRequest, model: str, workload: "Workload", price_per_hour: float | None) -> LocalPlan:
     """Plan the request on this machine (priced at `price_per_hour` $/h, or like the catalog's cheapest cloud CPU).
 
@@ -56,6 +68,9 @@ def plan_local(request: BatchRequest, model: str, workload: "Workload", price_pe
     else:
         replica = local_replica(name, layers, request.quality, stages=request.stages,
                                 layer_ms=profile_layer_ms(default_profile_path("cpu", name)))
+    if replica.engine == "costserve" and replica.max_seq_len is None:
+        replica = replica.model_copy(update={"max_seq_len": slot_tokens(workload.longest_job_tokens,
+                                                                         int(config.get("max_position_embeddings") or 0))})
     models = load_models()
     match = models[models["model"].str.lower() == name.lower()]
     row = match.iloc[0] if not match.empty and int(match.iloc[0]["layers"]) == layers \

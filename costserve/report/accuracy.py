@@ -78,11 +78,31 @@ def prediction_checks(report: RunReport) -> list[PredictionCheck]:
     return out
 
 
+def occupancy_warnings(report: RunReport) -> list[str]:
+    """One line per group whose replicas ran below LOW_OCCUPANCY of their planned batch in steady state (or were never
+    full although the run had the jobs to fill them)."""
+    from costserve.report.occupancy import LOW_OCCUPANCY
+
+    lines = []
+    for _, g in report.groups.iterrows() if "planned batch" in report.groups else ():
+        planned, steady = g["planned batch"], g["steady occupancy"]
+        if planned is None or planned != planned:  # the broker node, or no plan
+            continue
+        if steady is None or steady != steady:
+            if g["peak occupancy"] == g["peak occupancy"] and g["peak occupancy"] is not None and report.jobs >= planned:
+                lines.append(f"batch: group {g['queue']} never had its planned batch of {int(planned)} in flight "
+                             f"(at most {int(g['peak occupancy'])})")
+        elif steady < LOW_OCCUPANCY * planned:
+            lines.append(f"batch: group {g['queue']} ran {steady:.1f} sequences in flight in steady state against the "
+                         f"{int(planned)} planned ({steady / planned:.0%})")
+    return lines
+
+
 def likely_causes(report: RunReport) -> list[str]:
     """Why the run's figures differ from the plan's, each cause in one line (empty when every figure is on target)."""
     if not any(check.off for check in prediction_checks(report)):
         return []
-    causes = []
+    causes = occupancy_warnings(report)
     startup, planned_startup = report.first_start_s, report.planned_startup_s
     if startup is not None and report.makespan_s > 0 and startup - planned_startup > TOLERANCE * report.makespan_s:
         causes.append(f"start-up: workers starting and loading the model took about {format_duration(startup)}, "

@@ -17,6 +17,7 @@ from costserve.store.runs import RunStore
 if TYPE_CHECKING:
     import pandas as pd
 
+    from costserve.report.occupancy import GroupOccupancy
     from solver.plan import Plan
 
 
@@ -47,9 +48,10 @@ class RunReport:
 
     def prediction(self) -> dict[str, Any]:
         """Predicted ÷ actual per figure, and the likely causes of a miss (costserve/report/accuracy.py)."""
-        from costserve.report.accuracy import likely_causes, prediction_checks
+        from costserve.report.accuracy import likely_causes, occupancy_warnings, prediction_checks
 
-        return {"checks": [c.as_json() for c in prediction_checks(self)], "causes": likely_causes(self)}
+        return {"checks": [c.as_json() for c in prediction_checks(self)], "causes": likely_causes(self),
+                "batch": occupancy_warnings(self)}
 
     @property
     def usd_per_million_tokens(self) -> float | None:
@@ -94,9 +96,13 @@ def _planned_tokens(plan: "Plan", shares: dict[str, float]) -> float:
     return sum(s * by_name[name].count * by_name[name].output_tokens for name, s in shares.items() if name in by_name)
 
 
-def _group_frame(store: RunStore, plan: Plan | None, results: "pd.DataFrame", queued: float, now: float) -> "pd.DataFrame":
-    """One row per fleet group (and the broker node): instances, instance-hours, $ and tokens, each beside the plan's figure."""
+def _group_frame(store: RunStore, plan: Plan | None, results: "pd.DataFrame", queued: float, now: float,
+                 occupancy: "dict[str, GroupOccupancy] | None" = None) -> "pd.DataFrame":
+    """One row per fleet group (and the broker node): instances, instance-hours, $ and tokens, each beside the plan's
+    figure, and each replica's planned batch beside its measured steady occupancy (sequences in flight)."""
     import pandas as pd
+
+    from deploy.skypilot import group_queue
 
     periods: dict[str, list[tuple[int, int, float, float]]] = {}
     for queue, index, instances, price, up, down in store.fleet():  # a resumed run has several periods per group
@@ -126,12 +132,21 @@ def _group_frame(store: RunStore, plan: Plan | None, results: "pd.DataFrame", qu
             "planned output tokens": planned_tokens,
             "tokens/s": tokens / span if span > 0 else 0.0,
             "planned tokens/s": planned_tokens / group.finish_s if planned_tokens is not None and group and group.finish_s else None,
+            **_occupancy_columns(group, (occupancy or {}).get(group_queue(store.id, queue))),
         })
     frame = pd.DataFrame(rows)
     if len(frame):  # predicted ÷ actual per group (costserve/report/accuracy.py judges them)
         frame["cost predicted/actual"] = frame["planned cost $"] / frame["cost $"].where(frame["cost $"] > 0)
         frame["tokens/s predicted/actual"] = frame["planned tokens/s"] / frame["tokens/s"].where(frame["tokens/s"] > 0)
     return frame
+
+
+def _occupancy_columns(group: Any, measured: "GroupOccupancy | None") -> dict[str, Any]:
+    """The planned batch per replica and the measured steady occupancy (mean sequences in flight per round, its peak)."""
+    return {"planned batch": group.replica.planned_batch if group is not None else None,
+            "steady occupancy": measured.steady if measured is not None else None,
+            "peak occupancy": measured.peak if measured is not None else None,
+            "occupancy/planned batch": measured.ratio if measured is not None else None}
 
 
 def startup_seconds(runs: "pd.DataFrame", queued: float) -> float | None:
@@ -152,6 +167,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     """The report of one run, from its store; a running run is reported up to `now` (unix s)."""
     import pandas as pd
 
+    from costserve.report.occupancy import group_occupancy
     from costserve.store.results import result_frames, results_db
 
     now = time.time() if now is None else now
@@ -160,6 +176,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     con = results_db(store.dir)
     try:
         results, runs = result_frames(con)
+        occupancy = group_occupancy(con, jobs)
     finally:
         con.close()
     shard_queue = {sid: q for sid, q, _, _ in store.shards()}
@@ -170,7 +187,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     last = float(results["finished"].max()) if len(results) else queued
     makespan = max(0.0, (last if end is not None or len(results) == jobs else now) - queued)
     waits = (runs["started"] - queued).clip(lower=0) if len(runs) else pd.Series([0.0])
-    groups = _group_frame(store, plan, results, queued, now)
+    groups = _group_frame(store, plan, results, queued, now, occupancy)
     cost = float(groups["cost $"].sum()) if len(groups) else 0.0
     baselines = pd.DataFrame([
         {"plan": b.name, "predicted cost $": b.cost, "predicted makespan s": b.makespan_s,

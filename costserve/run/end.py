@@ -89,10 +89,12 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
 
 def _say_prediction_miss(run_id: str, report: RunReport) -> None:
     """One line per figure the plan missed by more than ±25% (predicted vs actual), and the likely causes."""
-    from costserve.report.accuracy import likely_causes, prediction_checks
+    from costserve.report.accuracy import likely_causes, occupancy_warnings, prediction_checks
 
     missed = [c for c in prediction_checks(report) if c.off]
     if not missed:
+        for line in occupancy_warnings(report):
+            say(line)
         return
     say("the plan missed: " + ", ".join(f"{c.label} {c.ratio:.2f}x of actual" for c in missed)
         + f" (`costserve report {run_id}`)")

@@ -29,7 +29,7 @@ from costserve.run.broker_url import redact_url
 from costserve.request import BatchRequest
 from costserve.run.drive import drive
 from costserve.run.follow import ShardFailed, worker_table
-from costserve.run.watchdog import stall_allowance_s, stalled_workers
+from costserve.run.watchdog import stall_allowance_s, stalled_workers, visibility_timeout_s
 from costserve.store.results import shard_failures_since, shards_run, shards_started_by
 from costserve.store.runs import RunStore
 from deploy.skypilot import group_queue
@@ -63,6 +63,7 @@ class LocalBackend:
         self._price = plan.groups[0].price_per_hour if plan is not None else 0.0
         self.stall_s = stall_allowance_s(plan.makespan_s if plan is not None else 0.0, store.input_info()["jobs"],
                                          request.shard_size, request.workers)
+        self.visibility_s = visibility_timeout_s(plan.makespan_s if plan is not None else 0.0, self.stall_s)
 
     def launch(self) -> None:
         from deploy.local import EmbeddedRedis, start_worker
@@ -82,7 +83,7 @@ class LocalBackend:
         self.app = make_app(url)
         threads = max(1, available_cpus() // self.request.workers)  # the workers share this machine's CPUs
         self.start = lambda: start_worker(self.store.dir, self.queue, url, replica_file, str(model_dir), log, threads,
-                                          self.store.id)
+                                          self.store.id, self.request.shard_size, self.visibility_s)
         for _ in range(self.request.workers):
             self._spawn()
         self.store.fleet_up(QUEUE, 0, 1, self._price)

@@ -30,6 +30,14 @@ def stall_allowance_s(makespan_s: float, jobs: int, shard_size: int, workers: in
     return max(floor, STALL_FACTOR * per_shard_s)
 
 
+def visibility_timeout_s(makespan_s: float, allowance_s: float) -> int:
+    """Seconds Redis leaves an unacknowledged shard before redelivering it: above the longest a healthy worker holds
+    one (the whole predicted run, `makespan_s`, plus the watchdog's `allowance_s`), and at least Celery's hour."""
+    from workers.celery_app import VISIBILITY_TIMEOUT_S
+
+    return int(max(VISIBILITY_TIMEOUT_S, 2 * makespan_s + allowance_s))
+
+
 @dataclass
 class Stall:
     """A worker (process group `pgid`) with no progress for `idle_s` seconds, and on what."""

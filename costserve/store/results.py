@@ -1,7 +1,7 @@
 """`results.sqlite`: one row per finished job and one per shard execution, owned by the run store.
 
 The driver creates the schema before any worker starts; workers only insert
-(`workers/shard_io.py`: `save_result`, `mark_shard_started`, `save_shard_run`), keyed by
+(`workers/shard_io.py`: `save_result`, `mark_shard_started`, `save_shard_run`, `save_occupancy`), keyed by
 custom_id so a redelivered shard overwrites its rows instead of adding new ones. Everything
 else reads it through the typed queries below. Times are unix seconds, tokens are output tokens.
 """
@@ -18,7 +18,7 @@ from workers.shard_io import LOCK_TIMEOUT_S, RESULTS_FILE
 if TYPE_CHECKING:
     import pandas as pd
 
-RESULT_TABLES = ("results", "shard_starts", "shard_runs", "shard_failures")
+RESULT_TABLES = ("results", "shard_starts", "shard_runs", "shard_failures", "occupancy")
 
 
 def results_db(run_dir: Path) -> sqlite3.Connection:
@@ -34,6 +34,9 @@ def results_db(run_dir: Path) -> sqlite3.Connection:
                 "finished REAL, jobs INTEGER, tokens INTEGER, errors INTEGER)")
     con.execute("CREATE TABLE IF NOT EXISTS shard_failures (shard TEXT, worker TEXT, attempt INTEGER, error TEXT, final INTEGER, "
                 "at REAL)")
+    # sequences in flight per round of each worker's replica, in windows of a few seconds (workers/batching.Occupancy)
+    con.execute("CREATE TABLE IF NOT EXISTS occupancy (worker TEXT, queue TEXT, start REAL, end REAL, rounds INTEGER, "
+                "in_flight_sum INTEGER, in_flight_max INTEGER, slots INTEGER)")
     con.commit()
     return con
 
