@@ -1,5 +1,5 @@
-"""Faults inside a running worker, injected for real: a SIGKILLed pipeline-stage process, a SIGKILLed Celery pool
-child, a pool child frozen with SIGSTOP (a hang: alive, no progress).
+"""Faults inside a running worker, injected for real: a SIGKILLed pipeline-stage process, a SIGKILLed worker holding
+several shards, a worker frozen with SIGSTOP (a hang: alive, no progress).
 
 Each run must end by itself with every custom_id exactly once, and say what happened: the failed
 attempt as an event, the retry as a result's attempt number.
@@ -24,37 +24,35 @@ def _ended_by_itself(run: RunningSubmit) -> None:
 
 
 def _pool_children(run: RunningSubmit) -> list[int]:
-    """Pool processes that started shards, in order of their first start."""
+    """Processes that started shards (each worker hosts its engine and its task threads), in order of first start."""
     return results_column(run.store, "SELECT pid FROM shard_starts GROUP BY pid ORDER BY MIN(started)")
 
 
-def _holds_unfinished_shard(run: RunningSubmit, pid: int) -> bool:
-    """Whether the last shard `pid` started still has jobs without a result."""
-    started = results_column(run.store, f"SELECT shard FROM shard_starts WHERE pid = {pid} ORDER BY started DESC LIMIT 1")
-    if not started:
-        return False
-    jobs = {shard: n for shard, _, n, _ in run.store.shards()}[started[0]]
-    return len(results_column(run.store, f"SELECT custom_id FROM results WHERE shard = '{started[0]}'")) < jobs
+def _unfinished_shards(run: RunningSubmit, pid: int) -> list[str]:
+    """Shards `pid` started that still have jobs without a result."""
+    jobs = {shard: n for shard, _, n, _ in run.store.shards()}
+    started = results_column(run.store, f"SELECT DISTINCT shard FROM shard_starts WHERE pid = {pid}")
+    return [s for s in started if len(results_column(run.store, f"SELECT custom_id FROM results WHERE shard = '{s}'")) < jobs[s]]
 
 
-def _kill_while_holding_a_shard(run: RunningSubmit, pid: int) -> None:
-    """SIGKILL `pid` while it holds a shard with jobs left. It is frozen (SIGSTOP) while the stores are read, so the kill
-    cannot land in the gap after a shard's last result, where there is nothing to redeliver (a flake seen in CI)."""
+def _kill_while_holding_shards(run: RunningSubmit, pid: int, at_least: int) -> list[str]:
+    """SIGKILL `pid` while it holds `at_least` shards with jobs left; returns them. It is frozen (SIGSTOP) while the
+    stores are read, so the kill cannot land in a gap where it holds fewer (a flake seen in CI)."""
     import sqlite3
     import time
 
-    for _ in range(200):
+    for _ in range(400):
         os.kill(pid, signal.SIGSTOP)
         try:
-            holds = _holds_unfinished_shard(run, pid)
+            held = _unfinished_shards(run, pid)
         except sqlite3.OperationalError:  # frozen inside a write: look again once it has moved on
-            holds = False
-        if holds:
+            held = []
+        if len(held) >= at_least:
             os.kill(pid, signal.SIGKILL)
-            return
+            return held
         os.kill(pid, signal.SIGCONT)
         time.sleep(0.05)
-    pytest.fail(f"pool process {pid} never held an unfinished shard")
+    pytest.fail(f"worker {pid} never held {at_least} unfinished shards")
 
 
 def test_a_killed_pipeline_stage_fails_its_shard_which_is_retried_on_a_rebuilt_replica(tmp_path: Path, tiny_llama_dir: Path) -> None:
@@ -70,17 +68,21 @@ def test_a_killed_pipeline_stage_fails_its_shard_which_is_retried_on_a_rebuilt_r
     assert not running(stage)
 
 
-def test_a_killed_pool_child_is_replaced_and_its_shard_redelivered(tmp_path: Path, tiny_llama_dir: Path) -> None:
+def test_a_worker_killed_while_holding_several_shards_is_replaced_and_every_job_runs_once(tmp_path: Path,
+                                                                                          tiny_llama_dir: Path) -> None:
     run = start_submit(tmp_path, tiny_llama_dir)
     (worker,) = [int(pid) for pid in run.store.events("worker started")]
-    (child,) = _pool_children(run)
+    wait_for(lambda: _pool_children(run), 120, "the worker to start a shard")
+    assert _pool_children(run) == [worker]  # the worker process itself hosts the engine and holds the shards
     orphaned_stages = stage_processes(worker)
-    _kill_while_holding_a_shard(run, child)  # what the out-of-memory killer picks: the process holding the replica
-    _ended_by_itself(run)
-    assert run.store.events("worker started") == [str(worker)]  # Celery replaced its pool child; the driver had nothing to do
+    held = _kill_while_holding_shards(run, worker, at_least=2)  # what the out-of-memory killer picks
+    _ended_by_itself(run)  # every custom_id exactly once, in order
+    lost = run.store.events("worker lost")
+    assert len(lost) == 1 and lost[0].startswith(f"pid {worker} exit -9; re-queued ")
+    assert set(held) <= set(lost[0].split("re-queued ", 1)[1].split(", "))  # every shard it held went back
+    assert len(run.store.events("worker started")) == 2  # the driver replaced it
     assert max(results_column(run.store, "SELECT attempt FROM results")) >= 2
-    assert len(_pool_children(run)) == 2  # the redelivered shard ran in a new pool process
-    wait_for(lambda: not any(running(p) for p in orphaned_stages), 60, "the dead child's stage process to exit")
+    wait_for(lambda: not any(running(p) for p in orphaned_stages), 60, "the dead worker's stage process to exit")
 
 
 def test_a_frozen_worker_is_found_by_the_watchdog_killed_and_replaced(tmp_path: Path, tiny_llama_dir: Path,
