@@ -185,3 +185,28 @@ def test_detach_shows_a_bad_file_in_one_line_and_creates_no_run(cli, tmp_path: P
     result = cli.invoke(app, ["submit", str(jobs), "--detach", "--yes"])
     assert result.exit_code == 2 and "jobs.jsonl:2" in result.output and "Traceback" not in result.output
     assert not [d for d in runs_dir().iterdir() if not d.name.startswith(".")]
+
+
+def test_a_sixteen_slot_replica_fed_shards_of_four_keeps_sixteen_in_flight(cli, tmp_path: Path, tiny_llama_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """The worker holds several shards and feeds one running engine: the recorded steady occupancy is the planned
+    batch, although each shard has a quarter of it."""
+    from costserve.cli import app
+    from solver.plan import Replica
+
+    replica = tmp_path / "replica.json"
+    replica.write_text(Replica.uniform(4, 16, stages=1, decode_micro_batch=16, prefill_micro_batch=16).model_dump_json())
+    jobs = tmp_path / "jobs.jsonl"
+    ids = [f"job-{i:03d}" for i in range(96)]
+    jobs.write_text("".join(json.dumps({"id": cid, "prompt": f"item {i} " * (1 + i % 4), "max_tokens": 40, "temperature": 0})
+                            + "\n" for i, cid in enumerate(ids)))
+    out = tmp_path / "results.jsonl"
+    result = cli.invoke(app, ["submit", str(jobs), "--model", str(tiny_llama_dir), "--replica", str(replica), "--out", str(out),
+                              "--shard-size", "4", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["custom_id"] for line in out.read_text().splitlines()] == ids
+    (run_dir,) = runs_dir().iterdir()
+    report = cli.invoke(app, ["report", run_dir.name, "--json"])
+    (group,) = json.loads(report.output.splitlines()[0])["groups"]
+    assert group["planned batch"] == 16 and group["peak occupancy"] == 16
+    assert group["steady occupancy"] == 16.0  # every round between the first full batch and the drain
+    assert group["occupancy/planned batch"] == 1.0
