@@ -130,3 +130,34 @@ def test_a_vllm_replica_runs_through_a_real_broker_and_a_killed_worker_is_redeli
     assert len(results_column(run.store, "SELECT DISTINCT pid FROM shard_starts")) == 2  # a new pool process took over
     assert max(results_column(run.store, "SELECT attempt FROM results")) >= 2  # the killed shard's rest ran again
     assert "vllm tp1 float32 batch 8" in output  # the plan ran the replica it was given
+
+
+def test_a_vllm_replica_fed_shards_of_four_keeps_max_num_seqs_in_flight(tmp_path: Path, smollm2_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """One running vLLM engine fed from every shard the worker holds: the recorded steady occupancy is max_num_seqs
+    (16), although each shard has 4 jobs."""
+    import json
+    import subprocess
+    import sys
+
+    from costserve.store.runs import runs_dir
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+    settings = SETTINGS.model_copy(update={"max_num_seqs": 16})
+    replica = tmp_path / "replica.json"
+    replica.write_text(vllm_replica(30, settings).model_dump_json())
+    jobs = tmp_path / "jobs.jsonl"
+    ids = [f"v{i:02d}" for i in range(64)]
+    jobs.write_text("".join(json.dumps({"id": c, "prompt": f"Write a long story about the number {i}.", "max_tokens": 24,
+                                        "temperature": 0}) + "\n" for i, c in enumerate(ids)))
+    out = tmp_path / "results.jsonl"
+    cli = [sys.executable, "-m", "costserve.cli"]
+    done = subprocess.run([*cli, "submit", str(jobs), "--model", str(smollm2_dir), "--replica", str(replica), "--out", str(out),
+                           "--shard-size", "4", "--yes"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_results(out, ids)
+    (run_dir,) = runs_dir().iterdir()
+    report = subprocess.run([*cli, "report", run_dir.name, "--json"], capture_output=True, text=True, timeout=120)
+    (group,) = json.loads(report.stdout.splitlines()[0])["groups"]
+    assert group["planned batch"] == 16 and group["peak occupancy"] == 16
+    assert group["steady occupancy"] == 16.0

@@ -227,6 +227,8 @@ class ContinuousBatcher:
             new = admit(g)
             cmds += [prefill_command(g, new[i : i + self.prefill_mb]) for i in range(0, len(new), self.prefill_mb)]
             running[g].extend(new)
+            if cmds and self.stats.occupancy is not None:  # recorded as the round starts, before its forward passes
+                self.stats.occupancy.record(sum(len(r) for r in running))
             for c in cmds:
                 t0 = time.perf_counter()
                 submit(c)
@@ -241,8 +243,6 @@ class ContinuousBatcher:
                 self.stats.prompt_tokens += sum(len(s.prompt_ids) for s in c.seqs) if c.prefill else 0
             pending[g] = len(cmds)
             self.stats.rounds += bool(cmds)
-            if cmds and self.stats.occupancy is not None:
-                self.stats.occupancy.record(sum(len(r) for r in running))
 
         while True:
             if not in_flight:  # every group is idle: wait for work, or end when the source is closed and empty

@@ -194,3 +194,18 @@ def shards_to_hold(slots: int, shard_size: int) -> int:
     ceil(slots / shard_size) shards fill the slots; as many again cover the jobs of shards that wait on one long
     straggler before they can be acknowledged; one more is already here when a shard is acknowledged."""
     return 2 * -(-slots // shard_size) + 1
+
+
+class ListFeed:
+    """A closed list of jobs as a JobFeed (keys = positions), for engines that run an open feed."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs, self.next = jobs, 0
+
+    def take(self, n: int) -> list[tuple[int, Job]]:
+        out = [(i, self.jobs[i]) for i in range(self.next, min(self.next + n, len(self.jobs)))]
+        self.next += len(out)
+        return out
+
+    def wait(self) -> bool:
+        return self.next < len(self.jobs)

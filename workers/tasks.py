@@ -33,7 +33,7 @@ from celery.signals import worker_process_shutdown, worker_shutdown
 from workers.celery_app import app
 from workers.batching import OccupancyWindow
 from workers.engine import Engine
-from workers.feed import EngineFeed, EngineFailed
+from workers.feed import EngineFeed
 from workers.model_source import catalog_model_name
 from workers.replica import read_replica
 from workers.results import backend_fingerprint, batch_output_line
@@ -50,6 +50,7 @@ _engine: Any = None  # Engine, or VllmEngine for a vllm replica
 _replica_json: str = ""  # the loaded replica, for results' fingerprints (kept when a broken engine is dropped)
 _feed: EngineFeed | None = None
 _occupancy_to: tuple[str, str, str] | None = None  # (run dir, worker, queue) of the latest shard: where windows go
+_occupancy_out: list[OccupancyWindow] = []  # a remote worker's windows, returned with its next finished shard
 
 
 def worker_engine() -> Any:
@@ -91,7 +92,8 @@ def _save_window(window: OccupancyWindow) -> None:
     locked database must not stop the engine; the results themselves are what counts)."""
     import sqlite3
 
-    if _occupancy_to is None:
+    if _occupancy_to is None:  # a remote worker (run_jobs): the windows travel back with a task result
+        _occupancy_out.append(window)
         return
     run_dir, worker, queue = _occupancy_to
     try:
@@ -196,8 +198,9 @@ def _record_failure(con: Any, shard: str, worker: str, attempt: int, exc: BaseEx
 def run_jobs(self: Any, shard_id: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """Generate a shard sent inline (remote workers share no run directory); the outputs go back as the task result.
 
-    Returns {shard, worker, queue, attempt, started, finished, outputs: [{custom_id, line, output, tokens, finished}]};
-    times in unix s. The driver writes them to the run store.
+    Returns {shard, worker, queue, attempt, started, finished, outputs: [{custom_id, line, output, tokens, finished}],
+    occupancy: [[start, end, rounds, in_flight_sum, in_flight_max, slots]] (this worker's windows since its last
+    result)}; times in unix s. The driver writes them to the run store.
     """
     parsed = [Job.from_json(j) for j in jobs]
     started = time.time()
@@ -207,7 +210,9 @@ def run_jobs(self: Any, shard_id: str, jobs: list[dict[str, Any]]) -> dict[str, 
             job = parsed[gen.index]
             outputs.append({"custom_id": job.custom_id, "line": job.line, "output": result_line(gen),
                             "tokens": gen.completion_tokens, "finished": time.time()})
-    except EngineFailed as exc:  # a broken replica: the feed rebuilds it (the driver counts attempts past Celery's)
+    except Exception as exc:  # a broken replica (the feed rebuilds it): retry (the driver counts attempts past Celery's)
         raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries))
+    windows = [_occupancy_out.pop(0) for _ in range(len(_occupancy_out))]
     return {"shard": shard_id, "worker": _worker_id(self), "queue": (self.request.delivery_info or {}).get("routing_key") or "",
-            "attempt": self.request.retries + 1, "started": started, "finished": time.time(), "outputs": outputs}
+            "attempt": self.request.retries + 1, "started": started, "finished": time.time(), "outputs": outputs,
+            "occupancy": [[w.start, w.end, w.rounds, w.in_flight_sum, w.in_flight_max, w.slots] for w in windows]}

@@ -89,7 +89,7 @@ class SkyBackend:
         return f"could not tear down {', '.join(left)}; run `sky down {' '.join(left)}`" if left else None
 
     def poll(self) -> None:
-        from workers.shard_io import save_result, save_shard_run
+        from workers.shard_io import save_occupancy, save_result, save_shard_run
 
         for sid, (res, queue, jobs) in list(self.pending.items()):
             if not res.ready():
@@ -106,6 +106,8 @@ class SkyBackend:
             done = res.get()
             for o in done["outputs"]:
                 save_result(self.results, o["custom_id"], o["line"], sid, o["output"], done["attempt"], o["tokens"], o["finished"])
+            for window in done.get("occupancy", ()):
+                save_occupancy(self.results, done["worker"], done["queue"], *window)
             errors = sum(o["output"].get("error") is not None for o in done["outputs"])
             save_shard_run(self.results, sid, done["worker"], queue, done["attempt"], done["started"],
                            len(done["outputs"]), sum(o["tokens"] for o in done["outputs"]), errors, done["finished"])
