@@ -1,4 +1,4 @@
-"""The faults of issue 19 for `bench.chaos`: inside a worker (pool process, pipeline stage, a hang), in the run store
+"""The faults of issue 19 for `bench.chaos`: inside a worker (the process holding shards, pipeline stage, a hang), in the run store
 (locked databases, a full disk), at the broker (two runs on one), and hostile job lines.
 
 Each scenario is `(home, jobs, out) -> run_dir`, like those in bench/chaos.py, and notes in FAULT_AT when it injected
@@ -34,7 +34,8 @@ def _first_int(db: Path, sql: str) -> int:
         con.close()
 
 
-def _first_pool_child(run: Path) -> int:
+def _first_shard_holder(run: Path) -> int:
+    """The process that started the first shard: the worker hosting the engine and holding its shards."""
     return _first_int(run / "results.sqlite", "SELECT pid FROM shard_starts ORDER BY started LIMIT 1")
 
 
@@ -73,16 +74,16 @@ def in_worker(submit: Runner, run_dir: Callable[[Path], Path], wait: Callable[..
     return scenario
 
 
-def kill_pool_child(run: Path) -> None:
-    os.kill(_first_pool_child(run), signal.SIGKILL)
+def kill_shard_holder(run: Path) -> None:
+    os.kill(_first_shard_holder(run), signal.SIGKILL)
 
 
 def kill_stage(run: Path) -> None:
     os.kill(_stage_process(_worker(run)), signal.SIGKILL)
 
 
-def freeze_pool_child(run: Path) -> None:
-    os.kill(_first_pool_child(run), signal.SIGSTOP)  # the watchdog (COSTSERVE_STALL_FLOOR_S) must notice
+def freeze_shard_holder(run: Path) -> None:
+    os.kill(_first_shard_holder(run), signal.SIGSTOP)  # the watchdog (COSTSERVE_STALL_FLOOR_S) must notice
 
 
 HOLD_LOCKS = ("import sqlite3, sys, time\n"

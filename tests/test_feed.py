@@ -15,7 +15,7 @@ import pytest
 
 from engine_fixtures import JobStub
 from solver.plan import Job
-from workers.batching import Occupancy, OccupancyWindow
+from workers.occupancy import Occupancy, OccupancyWindow
 from workers.engine import Engine, Generation
 from workers.feed import EngineFailed, EngineFeed, shards_to_hold
 from workers.replica import Replica
@@ -136,14 +136,14 @@ def test_a_job_longer_than_the_slots_waits_for_the_replica_to_drain_and_runs_who
         e.close()
 
 
-def test_occupancy_windows_split_where_the_replica_turns_full_or_stops_being_full() -> None:
+def test_occupancy_windows_split_where_the_sequences_in_flight_change_or_time_runs_out() -> None:
     windows: list[OccupancyWindow] = []
-    occ = Occupancy(4, windows.append, window_s=10.0)
-    for t, n in enumerate([2, 3, 4, 4, 4, 3, 4, 1]):
+    occ = Occupancy(4, windows.append, window_s=3.0)
+    for t, n in enumerate([2, 2, 3, 4, 4, 4, 4, 4, 3, 1, 1]):
         occ.record(n, now=float(t))
     occ.flush()
-    assert [(w.rounds, w.in_flight_sum, w.in_flight_max) for w in windows] == [(2, 5, 3), (3, 12, 4), (1, 3, 3), (1, 4, 4),
-                                                                                (1, 1, 1)]
+    assert [(w.start, w.rounds, w.in_flight_sum, w.in_flight_max) for w in windows] == [
+        (0, 2, 4, 2), (2, 1, 3, 3), (3, 4, 16, 4), (7, 1, 4, 4), (8, 1, 3, 3), (9, 2, 2, 1)]
 
 
 def test_the_report_counts_dips_between_the_first_full_batch_and_the_drain(tmp_path: Path) -> None:

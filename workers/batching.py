@@ -11,7 +11,7 @@ The batcher runs an open-ended feed (`SeqSource`): it takes new sequences whenev
 free, and waits for the source only when nothing is in flight, so a worker that keeps its
 source supplied keeps every slot busy across shard boundaries. A closed list (`ListSource`)
 is admitted longest-`max_tokens` first, which keeps the tail of the batch short. Every round
-records how many sequences were in flight (`Occupancy`), so a run can show the batch it
+records how many sequences were in flight (workers/occupancy.py), so a run can show the batch it
 really ran beside the batch it was planned at.
 """
 
@@ -21,12 +21,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
 
 from workers.sampling import job_generator, sample_row
+
+if TYPE_CHECKING:
+    from workers.occupancy import Occupancy
 
 
 @dataclass
@@ -87,58 +90,6 @@ class BatchStats:
     def ideal_rounds(self) -> float:
         """Rounds a perfect packing would need: generated tokens / slots."""
         return self.generated_tokens / max(self.slots, 1)
-
-
-OCCUPANCY_WINDOW_S = 2.0  # s; one occupancy record summarises the rounds of this long (bounded rows at any batch size)
-
-
-@dataclass
-class OccupancyWindow:
-    """Rounds of one replica between `start` and `end` (unix s): how many, and the sequences in flight over them."""
-
-    start: float
-    end: float
-    rounds: int
-    in_flight_sum: int  # Σ over rounds of the sequences in flight (running in the replica's slots)
-    in_flight_max: int
-    slots: int  # the replica's slots (its planned batch)
-
-    @property
-    def mean(self) -> float:
-        """Mean sequences in flight per round over the window."""
-        return self.in_flight_sum / max(self.rounds, 1)
-
-
-class Occupancy:
-    """Sequences in flight per round, summarised into windows handed to `sink` as they close.
-
-    A window closes after OCCUPANCY_WINDOW_S, and whenever the replica turns full (every slot in flight) or stops being
-    full, so each window is either all full or all short of full: a report can cut a run into ramp-up, steady state
-    and drain at window boundaries. Rows stay few: one per window in steady state, one per dip when feeding falters."""
-
-    def __init__(self, slots: int, sink: Callable[[OccupancyWindow], None], window_s: float = OCCUPANCY_WINDOW_S) -> None:
-        self.slots, self.sink, self.window_s = slots, sink, window_s
-        self.current: OccupancyWindow | None = None
-
-    def record(self, in_flight: int, now: float | None = None) -> None:
-        """One round with `in_flight` sequences in the replica's slots."""
-        now = time.time() if now is None else now
-        w = self.current
-        if w is not None and (w.in_flight_max >= self.slots) != (in_flight >= self.slots):
-            self.flush()
-            w = None
-        if w is None:
-            w = self.current = OccupancyWindow(now, now, 0, 0, 0, self.slots)
-        w.end, w.rounds, w.in_flight_sum = now, w.rounds + 1, w.in_flight_sum + in_flight
-        w.in_flight_max = max(w.in_flight_max, in_flight)
-        if now - w.start >= self.window_s:
-            self.flush()
-
-    def flush(self) -> None:
-        """Hand the open window to the sink (at the end of a feed, or when it is full)."""
-        if self.current is not None and self.current.rounds:
-            self.sink(self.current)
-        self.current = None
 
 
 class SeqSource(Protocol):
@@ -202,59 +153,19 @@ class ContinuousBatcher:
     ) -> Iterator[SeqState]:
         """Generate every sequence the source gives until it is closed and empty; yield each as it finishes
         (completion order). A sequence that arrives with `error` set is yielded at once, without a slot."""
-        if not hasattr(source, "take"):
-            source = ListSource(source)
-        free = [list(range(g * self.per_group, (g + 1) * self.per_group)) for g in range(self.groups)]
-        running: list[list[SeqState]] = [[] for _ in range(self.groups)]
-        in_flight: deque[Command] = deque()
-        pending = [0] * self.groups  # commands of the group's current round not yet collected
-        rejected: list[SeqState] = []
-
-        def admit(g: int) -> list[SeqState]:
-            new: list[SeqState] = []
-            free[g].sort(reverse=True)
-            while free[g] and (taken := source.take(len(free[g]))):
-                for s in taken:
-                    if s.error is not None:
-                        rejected.append(s)
-                        continue
-                    s.slot = free[g].pop()  # lowest free slot first
-                    new.append(s)
-            return new
-
-        def start_round(g: int) -> None:
-            cmds = [decode_command(g, running[g])] if running[g] else []
-            new = admit(g)
-            cmds += [prefill_command(g, new[i : i + self.prefill_mb]) for i in range(0, len(new), self.prefill_mb)]
-            running[g].extend(new)
-            if cmds and self.stats.occupancy is not None:  # recorded as the round starts, before its forward passes
-                self.stats.occupancy.record(sum(len(r) for r in running))
-            for c in cmds:
-                t0 = time.perf_counter()
-                submit(c)
-                if not c.prefill:
-                    self.stats.decode_seconds += time.perf_counter() - t0
-                    self.stats.decode_rows += len(c.seqs)
-                    self.stats.decode_context += int(c.pos.sum()) + len(c.seqs)
-                    self.stats.decode_shapes.append((len(c.seqs), int(c.pos.max()) + 1))
-                in_flight.append(c)
-                self.stats.prefill_passes += c.prefill
-                self.stats.decode_passes += not c.prefill
-                self.stats.prompt_tokens += sum(len(s.prompt_ids) for s in c.seqs) if c.prefill else 0
-            pending[g] = len(cmds)
-            self.stats.rounds += bool(cmds)
-
+        r = _Rounds(self, source if hasattr(source, "take") else ListSource(source), submit)  # type: ignore[arg-type]
+        occupancy = self.stats.occupancy
         while True:
-            if not in_flight:  # every group is idle: wait for work, or end when the source is closed and empty
-                if self.stats.occupancy is not None:
-                    self.stats.occupancy.flush()  # the record is complete up to here, however long the wait
-                if not source.wait():
+            if not r.in_flight:  # every group is idle: wait for work, or end when the source is closed and empty
+                if occupancy is not None:
+                    occupancy.flush()  # the record is complete up to here, however long the wait
+                if not r.source.wait():
                     break
                 for g in range(self.groups):
-                    start_round(g)
-                yield from _drain(rejected)
+                    r.start(g)
+                yield from _drain(r.rejected)
                 continue
-            cmd = in_flight.popleft()
+            cmd = r.in_flight.popleft()
             t0 = time.perf_counter()
             logits = collect()
             if not cmd.prefill:
@@ -262,21 +173,75 @@ class ContinuousBatcher:
             for row, s in enumerate(cmd.seqs):
                 s.tokens.append(sample_row(logits[row], s.temperature, s.top_p, s.generator))
                 self.stats.generated_tokens += 1
-            pending[cmd.group] -= 1
-            if pending[cmd.group]:
-                continue
             g = cmd.group
-            done = [s for s in running[g] if finished(s)]
-            for s in done:
-                running[g].remove(s)
-                free[g].append(s.slot)
+            r.pending[g] -= 1
+            if r.pending[g]:
+                continue
+            for s in [s for s in r.running[g] if finished(s)]:
+                r.running[g].remove(s)
+                r.free[g].append(s.slot)
                 yield s
-            start_round(g)
-            for idle in (h for h in range(self.groups) if h != g and not pending[h]):
-                start_round(idle)  # a group left idle by an empty source takes work that arrived since
-            yield from _drain(rejected)
-        if self.stats.occupancy is not None:
-            self.stats.occupancy.flush()
+            r.start(g)
+            for idle in (h for h in range(self.groups) if h != g and not r.pending[h]):
+                r.start(idle)  # a group left idle by an empty source takes work that arrived since
+            yield from _drain(r.rejected)
+        if occupancy is not None:
+            occupancy.flush()
+
+    def _submit(self, c: Command, submit: Callable[[Command], None]) -> None:
+        """Start one forward pass and count it (decode passes: their time, rows, context and shape)."""
+        t0 = time.perf_counter()
+        submit(c)
+        if not c.prefill:
+            self.stats.decode_seconds += time.perf_counter() - t0
+            self.stats.decode_rows += len(c.seqs)
+            self.stats.decode_context += int(c.pos.sum()) + len(c.seqs)
+            self.stats.decode_shapes.append((len(c.seqs), int(c.pos.max()) + 1))
+        self.stats.prefill_passes += c.prefill
+        self.stats.decode_passes += not c.prefill
+        self.stats.prompt_tokens += sum(len(s.prompt_ids) for s in c.seqs) if c.prefill else 0
+
+
+class _Rounds:
+    """The slots of one `ContinuousBatcher.run`: free and running per group, passes in flight, rounds pending."""
+
+    def __init__(self, batcher: ContinuousBatcher, source: SeqSource, submit: Callable[[Command], None]) -> None:
+        self.b, self.source, self.submit = batcher, source, submit
+        per_group = batcher.per_group
+        self.free = [list(range(g * per_group, (g + 1) * per_group)) for g in range(batcher.groups)]
+        self.running: list[list[SeqState]] = [[] for _ in range(batcher.groups)]
+        self.in_flight: deque[Command] = deque()
+        self.pending = [0] * batcher.groups  # commands of the group's current round not yet collected
+        self.rejected: list[SeqState] = []  # arrived with an error: yielded without a slot
+
+    def admit(self, g: int) -> list[SeqState]:
+        """New sequences from the source into group g's free slots (lowest slot first)."""
+        new: list[SeqState] = []
+        free = self.free[g]
+        free.sort(reverse=True)
+        while free and (taken := self.source.take(len(free))):
+            for s in taken:
+                if s.error is not None:
+                    self.rejected.append(s)
+                    continue
+                s.slot = free.pop()
+                new.append(s)
+        return new
+
+    def start(self, g: int) -> None:
+        """Start group g's next round: a decode pass for its running sequences, prefill passes for those admitted."""
+        b = self.b
+        cmds = [decode_command(g, self.running[g])] if self.running[g] else []
+        new = self.admit(g)
+        cmds += [prefill_command(g, new[i : i + b.prefill_mb]) for i in range(0, len(new), b.prefill_mb)]
+        self.running[g].extend(new)
+        if cmds and b.stats.occupancy is not None:  # recorded as the round starts, before its forward passes
+            b.stats.occupancy.record(sum(len(r) for r in self.running))
+        for c in cmds:
+            b._submit(c, self.submit)
+            self.in_flight.append(c)
+        self.pending[g] = len(cmds)
+        b.stats.rounds += bool(cmds)
 
 
 def _drain(items: list[SeqState]) -> Iterator[SeqState]:

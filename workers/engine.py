@@ -23,7 +23,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from workers.batching import BatchStats, Command, ContinuousBatcher, ListSource, Occupancy, SeqState, new_seq
+from workers.batching import BatchStats, Command, ContinuousBatcher, ListSource, SeqState, new_seq
+from workers.occupancy import Occupancy
 from workers.cpu import available_cpus, widen_dtype
 from workers.loader import build_stage, read_model_args
 from workers.model import StageModel

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from solver.plan import Job
-from workers.batching import Occupancy, OccupancyWindow
+from workers.occupancy import Occupancy, OccupancyWindow
 from workers.engine import Generation
 
 

@@ -31,7 +31,7 @@ from celery.exceptions import Reject
 from celery.signals import worker_process_shutdown, worker_shutdown
 
 from workers.celery_app import app
-from workers.batching import OccupancyWindow
+from workers.occupancy import OccupancyWindow
 from workers.engine import Engine
 from workers.feed import EngineFeed
 from workers.model_source import catalog_model_name

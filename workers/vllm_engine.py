@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from solver.plan import Job, Replica
-from workers.batching import Occupancy
+from workers.occupancy import Occupancy
 from workers.engine import Generation, JobFeed
 from workers.model_source import resolve_model_dir
 from workers.prompts import encode_prompt

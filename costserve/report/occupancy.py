@@ -1,7 +1,7 @@
 """Planned batch vs measured occupancy: did each replica run at the batch the plan costed it at?
 
-Workers record the sequences in flight per round of their replica, in windows that are each
-either all full or all short of full (workers/batching.Occupancy, table `occupancy` of
+Workers record the sequences in flight per round of their replica, in windows that are
+each of one occupancy (workers/occupancy.py, table `occupancy` of
 results.sqlite). A group's *steady* occupancy is the mean sequences in flight per round over its
 windows from each worker's first full round until fewer jobs remained in the run than the group
 has slots: the ramp-up before the first full batch and the drain at the very end do not count,

@@ -34,7 +34,7 @@ def results_db(run_dir: Path) -> sqlite3.Connection:
                 "finished REAL, jobs INTEGER, tokens INTEGER, errors INTEGER)")
     con.execute("CREATE TABLE IF NOT EXISTS shard_failures (shard TEXT, worker TEXT, attempt INTEGER, error TEXT, final INTEGER, "
                 "at REAL)")
-    # sequences in flight per round of each worker's replica, in windows of a few seconds (workers/batching.Occupancy)
+    # sequences in flight per round of each worker's replica, in windows of a few seconds (workers/occupancy.py)
     con.execute("CREATE TABLE IF NOT EXISTS occupancy (worker TEXT, queue TEXT, start REAL, end REAL, rounds INTEGER, "
                 "in_flight_sum INTEGER, in_flight_max INTEGER, slots INTEGER)")
     con.commit()
