@@ -101,4 +101,4 @@ def worker_command(model: NodeModel) -> str:
     """The node's run command: this group's queue and replica, one worker process per replica of the instance."""
     model_arg = f" --model {model.name}" if model.hf_id is not None else ""
     return (f"{VENV}/bin/costserve worker --queue $COSTSERVE_QUEUE --replica {REPLICA_FILE} "
-            f"--concurrency $COSTSERVE_WORKERS_PER_NODE{model_arg}")
+            f"--concurrency $COSTSERVE_WORKERS_PER_NODE --shard-size $COSTSERVE_SHARD_SIZE{model_arg}")

@@ -59,10 +59,11 @@ def group_queue(run_id: str, label: str) -> str:
 
 
 def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_file: Path, wheel: Path, model: NodeModel,
-                      run_id: str = "", hf_token: bool = False) -> dict[str, Any]:
+                      run_id: str = "", hf_token: bool = False, shard_size: int = 32) -> dict[str, Any]:
     """The SkyPilot task YAML (as a dict) for fleet group `index` of a Plan (a solver.plan.FleetGroupPlan) of run
-    `run_id`: its nodes install `wheel` and `model` and run workers on that group's queue. `hf_token`: the launch
-    supplies an HF_TOKEN secret (a gated model, or the user has a token)."""
+    `run_id`: its nodes install `wheel` and `model` and run workers on that group's queue, holding enough shards of
+    `shard_size` jobs to fill their replicas. `hf_token`: the launch supplies an HF_TOKEN secret (a gated model, or the
+    user has a token)."""
     model = served_weights(group.replica, model)  # a pre-quantized checkpoint in place of the model's own weights
     resources: dict[str, Any] = {
         "infra": f"{SKY_CLOUD_NAMES[group.cloud]}/{group.region}",
@@ -85,14 +86,15 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
         "resources": resources,
         "file_mounts": mounts,
         "secrets": secrets,
-        "envs": {"COSTSERVE_QUEUE": group_queue(run_id, f"g{index}"), "COSTSERVE_WORKERS_PER_NODE": str(group.replicas)},
+        "envs": {"COSTSERVE_QUEUE": group_queue(run_id, f"g{index}"), "COSTSERVE_WORKERS_PER_NODE": str(group.replicas),
+                 "COSTSERVE_SHARD_SIZE": str(shard_size)},
         "setup": setup_script(wheel.name, model, node_extra(group.replica.engine)),
         "run": worker_command(model),
     }
 
 
 def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, model: NodeModel, first_index: int = 0,
-                      hf_token: bool = False) -> list[Path]:
+                      hf_token: bool = False, shard_size: int = 32) -> list[Path]:
     """Write `sky/<group>.yaml` and its replica JSON per fleet group of `plan`, and the costserve wheel the nodes install
     (`sky/wheel/`, built once per run); returns the YAML paths. `first_index`: the first group's number (replacement
     groups continue after the run's existing ones). `--dry-run` and a launch both write their files here."""
@@ -110,7 +112,7 @@ def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, model: NodeModel, fir
         replica.write_text(group.replica.model_dump_json(indent=2))
         sky_name = names.get(group.gpu) if group.gpu != "cpu" else None
         config = group_task_config(group, i, sky_name if isinstance(sky_name, str) else None, replica, wheel, model,
-                                   run_dir.name, hf_token)
+                                   run_dir.name, hf_token, shard_size)
         path = sky_dir / f"g{i}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         out.append(path)

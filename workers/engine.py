@@ -49,6 +49,11 @@ class Generation:
     token_ids: list[int] = field(default_factory=list)
 
 
+# tokens per KV-cache slot when the replica does not say (a replica file written by hand): every slot holds it at once,
+# so the model's whole context would be too much (SmolLM2, 64 slots × 8,192 tokens in fp32: 24 GiB); a longer job grows it
+DEFAULT_SLOT_TOKENS = 1024
+
+
 class JobFeed(Protocol):
     """An open-ended supply of jobs for `Engine.serve`: `take` never blocks and returns (key, job) pairs; `wait`
     blocks until `take` has something (True) or the feed is closed and empty (False)."""
@@ -161,10 +166,9 @@ class Engine:
 
     @property
     def seq_capacity(self) -> int:
-        """Tokens (prompt + output) one slot of an open feed holds at first: the replica's max_seq_len, at most the
-        model's context."""
-        cap = self.replica.max_seq_len or self.args.max_position
-        return min(cap, self.args.max_position)
+        """Tokens (prompt + output) one slot of an open feed holds at first: the replica's max_seq_len (the planner's
+        longest job), else DEFAULT_SLOT_TOKENS; at most the model's context. A longer job grows it (see serve)."""
+        return min(self.replica.max_seq_len or DEFAULT_SLOT_TOKENS, self.args.max_position)
 
     def _seq(self, key: int, job: Job) -> SeqState:
         """The SeqState of a job; `error` set when its prompt leaves no room to generate in the model's context."""

@@ -69,7 +69,7 @@ class SkyBackend:
 
         spec = self.spec
         groups = spec.plan.model_copy(update={"groups": spec.plan.groups[spec.first:]})
-        tasks = node_tasks(spec.plan.model, spec.request.model_source)
+        tasks = node_tasks(spec.plan.model, spec.request.model_source, spec.request.shard_size)
         files = tasks.write(groups, spec.gpus, self.store.dir, spec.first)
         broker = launch_clusters(self.store, self.fleet, groups, files, spec.first, spec.broker, spec.offerings, tasks)
         self.app = make_app(broker)

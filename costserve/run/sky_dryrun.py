@@ -24,7 +24,9 @@ def dryrun_run(store: RunStore, plan: Plan, model_source: str | None = None) -> 
     require_skypilot()
     store.event("dryrun", "started")
     offerings, gpus, _ = current_offerings()
-    files = node_tasks(plan.model, model_source).write(plan, gpus, store.dir)  # the files a launch would write
+    request = store.request()
+    shard_size = request.shard_size if request is not None else 32
+    files = node_tasks(plan.model, model_source, shard_size).write(plan, gpus, store.dir)  # the files a launch would write
     with step("SkyPilot dryrun (offline)..."):
         try:
             report = dryrun(files, store.dir / "sky-home", offerings[offerings["cloud"].isin(DRYRUN_CLOUDS)], gpus)

