@@ -114,6 +114,13 @@ def test_sky_backend_runs_every_job_once_and_tears_the_fleet_down(cli, tmp_path:
     assert REDIS_PASSWORD not in result.output
 
 
+def _short_then_long(ids: list[str]) -> str:
+    """Job lines: the first 4 short, the rest long counting prompts (greedy continues them to max_tokens). A worker runs
+    every shard it holds at once, so a fault struck after the first results must find long jobs still running."""
+    return "".join(json.dumps({"id": c, "prompt": ", ".join(str(i + k) for k in range(6)) + ",",
+                               "max_tokens": 2 if i < 4 else 64, "temperature": 0}) + "\n" for i, c in enumerate(ids))
+
+
 def test_a_preempted_group_is_replanned_and_replaced(cli, tmp_path: Path, smollm2_dir: Path, redis_url: str,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     import threading
@@ -127,8 +134,7 @@ def test_a_preempted_group_is_replanned_and_replaced(cli, tmp_path: Path, smollm
     monkeypatch.setitem(sys.modules, "sky", sky)
     jobs = tmp_path / "jobs.jsonl"
     ids = [f"p{i:02d}" for i in range(24)]
-    jobs.write_text("".join(json.dumps({"id": c, "prompt": f"count {i}", "max_tokens": 6, "temperature": 0}) + "\n"
-                            for i, c in enumerate(ids)))
+    jobs.write_text(_short_then_long(ids))
     out = tmp_path / "results.jsonl"
 
     def preempt_after_first_results() -> None:
@@ -211,8 +217,7 @@ def test_a_killed_sky_driver_is_resumed_on_a_new_fleet(cli, tmp_path: Path, smol
     monkeypatch.setenv("FAKE_SKY_MODEL", str(smollm2_dir))
     jobs = tmp_path / "jobs.jsonl"
     ids = [f"k{i:02d}" for i in range(24)]
-    jobs.write_text("".join(json.dumps({"id": c, "prompt": f"count {i}", "max_tokens": 8, "temperature": 0}) + "\n"
-                            for i, c in enumerate(ids)))
+    jobs.write_text(_short_then_long(ids))
     out = tmp_path / "results.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE_SKY), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     driver = subprocess.Popen([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--backend", "sky", "--model",
