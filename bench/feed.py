@@ -178,6 +178,7 @@ def main() -> None:
         rows: list[dict[str, Any]] = []
         if "costserve" in engines:
             rows += measure("costserve", a.prompts, a.replica, a.slots, home / "costserve")
+            print(table(rows), flush=True)  # each engine's rows as soon as they are measured
         if "vllm" in engines:
             if VLLM_PYTHON.is_file():
                 done = subprocess.run([str(VLLM_PYTHON), "-m", "bench.feed", "--engines", "vllm", "--rows-json",
