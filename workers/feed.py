@@ -42,13 +42,12 @@ class EngineFailed(RuntimeError):
 
 @dataclass(eq=False)
 class _Ticket:
-    """One shard's jobs in the feed: those not yet admitted, those admitted and not finished, and the answers."""
+    """One shard's jobs in the feed: how many are admitted so far, and the answers."""
 
     jobs: list[Job]
     alone: bool
     note: str = ""  # what an error of a job run alone starts with
     next: int = 0  # jobs[:next] have been admitted
-    open: int = 0  # admitted and not yet finished
     answers: queue.Queue[Generation | BaseException] = field(default_factory=queue.Queue)
 
     @property
@@ -113,7 +112,6 @@ class EngineFeed:
                     self._active[key] = (t, t.next)
                     out.append((key, t.jobs[t.next]))
                     t.next += 1
-                    t.open += 1
                 if not t.untaken:
                     self._tickets.popleft()
         return out
@@ -150,7 +148,6 @@ class EngineFeed:
     def _answer(self, gen: Generation) -> None:
         with self._lock:
             ticket, position = self._active.pop(gen.index)
-            ticket.open -= 1
         gen.index = position
         ticket.answers.put(gen)
 

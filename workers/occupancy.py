@@ -24,11 +24,6 @@ class OccupancyWindow:
     in_flight_max: int
     slots: int  # the replica's slots (its planned batch)
 
-    @property
-    def mean(self) -> float:
-        """Mean sequences in flight per round over the window."""
-        return self.in_flight_sum / max(self.rounds, 1)
-
 
 class Occupancy:
     """Sequences in flight per round, summarised into windows handed to `sink` as they close.
