@@ -39,7 +39,7 @@ demo: install
 	$(BIN)/costserve submit examples/jobs.jsonl --replica examples/replica-mixed.json --out examples/jobs.results.jsonl --yes
 
 test: install install-vllm
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 	COSTSERVE_TEST_REQUIRE_VLLM=1 $(VLLM_VENV)/bin/python -m pytest tests/test_vllm_worker.py
 
 bench: install
