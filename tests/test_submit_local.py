@@ -210,3 +210,8 @@ def test_a_sixteen_slot_replica_fed_shards_of_four_keeps_sixteen_in_flight(cli, 
     assert group["planned batch"] == 16 and group["peak occupancy"] == 16
     assert group["steady occupancy"] == 16.0  # every round between the first full batch and the drain
     assert group["occupancy/planned batch"] == 1.0
+    # 24 shards, of which the driver sent only a window (run/shard_window.py) and the rest as the worker finished them
+    from costserve.run.shard_window import window_size
+
+    queued = RunStore.open(run_dir.name).events("queued")
+    assert queued == [f"24 shards on queue local-{run_dir.name}, {window_size(1, 16, 4)} sent (the rest as workers finish them)"]

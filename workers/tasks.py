@@ -204,15 +204,19 @@ def run_jobs(self: Any, shard_id: str, jobs: list[dict[str, Any]]) -> dict[str, 
     """
     parsed = [Job.from_json(j) for j in jobs]
     started = time.time()
+    attempt = self.request.retries + 1
+    final = attempt >= MAX_ATTEMPTS  # the same policy as run_shard: the last attempt runs its jobs one at a time
     outputs = []
     try:
-        for gen in worker_feed().run(parsed):
+        for gen in worker_feed().run(parsed, alone=final, note=f"failed on attempt {attempt} of {MAX_ATTEMPTS}: "):
             job = parsed[gen.index]
             outputs.append({"custom_id": job.custom_id, "line": job.line, "output": result_line(gen),
                             "tokens": gen.completion_tokens, "finished": time.time()})
-    except Exception as exc:  # a broken replica (the feed rebuilds it): retry (the driver counts attempts past Celery's)
+    except Exception as exc:  # a broken replica (the feed rebuilds it): retry; after the last attempt the driver stops
+        if final:
+            raise
         raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries))
     windows = [_occupancy_out.pop(0) for _ in range(len(_occupancy_out))]
     return {"shard": shard_id, "worker": _worker_id(self), "queue": (self.request.delivery_info or {}).get("routing_key") or "",
-            "attempt": self.request.retries + 1, "started": started, "finished": time.time(), "outputs": outputs,
+            "attempt": attempt, "started": started, "finished": time.time(), "outputs": outputs,
             "occupancy": [[w.start, w.end, w.rounds, w.in_flight_sum, w.in_flight_max, w.slots] for w in windows]}

@@ -40,7 +40,7 @@ class RunReport:
     max_queue_wait_s: float
     groups: "pd.DataFrame"
     baselines: "pd.DataFrame"
-    timeline: "pd.DataFrame"
+    timeline: "pd.DataFrame"  # output tokens finished per second since queued: t (s), tokens
     finished: bool
     planned_output_tokens: float | None = None  # what the plan costs: the jobs' max_tokens × plan.output_share
     first_start_s: float | None = None  # the run's start-up (s): workers starting and loading the model (startup_seconds)
@@ -112,7 +112,7 @@ def _group_frame(store: RunStore, plan: Plan | None, results: "pd.DataFrame", qu
         index, instances, price = spans[0][0], spans[-1][1], spans[-1][2]
         group = plan.groups[index] if plan is not None and 0 <= index < len(plan.groups) else None  # -1: the broker node
         hours = sum(h for *_, h in spans)
-        mine = results[results["queue"] == queue]
+        mine = results[results["queue"] == queue]  # its shards
         tokens = int(mine["tokens"].sum())
         span = float(mine["finished"].max() - queued) if len(mine) else 0.0
         planned_tokens = _planned_tokens(plan, group.class_shares) if group and plan else None
@@ -127,7 +127,7 @@ def _group_frame(store: RunStore, plan: Plan | None, results: "pd.DataFrame", qu
             "$/h": price,
             "cost $": sum(p * h for _, _, p, h in spans),
             "planned cost $": group.count * group.finish_s / 3600 * group.price_per_hour if group else None,
-            "jobs": len(mine),
+            "jobs": int(mine["jobs"].sum()),
             "output tokens": tokens,
             "planned output tokens": planned_tokens,
             "tokens/s": tokens / span if span > 0 else 0.0,
@@ -168,24 +168,25 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     import pandas as pd
 
     from costserve.report.occupancy import group_occupancy
-    from costserve.store.results import result_frames, results_db
+    from costserve.store.results import result_frames, results_db, tokens_per_second
 
     now = time.time() if now is None else now
     plan = store.plan()
     jobs = int(store.input_info()["jobs"])
+    queued = store.first_event_time("queued") or store.created()
     con = results_db(store.dir)
     try:
-        results, runs = result_frames(con)
+        results, runs = result_frames(con)  # a row per shard
         occupancy = group_occupancy(con, jobs)
+        timeline = tokens_per_second(con, queued)
     finally:
         con.close()
     shard_queue = {sid: q for sid, q, _, _ in store.shards()}
     results["queue"] = results["shard"].map(shard_queue)
-    failed = int(results["output"].str.contains('"error": {', regex=False).sum())
-    queued = store.first_event_time("queued") or store.created()
+    done = int(results["jobs"].sum())
     end = store.first_event_time("finished")
     last = float(results["finished"].max()) if len(results) else queued
-    makespan = max(0.0, (last if end is not None or len(results) == jobs else now) - queued)
+    makespan = max(0.0, (last if end is not None or done == jobs else now) - queued)
     waits = (runs["started"] - queued).clip(lower=0) if len(runs) else pd.Series([0.0])
     groups = _group_frame(store, plan, results, queued, now, occupancy)
     cost = float(groups["cost $"].sum()) if len(groups) else 0.0
@@ -194,10 +195,10 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
          "cost / this run's cost": (b.cost / cost) if b.cost is not None and cost > 0 else None, "note": b.note}
         for b in (plan.baselines if plan else [])
     ])
-    timeline = results[["finished", "tokens", "queue"]].sort_values("finished").assign(t=lambda f: f["finished"] - queued)
     return RunReport(
-        run_id=store.id, model=plan.model if plan else "", jobs=jobs, results=len(results),
-        failed=failed, retried=int((results["attempt"] > 1).sum()), output_tokens=int(results["tokens"].sum()), cost=cost,
+        run_id=store.id, model=plan.model if plan else "", jobs=jobs, results=done,
+        failed=int(results["failed"].sum()), retried=int(results["retried"].sum()), output_tokens=int(results["tokens"].sum()),
+        cost=cost,
         predicted_cost=plan.cost if plan else None, makespan_s=makespan,
         predicted_makespan_s=plan.makespan_s if plan else None,
         queue_wait_s=float(waits.mean()), max_queue_wait_s=float(waits.max()), groups=groups, baselines=baselines,

@@ -5,6 +5,9 @@ calls it again on a run whose driver died. Either way only shards the run store 
 have as done are queued, and results are keyed by custom_id, so nothing runs twice into
 the output and nothing is lost.
 
+Shards are queued a window at a time (run/shard_window.py): enough for every worker to hold
+what keeps its replica at the planned batch, never the whole batch in the broker.
+
 A worker process that dies mid-shard (killed, out of memory) is noticed by the driver: the
 shards it had started and not finished are queued again and a replacement worker is started
 (at most MAX_REPLACEMENTS per run). Redis would also redeliver them after the visibility
@@ -29,8 +32,10 @@ from costserve.run.broker_url import redact_url
 from costserve.request import BatchRequest
 from costserve.run.drive import drive
 from costserve.run.follow import ShardFailed, worker_table
+from costserve.run.shard_window import ShardWindow, window_size
 from costserve.run.watchdog import stall_allowance_s, stalled_workers, visibility_timeout_s
-from costserve.store.results import shard_failures_since, shards_run, shards_started_by
+from costserve.store.results import (results_in_shards, shard_failures_since, shards_run, shards_started,
+                                     shards_started_by)
 from costserve.store.runs import RunStore
 from deploy.skypilot import group_queue
 
@@ -61,6 +66,8 @@ class LocalBackend:
         self.start: Any = None
         plan = store.plan()
         self._price = plan.groups[0].price_per_hour if plan is not None else 0.0
+        slots = plan.groups[0].replica.planned_batch if plan is not None else 1
+        self.window: ShardWindow[int] = ShardWindow(window_size(request.workers, slots, request.shard_size), self._queue_shard)
         self.stall_s = stall_allowance_s(plan.makespan_s if plan is not None else 0.0, store.input_info()["jobs"],
                                          request.shard_size, request.workers)
         self.visibility_s = visibility_timeout_s(plan.makespan_s if plan is not None else 0.0, self.stall_s)
@@ -87,13 +94,14 @@ class LocalBackend:
         for _ in range(self.request.workers):
             self._spawn()
         self.store.fleet_up(QUEUE, 0, 1, self._price)
-        for sid in todo:
-            self._queue_shard(sid)
-        self.store.event("queued", f"{len(todo)} shards on queue {self.queue}")
+        self.window.waiting.extend(todo)
+        sent = self.window.fill()
+        self.store.event("queued", f"{len(todo)} shards on queue {self.queue}, {sent} sent (the rest as workers finish them)")
 
-    def _queue_shard(self, shard: str) -> None:
-        """Send one shard to this run's queue; its attempts count from this driver's launch."""
+    def _queue_shard(self, shard: str) -> int:
+        """Send one shard to this run's queue (its attempts count from this driver's launch); returns its job count."""
         self.app.send_task(RUN_SHARD, args=(str(self.store.dir), shard, self.launched), queue=self.queue)
+        return self.store.shard_jobs(shard)
 
     def price_per_hour(self) -> float:
         return self._price
@@ -105,10 +113,13 @@ class LocalBackend:
         self.store.event("worker started", str(proc.pid))
 
     def poll(self) -> None:
-        """Record the shard attempts that failed since the last poll (local workers write results themselves).
+        """Record the shard attempts that failed since the last poll (local workers write results themselves); send
+        waiting shards in place of the finished ones.
 
         Raises ShardFailed when a shard failed its last attempt: the run stops, resumable.
         """
+        self._drop_finished()
+        self.window.fill()
         for rowid, shard, worker, attempt, error, final in shard_failures_since(self.results, self.failures_seen):
             self.failures_seen = rowid
             self.problem = f"{shard} attempt {attempt} failed on {worker}: {error}"
@@ -117,11 +128,18 @@ class LocalBackend:
                 raise ShardFailed(f"{shard} failed on all of its {attempt} attempts (last: {error}); see "
                                   f"{self.store.dir / 'workers.log'}; `costserve resume {self.store.id}` tries it again")
 
+    def _drop_finished(self) -> None:
+        """Take the shards whose every job has a result out of the window."""
+        done = results_in_shards(self.results, self.window.sent)
+        for sid, jobs in list(self.window.sent.items()):
+            if done.get(sid, 0) >= jobs:
+                self.window.finished(sid)
+
     def _kill_stalled(self) -> None:
         """SIGKILL the process group of every worker the watchdog finds without progress; replace_lost does the rest."""
-        done = {sid for sid, *_ in self.store.shards("done")}
-        queued = {sid for sid, *_ in self.store.shards("queued")}
-        for stall in stalled_workers(self.results, self.spawned, done, queued, self.stall_s, time.time()):
+        sent = set(self.window.sent)
+        done = shards_started(self.results) - sent  # a shard leaves the window when its every job has a result
+        for stall in stalled_workers(self.results, self.spawned, done, sent, self.stall_s, time.time()):
             self.problem = f"worker pid {stall.pgid} made no progress for {stall.idle_s:.0f}s ({stall.on})"
             self.store.event("worker stalled", f"{self.problem}; allowed {self.stall_s:.0f}s; killed")
             self.spawned.pop(stall.pgid)
@@ -138,7 +156,7 @@ class LocalBackend:
             lost = self._unheld_shards()
             self.store.event("worker lost", f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}")
             for sid in lost:
-                self._queue_shard(sid)
+                self.window.resend(sid)
             if self.replacements < MAX_REPLACEMENTS and self.may_add_capacity:
                 self.replacements += 1
                 self._spawn()
@@ -146,13 +164,13 @@ class LocalBackend:
                 self.store.event("no replacement", "the projected spend is over the budget")
 
     def _unheld_shards(self) -> list[str]:
-        """Shards not done that no live worker holds. A dead worker may have held more than it had started (a message
-        it had reserved but not begun stays unacked in Redis for the visibility timeout, an hour), so every such shard
-        is sent again; a copy of one that is still queued finds its jobs done and does nothing."""
-        self.store.mark_finished_shards(self.results)
+        """Shards of the window not finished that no live worker holds. A dead worker may have held more than it had
+        started (a message it had reserved but not begun stays unacked in Redis for the visibility timeout, an hour),
+        so every such shard is sent again; a copy of one that is still queued finds its jobs done and does nothing."""
+        self._drop_finished()
         live = [p.pid for p in self.procs if p.poll() is None]
         held = set().union(*(shards_started_by(self.results, pgid) for pgid in live)) - shards_run(self.results)
-        return sorted({sid for sid, *_ in self.store.shards("queued")} - held)
+        return sorted(set(self.window.sent) - held)
 
     def alive(self) -> bool:
         # a worker that died since the last replace_lost() is replaced by the next one, while replacements remain

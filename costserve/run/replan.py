@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costserve.request import BatchRequest
-from costserve.run.sky_queues import send_shard
+from costserve.run.sky_queues import group_window
 from costserve.store.runs import RunStore
 from costserve.notices import say
 
@@ -42,8 +42,11 @@ class GroupReplacer:
     last_check: float = field(default_factory=time.monotonic)
     error: str | None = None
 
-    def check(self, pending: dict[str, tuple[Any, str, list[dict]]]) -> None:  # type: ignore[type-arg]
-        """Replace every lost group (at most every PREEMPTION_CHECK_S); sets `error` when a replacement cannot fit."""
+    def check(self, windows: dict[str, Any]) -> None:
+        """Replace every lost group (at most every PREEMPTION_CHECK_S); sets `error` when a replacement cannot fit.
+
+        `windows`: each running group's ShardWindow (run/shard_window.py); a lost group's shards move to the windows of
+        its replacements."""
         if time.monotonic() - self.last_check < PREEMPTION_CHECK_S:
             return
         self.last_check = time.monotonic()
@@ -55,10 +58,11 @@ class GroupReplacer:
         for queue in running:
             status = statuses.get(names[queue])
             if status != "UP":
-                self._replace(queue, names[queue], status or "gone", pending)
+                self._replace(queue, names[queue], status or "gone", windows)
 
-    def _replace(self, queue: str, name: str, status: str, pending: dict[str, tuple[Any, str, list[dict]]]) -> None:  # type: ignore[type-arg]
+    def _replace(self, queue: str, name: str, status: str, windows: dict[str, Any]) -> None:
         from costserve.planning.batch import replan_jobs
+        from costserve.run.shard_window import window_size
         from solver.planner import PlanningError
         from workers.shard_io import read_shard
 
@@ -66,7 +70,8 @@ class GroupReplacer:
         self.fleet.forget(name)
         self.store.fleet_down(queue)
         lost = f"{queue} ({group.count}x {group.cloud}/{group.region}/{group.instance_type}{' spot' if group.spot else ''}) is {status}"
-        left = sorted(sid for sid, (_, q, _) in pending.items() if q == queue)
+        gone = windows.pop(queue, None)
+        left = gone.take_all() if gone is not None else []
         self.store.event("group lost", f"{lost}; {len(left)} shard(s) to re-plan")
         say(f"{lost}: re-planning its {len(left)} unfinished shard(s)")
         if not left:
@@ -95,9 +100,13 @@ class GroupReplacer:
             self.fleet.launch_group(path, f"g{k}", self.tasks.secrets(self.broker))
             self.store.fleet_up(f"g{k}", k, g.count, g.price_per_hour)
             queues.append(f"g{k}")
+        moved: dict[str, list[str]] = {q: [] for q in queues}
         for j, sid in enumerate(left):
             target = queues[j % len(queues)]
-            payload = pending[sid][2]
-            pending[sid] = (send_shard(self.app, self.store, sid, target, payload), target, payload)
+            moved[target].append(sid)
             self.store.move_shard(sid, target)
+        for (target, shards), g in zip(moved.items(), new.groups):
+            size = window_size(g.count * g.replicas, g.replica.planned_batch, self.request.shard_size)
+            windows[target] = group_window(self.app, self.store, target, size, shards)
+            windows[target].fill()
         self.store.event("replaced", f"{queue} -> {', '.join(queues)} ({len(left)} shard(s) re-sent)")

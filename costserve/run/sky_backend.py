@@ -2,8 +2,12 @@
 
 Remote workers share no directory with the driver, so each shard travels inline in its Celery
 task (`workers.tasks.run_jobs`) and its outputs come back as the task result; this writes them
-into the run store as they arrive. A shard that failed is re-sent, at most MAX_SHARD_ATTEMPTS
-times. Lost groups are replaced by `run.replan.GroupReplacer`; every cluster the backend
+into the run store as they arrive and forgets them in the broker. Each group's shards are sent
+a window at a time (run/shard_window.py): the broker and the driver hold the jobs of that
+window, never the whole batch; a shard is read from its file again when it is re-sent. A group
+that finished its own shards takes the last waiting ones of a group whose classes it may serve. A shard
+is retried by its worker as a local one is (workers/tasks.py: MAX_ATTEMPTS, the last running its jobs one at
+a time); a shard that failed them all stops the run, resumable. Lost groups are replaced by `run.replan.GroupReplacer`; every cluster the backend
 launched is torn down at the end, however the run ends.
 """
 
@@ -18,9 +22,9 @@ from rich.table import Table
 
 from costserve.request import BatchRequest
 from costserve.run.replan import GroupReplacer
-from costserve.run.sky_launch import launch_clusters, send_shards
+from costserve.run.shard_window import ShardWindow, rebalance
+from costserve.run.sky_launch import launch_clusters, shard_windows
 from costserve.run.sky_tasks import node_tasks
-from costserve.run.sky_queues import send_shard
 from costserve.store.results import queue_run_stats
 from costserve.store.runs import RunStore
 from costserve.notices import step
@@ -28,9 +32,6 @@ from solver.plan import Plan
 
 if TYPE_CHECKING:
     import pandas as pd
-
-MAX_SHARD_ATTEMPTS = 3
-
 
 @dataclass
 class SkyLaunch:
@@ -58,8 +59,7 @@ class SkyBackend:
         self.store, self.results, self.spec = store, results, launch
         self.fleet = SkyFleet(store.id, store.dir / "logs")
         self.app: Any = None
-        self.pending: dict[str, tuple[Any, str, list[dict[str, Any]]]] = {}
-        self.attempts: dict[str, int] = {}
+        self.windows: dict[str, ShardWindow[Any]] = {}  # group queue (g0, g1, ...) → its shards, sent as async results
         self.error: str | None = None
         self.replacer: GroupReplacer | None = None  # set once the fleet is up
         self.may_add_capacity = True
@@ -73,8 +73,7 @@ class SkyBackend:
         files = tasks.write(groups, spec.gpus, self.store.dir, spec.first)
         broker = launch_clusters(self.store, self.fleet, groups, files, spec.first, spec.broker, spec.offerings, tasks)
         self.app = make_app(broker)
-        self.pending = send_shards(self.store, self.app, {f"g{i}" for i in range(spec.first, len(spec.plan.groups))})
-        self.attempts = {sid: 1 for sid in self.pending}
+        self.windows = shard_windows(self.store, self.app, spec.plan, spec.first, spec.request.shard_size)
         self.replacer = GroupReplacer(self.store, self.fleet, self.app, spec.plan, spec.offerings, spec.gpus, spec.request,
                                       broker, tasks, spec.deadline_s, spec.budget)
 
@@ -89,34 +88,41 @@ class SkyBackend:
         return f"could not tear down {', '.join(left)}; run `sky down {' '.join(left)}`" if left else None
 
     def poll(self) -> None:
-        from workers.shard_io import save_occupancy, save_result, save_shard_run
+        for queue, window in list(self.windows.items()):
+            for sid, res in list(window.sent.items()):
+                if res.ready():
+                    self._collect(queue, window, sid, res)
+            window.fill()
+        served = {f"g{i}": {c for c, share in g.class_shares.items() if share > 0} for i, g in enumerate(self.spec.plan.groups)}
+        if moved := rebalance(self.windows, served, self.store.move_shard):
+            self.store.event("rebalanced", f"{moved} shard(s) moved to a group that finished its own")
 
-        for sid, (res, queue, jobs) in list(self.pending.items()):
-            if not res.ready():
-                continue
-            if not res.successful():
-                if self.attempts[sid] >= MAX_SHARD_ATTEMPTS:
-                    self.error = f"shard {sid} failed {MAX_SHARD_ATTEMPTS} times on queue {queue}: {res.result!r}"
-                    del self.pending[sid]
-                    continue
-                self.attempts[sid] += 1
-                self.store.event("shard resent", f"{sid} (attempt {self.attempts[sid]})")
-                self.pending[sid] = (send_shard(self.app, self.store, sid, queue, jobs), queue, jobs)
-                continue
-            done = res.get()
-            for o in done["outputs"]:
-                save_result(self.results, o["custom_id"], o["line"], sid, o["output"], done["attempt"], o["tokens"], o["finished"])
-            for window in done.get("occupancy", ()):
-                save_occupancy(self.results, done["worker"], done["queue"], *window)
-            errors = sum(o["output"].get("error") is not None for o in done["outputs"])
-            save_shard_run(self.results, sid, done["worker"], queue, done["attempt"], done["started"],
-                           len(done["outputs"]), sum(o["tokens"] for o in done["outputs"]), errors, done["finished"])
-            res.forget()
-            del self.pending[sid]
+    def _collect(self, queue: str, window: ShardWindow[Any], sid: str, res: Any) -> None:
+        """Write a finished shard's outputs to the run store; a shard that failed its every attempt stops the run."""
+        from workers.shard_io import save_occupancy, save_result, save_shard_run
+        from workers.tasks import MAX_ATTEMPTS
+
+        if not res.successful():
+            self.error = (f"shard {sid} failed on all of its {MAX_ATTEMPTS} attempts on queue {queue} (last: "
+                          f"{str(res.result).splitlines()[0][:300] if res.result else 'unknown'}); "
+                          f"`costserve resume {self.store.id}` tries it again")
+            self.store.event("shard failed", self.error)
+            window.finished(sid)
+            return
+        done = res.get()
+        for o in done["outputs"]:
+            save_result(self.results, o["custom_id"], o["line"], sid, o["output"], done["attempt"], o["tokens"], o["finished"])
+        for occupancy in done.get("occupancy", ()):
+            save_occupancy(self.results, done["worker"], done["queue"], *occupancy)
+        errors = sum(o["output"].get("error") is not None for o in done["outputs"])
+        save_shard_run(self.results, sid, done["worker"], queue, done["attempt"], done["started"],
+                       len(done["outputs"]), sum(o["tokens"] for o in done["outputs"]), errors, done["finished"])
+        res.forget()
+        window.finished(sid)
 
     def replace_lost(self) -> None:
         if self.replacer is not None and self.error is None:
-            self.replacer.check(self.pending)
+            self.replacer.check(self.windows)
             self.error = self.replacer.error
 
     def alive(self) -> bool:
@@ -134,6 +140,6 @@ class SkyBackend:
             if queue == "broker":
                 continue
             n, tok, last = done.get(queue, (0, 0, None))
-            waiting = sum(1 for _, q, _ in self.pending.values() if q == queue)
+            waiting = len(self.windows[queue]) if queue in self.windows else 0
             table.add_row(queue, str(instances), str(n), str(waiting), f"{tok or 0:,}", f"{now - last:.0f}s ago" if last else "–")
         return table

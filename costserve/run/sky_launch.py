@@ -1,7 +1,7 @@
 """Launching a SkyPilot stretch of a run: the Redis head node, one cluster per group, and the shards sent inline.
 
 Each shard travels inline in its Celery task (`workers.tasks.run_jobs`), because remote
-workers share no directory with the driver.
+workers share no directory with the driver; each group's shards are sent a window at a time.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from costserve.run.sky_queues import send_shard
+from costserve.run.sky_queues import group_window
 from costserve.store.runs import RunStore
 from costserve.notices import step
 from solver.plan import Plan
@@ -18,6 +18,7 @@ from solver.plan import Plan
 if TYPE_CHECKING:
     import pandas as pd
 
+    from costserve.run.shard_window import ShardWindow
     from costserve.run.sky_tasks import NodeTasks
 
 
@@ -50,14 +51,20 @@ def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path]
     return broker
 
 
-def send_shards(store: RunStore, app: Any, queues: set[str]) -> dict[str, tuple[Any, str, list[dict[str, Any]]]]:
-    """Queue every queued shard of the groups `queues` inline; {shard id: (async result, group, payload)}."""
-    from workers.shard_io import read_shard
+def shard_windows(store: RunStore, app: Any, plan: Plan, first: int, shard_size: int) -> dict[str, "ShardWindow[Any]"]:
+    """A window per group of `plan.groups[first:]` over its queued shards (run/shard_window.py), filled: the first
+    shards of each group are sent, inline, and the rest wait."""
+    from costserve.run.shard_window import window_size
 
-    pending: dict[str, tuple[Any, str, list[dict[str, Any]]]] = {}
+    queued: dict[str, list[str]] = {}
     for sid, queue, _, _ in store.shards("queued"):
-        if queue in queues:
-            payload = [j.to_json() for j in read_shard(store.dir, sid)]
-            pending[sid] = (send_shard(app, store, sid, queue, payload), queue, payload)
-    store.event("queued", f"{len(pending)} shards on {len(queues)} queue(s)")
-    return pending
+        queued.setdefault(queue, []).append(sid)
+    windows = {}
+    for i in range(first, len(plan.groups)):
+        g = plan.groups[i]
+        size = window_size(g.count * g.replicas, g.replica.planned_batch, shard_size)
+        windows[f"g{i}"] = group_window(app, store, f"g{i}", size, queued.get(f"g{i}", []))
+    sent = sum(w.fill() for w in windows.values())
+    store.event("queued", f"{sum(len(w) for w in windows.values())} shards on {len(windows)} queue(s), {sent} sent "
+                "(the rest as the groups finish them)")
+    return windows

@@ -9,7 +9,7 @@ else reads it through the typed queries below. Times are unix seconds, tokens ar
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from workers.shard_io import LOCK_TIMEOUT_S, RESULTS_FILE
 if TYPE_CHECKING:
     import pandas as pd
 
+FAILED_MARK = '"error": {'  # in the output line of a job that failed (workers/results.py: batch_output_line)
 RESULT_TABLES = ("results", "shard_starts", "shard_runs", "shard_failures", "occupancy")
 
 
@@ -29,6 +30,7 @@ def results_db(run_dir: Path) -> sqlite3.Connection:
     con = patient_connect(Path(run_dir) / RESULTS_FILE)
     con.execute("CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, "
                 "attempt INTEGER, finished REAL, tokens INTEGER)")
+    con.execute("CREATE INDEX IF NOT EXISTS results_by_shard ON results (shard)")  # a window's progress, per poll
     con.execute("CREATE TABLE IF NOT EXISTS shard_starts (shard TEXT, pgid INTEGER, pid INTEGER, started REAL)")
     con.execute("CREATE TABLE IF NOT EXISTS shard_runs (shard TEXT, worker TEXT, queue TEXT, attempt INTEGER, started REAL, "
                 "finished REAL, jobs INTEGER, tokens INTEGER, errors INTEGER)")
@@ -97,6 +99,16 @@ def results_per_shard(con: sqlite3.Connection) -> dict[str, int]:
     return {sid: n for sid, n in con.execute("SELECT shard, COUNT(*) FROM results GROUP BY shard")}
 
 
+def results_in_shards(con: sqlite3.Connection, shards: Collection[str]) -> dict[str, int]:
+    """Jobs with a result in each of `shards` (a window of them: the query never reads the whole batch's shards)."""
+    ids, out = list(shards), {}
+    for i in range(0, len(ids), 500):  # SQLite allows 999 parameters in one statement (older builds)
+        chunk = ids[i:i + 500]
+        out.update(con.execute(f"SELECT shard, COUNT(*) FROM results WHERE shard IN ({', '.join('?' * len(chunk))}) "
+                               "GROUP BY shard", chunk).fetchall())
+    return out
+
+
 def shards_started(con: sqlite3.Connection) -> set[str]:
     """Shards some worker started."""
     return {sid for (sid,) in con.execute("SELECT DISTINCT shard FROM shard_starts")}
@@ -150,9 +162,22 @@ def queue_run_stats(con: sqlite3.Connection) -> dict[str, tuple[int, int, float 
 
 
 def result_frames(con: sqlite3.Connection) -> tuple["pd.DataFrame", "pd.DataFrame"]:
-    """(results: shard, finished, tokens, attempt, output; shard runs: shard, worker, queue, started, finished, jobs, tokens)."""
+    """(per shard: shard, jobs with a result, their tokens, failed, retried, last finished unix s; shard runs: shard,
+    worker, queue, started, finished, jobs, tokens). Aggregated in SQLite: a row per shard, never one per job, so the
+    report of a batch of millions fits in memory."""
     import pandas as pd
 
-    results = pd.read_sql_query("SELECT shard, finished, tokens, attempt, output FROM results", con)
+    results = pd.read_sql_query(
+        "SELECT shard, COUNT(*) AS jobs, COALESCE(SUM(tokens), 0) AS tokens, "
+        "SUM(instr(output, ?) > 0) AS failed, SUM(attempt > 1) AS retried, MAX(finished) AS finished "
+        "FROM results GROUP BY shard", con, params=(FAILED_MARK,))
     runs = pd.read_sql_query("SELECT shard, worker, queue, started, finished, jobs, tokens FROM shard_runs", con)
     return results, runs
+
+
+def tokens_per_second(con: sqlite3.Connection, since: float) -> "pd.DataFrame":
+    """Output tokens of the results finished in each whole second after `since` (unix s): columns t (s), tokens."""
+    import pandas as pd
+
+    return pd.read_sql_query("SELECT CAST(finished - ? AS INTEGER) AS t, SUM(tokens) AS tokens FROM results "
+                             "GROUP BY t ORDER BY t", con, params=(since,))

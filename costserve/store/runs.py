@@ -153,6 +153,10 @@ class RunStore:
         sql = "SELECT shard_id, queue, jobs, state FROM shards" + (" WHERE state = ?" if state else "") + " ORDER BY shard_id"
         return list(self.db.execute(sql, (state,) if state else ()))
 
+    def shard_jobs(self, shard_id: str) -> int:
+        """How many jobs shard `shard_id` holds."""
+        return int(self.db.execute("SELECT jobs FROM shards WHERE shard_id = ?", (shard_id,)).fetchone()[0])
+
     def mark_finished_shards(self, results: sqlite3.Connection) -> int:
         """Mark shards whose every job has a result as done; returns how many shards are done."""
         finished = results_per_shard(results)
