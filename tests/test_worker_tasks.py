@@ -127,3 +127,44 @@ def test_a_worker_refuses_a_task_of_another_run(tmp_path: Path, tiny_llama_dir: 
     result = tasks.run_shard.apply(args=(str(run_b), "shard-0"))
     assert isinstance(result.result, Reject) and "refused by a worker of run 20260101-000000-aaaa" in str(result.result)
     assert results_db(run_b).execute("SELECT COUNT(*) FROM shard_starts").fetchone()[0] == 0  # nothing touched
+
+
+def test_shards_that_start_together_share_one_feed_and_one_engine(tmp_path: Path, tiny_llama_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's task threads start at once when it reserves several shards: two feeds would build two engines,
+    each with its own pipeline-stage processes (seen under load in CI). The feed is built slowly here, as on a busy
+    machine, to widen the race."""
+    import threading
+    import time
+
+    monkeypatch.setenv("COSTSERVE_WORKER_MODEL", str(tiny_llama_dir))
+    from workers import tasks
+
+    monkeypatch.setattr(tasks, "_engine", None)
+    monkeypatch.setattr(tasks, "_feed", None)
+    feeds, loads = [], []
+    real_feed, real_load = tasks.EngineFeed, tasks._load_engine
+
+    def slow_feed(*args: object) -> object:
+        time.sleep(0.05)
+        feeds.append(real_feed(*args))
+        return feeds[-1]
+
+    def counted_load() -> object:
+        loads.append(1)
+        return real_load()
+
+    monkeypatch.setattr(tasks, "EngineFeed", slow_feed)
+    monkeypatch.setattr(tasks, "_load_engine", counted_load)
+    for s in range(4):
+        write_shard(tmp_path, f"shard-{s}", [Job(custom_id=f"{s}-{i}", line=4 * s + i + 1, prompt=f"item {i}", max_tokens=3,
+                                                 temperature=0.0) for i in range(4)])
+    results_db(tmp_path).close()
+    threads = [threading.Thread(target=tasks.run_shard.apply, args=((str(tmp_path), f"shard-{s}"),)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(feeds) == 1 and len(loads) == 1
+    assert results_db(tmp_path).execute("SELECT COUNT(*) FROM results").fetchone()[0] == 16
+    tasks._engine.close()

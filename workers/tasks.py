@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,32 +52,38 @@ _replica_json: str = ""  # the loaded replica, for results' fingerprints (kept w
 _feed: EngineFeed | None = None
 _occupancy_to: tuple[str, str, str] | None = None  # (run dir, worker, queue) of the latest shard: where windows go
 _occupancy_out: list[OccupancyWindow] = []  # a remote worker's windows, returned with its next finished shard
+_build_lock = threading.Lock()  # task threads start together: one feed, one engine (two would each start stages)
 
 
 def worker_engine() -> Any:
     """This process's engine, loaded on first use: the replica's own (costserve's Engine, or vLLM for a vllm replica)."""
-    global _engine, _replica_json
-    if _engine is None:
-        replica_file = os.environ.get("COSTSERVE_WORKER_REPLICA")
-        replica = read_replica(Path(replica_file)) if replica_file else None
-        model = os.environ.get("COSTSERVE_WORKER_MODEL")
-        if replica is not None and replica.engine == "vllm":
-            from workers.vllm_engine import VllmEngine
+    with _build_lock:
+        return _engine if _engine is not None else _load_engine()
 
-            _engine = VllmEngine(replica, model=model)
-        else:
-            threads = os.environ.get("COSTSERVE_WORKER_THREADS")
-            _engine = Engine(replica, model=model, threads=int(threads) if threads else None)
-        _replica_json = _engine.replica.model_dump_json()
+
+def _load_engine() -> Any:
+    global _engine, _replica_json
+    replica_file = os.environ.get("COSTSERVE_WORKER_REPLICA")
+    replica = read_replica(Path(replica_file)) if replica_file else None
+    model = os.environ.get("COSTSERVE_WORKER_MODEL")
+    if replica is not None and replica.engine == "vllm":
+        from workers.vllm_engine import VllmEngine
+
+        _engine = VllmEngine(replica, model=model)
+    else:
+        threads = os.environ.get("COSTSERVE_WORKER_THREADS")
+        _engine = Engine(replica, model=model, threads=int(threads) if threads else None)
+    _replica_json = _engine.replica.model_dump_json()
     return _engine
 
 
 def worker_feed() -> EngineFeed:
     """This process's engine feed: one engine thread serving every shard the worker holds."""
     global _feed
-    if _feed is None:
-        _feed = EngineFeed(worker_engine, _drop, _save_window)
-    return _feed
+    with _build_lock:
+        if _feed is None:
+            _feed = EngineFeed(worker_engine, _drop, _save_window)
+        return _feed
 
 
 def _drop(engine: Any) -> None:
