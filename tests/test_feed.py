@@ -149,7 +149,7 @@ def test_occupancy_windows_split_where_the_sequences_in_flight_change_or_time_ru
 def test_the_report_counts_dips_between_the_first_full_batch_and_the_drain(tmp_path: Path) -> None:
     from costserve.report.occupancy import group_occupancy
     from costserve.store.results import results_db
-    from workers.shard_io import save_occupancy, save_result
+    from costserve.store.result_records import save_occupancy, save_result
 
     con = results_db(tmp_path)
     for i in range(40):  # 40 jobs finishing at t = 100 + i

@@ -47,7 +47,7 @@ def _run_with_results(home: Path, n: int) -> str:
     """A run in the store at `home` whose results.sqlite holds `n` results (as workers write them)."""
     from costserve.store.results import results_db
     from costserve.store.runs import RunStore
-    from workers.shard_io import save_result
+    from costserve.store.result_records import save_result
 
     jobs = home / "jobs.jsonl"
     jobs.write_text("".join(json.dumps({"id": f"j{i}", "prompt": "p"}) + "\n" for i in range(n)))

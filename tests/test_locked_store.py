@@ -42,10 +42,10 @@ def test_a_run_outwaits_databases_locked_for_90_s(tmp_path: Path, tiny_llama_dir
     assert run.driver.returncode == 0, output
     assert holder.wait() == 0  # the lock was held for its whole 90 s, not broken
     check_results(run.out, run.ids)
-    # the driver waits too when it writes during the lock (a shard finishing then); that is timing, so the driver's
-    # side is checked deterministically below
-    failed = store.events("shard failed")
-    assert any("database is locked" in f and "; retrying" in f for f in failed), failed  # a worker's write gave up, then retried
+    # the driver is the only writer of results: it waited for the lock, said so, and lost nothing (the workers' reports
+    # waited in the broker); the bound after which it gives up is checked deterministically below
+    assert "is locked by another process; waiting up to" in output, output
+    assert not store.events("shard failed")  # no worker ever touched the databases
 
 
 def test_a_driver_write_outwaits_a_lock_longer_than_sqlites_busy_timeout_then_gives_up_in_one_line(

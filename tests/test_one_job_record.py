@@ -12,7 +12,7 @@ from costserve.run.prepare import scan_jobs, shard_jobs, write_shards
 from costserve.run.resume import unfinished_jobs
 from costserve.store.runs import RunStore
 from solver.workload import class_name, workload_from_jobs
-from workers.shard_io import read_shard
+from costserve.store.shard_files import read_shard
 
 
 def test_a_prompt_has_one_class_in_planning_sharding_replanning_and_resume(tmp_path: Path) -> None:

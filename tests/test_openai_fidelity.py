@@ -10,7 +10,7 @@ from openai_lines import check_error_line, check_output_line
 from costserve.cli import app
 from costserve.run.end import write_results_file
 from costserve.store.results import results_db
-from workers.shard_io import save_result
+from costserve.store.result_records import save_result
 
 
 def _chat(cid: str, text: str, max_tokens: int = 6) -> str:

@@ -14,7 +14,7 @@ import costserve
 from costserve.errors import CostserveError
 from costserve.store.results import CARRIED_SHARD, results_db
 from costserve.store.runs import RunStore
-from workers.shard_io import read_shard
+from costserve.store.shard_files import read_shard
 
 IDS = [f"q{i}" for i in range(8)]
 

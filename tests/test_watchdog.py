@@ -8,7 +8,7 @@ import pytest
 
 from costserve.run.watchdog import STALL_FACTOR, stall_allowance_s, stalled_workers
 from costserve.store.results import results_db
-from workers.shard_io import save_result
+from costserve.store.result_records import save_result
 
 
 def _start(con, shard: str, pgid: int, at: float) -> None:  # type: ignore[no-untyped-def]

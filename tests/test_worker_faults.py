@@ -79,7 +79,11 @@ def test_a_worker_killed_while_holding_several_shards_is_replaced_and_every_job_
     _ended_by_itself(run)  # every custom_id exactly once, in order
     lost = run.store.events("worker lost")
     assert len(lost) == 1 and lost[0].startswith(f"pid {worker} exit -9; re-queued ")
-    assert set(held) <= set(lost[0].split("re-queued ", 1)[1].split(", "))  # every shard it held went back
+    requeued = set(lost[0].split("re-queued ", 1)[1].split(", "))
+    # every shard it held went back, but one whose report it had returned just before the kill (the driver reads
+    # reports a poll later than the worker sends them)
+    finished_before = set(results_column(run.store, f"SELECT shard FROM shard_runs WHERE worker LIKE '%/{worker}'"))
+    assert set(held) <= requeued | finished_before and set(held) & requeued, (held, requeued, finished_before)
     assert len(run.store.events("worker started")) == 2  # the driver replaced it
     assert max(results_column(run.store, "SELECT attempt FROM results")) >= 2
     wait_for(lambda: not any(running(p) for p in orphaned_stages), 60, "the dead worker's stage process to exit")

@@ -1,4 +1,4 @@
-"""The Celery task shell and calibration, on the tiny random Llama (real task code, real engine)."""
+"""The Celery task and calibration, on the tiny random Llama (real task code, real engine; Celery in eager mode)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from solver.plan import Job
 from costserve.store.results import results_db
-from workers.shard_io import read_shard, write_shard
+from costserve.store.result_records import ingest_report
 
 
 def _shard_jobs() -> list[Job]:
@@ -18,23 +18,29 @@ def _shard_jobs() -> list[Job]:
         Job(custom_id="chat", line=6, messages=(("user", "hello"),), max_tokens=3, temperature=0.0)]
 
 
-def test_run_shard_writes_each_result_once_even_when_redelivered(tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _payload(jobs: list[Job]) -> list[dict[str, object]]:
+    return [j.to_json() for j in jobs]
+
+
+def test_a_shard_report_holds_each_job_once_and_a_retry_runs_only_what_is_missing(
+        tmp_path: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COSTSERVE_WORKER_MODEL", str(tiny_llama_dir))
     from workers import tasks
 
     monkeypatch.setattr(tasks, "_engine", None)
     jobs = _shard_jobs()
-    write_shard(tmp_path, "shard-0", jobs)
-    results_db(tmp_path).close()  # the driver creates the results database before workers start
-    assert read_shard(tmp_path, "shard-0") == jobs
-    first = tasks.run_shard.apply(args=(str(tmp_path), "shard-0")).get()
-    assert first["jobs"] == 6 and first["errors"] == 0
-    results_db(tmp_path).execute("DELETE FROM results WHERE custom_id IN ('s1', 'chat')")  # as if cut short
-    again = tasks.run_shard.apply(args=(str(tmp_path), "shard-0")).get()  # a redelivery: only what is missing runs
-    assert again["jobs"] == 2
-    rows = results_db(tmp_path).execute("SELECT custom_id, line, output, attempt FROM results ORDER BY line").fetchall()
+    first = tasks.run_shard.apply(args=("RUN", "shard-0", _payload(jobs))).get()
+    assert sorted(o["custom_id"] for o in first["outputs"]) == sorted(j.custom_id for j in jobs)
+    assert first["attempt"] == 1 and first["finished"] is not None and first["failures"] == []
+    kept = [o for o in first["outputs"] if o["custom_id"] not in ("s1", "chat")]  # as if cut short after four
+    again = tasks.run_shard.apply(args=("RUN", "shard-0", _payload(jobs)), kwargs={"sent": 2, "carried": kept}).get()
+    assert {o["custom_id"]: o["attempt"] for o in again["outputs"] if o["attempt"] > 1} == {"s1": 2, "chat": 2}
+    con = results_db(tmp_path)  # the driver writes reports; a repeated one changes nothing
+    for report in (first, again, again):
+        ingest_report(con, report, "local")
+    rows = con.execute("SELECT custom_id, line, output, attempt FROM results ORDER BY line").fetchall()
     assert [r[0] for r in rows] == [j.custom_id for j in jobs]  # each once, none lost
-    assert {r[0]: r[3] for r in rows if r[3] > 1} == {"s1": 2, "chat": 2}  # the second start of the shard
+    assert con.execute("SELECT COUNT(*) FROM shard_runs").fetchone()[0] == 2  # two runs of the shard, recorded once each
     outputs = [json.loads(r[2]) for r in rows]
     assert outputs[-1]["response"]["body"]["object"] == "chat.completion"
     assert [o["response"]["body"]["usage"]["completion_tokens"] <= j.max_tokens for o, j in zip(outputs, jobs)] == [True] * 6
@@ -99,18 +105,14 @@ def test_a_poison_job_fails_alone_after_its_retries_and_the_rest_of_its_shard_co
 
     monkeypatch.setattr(tasks, "_engine", None)
     jobs = _shard_jobs()[:3] + [Job(custom_id="poison", line=4, prompt="hi", max_tokens=3, temperature=0.7, seed=2**64)]
-    write_shard(tmp_path, "shard-0", jobs)
-    results_db(tmp_path).close()
-    tasks.run_shard.apply(args=(str(tmp_path), "shard-0"))  # eager: Celery runs each retry at once
-    con = results_db(tmp_path)
-    rows = {cid: (json.loads(out)["error"], attempt) for cid, out, attempt in con.execute("SELECT custom_id, output, attempt FROM results")}
-    assert set(rows) == {"s0", "s1", "s2", "poison"}  # every job exactly once
+    report = tasks.run_shard.apply(args=("RUN", "shard-0", _payload(jobs))).get()  # eager: each retry runs at once
+    rows = {o["custom_id"]: (o["output"]["error"], o["attempt"]) for o in report["outputs"]}
+    assert sorted(rows) == sorted(["s0", "s1", "s2", "poison"]) and len(report["outputs"]) == 4  # every job exactly once
     assert all(error is None and attempt == tasks.MAX_ATTEMPTS for cid, (error, attempt) in rows.items() if cid != "poison")
     error, attempt = rows["poison"]
     assert attempt == tasks.MAX_ATTEMPTS and error["message"].startswith(f"failed on attempt {tasks.MAX_ATTEMPTS} of")
     assert "Overflow" in error["message"]
-    failures = con.execute("SELECT attempt, final, error FROM shard_failures ORDER BY attempt").fetchall()
-    assert [(a, f) for a, f, _ in failures] == [(a, 0) for a in range(1, tasks.MAX_ATTEMPTS)]  # retried, then isolated
+    assert [(f["attempt"], f["final"]) for f in report["failures"]] == [(a, False) for a in range(1, tasks.MAX_ATTEMPTS)]
     if tasks._engine is not None:
         tasks._engine.close()
 
@@ -121,12 +123,9 @@ def test_a_worker_refuses_a_task_of_another_run(tmp_path: Path, tiny_llama_dir: 
     from workers import tasks
 
     monkeypatch.setenv(tasks.RUN_ENV, "20260101-000000-aaaa")
-    run_b = tmp_path / "20260101-000000-bbbb"
-    write_shard(run_b, "shard-0", _shard_jobs())
-    results_db(run_b).close()
-    result = tasks.run_shard.apply(args=(str(run_b), "shard-0"))
+    monkeypatch.setattr(tasks, "worker_feed", lambda: pytest.fail("a refused task must not reach the engine"))
+    result = tasks.run_shard.apply(args=("20260101-000000-bbbb", "shard-0", _payload(_shard_jobs())))
     assert isinstance(result.result, Reject) and "refused by a worker of run 20260101-000000-aaaa" in str(result.result)
-    assert results_db(run_b).execute("SELECT COUNT(*) FROM shard_starts").fetchone()[0] == 0  # nothing touched
 
 
 def test_shards_that_start_together_share_one_feed_and_one_engine(tmp_path: Path, tiny_llama_dir: Path,
@@ -156,15 +155,18 @@ def test_shards_that_start_together_share_one_feed_and_one_engine(tmp_path: Path
 
     monkeypatch.setattr(tasks, "EngineFeed", slow_feed)
     monkeypatch.setattr(tasks, "_load_engine", counted_load)
-    for s in range(4):
-        write_shard(tmp_path, f"shard-{s}", [Job(custom_id=f"{s}-{i}", line=4 * s + i + 1, prompt=f"item {i}", max_tokens=3,
-                                                 temperature=0.0) for i in range(4)])
-    results_db(tmp_path).close()
-    threads = [threading.Thread(target=tasks.run_shard.apply, args=((str(tmp_path), f"shard-{s}"),)) for s in range(4)]
+    reports: list[dict[str, object]] = []
+
+    def run(s: int) -> None:
+        jobs = [Job(custom_id=f"{s}-{i}", line=4 * s + i + 1, prompt=f"item {i}", max_tokens=3, temperature=0.0)
+                for i in range(4)]
+        reports.append(tasks.run_shard.apply(args=("RUN", f"shard-{s}", _payload(jobs))).get())
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert len(feeds) == 1 and len(loads) == 1
-    assert results_db(tmp_path).execute("SELECT COUNT(*) FROM results").fetchone()[0] == 16
+    assert sorted(len(r["outputs"]) for r in reports) == [4] * 4  # type: ignore[arg-type]
     tasks._engine.close()

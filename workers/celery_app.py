@@ -1,9 +1,11 @@
 """The Celery app: Redis broker, late acks, redelivery of tasks whose worker died.
 
-Tasks carry references (run dir, shard id), never prompts or activations. `acks_late` +
-`reject_on_worker_lost` give a killed worker's shard back to the queue. A worker holds several
-shards at once (threads pool, one task per held shard, prefetch 1 so it reserves no more than
-it holds), all unacknowledged until their results are written.
+A task carries one shard's jobs (never activations) and its result is the shard's report
+(workers/shard_report.py): Redis is both broker and result store, and the driver sends a window
+of shards at a time and deletes each report once written, so it never holds the whole batch.
+`acks_late` + `reject_on_worker_lost` give a killed worker's shard back to the queue. A worker
+holds several shards at once (threads pool, one task per held shard, prefetch 1 so it reserves
+no more than it holds), all unacknowledged until their reports are the task results.
 
 Redis redelivers an unacknowledged message after the visibility timeout, whether or not its
 worker is still on it; a held shard must never be redelivered while it is being worked on, so
@@ -34,8 +36,8 @@ def make_app(broker: str | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_serializer="json",
         accept_content=["json"],
-        # Remote workers (SkyPilot) return outputs as task results; a TCP Redis broker doubles as the result store.
-        result_backend=url if url.startswith(("redis://", "rediss://")) else None,
+        # shard reports come back as task states and results: the Redis broker doubles as the result store
+        result_backend=url if url.startswith(("redis://", "rediss://", "redis+socket://")) else None,
         result_expires=7 * 24 * 3600,
         broker_transport_options={"visibility_timeout": int(os.environ.get(VISIBILITY_ENV, VISIBILITY_TIMEOUT_S))},
         broker_connection_retry_on_startup=True,

@@ -116,7 +116,6 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "B
             backend.poll()
             backend.replace_lost()
             done, tokens = results_progress(results)
-            store.mark_finished_shards(results)
             elapsed = max(time.monotonic() - t0, 1e-9)
             spent = store.spend() if guard is None else guard.check(store)
             done0 = done if done0 is None else done0  # results from before a resume do not count toward the rate

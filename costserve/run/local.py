@@ -32,34 +32,30 @@ from costserve.run.broker_url import redact_url
 from costserve.request import BatchRequest
 from costserve.run.drive import drive
 from costserve.run.follow import ShardFailed, worker_table
+from costserve.run.shard_tasks import ShardTasks
 from costserve.run.shard_window import ShardWindow, window_size
 from costserve.run.watchdog import stall_allowance_s, stalled_workers, visibility_timeout_s
-from costserve.store.results import (results_in_shards, shard_failures_since, shards_run, shards_started,
-                                     shards_started_by)
+from costserve.store.results import shards_run, shards_started, shards_started_by
 from costserve.store.runs import RunStore
 from deploy.skypilot import group_queue
 
 QUEUE = "local"  # the fleet group's name in the run store and in shard ids
-RUN_SHARD = "workers.tasks.run_shard"
 MAX_REPLACEMENTS = 3
 
 
 class LocalBackend:
     """The embedded backend: a broker (embedded Redis unless `broker`) and worker processes on this machine.
 
-    Workers write results.sqlite themselves; one that dies has its started, unfinished shards
-    re-queued and is replaced (at most MAX_REPLACEMENTS per run).
+    Shards travel and report back as on every backend (run/shard_tasks.py); a worker that dies has its started,
+    unfinished shards re-queued and is replaced (at most MAX_REPLACEMENTS per run).
     """
 
     def __init__(self, store: RunStore, results: sqlite3.Connection, request: BatchRequest, broker: str | None) -> None:
         self.store, self.results, self.request, self.broker = store, results, request, broker
         self.queue = group_queue(store.id, QUEUE)  # local-RUN: runs sharing a --broker never take each other's shards
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.launched = time.time()  # unix s; shard attempts are counted from here (a resumed run counts again)
         self.spawned: dict[int, float] = {}  # pid (= process group) of each live worker → when it started (unix s)
         self.replacements = 0
-        self.failures_seen = 0  # rowid of the last shard_failures row recorded as an event
-        self.problem: str | None = None  # the latest failed attempt, for the live view
         self.may_add_capacity = True
         self.redis: Any = None
         self.app: Any = None
@@ -67,7 +63,9 @@ class LocalBackend:
         plan = store.plan()
         self._price = plan.groups[0].price_per_hour if plan is not None else 0.0
         slots = plan.groups[0].replica.planned_batch if plan is not None else 1
-        self.window: ShardWindow[int] = ShardWindow(window_size(request.workers, slots, request.shard_size), self._queue_shard)
+        self.tasks: ShardTasks | None = None  # once the broker is up
+        self.window: ShardWindow[str] = ShardWindow(window_size(request.workers, slots, request.shard_size),
+                                                    lambda sid: self._tasks().send(sid, self.queue))
         self.stall_s = stall_allowance_s(plan.makespan_s if plan is not None else 0.0, store.input_info()["jobs"],
                                          request.shard_size, request.workers)
         self.visibility_s = visibility_timeout_s(plan.makespan_s if plan is not None else 0.0, self.stall_s)
@@ -88,6 +86,7 @@ class LocalBackend:
         self.store.event("broker", redact_url(url))
         replica_file, log = self.store.dir / f"replica-{QUEUE}.json", self.store.dir / "workers.log"
         self.app = make_app(url)
+        self.tasks = ShardTasks(self.store, self.results, self.app)
         threads = max(1, available_cpus() // self.request.workers)  # the workers share this machine's CPUs
         self.start = lambda: start_worker(self.store.dir, self.queue, url, replica_file, str(model_dir), log, threads,
                                           self.store.id, self.request.shard_size, self.visibility_s)
@@ -98,10 +97,10 @@ class LocalBackend:
         sent = self.window.fill()
         self.store.event("queued", f"{len(todo)} shards on queue {self.queue}, {sent} sent (the rest as workers finish them)")
 
-    def _queue_shard(self, shard: str) -> int:
-        """Send one shard to this run's queue (its attempts count from this driver's launch); returns its job count."""
-        self.app.send_task(RUN_SHARD, args=(str(self.store.dir), shard, self.launched), queue=self.queue)
-        return self.store.shard_jobs(shard)
+    def _tasks(self) -> ShardTasks:
+        if self.tasks is None:
+            raise RuntimeError("shards are sent once the backend has launched")
+        return self.tasks
 
     def price_per_hour(self) -> float:
         return self._price
@@ -113,35 +112,20 @@ class LocalBackend:
         self.store.event("worker started", str(proc.pid))
 
     def poll(self) -> None:
-        """Record the shard attempts that failed since the last poll (local workers write results themselves); send
-        waiting shards in place of the finished ones.
+        """Write what the window's shards reported since the last poll; send waiting shards in place of the finished.
 
         Raises ShardFailed when a shard failed its last attempt: the run stops, resumable.
         """
-        self._drop_finished()
-        self.window.fill()
-        for rowid, shard, worker, attempt, error, final in shard_failures_since(self.results, self.failures_seen):
-            self.failures_seen = rowid
-            self.problem = f"{shard} attempt {attempt} failed on {worker}: {error}"
-            self.store.event("shard failed", self.problem + ("" if final else "; retrying"))
-            if final:
-                raise ShardFailed(f"{shard} failed on all of its {attempt} attempts (last: {error}); see "
-                                  f"{self.store.dir / 'workers.log'}; `costserve resume {self.store.id}` tries it again")
-
-    def _drop_finished(self) -> None:
-        """Take the shards whose every job has a result out of the window."""
-        done = results_in_shards(self.results, self.window.sent)
-        for sid, jobs in list(self.window.sent.items()):
-            if done.get(sid, 0) >= jobs:
-                self.window.finished(sid)
+        if (error := self._tasks().poll(self.window, self.queue)) is not None:
+            raise ShardFailed(f"{error}; see {self.store.dir / 'workers.log'}; `costserve resume {self.store.id}` tries it again")
 
     def _kill_stalled(self) -> None:
         """SIGKILL the process group of every worker the watchdog finds without progress; replace_lost does the rest."""
         sent = set(self.window.sent)
         done = shards_started(self.results) - sent  # a shard leaves the window when its every job has a result
         for stall in stalled_workers(self.results, self.spawned, done, sent, self.stall_s, time.time()):
-            self.problem = f"worker pid {stall.pgid} made no progress for {stall.idle_s:.0f}s ({stall.on})"
-            self.store.event("worker stalled", f"{self.problem}; allowed {self.stall_s:.0f}s; killed")
+            self._tasks().problem = f"worker pid {stall.pgid} made no progress for {stall.idle_s:.0f}s ({stall.on})"
+            self.store.event("worker stalled", f"{self._tasks().problem}; allowed {self.stall_s:.0f}s; killed")
             self.spawned.pop(stall.pgid)
             try:
                 os.killpg(stall.pgid, signal.SIGKILL)
@@ -167,7 +151,6 @@ class LocalBackend:
         """Shards of the window not finished that no live worker holds. A dead worker may have held more than it had
         started (a message it had reserved but not begun stays unacked in Redis for the visibility timeout, an hour),
         so every such shard is sent again; a copy of one that is still queued finds its jobs done and does nothing."""
-        self._drop_finished()
         live = [p.pid for p in self.procs if p.poll() is None]
         held = set().union(*(shards_started_by(self.results, pgid) for pgid in live)) - shards_run(self.results)
         return sorted(set(self.window.sent) - held)
@@ -179,8 +162,8 @@ class LocalBackend:
 
     def status(self, now: float) -> RenderableType:
         table = worker_table(self.results, self.procs, now)
-        if self.problem is not None:
-            table.caption = f"last failure: {self.problem}"
+        if self.tasks is not None and self.tasks.problem is not None:
+            table.caption = f"last failure: {self.tasks.problem}"
         return table
 
     def gone(self) -> str:

@@ -140,7 +140,7 @@ def shard_jobs(store: RunStore, jobs: Iterable[Job], queue_of: Callable[[Job], s
     written = 0
 
     def flush(queue: str) -> None:
-        from workers.shard_io import write_shard
+        from costserve.store.shard_files import write_shard
 
         chunk = buffers.pop(queue, [])
         if chunk:

@@ -29,7 +29,7 @@ class GroupReplacer:
 
     store: RunStore
     fleet: Any  # deploy.sky_fleet.SkyFleet
-    app: Any  # the Celery app on the run's broker
+    shard_tasks: Any  # run.shard_tasks.ShardTasks on the run's broker: sends shards, writes their reports
     plan: Any  # solver.plan.Plan; replacement groups are appended
     offerings: Any  # pandas DataFrame, availability reduced as groups are lost
     gpus: Any
@@ -64,7 +64,7 @@ class GroupReplacer:
         from costserve.planning.batch import replan_jobs
         from costserve.run.shard_window import window_size
         from solver.planner import PlanningError
-        from workers.shard_io import read_shard
+        from costserve.store.shard_files import read_shard
 
         group = self.plan.groups[int(queue[1:])]
         self.fleet.forget(name)
@@ -107,6 +107,6 @@ class GroupReplacer:
             self.store.move_shard(sid, target)
         for (target, shards), g in zip(moved.items(), new.groups):
             size = window_size(g.count * g.replicas, g.replica.planned_batch, self.request.shard_size)
-            windows[target] = group_window(self.app, self.store, target, size, shards)
+            windows[target] = group_window(self.shard_tasks, target, size, shards)
             windows[target].fill()
         self.store.event("replaced", f"{queue} -> {', '.join(queues)} ({len(left)} shard(s) re-sent)")

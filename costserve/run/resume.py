@@ -65,7 +65,7 @@ def stop_sky_leftovers(store: RunStore) -> list[str]:
 def unfinished_jobs(store: RunStore) -> list[Job]:
     """Every job of the run's shards that has no result yet, once each, in shard order."""
     from costserve.store.results import done_ids, results_db
-    from workers.shard_io import read_shard
+    from costserve.store.shard_files import read_shard
 
     results = results_db(store.dir)
     done = done_ids(results)

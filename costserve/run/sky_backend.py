@@ -1,10 +1,8 @@
 """The SkyPilot Backend: a Redis head node and one cluster per fleet group; finished shards come back through the broker.
 
-Remote workers share no directory with the driver, so each shard travels inline in its Celery
-task (`workers.tasks.run_jobs`) and its outputs come back as the task result; this writes them
-into the run store as they arrive and forgets them in the broker. Each group's shards are sent
-a window at a time (run/shard_window.py): the broker and the driver hold the jobs of that
-window, never the whole batch; a shard is read from its file again when it is re-sent. A group
+Shards travel and report back as on every backend (run/shard_tasks.py): inline, a window at a
+time per group (run/shard_window.py), so the broker and the driver hold the jobs of that window,
+never the whole batch; a shard is read from its file again when it is re-sent. A group
 that finished its own shards takes the last waiting ones of a group whose classes it may serve. A shard
 is retried by its worker as a local one is (workers/tasks.py: MAX_ATTEMPTS, the last running its jobs one at
 a time); a shard that failed them all stops the run, resumable. Lost groups are replaced by `run.replan.GroupReplacer`; every cluster the backend
@@ -58,13 +56,14 @@ class SkyBackend:
 
         self.store, self.results, self.spec = store, results, launch
         self.fleet = SkyFleet(store.id, store.dir / "logs")
-        self.app: Any = None
-        self.windows: dict[str, ShardWindow[Any]] = {}  # group queue (g0, g1, ...) → its shards, sent as async results
+        self.tasks: Any = None  # run.shard_tasks.ShardTasks, once the broker is up
+        self.windows: dict[str, ShardWindow[Any]] = {}  # group queue (g0, g1, ...) → its shards, sent as task ids
         self.error: str | None = None
         self.replacer: GroupReplacer | None = None  # set once the fleet is up
         self.may_add_capacity = True
 
     def launch(self) -> None:
+        from costserve.run.shard_tasks import ShardTasks
         from workers.celery_app import make_app
 
         spec = self.spec
@@ -72,9 +71,9 @@ class SkyBackend:
         tasks = node_tasks(spec.plan.model, spec.request.model_source, spec.request.shard_size)
         files = tasks.write(groups, spec.gpus, self.store.dir, spec.first)
         broker = launch_clusters(self.store, self.fleet, groups, files, spec.first, spec.broker, spec.offerings, tasks)
-        self.app = make_app(broker)
-        self.windows = shard_windows(self.store, self.app, spec.plan, spec.first, spec.request.shard_size)
-        self.replacer = GroupReplacer(self.store, self.fleet, self.app, spec.plan, spec.offerings, spec.gpus, spec.request,
+        self.tasks = ShardTasks(self.store, self.results, make_app(broker))
+        self.windows = shard_windows(self.store, self.tasks, spec.plan, spec.first, spec.request.shard_size)
+        self.replacer = GroupReplacer(self.store, self.fleet, self.tasks, spec.plan, spec.offerings, spec.gpus, spec.request,
                                       broker, tasks, spec.deadline_s, spec.budget)
 
     def price_per_hour(self) -> float:
@@ -89,36 +88,11 @@ class SkyBackend:
 
     def poll(self) -> None:
         for queue, window in list(self.windows.items()):
-            for sid, res in list(window.sent.items()):
-                if res.ready():
-                    self._collect(queue, window, sid, res)
-            window.fill()
+            if (error := self.tasks.poll(window, queue)) is not None and self.error is None:
+                self.error = f"{error}; `costserve resume {self.store.id}` tries it again"
         served = {f"g{i}": {c for c, share in g.class_shares.items() if share > 0} for i, g in enumerate(self.spec.plan.groups)}
         if moved := rebalance(self.windows, served, self.store.move_shard):
             self.store.event("rebalanced", f"{moved} shard(s) moved to a group that finished its own")
-
-    def _collect(self, queue: str, window: ShardWindow[Any], sid: str, res: Any) -> None:
-        """Write a finished shard's outputs to the run store; a shard that failed its every attempt stops the run."""
-        from workers.shard_io import save_occupancy, save_result, save_shard_run
-        from workers.tasks import MAX_ATTEMPTS
-
-        if not res.successful():
-            self.error = (f"shard {sid} failed on all of its {MAX_ATTEMPTS} attempts on queue {queue} (last: "
-                          f"{str(res.result).splitlines()[0][:300] if res.result else 'unknown'}); "
-                          f"`costserve resume {self.store.id}` tries it again")
-            self.store.event("shard failed", self.error)
-            window.finished(sid)
-            return
-        done = res.get()
-        for o in done["outputs"]:
-            save_result(self.results, o["custom_id"], o["line"], sid, o["output"], done["attempt"], o["tokens"], o["finished"])
-        for occupancy in done.get("occupancy", ()):
-            save_occupancy(self.results, done["worker"], done["queue"], *occupancy)
-        errors = sum(o["output"].get("error") is not None for o in done["outputs"])
-        save_shard_run(self.results, sid, done["worker"], queue, done["attempt"], done["started"],
-                       len(done["outputs"]), sum(o["tokens"] for o in done["outputs"]), errors, done["finished"])
-        res.forget()
-        window.finished(sid)
 
     def replace_lost(self) -> None:
         if self.replacer is not None and self.error is None:

@@ -1,6 +1,6 @@
 """Launching a SkyPilot stretch of a run: the Redis head node, one cluster per group, and the shards sent inline.
 
-Each shard travels inline in its Celery task (`workers.tasks.run_jobs`), because remote
+Each shard travels inline in its Celery task (run/shard_tasks.py, as on every backend), because remote
 workers share no directory with the driver; each group's shards are sent a window at a time.
 """
 
@@ -18,6 +18,7 @@ from solver.plan import Plan
 if TYPE_CHECKING:
     import pandas as pd
 
+    from costserve.run.shard_tasks import ShardTasks
     from costserve.run.shard_window import ShardWindow
     from costserve.run.sky_tasks import NodeTasks
 
@@ -51,7 +52,7 @@ def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path]
     return broker
 
 
-def shard_windows(store: RunStore, app: Any, plan: Plan, first: int, shard_size: int) -> dict[str, "ShardWindow[Any]"]:
+def shard_windows(store: RunStore, tasks: "ShardTasks", plan: Plan, first: int, shard_size: int) -> dict[str, "ShardWindow[Any]"]:
     """A window per group of `plan.groups[first:]` over its queued shards (run/shard_window.py), filled: the first
     shards of each group are sent, inline, and the rest wait."""
     from costserve.run.shard_window import window_size
@@ -63,7 +64,7 @@ def shard_windows(store: RunStore, app: Any, plan: Plan, first: int, shard_size:
     for i in range(first, len(plan.groups)):
         g = plan.groups[i]
         size = window_size(g.count * g.replicas, g.replica.planned_batch, shard_size)
-        windows[f"g{i}"] = group_window(app, store, f"g{i}", size, queued.get(f"g{i}", []))
+        windows[f"g{i}"] = group_window(tasks, f"g{i}", size, queued.get(f"g{i}", []))
     sent = sum(w.fill() for w in windows.values())
     store.event("queued", f"{sum(len(w) for w in windows.values())} shards on {len(windows)} queue(s), {sent} sent "
                 "(the rest as the groups finish them)")

@@ -1,7 +1,8 @@
 """The driver's watchdog: a worker that makes no progress for longer than the plan allows is declared stalled.
 
-Progress is what the workers write to results.sqlite (a shard started, a job finished), so
-the watchdog needs no channel of its own: each result is a heartbeat. The allowance per
+Progress is what the workers' shard reports put in results.sqlite (a shard started, a job
+finished; run/shard_tasks.py), so the watchdog needs no channel of its own: each result is a
+heartbeat. The allowance per
 worker is STALL_FACTOR × the plan's predicted time for one shard on one worker, and never
 less than the floor (COSTSERVE_STALL_FLOOR_S, default 300 s: loading a replica, converting
 the embedded model on a first run). The factor is wide because the local roofline is known

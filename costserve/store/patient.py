@@ -79,6 +79,10 @@ class PatientConnection(sqlite3.Connection):
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
         return self._patiently(super().execute, sql, parameters)  # type: ignore[no-any-return]
 
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:  # type: ignore[override]
+        rows = list(parameters)  # a retry runs them again: INSERT OR REPLACE / keyed writes make that harmless
+        return self._patiently(super().executemany, sql, rows)  # type: ignore[no-any-return]
+
     def commit(self) -> None:
         self._patiently(super().commit)
 

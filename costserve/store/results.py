@@ -1,23 +1,23 @@
 """`results.sqlite`: one row per finished job and one per shard execution, owned by the run store.
 
-The driver creates the schema before any worker starts; workers only insert
-(`workers/shard_io.py`: `save_result`, `mark_shard_started`, `save_shard_run`, `save_occupancy`), keyed by
-custom_id so a redelivered shard overwrites its rows instead of adding new ones. Everything
-else reads it through the typed queries below. Times are unix seconds, tokens are output tokens.
+The driver creates the schema and is its only writer (store/result_records.py: the shard reports
+workers send back through the broker), keyed by custom_id so a redelivered shard overwrites its
+rows instead of adding new ones. Everything else reads it through the typed queries below. Times are unix seconds, tokens are output tokens.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workers.shard_io import LOCK_TIMEOUT_S, RESULTS_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
 
+RESULTS_FILE = "results.sqlite"  # in the run directory
+LOCK_TIMEOUT_S = 60  # s a reader waits for a writer's lock
 FAILED_MARK = '"error": {'  # in the output line of a job that failed (workers/results.py: batch_output_line)
 RESULT_TABLES = ("results", "shard_starts", "shard_runs", "shard_failures", "occupancy")
 
@@ -99,16 +99,6 @@ def results_per_shard(con: sqlite3.Connection) -> dict[str, int]:
     return {sid: n for sid, n in con.execute("SELECT shard, COUNT(*) FROM results GROUP BY shard")}
 
 
-def results_in_shards(con: sqlite3.Connection, shards: Collection[str]) -> dict[str, int]:
-    """Jobs with a result in each of `shards` (a window of them: the query never reads the whole batch's shards)."""
-    ids, out = list(shards), {}
-    for i in range(0, len(ids), 500):  # SQLite allows 999 parameters in one statement (older builds)
-        chunk = ids[i:i + 500]
-        out.update(con.execute(f"SELECT shard, COUNT(*) FROM results WHERE shard IN ({', '.join('?' * len(chunk))}) "
-                               "GROUP BY shard", chunk).fetchall())
-    return out
-
-
 def shards_started(con: sqlite3.Connection) -> set[str]:
     """Shards some worker started."""
     return {sid for (sid,) in con.execute("SELECT DISTINCT shard FROM shard_starts")}
@@ -147,12 +137,6 @@ def worker_progress(con: sqlite3.Connection) -> dict[int, tuple[int, int, int, f
 def shards_run(con: sqlite3.Connection) -> set[str]:
     """Shards some worker finished running."""
     return {sid for (sid,) in con.execute("SELECT DISTINCT shard FROM shard_runs")}
-
-
-def shard_failures_since(con: sqlite3.Connection, rowid: int) -> list[tuple[int, str, str, int, str, bool]]:
-    """Failed shard attempts recorded after row `rowid`: (rowid, shard, worker, attempt, error, final), oldest first."""
-    return [(r, s, w, a, e, bool(f)) for r, s, w, a, e, f in con.execute(
-        "SELECT rowid, shard, worker, attempt, error, final FROM shard_failures WHERE rowid > ? ORDER BY rowid", (rowid,))]
 
 
 def queue_run_stats(con: sqlite3.Connection) -> dict[str, tuple[int, int, float | None]]:

@@ -153,9 +153,11 @@ class RunStore:
         sql = "SELECT shard_id, queue, jobs, state FROM shards" + (" WHERE state = ?" if state else "") + " ORDER BY shard_id"
         return list(self.db.execute(sql, (state,) if state else ()))
 
-    def shard_jobs(self, shard_id: str) -> int:
-        """How many jobs shard `shard_id` holds."""
-        return int(self.db.execute("SELECT jobs FROM shards WHERE shard_id = ?", (shard_id,)).fetchone()[0])
+    def shard_done(self, shard_id: str) -> None:
+        """Mark one shard done: its every job has a result."""
+        self.db.execute("UPDATE shards SET state = 'done', updated = ? WHERE shard_id = ? AND state != 'done'",
+                        (time.time(), shard_id))
+        self.event("shard done", shard_id)
 
     def mark_finished_shards(self, results: sqlite3.Connection) -> int:
         """Mark shards whose every job has a result as done; returns how many shards are done."""
