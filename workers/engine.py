@@ -47,6 +47,7 @@ class Generation:
     chat: bool
     error: str | None = None
     token_ids: list[int] = field(default_factory=list)
+    finished: float = 0.0  # unix s when the engine gave it (workers/feed.py stamps it; 0 until then)
 
 
 # tokens per KV-cache slot when the replica does not say (a replica file written by hand): every slot holds it at once,

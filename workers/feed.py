@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -148,7 +149,7 @@ class EngineFeed:
     def _answer(self, gen: Generation) -> None:
         with self._lock:
             ticket, position = self._active.pop(gen.index)
-        gen.index = position
+        gen.index, gen.finished = position, time.time()  # the engine's time, not when a busy task thread gets to it
         ticket.answers.put(gen)
 
     def _fail_admitted(self, exc: BaseException) -> None:

@@ -55,6 +55,7 @@ _engine: Any = None  # Engine, or VllmEngine for a vllm replica
 _replica_json: str = ""  # the loaded replica, for results' fingerprints (kept when a broken engine is dropped)
 _feed: EngineFeed | None = None
 _occupancy_out: list[OccupancyWindow] = []  # this replica's windows, returned with the next finished shard
+_windows_lock = threading.Lock()
 _build_lock = threading.Lock()  # task threads start together: one feed, one engine (two would each start stages)
 
 
@@ -99,7 +100,16 @@ def _drop(engine: Any) -> None:
 
 def _save_window(window: OccupancyWindow) -> None:
     """Keep an occupancy window of this worker's replica: it travels back with the next shard report."""
-    _occupancy_out.append(window)
+    with _windows_lock:
+        _occupancy_out.append(window)
+
+
+def _take_windows() -> list[OccupancyWindow]:
+    """The windows kept since the last report (task threads finish shards at once: each window goes to one report)."""
+    with _windows_lock:
+        taken = list(_occupancy_out)
+        _occupancy_out.clear()
+    return taken
 
 
 def result_line(gen: Any) -> dict[str, Any]:
@@ -173,7 +183,7 @@ def run_shard(self: Any, run_id: str, shard_id: str, jobs: list[dict[str, Any]],
         for gen in worker_feed().run(todo, alone=final, note=f"failed on attempt {attempt} of {MAX_ATTEMPTS}: "):
             job = todo[gen.index]
             report["outputs"].append(JobOutput(custom_id=job.custom_id, line=job.line, output=result_line(gen),
-                                               tokens=gen.completion_tokens, attempt=attempt, finished=time.time()))
+                                               tokens=gen.completion_tokens, attempt=attempt, finished=gen.finished or time.time()))
             if time.monotonic() - published >= PROGRESS_S:
                 _publish(self, report)
                 published = time.monotonic()
@@ -184,7 +194,6 @@ def run_shard(self: Any, run_id: str, shard_id: str, jobs: list[dict[str, Any]],
             raise
         raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries),
                          kwargs={"sent": sent, "carried": report["outputs"], "failures": report["failures"]})
-    report["occupancy"] = [[w.start, w.end, w.rounds, w.in_flight_sum, w.in_flight_max, w.slots]
-                           for w in [_occupancy_out.pop(0) for _ in range(len(_occupancy_out))]]
+    report["occupancy"] = [[w.start, w.end, w.rounds, w.in_flight_sum, w.in_flight_max, w.slots] for w in _take_windows()]
     report["finished"] = time.time()
     return report

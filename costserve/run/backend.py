@@ -1,7 +1,7 @@
 """The Backend protocol: where a run's workers run.
 
-A backend launches its workers (and a broker), queues the run's queued shards, brings
-finished work into the run store, replaces lost workers or groups, and tears everything
+A backend launches its workers (and a broker), sends the run's queued shards (run/shard_tasks.py,
+the same protocol for both), brings what the workers report into the run store, replaces lost workers or groups, and tears everything
 down; `run.drive.drive` calls it in that order. Two implementations: `run.local.LocalBackend`
 (processes on this machine) and `run.sky_backend.SkyBackend` (SkyPilot clusters).
 """
@@ -25,7 +25,10 @@ class Backend(Protocol):
         """$/h of everything launched (workers and broker), for the live view's projection."""
 
     def poll(self) -> None:
-        """Bring finished work into the run store; nothing to do when workers write it themselves."""
+        """Bring what the workers reported into the run store and send waiting shards in place of finished ones."""
+
+    def settle(self) -> None:
+        """Once every job has a result: read the final reports still out (their shard runs and occupancy), briefly."""
 
     def replace_lost(self) -> None:
         """Notice workers or groups that were lost, re-queue their unfinished shards, and replace them."""

@@ -127,6 +127,7 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "B
             projected = spent + price_per_hour * remaining_s / 3600 if remaining_s is not None else None
             show(Tick(done, total, tokens / elapsed, spent, projected, remaining_s, backend.status(time.time())))
             if done >= total:
+                backend.settle()
                 return
             if store.cancel_requested():
                 raise Cancelled()

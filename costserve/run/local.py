@@ -119,6 +119,9 @@ class LocalBackend:
         if (error := self._tasks().poll(self.window, self.queue)) is not None:
             raise ShardFailed(f"{error}; see {self.store.dir / 'workers.log'}; `costserve resume {self.store.id}` tries it again")
 
+    def settle(self) -> None:
+        self._tasks().settle({self.queue: self.window})
+
     def _kill_stalled(self) -> None:
         """SIGKILL the process group of every worker the watchdog finds without progress; replace_lost does the rest."""
         sent = set(self.window.sent)

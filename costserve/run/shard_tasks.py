@@ -19,6 +19,7 @@ a time); a shard that failed its last attempt stops the run, resumable.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from costserve.run.shard_window import ShardWindow
 
 RUN_TASK = "workers.tasks.run_shard"
+SETTLE_S = 15.0  # s the driver waits, after the last result, for the last shards' final reports
+SETTLE_POLL_S = 0.2
 
 
 @dataclass
@@ -101,6 +104,17 @@ class ShardTasks:
             error = error or state.error
         window.fill()
         return error
+
+
+    def settle(self, windows: "dict[str, ShardWindow[str]]", timeout_s: float = SETTLE_S) -> None:
+        """Once every job has a result: poll the windows (group → window) until every sent shard's final report is
+        read, for at most `timeout_s` (s). A worker returns its report a moment after the shard's last result, and
+        that report carries the shard run and the replica's latest occupancy windows."""
+        deadline = time.monotonic() + timeout_s
+        while any(w.sent for w in windows.values()) and time.monotonic() < deadline:
+            for group, window in windows.items():
+                self.poll(window, group)
+            time.sleep(SETTLE_POLL_S)
 
 
 def _error_line(result: Any) -> str:

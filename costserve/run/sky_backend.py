@@ -94,6 +94,9 @@ class SkyBackend:
         if moved := rebalance(self.windows, served, self.store.move_shard):
             self.store.event("rebalanced", f"{moved} shard(s) moved to a group that finished its own")
 
+    def settle(self) -> None:
+        self.tasks.settle(self.windows)
+
     def replace_lost(self) -> None:
         if self.replacer is not None and self.error is None:
             self.replacer.check(self.windows)
