@@ -51,8 +51,8 @@ def parse_gpu_limits(text: str | None, known_gpus: set[str]) -> dict[str, int]:
 
 
 def apply_availability(
-    offerings: "pd.DataFrame", home: Path | None, gpu_limits: dict[str, int] | None = None
-) -> "pd.DataFrame":
+    offerings: pd.DataFrame, home: Path | None, gpu_limits: dict[str, int] | None = None
+) -> pd.DataFrame:
     """Offerings with `availability` (instances) after the user's file and the per-GPU caps.
 
     A GPU cap of N limits every offering of that GPU to floor(N / gpu_count) instances; the
@@ -68,7 +68,9 @@ def apply_availability(
             if region:
                 match &= df["region"] == region
             if not match.any():
-                raise CatalogError(f"{path}:{line}: instance_type: no offering {row.cloud}/{region or '*'}/{row.instance_type}")
+                raise CatalogError(
+                    f"{path}:{line}: instance_type: no offering {row.cloud}/{region or '*'}/{row.instance_type}"
+                )
             df.loc[match, "availability"] = row.availability
     for gpu, cap in (gpu_limits or {}).items():
         rows = df["gpu"] == gpu

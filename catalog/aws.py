@@ -17,17 +17,24 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from catalog.merge import match_gpu, merge_offerings
+from costserve.errors import CatalogError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 PRICING_REGION = "us-east-1"
 SOURCE = "AWS APIs: DescribeInstanceTypes, Pricing GetProducts, DescribeSpotPriceHistory"
-_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure", "UnrecognizedClientException"}
+_DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthFailure",
+    "UnrecognizedClientException",
+}
 _THROTTLED = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
 
 
-class AwsRefreshError(Exception):
+class AwsRefreshError(CatalogError):
     """AWS refused or could not answer; the message says which call, in which region, and what to do."""
 
 
@@ -89,15 +96,18 @@ def _on_demand_price(pricing: Any, instance_type: str, region: str) -> float | N
     return min(prices) if prices else None
 
 
-def fetch_aws_region(region: str, gpus: "pd.DataFrame", ec2: Any, pricing: Any) -> tuple["pd.DataFrame", dict[str, int]]:
+def fetch_aws_region(region: str, gpus: pd.DataFrame, ec2: Any, pricing: Any) -> tuple[pd.DataFrame, dict[str, int]]:
     """GPU offerings of one AWS region (offering columns without `availability`), and skipped GPU counts."""
     import pandas as pd
 
     offered = {
         o["InstanceType"]
         for page in _call(
-            "ec2:DescribeInstanceTypeOfferings", region, ec2.describe_instance_type_offerings,
-            LocationType="region", Filters=[{"Name": "location", "Values": [region]}],
+            "ec2:DescribeInstanceTypeOfferings",
+            region,
+            ec2.describe_instance_type_offerings,
+            LocationType="region",
+            Filters=[{"Name": "location", "Values": [region]}],
         )
         for o in page["InstanceTypeOfferings"]
     }
@@ -126,10 +136,14 @@ def fetch_aws_region(region: str, gpus: "pd.DataFrame", ec2: Any, pricing: Any) 
         return frame, skipped
     frame["price_per_hour"] = [_on_demand_price(pricing, t, region) for t in frame["instance_type"]]
     spot: dict[str, float] = {}
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     for page in _call(
-        "ec2:DescribeSpotPriceHistory", region, ec2.describe_spot_price_history,
-        InstanceTypes=sorted(frame["instance_type"]), ProductDescriptions=["Linux/UNIX"], StartTime=now,
+        "ec2:DescribeSpotPriceHistory",
+        region,
+        ec2.describe_spot_price_history,
+        InstanceTypes=sorted(frame["instance_type"]),
+        ProductDescriptions=["Linux/UNIX"],
+        StartTime=now,
     ):
         for entry in page["SpotPriceHistory"]:
             price = float(entry["SpotPrice"])
@@ -140,20 +154,20 @@ def fetch_aws_region(region: str, gpus: "pd.DataFrame", ec2: Any, pricing: Any) 
 
 
 def refresh_aws_offerings(
-    regions: list[str], current: "pd.DataFrame", gpus: "pd.DataFrame", session: Any = None, account_limits: bool = True
-) -> tuple["pd.DataFrame", dict[str, int]]:
+    regions: list[str], current: pd.DataFrame, gpus: pd.DataFrame, session: Any = None, account_limits: bool = True
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """`current` with the AWS rows of `regions` replaced by what AWS reports now; with `account_limits`, capped by the
     account's EC2 quotas and with spot risk from placement scores (catalog/aws_limits.py).
 
     Every region is fetched before anything is replaced, so a failure (AwsRefreshError)
     changes nothing. Returns (offerings, GPU offerings found per region).
     """
-    from catalog.aws_limits import apply_account_limits
-    from catalog.merge import known_availability
-
     import boto3
     import pandas as pd
     from botocore.config import Config
+
+    from catalog.aws_limits import apply_account_limits
+    from catalog.merge import known_availability
 
     session = session or boto3.session.Session()
     config = Config(retries={"max_attempts": 5, "mode": "standard"})
@@ -162,8 +176,9 @@ def refresh_aws_offerings(
     for region in regions:
         ec2 = session.client("ec2", region_name=region, config=config)
         frame, _ = fetch_aws_region(region, gpus, ec2, pricing)
-        frame = frame.assign(availability=known_availability(current, frame), availability_source=None,
-                             spot_interruption=None)
+        frame = frame.assign(
+            availability=known_availability(current, frame), availability_source=None, spot_interruption=None
+        )
         if account_limits and not frame.empty:
             quotas = session.client("service-quotas", region_name=region, config=config)
             frame = apply_account_limits(frame, region, quotas, ec2, _call)

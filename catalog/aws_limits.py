@@ -34,14 +34,18 @@ if TYPE_CHECKING:
 
 # Service Quotas codes for EC2 vCPU limits: (family, spot) -> quota code
 QUOTA_CODES = {
-    ("G and VT", False): "L-DB2E81BA", ("P", False): "L-417A185B", ("Standard", False): "L-1216C47A",
-    ("G and VT", True): "L-3819A6DF", ("P", True): "L-7212CCBC", ("Standard", True): "L-34B43A08",
+    ("G and VT", False): "L-DB2E81BA",
+    ("P", False): "L-417A185B",
+    ("Standard", False): "L-1216C47A",
+    ("G and VT", True): "L-3819A6DF",
+    ("P", True): "L-7212CCBC",
+    ("Standard", True): "L-34B43A08",
 }
 LOST_AT_BEST, LOST_AT_WORST = 0.05, 0.50  # share of spot throughput lost at placement score 10 and 1
 QUOTA_SOURCE = "AWS Service Quotas"  # how an availability_source set by a quota begins
 
 
-def quota_capped(offerings: "pd.DataFrame") -> "pd.Series":
+def quota_capped(offerings: pd.DataFrame) -> pd.Series:
     """Per offering: whether the account's quota set its availability (not the catalog's assumption)."""
     return offerings["availability_source"].fillna("").str.startswith(QUOTA_SOURCE)
 
@@ -65,32 +69,48 @@ def _quota_vcpus(call: Any, quotas: Any, region: str, code: str) -> float:
     return float(pages[0]["Quota"]["Value"])
 
 
-def apply_account_limits(frame: "pd.DataFrame", region: str, quotas: Any, ec2: Any, call: Any) -> "pd.DataFrame":
+def apply_account_limits(frame: pd.DataFrame, region: str, quotas: Any, ec2: Any, call: Any) -> pd.DataFrame:
     """`frame` (one region's fresh AWS offerings, with `availability`) capped by the account's quotas, with
     `availability_source` and `spot_interruption` from the spot placement scores. `call(operation, region, fn,
     **kwargs)` makes each AWS call (catalog/aws.py: pages, errors as AwsRefreshError)."""
     frame = frame.copy()
     families = {instance_family(t) for t in frame["instance_type"]}
-    limits = {(f, spot): _quota_vcpus(call, quotas, region, QUOTA_CODES[(f, spot)]) for f in sorted(families) for spot in (False, True)}
+    limits = {
+        (f, spot): _quota_vcpus(call, quotas, region, QUOTA_CODES[(f, spot)])
+        for f in sorted(families)
+        for spot in (False, True)
+    }
     sources, caps, spot_prices = [], [], []
     for _, row in frame.iterrows():
         family = instance_family(row["instance_type"])
         on_demand = int(math.floor(limits[(family, False)] / row["vcpus"]))
         caps.append(min(int(row["availability"]), on_demand))
         code = QUOTA_CODES[(family, False)]
-        sources.append(f"{QUOTA_SOURCE} {code} ({family} on-demand): {limits[(family, False)]:g} vCPUs"
-                       if on_demand < int(row["availability"]) else "catalog assumption (within the account's quota)")
+        sources.append(
+            f"{QUOTA_SOURCE} {code} ({family} on-demand): {limits[(family, False)]:g} vCPUs"
+            if on_demand < int(row["availability"])
+            else "catalog assumption (within the account's quota)"
+        )
         spot_prices.append(row["spot_price_per_hour"] if limits[(family, True)] >= row["vcpus"] else float("nan"))
     frame["availability"], frame["availability_source"], frame["spot_price_per_hour"] = caps, sources, spot_prices
-    frame["spot_interruption"] = [_placement(call, ec2, region, t, max(1, a)) if p == p else None
-                                  for t, a, p in zip(frame["instance_type"], frame["availability"], spot_prices)]
+    frame["spot_interruption"] = [
+        _placement(call, ec2, region, t, max(1, a)) if p == p else None
+        for t, a, p in zip(frame["instance_type"], frame["availability"], spot_prices)
+    ]
     return frame
 
 
 def _placement(call: Any, ec2: Any, region: str, instance_type: str, capacity: int) -> float | None:
     """spot_interruption of one instance type at `capacity` instances in `region`, or None when AWS gives no score."""
-    pages = call("ec2:GetSpotPlacementScores", region, ec2.get_spot_placement_scores, InstanceTypes=[instance_type],
-                 TargetCapacity=capacity, TargetCapacityUnitType="units", SingleAvailabilityZone=False,
-                 RegionNames=[region])
+    pages = call(
+        "ec2:GetSpotPlacementScores",
+        region,
+        ec2.get_spot_placement_scores,
+        InstanceTypes=[instance_type],
+        TargetCapacity=capacity,
+        TargetCapacityUnitType="units",
+        SingleAvailabilityZone=False,
+        RegionNames=[region],
+    )
     scores = [s["Score"] for page in pages for s in page.get("SpotPlacementScores", []) if s.get("Region") == region]
     return round(spot_interruption(max(scores)), 4) if scores else None

@@ -13,13 +13,10 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ValidationError
 
 from catalog.schema import GpuRow, MeasuredThroughputRow, ModelRow, OfferingRow, QuantizedCheckpointRow
+from costserve.errors import CatalogError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-class CatalogError(Exception):
-    """A catalog file is missing or invalid; the message names file, line and column."""
 
 
 def shipped_path(name: str) -> Path:
@@ -32,7 +29,7 @@ def user_catalog_dir(home: Path) -> Path:
     return home / "catalog"
 
 
-def read_rows(path: Path, schema: type[BaseModel]) -> "pd.DataFrame":
+def read_rows(path: Path, schema: type[BaseModel]) -> pd.DataFrame:
     """Read a CSV, validate each row against `schema`, return a typed DataFrame (columns = fields)."""
     import pandas as pd
 
@@ -69,14 +66,14 @@ def read_rows(path: Path, schema: type[BaseModel]) -> "pd.DataFrame":
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def _unique(df: "pd.DataFrame", keys: list[str], path: Path) -> None:
+def _unique(df: pd.DataFrame, keys: list[str], path: Path) -> None:
     dupes = df.duplicated(subset=keys, keep="first")
     if dupes.any():
         line = int(dupes.to_numpy().argmax()) + 2
         raise CatalogError(f"{path}:{line}: {','.join(keys)}: duplicate row")
 
 
-def load_gpus(path: Path | None = None) -> "pd.DataFrame":
+def load_gpus(path: Path | None = None) -> pd.DataFrame:
     """GPU specs (one row per device kind, indexed by nothing; `gpu` is unique)."""
     path = path or shipped_path("gpus.csv")
     df = read_rows(path, GpuRow)
@@ -84,7 +81,7 @@ def load_gpus(path: Path | None = None) -> "pd.DataFrame":
     return df
 
 
-def load_models(path: Path | None = None) -> "pd.DataFrame":
+def load_models(path: Path | None = None) -> pd.DataFrame:
     """Model architectures (`model` is unique)."""
     path = path or shipped_path("models.csv")
     df = read_rows(path, ModelRow)
@@ -101,7 +98,7 @@ def offerings_path(home: Path | None) -> Path:
     return shipped_path("offerings.csv")
 
 
-def load_offerings(path: Path | None = None, gpus: "pd.DataFrame | None" = None) -> "pd.DataFrame":
+def load_offerings(path: Path | None = None, gpus: pd.DataFrame | None = None) -> pd.DataFrame:
     """Cloud offerings; every `gpu` must name a row of gpus.csv. Prices in $/h."""
     path = path or shipped_path("offerings.csv")
     df = read_rows(path, OfferingRow)
@@ -110,7 +107,7 @@ def load_offerings(path: Path | None = None, gpus: "pd.DataFrame | None" = None)
     return df
 
 
-def load_measured_throughput(path: Path | None = None) -> "pd.DataFrame":
+def load_measured_throughput(path: Path | None = None) -> pd.DataFrame:
     """Published offline throughput (output tokens/s) the cost model is held to; every gpu and model is in the catalog."""
     path = path or shipped_path("measured_throughput.csv")
     df = read_rows(path, MeasuredThroughputRow)
@@ -120,7 +117,7 @@ def load_measured_throughput(path: Path | None = None) -> "pd.DataFrame":
     return df
 
 
-def _known(df: "pd.DataFrame", column: str, known: set[str], path: Path) -> None:
+def _known(df: pd.DataFrame, column: str, known: set[str], path: Path) -> None:
     """CatalogError naming the first line whose `column` is not in `<column>s.csv` (`known`)."""
     unknown = ~df[column].isin(known)
     if unknown.any():
@@ -128,7 +125,7 @@ def _known(df: "pd.DataFrame", column: str, known: set[str], path: Path) -> None
         raise CatalogError(f"{path}:{line}: {column}: {df[column][line - 2]!r} is not in {column}s.csv")
 
 
-def load_quantized_checkpoints(path: Path | None = None) -> "pd.DataFrame":
+def load_quantized_checkpoints(path: Path | None = None) -> pd.DataFrame:
     """Pre-quantized checkpoints vLLM serves (int8/int4 weights), one per model and bit-width; every model is in the
     catalog."""
     path = path or shipped_path("quantized_checkpoints.csv")

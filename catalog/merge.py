@@ -13,7 +13,7 @@ OFFERING_KEY = ["cloud", "region", "instance_type", "gpu", "gpu_count"]
 NEW_OFFERING_GPUS_AVAILABLE = 8
 
 
-def known_availability(current: "pd.DataFrame", fresh: "pd.DataFrame") -> list[int]:
+def known_availability(current: pd.DataFrame, fresh: pd.DataFrame) -> list[int]:
     """Per `fresh` row, the availability its offering had in `current`, or enough instances for
     NEW_OFFERING_GPUS_AVAILABLE GPUs (at least one)."""
     known = current.set_index(OFFERING_KEY)["availability"]
@@ -21,7 +21,7 @@ def known_availability(current: "pd.DataFrame", fresh: "pd.DataFrame") -> list[i
     return [int(known.get(k, d)) for k, d in zip(fresh[OFFERING_KEY].itertuples(index=False, name=None), default)]
 
 
-def merge_offerings(current: "pd.DataFrame", fresh: "pd.DataFrame", replaced: "pd.Series") -> "pd.DataFrame":
+def merge_offerings(current: pd.DataFrame, fresh: pd.DataFrame, replaced: pd.Series) -> pd.DataFrame:
     """`current` minus the rows where `replaced` is true, plus `fresh`.
 
     A `fresh` without `availability` keeps each offering's from `current` (known_availability); optional columns
@@ -37,14 +37,16 @@ def merge_offerings(current: "pd.DataFrame", fresh: "pd.DataFrame", replaced: "p
     return pd.concat([current[~replaced], fresh[current.columns]], ignore_index=True)
 
 
-def match_gpu(name: str, memory_gib: float, gpus: "pd.DataFrame") -> str | None:
+def match_gpu(name: str, memory_gib: float, gpus: pd.DataFrame) -> str | None:
     """costserve's gpu for a cloud's GPU name and per-GPU memory (GiB), or None if unknown.
 
     Candidates share the name as their `gpu` or `sky_name` prefix (A100 -> A100-40GB and
     A100-80GB); the one with the closest memory wins; the first listed wins a tie (SXM).
     """
     key = name.strip().lower()
-    named = gpus[gpus["gpu"].str.lower().str.split("-").str[0].eq(key) | gpus["sky_name"].fillna("").str.lower().eq(key)]
+    named = gpus[
+        gpus["gpu"].str.lower().str.split("-").str[0].eq(key) | gpus["sky_name"].fillna("").str.lower().eq(key)
+    ]
     if named.empty:
         return None
     distance = (named["memory_gib"] - memory_gib).abs()

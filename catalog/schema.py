@@ -32,12 +32,14 @@ class GpuRow(_Row):
     fp8_tflops: float = Field(0.0, ge=0, description="dense FP8 tensor throughput, TFLOPS (0: no FP8 tensor cores)")
     mem_bandwidth_gbps: float = Field(gt=0, description="memory bandwidth, GB/s")
     interconnect: Literal["NVLink", "PCIe"] | None = None
-    nvlink_gbps: float = Field(ge=0, description="GPU-GPU NVLink bandwidth, both directions together as datasheets state it, GB/s (0: none)")
+    nvlink_gbps: float = Field(
+        ge=0, description="GPU-GPU NVLink bandwidth, both directions together as datasheets state it, GB/s (0: none)"
+    )
     pcie_gbps: float = Field(ge=0, description="host link bandwidth per direction, GB/s")
     per_vcpu: bool = False
 
     @model_validator(mode="after")
-    def _memory_for_gpus(self) -> "GpuRow":
+    def _memory_for_gpus(self) -> GpuRow:
         if not self.per_vcpu and self.memory_gib <= 0:
             raise ValueError("memory_gib: a GPU needs memory_gib > 0")
         return self
@@ -56,13 +58,18 @@ class OfferingRow(_Row):
     price_per_hour: float = Field(gt=0, description="on-demand price, $/h")
     spot_price_per_hour: float | None = Field(None, gt=0, description="spot price, $/h (empty: no spot)")
     availability: int = Field(ge=0, description="instances that can be had at once (default; user-overridable)")
-    availability_source: str | None = Field(None, description="where `availability` comes from (empty: the catalog "
-                                                              "file's assumption)")
-    spot_interruption: float | None = Field(None, ge=0.0, lt=1.0, description="share of spot throughput lost to "
-                                            "interruptions (empty: the cloud's default, solver/candidates.py)")
+    availability_source: str | None = Field(
+        None, description="where `availability` comes from (empty: the catalog file's assumption)"
+    )
+    spot_interruption: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="share of spot throughput lost to interruptions (empty: the cloud's default, solver/candidates.py)",
+    )
 
     @model_validator(mode="after")
-    def _gpu_count_matches(self) -> "OfferingRow":
+    def _gpu_count_matches(self) -> OfferingRow:
         if (self.gpu == "cpu") != (self.gpu_count == 0):
             raise ValueError("gpu_count: must be 0 exactly when gpu is cpu")
         return self
@@ -85,10 +92,12 @@ class ModelRow(_Row):
     experts: int = Field(1, ge=1)
     experts_per_token: int = Field(1, ge=1)
     tied_embeddings: bool = False
-    gated: bool = Field(False, description="the Hugging Face repository asks for an access request: downloads need a token")
+    gated: bool = Field(
+        False, description="the Hugging Face repository asks for an access request: downloads need a token"
+    )
 
     @model_validator(mode="after")
-    def _shapes(self) -> "ModelRow":
+    def _shapes(self) -> ModelRow:
         if self.heads % self.kv_heads:
             raise ValueError("kv_heads: must divide heads")
         if self.experts_per_token > self.experts:
@@ -101,7 +110,9 @@ class MeasuredThroughputRow(_Row):
 
     gpu: str = Field(min_length=1, description="a `gpu` of gpus.csv")
     model: str = Field(min_length=1, description="a `model` of models.csv")
-    precision: Literal["fp16", "fp8"] = Field(description="weights and activations: fp16/bf16, or FP8 on FP8 tensor cores")
+    precision: Literal["fp16", "fp8"] = Field(
+        description="weights and activations: fp16/bf16, or FP8 on FP8 tensor cores"
+    )
     kv_cache_dtype: Literal["fp16", "fp8"]
     tp: int = Field(ge=1, description="tensor-parallel GPUs in the replica")
     input_tokens: int = Field(gt=0)
@@ -117,4 +128,3 @@ class QuantizedCheckpointRow(_Row):
     bits: int = Field(ge=4, le=8, multiple_of=4, description="weight bits, 8 or 4 (activations stay 16-bit)")
     method: Literal["awq", "gptq", "compressed-tensors"]
     hf_id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="the Hugging Face repository a node downloads")
-

@@ -27,7 +27,12 @@ REQUIRED_COLUMNS = ("InstanceType", "AcceleratorName", "AcceleratorCount", "vCPU
 
 # GCP GPU -> host VM, as SkyPilot's gcp_catalog pairs them (A2/A3/G2 families have the GPUs
 # built in; older GPUs attach to an N1 host, for which costserve uses n1-standard-8).
-_GCP_HOST_FAMILY = {"A100-40GB": "a2-highgpu-{n}g", "A100-80GB": "a2-ultragpu-{n}g", "H100": "a3-highgpu-{n}g", "H200": "a3-ultragpu-{n}g"}
+_GCP_HOST_FAMILY = {
+    "A100-40GB": "a2-highgpu-{n}g",
+    "A100-80GB": "a2-ultragpu-{n}g",
+    "H100": "a3-highgpu-{n}g",
+    "H200": "a3-ultragpu-{n}g",
+}
 _GCP_L4_HOSTS = {1: "g2-standard-4", 2: "g2-standard-24", 4: "g2-standard-48", 8: "g2-standard-96"}
 _GCP_N1_HOST = "n1-standard-8"
 
@@ -46,7 +51,7 @@ def sky_catalog_dir(root: Path) -> Path:
     return root / ".sky" / "catalogs" / SKY_SCHEMA_VERSION
 
 
-def _gpu_name_map(gpus: "pd.DataFrame") -> dict[str, str]:
+def _gpu_name_map(gpus: pd.DataFrame) -> dict[str, str]:
     """SkyPilot accelerator name -> costserve gpu name (first row wins: SXM before PCIe)."""
     mapping: dict[str, str] = {}
     for row in gpus.itertuples(index=False):
@@ -55,7 +60,7 @@ def _gpu_name_map(gpus: "pd.DataFrame") -> dict[str, str]:
     return mapping
 
 
-def _with_gcp_hosts(gpu_rows: "pd.DataFrame", hosts: "pd.DataFrame") -> "pd.DataFrame":
+def _with_gcp_hosts(gpu_rows: pd.DataFrame, hosts: pd.DataFrame) -> pd.DataFrame:
     """GCP's attached-accelerator rows (no InstanceType) joined to their host VM (`gcp_host_type`): prices ($/h) added.
 
     Accelerators without a listed host in their region are dropped; rows with an InstanceType pass unchanged.
@@ -81,7 +86,7 @@ def _with_gcp_hosts(gpu_rows: "pd.DataFrame", hosts: "pd.DataFrame") -> "pd.Data
     return pd.concat([gpu_rows[~attached], pd.DataFrame(rows)]) if rows else gpu_rows[~attached]
 
 
-def read_sky_vms(path: Path, cloud: str, gpus: "pd.DataFrame") -> tuple["pd.DataFrame", dict[str, int]]:
+def read_sky_vms(path: Path, cloud: str, gpus: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """Offerings (costserve columns, without `availability`) from one SkyPilot `vms.csv`.
 
     Keeps GPU rows whose accelerator is in gpus.csv and that have an on-demand price; spot
@@ -97,7 +102,9 @@ def read_sky_vms(path: Path, cloud: str, gpus: "pd.DataFrame") -> tuple["pd.Data
         raise CatalogError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise CatalogError(f"{path}:1: {missing[0]}: required column is missing (a SkyPilot vms.csv has {', '.join(REQUIRED_COLUMNS)})")
+        raise CatalogError(
+            f"{path}:1: {missing[0]}: required column is missing (a SkyPilot vms.csv has {', '.join(REQUIRED_COLUMNS)})"
+        )
     if "SpotPrice" not in df.columns:
         df["SpotPrice"] = float("nan")
     hosts = df[df["AcceleratorName"].isna() & df["InstanceType"].notna()].set_index(["Region", "InstanceType"])
@@ -153,8 +160,8 @@ def find_sky_vms(source: Path) -> dict[str, Path]:
 
 
 def import_sky_catalog(
-    source: Path, current: "pd.DataFrame", gpus: "pd.DataFrame"
-) -> tuple["pd.DataFrame", dict[str, int], dict[str, int]]:
+    source: Path, current: pd.DataFrame, gpus: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
     """New offerings: `current` with the rows of every cloud found under `source` replaced.
 
     Availability is kept for offerings already known (see `merge_offerings`). Returns (offerings, rows imported per cloud,
@@ -184,7 +191,7 @@ def _gpu_info(gpu: str, count: int, memory_gib: float) -> str:
     return repr(info)
 
 
-def export_sky_catalog(offerings: "pd.DataFrame", gpus: "pd.DataFrame", out_dir: Path) -> dict[str, Path]:
+def export_sky_catalog(offerings: pd.DataFrame, gpus: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     """Write offerings as SkyPilot `<out_dir>/<cloud>/vms.csv` files (16-column layout).
 
     CPU-only offerings are written without accelerator columns. AWS rows get one zone,
@@ -226,7 +233,7 @@ def export_sky_catalog(offerings: "pd.DataFrame", gpus: "pd.DataFrame", out_dir:
     return written
 
 
-def _export_common(offerings: "pd.DataFrame", specs: "pd.DataFrame", out_dir: Path) -> dict[str, Path]:
+def _export_common(offerings: pd.DataFrame, specs: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     """SkyPilot's cross-cloud files (`common/accelerators.csv`, `common/metadata.csv`), which it
     would otherwise download before any launch or dryrun: accelerator names and their clouds,
     and GPU memory."""
@@ -234,11 +241,13 @@ def _export_common(offerings: "pd.DataFrame", specs: "pd.DataFrame", out_dir: Pa
 
     gpu_rows = offerings[offerings["gpu"] != "cpu"]
     names = gpu_rows.assign(name=gpu_rows["gpu"].map(specs["sky_name"])).groupby("name")["cloud"]
-    accelerators = pd.DataFrame({"AcceleratorName": list(names.groups),
-                                 "Clouds": [",".join(sorted(set(c))) for _, c in names]})
+    accelerators = pd.DataFrame(
+        {"AcceleratorName": list(names.groups), "Clouds": [",".join(sorted(set(c))) for _, c in names]}
+    )
     memory = specs[specs["per_vcpu"].astype(str).str.lower() != "true"]
-    metadata = pd.DataFrame({"GPU": memory["sky_name"], "MemoryGB": memory["memory_gib"].astype(float),
-                             "Manufacturer": memory["vendor"]}).drop_duplicates("GPU")
+    metadata = pd.DataFrame(
+        {"GPU": memory["sky_name"], "MemoryGB": memory["memory_gib"].astype(float), "Manufacturer": memory["vendor"]}
+    ).drop_duplicates("GPU")
     common = out_dir / "common"
     common.mkdir(parents=True, exist_ok=True)
     accelerators.to_csv(common / "accelerators.csv", index=False)
@@ -246,7 +255,7 @@ def _export_common(offerings: "pd.DataFrame", specs: "pd.DataFrame", out_dir: Pa
     return {"common/accelerators": common / "accelerators.csv", "common/metadata": common / "metadata.csv"}
 
 
-def _gcp_layout(frame: "pd.DataFrame") -> "pd.DataFrame":
+def _gcp_layout(frame: pd.DataFrame) -> pd.DataFrame:
     """SkyPilot's GCP layout: a GPU VM is a host-VM row plus an accelerator row without InstanceType.
 
     SkyPilot adds the two prices. costserve's price is for the whole VM, so the accelerator

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def save_offerings(offerings: "pd.DataFrame", home: Path, gpus: "pd.DataFrame") -> Path:
+def save_offerings(offerings: pd.DataFrame, home: Path, gpus: pd.DataFrame) -> Path:
     """Write `$COSTSERVE_HOME/catalog/offerings.csv`; returns its path.
 
     The new file is written beside the old one, re-read through the same validation as

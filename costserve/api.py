@@ -45,10 +45,20 @@ def _request(jobs: str | Path | None, deadline: str, **fields: Any) -> BatchRequ
     return BatchRequest(jobs=Path(jobs) if jobs is not None else None, deadline_s=deadline_s, **fields)
 
 
-def plan(jobs: str | Path | None = None, *, workload: str | Path | None = None, model: str | None = None,
-         deadline: str = "8h", budget: float | None = None, quality: float = 0.99, spot: bool = False,
-         clouds: list[str] | None = None, available: str | None = None, baselines: bool = True,
-         profiles: str | Path | None = None) -> "Plan":
+def plan(
+    jobs: str | Path | None = None,
+    *,
+    workload: str | Path | None = None,
+    model: str | None = None,
+    deadline: str = "8h",
+    budget: float | None = None,
+    quality: float = 0.99,
+    spot: bool = False,
+    clouds: list[str] | None = None,
+    available: str | None = None,
+    baselines: bool = True,
+    profiles: str | Path | None = None,
+) -> Plan:
     """The cheapest cloud fleet for a job file (or a workload JSON): `costserve plan` without the printing.
 
     `deadline` is a duration (`8h`, `90m`), `budget` in $; `profiles` a Mélange-format throughput file (the jobs are
@@ -59,16 +69,37 @@ def plan(jobs: str | Path | None = None, *, workload: str | Path | None = None, 
 
     if (jobs is None) == (workload is None):
         raise BadRequestError("give a job file or workload= (one of them)")
-    request = _request(jobs, deadline, model=model, budget=budget, quality=quality, spot=spot,
-                       clouds=tuple(clouds) if clouds else None, available=available)
+    request = _request(
+        jobs,
+        deadline,
+        model=model,
+        budget=budget,
+        quality=quality,
+        spot=spot,
+        clouds=tuple(clouds) if clouds else None,
+        available=available,
+    )
     profile_path = Path(profiles) if profiles is not None else None
-    batch = plan_workload(request, Path(workload) if workload is not None else None, profile_path,
-                          load_settings().default_max_tokens, lambda _: None)
+    batch = plan_workload(
+        request,
+        Path(workload) if workload is not None else None,
+        profile_path,
+        load_settings().default_max_tokens,
+        lambda _: None,
+    )
     return plan_request(request, batch, profile_path, baselines)
 
 
-def submit(jobs: str | Path, *, model: str | None = None, deadline: str = "8h", budget: float | None = None,
-           quality: float = 0.99, broker: str | None = None, **options: Any) -> "Run":
+def submit(
+    jobs: str | Path,
+    *,
+    model: str | None = None,
+    deadline: str = "8h",
+    budget: float | None = None,
+    quality: float = 0.99,
+    broker: str | None = None,
+    **options: Any,
+) -> Run:
     """Start `costserve submit JOBS --yes --json` and return its Run as soon as the run exists.
 
     `options` are submit's other options by their Python names (out, errors_out, resume_from, workers, stages,
@@ -119,8 +150,10 @@ class Run:
             rest, _ = self._proc.communicate(timeout=timeout)
             ended = [json.loads(line) for line in rest.splitlines() if line.strip()]
             if not ended:
-                raise CostserveError(f"run {self.id}: the driver exited with {self._proc.returncode} without an outcome: "
-                                     f"{_last_line(self.log)}")
+                raise CostserveError(
+                    f"run {self.id}: the driver exited with {self._proc.returncode} without an outcome: "
+                    f"{_last_line(self.log)}"
+                )
             self._outcome = ended[-1]
         if self._outcome["status"] != "finished":
             raise RunStopped(self._outcome["message"] or f"run {self.id} stopped")

@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from catalog.home import costserve_home  # re-exported: one definition for every layer
+from costserve.errors import RequestError
 
 __all__ = ["ConfigError", "Settings", "costserve_home", "load_settings"]
 
@@ -46,7 +47,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, toml)
 
 
-class ConfigError(Exception):
+class ConfigError(RequestError):
     """The config file or a COSTSERVE_* variable holds a bad value; the message names which."""
 
 

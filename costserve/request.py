@@ -43,15 +43,24 @@ class BatchRequest(BaseModel):
     replica: Path | None = Field(None, description="run this replica JSON instead of the planned one (local)")
     out: Path | None = Field(None, description="results file; None: JOBS.results.jsonl")
     errors_out: Path | None = Field(None, description="failed requests' file; None: beside the results, X.errors.jsonl")
-    resume_from: Path | None = Field(None, description="results of an earlier submit: custom_ids with a result there "
-                                                       "are skipped, and their lines carried into this run's results")
+    resume_from: Path | None = Field(
+        None,
+        description="results of an earlier submit: custom_ids with a result there "
+        "are skipped, and their lines carried into this run's results",
+    )
     strict: bool = Field(False, description="request fields costserve does not honour are errors, not warnings")
     skip_invalid: bool = False
     model_override: bool = Field(False, description="serve jobs naming another model with this one (counted, warned)")
-    model_source: str | None = Field(None, description="sky: where nodes get the weights instead of Hugging Face: "
-                                                       "s3://…, gs://… or a local directory (a SkyPilot file mount)")
-    profile_first: bool = Field(False, description="local: without a profile of the model on this machine, take a quick "
-                                                   "one (about 20 s) before planning")
+    model_source: str | None = Field(
+        None,
+        description="sky: where nodes get the weights instead of Hugging Face: "
+        "s3://…, gs://… or a local directory (a SkyPilot file mount)",
+    )
+    profile_first: bool = Field(
+        False,
+        description="local: without a profile of the model on this machine, take a quick "
+        "one (about 20 s) before planning",
+    )
 
     @field_validator("model_source")
     @classmethod
@@ -98,13 +107,38 @@ class BatchRequest(BaseModel):
 
     def submit_args(self) -> list[str]:
         """The `costserve submit` arguments that make this request again (how a schedule fires it)."""
-        args = [str(self.jobs), "--deadline", format_duration(self.deadline_s, whole=False), "--quality", str(self.quality),
-                "--backend", self.backend, "--shard-size", str(self.shard_size), "--workers", str(self.workers),
-                "--stages", str(self.stages)]
-        optional = {"--budget": self.budget, "--model": self.model, "--replica": self.replica, "--out": self.out,
-                    "--errors-out": self.errors_out, "--resume-from": self.resume_from, "--model-source": self.model_source,
-                    "--clouds": ",".join(self.clouds) if self.clouds else None, "--available": self.available}
+        args = [
+            str(self.jobs),
+            "--deadline",
+            format_duration(self.deadline_s, whole=False),
+            "--quality",
+            str(self.quality),
+            "--backend",
+            self.backend,
+            "--shard-size",
+            str(self.shard_size),
+            "--workers",
+            str(self.workers),
+            "--stages",
+            str(self.stages),
+        ]
+        optional = {
+            "--budget": self.budget,
+            "--model": self.model,
+            "--replica": self.replica,
+            "--out": self.out,
+            "--errors-out": self.errors_out,
+            "--resume-from": self.resume_from,
+            "--model-source": self.model_source,
+            "--clouds": ",".join(self.clouds) if self.clouds else None,
+            "--available": self.available,
+        }
         args += [a for flag, v in optional.items() if v is not None for a in (flag, str(v))]
-        flags = {"--spot": self.spot, "--skip-invalid": self.skip_invalid, "--model-override": self.model_override,
-                 "--strict": self.strict, "--profile-first": self.profile_first}
+        flags = {
+            "--spot": self.spot,
+            "--skip-invalid": self.skip_invalid,
+            "--model-override": self.model_override,
+            "--strict": self.strict,
+            "--profile-first": self.profile_first,
+        }
         return args + [flag for flag, on in flags.items() if on]

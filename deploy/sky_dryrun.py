@@ -13,9 +13,14 @@ import json
 import sys
 from typing import Any
 
-DEFAULT_IMAGE_TAGS = ("skypilot:custom-cpu-ubuntu", "skypilot:custom-cpu-ubuntu-arm64", "skypilot:custom-gpu-ubuntu",
-                      "skypilot:custom-gpu-ubuntu-arm64", "skypilot:custom-gpu-ubuntu-cuda13",
-                      "skypilot:custom-gpu-ubuntu-arm64-cuda13")
+DEFAULT_IMAGE_TAGS = (
+    "skypilot:custom-cpu-ubuntu",
+    "skypilot:custom-cpu-ubuntu-arm64",
+    "skypilot:custom-gpu-ubuntu",
+    "skypilot:custom-gpu-ubuntu-arm64",
+    "skypilot:custom-gpu-ubuntu-cuda13",
+    "skypilot:custom-gpu-ubuntu-arm64-cuda13",
+)
 
 
 def _prepare_aws_home() -> None:
@@ -30,12 +35,22 @@ def _prepare_aws_home() -> None:
     vms = pd.read_csv(common.get_catalog_path("aws/vms.csv"))
     zones = sorted(set(vms["AvailabilityZone"].dropna()))
     pd.DataFrame({"AvailabilityZone": zones, "AvailabilityZoneName": zones}).to_csv(
-        common.get_catalog_path(f"aws/az_mappings-{user_hash}.csv"), index=False)
+        common.get_catalog_path(f"aws/az_mappings-{user_hash}.csv"), index=False
+    )
     rows = []
     for region in sorted(set(vms["Region"])):
         ami = boto3.client("ec2", region_name=region).describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        rows += [{"Tag": tag, "Region": region, "OS": "ubuntu", "OSVersion": "22.04", "ImageId": ami,
-                  "CreationDate": "20250101"} for tag in DEFAULT_IMAGE_TAGS]
+        rows += [
+            {
+                "Tag": tag,
+                "Region": region,
+                "OS": "ubuntu",
+                "OSVersion": "22.04",
+                "ImageId": ami,
+                "CreationDate": "20250101",
+            }
+            for tag in DEFAULT_IMAGE_TAGS
+        ]
     pd.DataFrame(rows).to_csv(common.get_catalog_path("aws/images.csv"), index=False)
 
 
@@ -60,9 +75,19 @@ def main(files: list[str]) -> None:
                 task = sky.Task.from_yaml_config(config, secrets_overrides=overrides)
                 execution.launch(task, cluster_name=task.name, dryrun=True, _quiet_optimizer=True)
                 (res,) = task.resources
-                report.append({"file": path, "ok": True, "num_nodes": task.num_nodes,
-                               "chosen": {"instance_type": res.instance_type, "use_spot": res.use_spot,
-                                          "region": res.region, "accelerators": res.accelerators}})
+                report.append(
+                    {
+                        "file": path,
+                        "ok": True,
+                        "num_nodes": task.num_nodes,
+                        "chosen": {
+                            "instance_type": res.instance_type,
+                            "use_spot": res.use_spot,
+                            "region": res.region,
+                            "accelerators": res.accelerators,
+                        },
+                    }
+                )
             except Exception as exc:  # report every task, not just the first failure
                 report.append({"file": path, "ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
     print(json.dumps({"tasks": report}))

@@ -22,8 +22,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deploy.node_setup import (CONSTRAINTS, HF_TOKEN_SECRET, REPLICA_FILE, WHEEL_DIR, NodeModel, node_extra, served_weights,
-                               setup_script, worker_command)
+from deploy.node_setup import (
+    CONSTRAINTS,
+    HF_TOKEN_SECRET,
+    REPLICA_FILE,
+    WHEEL_DIR,
+    NodeModel,
+    node_extra,
+    served_weights,
+    setup_script,
+    worker_command,
+)
 
 AUTOSTOP_IDLE_MINUTES = 15
 BROKER_SECRET = "COSTSERVE_BROKER"
@@ -32,7 +41,9 @@ SKY_CLOUD_NAMES = {"aws": "aws", "gcp": "gcp", "azure": "azure", "lambda": "lamb
 
 REDIS_PORT = 6379
 REDIS_PASSWORD_SECRET = "COSTSERVE_REDIS_PASSWORD"
-HEAD_SETUP = "sudo apt-get update -qq && sudo apt-get install -y -qq redis-server && sudo systemctl stop redis-server || true"
+HEAD_SETUP = (
+    "sudo apt-get update -qq && sudo apt-get install -y -qq redis-server && sudo systemctl stop redis-server || true"
+)
 
 
 def head_task_config(cloud: str, region: str) -> dict[str, Any]:
@@ -43,12 +54,19 @@ def head_task_config(cloud: str, region: str) -> dict[str, Any]:
     """
     return {
         "name": "costserve-broker",
-        "resources": {"infra": f"{SKY_CLOUD_NAMES[cloud]}/{region}", "cpus": "2+", "memory": "4+", "ports": [REDIS_PORT],
-                      "autostop": {"idle_minutes": AUTOSTOP_IDLE_MINUTES, "down": True}},
+        "resources": {
+            "infra": f"{SKY_CLOUD_NAMES[cloud]}/{region}",
+            "cpus": "2+",
+            "memory": "4+",
+            "ports": [REDIS_PORT],
+            "autostop": {"idle_minutes": AUTOSTOP_IDLE_MINUTES, "down": True},
+        },
         "secrets": {REDIS_PASSWORD_SECRET: None},
         "setup": HEAD_SETUP,
-        "run": (f'redis-server --port {REDIS_PORT} --bind 0.0.0.0 --protected-mode yes --save "" --appendonly no '
-                f'--requirepass "${REDIS_PASSWORD_SECRET}"'),
+        "run": (
+            f'redis-server --port {REDIS_PORT} --bind 0.0.0.0 --protected-mode yes --save "" --appendonly no '
+            f'--requirepass "${REDIS_PASSWORD_SECRET}"'
+        ),
     }
 
 
@@ -58,8 +76,17 @@ def group_queue(run_id: str, label: str) -> str:
     return f"{label}-{run_id}"
 
 
-def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_file: Path, wheel: Path, model: NodeModel,
-                      run_id: str = "", hf_token: bool = False, shard_size: int = 32) -> dict[str, Any]:
+def group_task_config(
+    group: Any,
+    index: int,
+    gpu_sky_name: str | None,
+    replica_file: Path,
+    wheel: Path,
+    model: NodeModel,
+    run_id: str = "",
+    hf_token: bool = False,
+    shard_size: int = 32,
+) -> dict[str, Any]:
     """The SkyPilot task YAML (as a dict) for fleet group `index` of a Plan (a solver.plan.FleetGroupPlan) of run
     `run_id`: its nodes install `wheel` and `model` and run workers on that group's queue, holding enough shards of
     `shard_size` jobs to fill their replicas. `hf_token`: the launch supplies an HF_TOKEN secret (a gated model, or the
@@ -73,8 +100,11 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
     }
     if gpu_sky_name and group.gpus_per_instance:
         resources["accelerators"] = {gpu_sky_name: group.gpus_per_instance}
-    mounts = {REPLICA_FILE: str(replica_file), f"{WHEEL_DIR}/{wheel.name}": str(wheel),
-              f"{WHEEL_DIR}/{CONSTRAINTS}": str(wheel.parent / CONSTRAINTS)}
+    mounts = {
+        REPLICA_FILE: str(replica_file),
+        f"{WHEEL_DIR}/{wheel.name}": str(wheel),
+        f"{WHEEL_DIR}/{CONSTRAINTS}": str(wheel.parent / CONSTRAINTS),
+    }
     if model.source is not None:  # the user's copy of the weights (a bucket or a local directory), not Hugging Face
         mounts[model.weights_dir] = model.source
     secrets: dict[str, None] = {BROKER_SECRET: None}
@@ -86,15 +116,25 @@ def group_task_config(group: Any, index: int, gpu_sky_name: str | None, replica_
         "resources": resources,
         "file_mounts": mounts,
         "secrets": secrets,
-        "envs": {"COSTSERVE_QUEUE": group_queue(run_id, f"g{index}"), "COSTSERVE_WORKERS_PER_NODE": str(group.replicas),
-                 "COSTSERVE_SHARD_SIZE": str(shard_size)},
+        "envs": {
+            "COSTSERVE_QUEUE": group_queue(run_id, f"g{index}"),
+            "COSTSERVE_WORKERS_PER_NODE": str(group.replicas),
+            "COSTSERVE_SHARD_SIZE": str(shard_size),
+        },
         "setup": setup_script(wheel.name, model, node_extra(group.replica.engine)),
         "run": worker_command(model),
     }
 
 
-def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, model: NodeModel, first_index: int = 0,
-                      hf_token: bool = False, shard_size: int = 32) -> list[Path]:
+def write_group_tasks(
+    plan: Any,
+    gpus: Any,
+    run_dir: Path,
+    model: NodeModel,
+    first_index: int = 0,
+    hf_token: bool = False,
+    shard_size: int = 32,
+) -> list[Path]:
     """Write `sky/<group>.yaml` and its replica JSON per fleet group of `plan`, and the costserve wheel the nodes install
     (`sky/wheel/`, built once per run); returns the YAML paths. `first_index`: the first group's number (replacement
     groups continue after the run's existing ones). `--dry-run` and a launch both write their files here."""
@@ -111,8 +151,17 @@ def write_group_tasks(plan: Any, gpus: Any, run_dir: Path, model: NodeModel, fir
         replica = sky_dir / f"g{i}-replica.json"
         replica.write_text(group.replica.model_dump_json(indent=2))
         sky_name = names.get(group.gpu) if group.gpu != "cpu" else None
-        config = group_task_config(group, i, sky_name if isinstance(sky_name, str) else None, replica, wheel, model,
-                                   run_dir.name, hf_token, shard_size)
+        config = group_task_config(
+            group,
+            i,
+            sky_name if isinstance(sky_name, str) else None,
+            replica,
+            wheel,
+            model,
+            run_dir.name,
+            hf_token,
+            shard_size,
+        )
         path = sky_dir / f"g{i}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         out.append(path)
@@ -129,12 +178,24 @@ def dryrun(task_files: list[Path], sky_home: Path, offerings: Any, gpus: Any, ti
     from catalog.skypilot import export_sky_catalog, sky_catalog_dir
 
     export_sky_catalog(offerings, gpus, sky_catalog_dir(sky_home))
-    env = {**os.environ, "HOME": str(sky_home), "SKY_RUNTIME_DIR": str(sky_home),
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    proc = subprocess.run([sys.executable, "-m", "deploy.sky_dryrun", *map(str, task_files)], env=env,
-                          capture_output=True, text=True, timeout=timeout_s, cwd=Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "HOME": str(sky_home),
+        "SKY_RUNTIME_DIR": str(sky_home),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploy.sky_dryrun", *map(str, task_files)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     # SkyPilot's spinner may leave terminal escapes before the report on the same line
-    reports = [line[line.index('{"tasks"'):] for line in proc.stdout.splitlines() if '{"tasks"' in line]
+    reports = [line[line.index('{"tasks"') :] for line in proc.stdout.splitlines() if '{"tasks"' in line]
     if not reports:
         raise RuntimeError(f"SkyPilot dryrun failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
     return json.loads(reports[-1])

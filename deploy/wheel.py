@@ -26,8 +26,10 @@ def source_tree() -> Path:
     (its source is needed to build the nodes' wheel)."""
     pyproject = PROJECT_ROOT / "pyproject.toml"
     if not pyproject.is_file() or 'name = "costserve"' not in pyproject.read_text():
-        raise NodeSetupError(f"costserve runs from {PROJECT_ROOT}, which is not its source tree: nodes install the wheel "
-                             "built from the source, so run the fleet from a checkout (`pip install -e .`)")
+        raise NodeSetupError(
+            f"costserve runs from {PROJECT_ROOT}, which is not its source tree: nodes install the wheel "
+            "built from the source, so run the fleet from a checkout (`pip install -e .`)"
+        )
     return PROJECT_ROOT
 
 
@@ -51,8 +53,12 @@ def build_wheel(out_dir: Path, timeout_s: float = 600) -> Path:
         return existing[-1]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_constraints(out_dir / CONSTRAINTS)
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out_dir),
-                           str(source_tree())], capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out_dir), str(source_tree())],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     built = sorted(out_dir.glob("costserve-*.whl"))
     if proc.returncode != 0 or not built:
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no wheel written"]

@@ -72,14 +72,14 @@ class Candidate:
         return self.whole_model_uniform and self.bits == 16 and self.numerics == BF16
 
 
-def spot_loss(row: "pd.Series") -> float:
+def spot_loss(row: pd.Series) -> float:
     """Share of spot throughput an offerings row expects to lose to interruptions: its measured `spot_interruption`
     (the account's spot placement scores, catalog/aws_limits.py), else its cloud's allowance."""
     measured = row.get("spot_interruption")
     return float(measured) if measured is not None and measured == measured else SPOT_OVERHEAD.get(row["cloud"], 0.1)
 
 
-def purchase_options(row: "pd.Series", spot: bool) -> list[tuple[bool, float, float]]:
+def purchase_options(row: pd.Series, spot: bool) -> list[tuple[bool, float, float]]:
     """(is spot, $/h, share of throughput kept after preemptions) for an offerings row."""
     options = [(False, float(row["price_per_hour"]), 1.0)]
     if spot and row["spot_price_per_hour"] == row["spot_price_per_hour"]:  # not NaN
@@ -87,20 +87,20 @@ def purchase_options(row: "pd.Series", spot: bool) -> list[tuple[bool, float, fl
     return options
 
 
-def offering_label(row: "pd.Series", is_spot: bool) -> str:
+def offering_label(row: pd.Series, is_spot: bool) -> str:
     """cloud/region/instance_type, with ' spot' for the spot purchase option."""
     return f"{row['cloud']}/{row['region']}/{row['instance_type']}{' spot' if is_spot else ''}"
 
 
 def build_candidates(
-    offerings: "pd.DataFrame",
-    gpus: "pd.DataFrame",
+    offerings: pd.DataFrame,
+    gpus: pd.DataFrame,
     model: ModelShape,
     workload: Workload,
     quality_target: float = 0.0,
     spot: bool = False,
     bit_widths: tuple[int, ...] = BIT_WIDTHS,
-    profile: "ThroughputProfile | None" = None,
+    profile: ThroughputProfile | None = None,
     cpu_profile: dict | None = None,  # type: ignore[type-arg]
     checkpoints: bool = True,
 ) -> list[Candidate]:
@@ -149,7 +149,7 @@ def build_candidates(
     return out
 
 
-def _replica_rates(model: ModelShape, device: Device, p: "Precision", workload: Workload, measured_cpu: CpuProfile | None,
+def _replica_rates(model: ModelShape, device: Device, p: Precision, workload: Workload, measured_cpu: CpuProfile | None,
                    vcpus: int) -> tuple[int, list[float]]:
     """(batch, requests/s per class) of one replica: measured on this CPU model when a profile has its bits, else the
     cost model's."""
@@ -177,7 +177,7 @@ def quantized_checkpoints(model_name: str) -> dict[int, str]:
     return {int(r.bits): str(r.hf_id) for r in rows[rows["model"] == model_name].itertuples()}
 
 
-def precision_menu(gpu_row: "pd.Series", allowed: dict[int, float], bit_widths: tuple[int, ...], quality_target: float,
+def precision_menu(gpu_row: pd.Series, allowed: dict[int, float], bit_widths: tuple[int, ...], quality_target: float,
                    checkpoints: dict[int, str]) -> list[Precision]:
     """What a whole-model replica may run on this gpus.csv row: the precisions its engine runs that the target allows.
 
@@ -209,7 +209,7 @@ def uniform_throughputs(model: ModelShape, device: Device, bits: int, workload: 
                    for c in workload.classes]
 
 
-def profile_calibration(profile: "ThroughputProfile", specs: "pd.DataFrame", model: ModelShape, workload: Workload) -> dict[str, list[float]]:
+def profile_calibration(profile: ThroughputProfile, specs: pd.DataFrame, model: ModelShape, workload: Workload) -> dict[str, list[float]]:
     """Per profiled GPU, per class: measured req/s ÷ modelled req/s (16 bits, one GPU, at the batch its candidates run)."""
     factors: dict[str, list[float]] = {}
     for gpu in profile.gpu_info:

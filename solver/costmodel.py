@@ -15,8 +15,8 @@ and run calibration replace them where they exist.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from solver.model_shape import KV_BYTES_PER_VALUE, STORED_BITS, ModelShape
@@ -86,16 +86,32 @@ class Device:
     link_gbps: float = 0.0
 
     @classmethod
-    def from_catalog(cls, gpu_row: Any, count: int = 1, vcpus: int = 0, host_memory_gib: float = 0.0) -> "Device":
+    def from_catalog(cls, gpu_row: Any, count: int = 1, vcpus: int = 0, host_memory_gib: float = 0.0) -> Device:
         """From a gpus.csv row; the `cpu` row (per vCPU) is scaled by the offering's vCPUs and RAM."""
         if bool(gpu_row["per_vcpu"]):
-            return cls(gpu_row["gpu"], "cpu", host_memory_gib, gpu_row["bf16_tflops"] * vcpus,
-                       gpu_row["mem_bandwidth_gbps"] * vcpus, 1, None)
+            return cls(
+                gpu_row["gpu"],
+                "cpu",
+                host_memory_gib,
+                gpu_row["bf16_tflops"] * vcpus,
+                gpu_row["mem_bandwidth_gbps"] * vcpus,
+                1,
+                None,
+            )
         interconnect = gpu_row["interconnect"] if isinstance(gpu_row["interconnect"], str) else None
         # NVLink figures in datasheets count both directions; PCIe figures are per direction
         link = float(gpu_row["nvlink_gbps"]) / 2 if interconnect == "NVLink" else float(gpu_row["pcie_gbps"])
-        return cls(gpu_row["gpu"], "gpu", float(gpu_row["memory_gib"]), float(gpu_row["bf16_tflops"]),
-                   float(gpu_row["mem_bandwidth_gbps"]), count, interconnect, float(gpu_row.get("fp8_tflops", 0.0)), link)
+        return cls(
+            gpu_row["gpu"],
+            "gpu",
+            float(gpu_row["memory_gib"]),
+            float(gpu_row["bf16_tflops"]),
+            float(gpu_row["mem_bandwidth_gbps"]),
+            count,
+            interconnect,
+            float(gpu_row.get("fp8_tflops", 0.0)),
+            link,
+        )
 
     def memory_bytes(self) -> float:
         """Device memory, all devices together (bytes)."""
@@ -158,8 +174,9 @@ class StepShape:
     context_tokens: float
 
 
-def layer_seconds(model: ModelShape, device: Device, bits: int, step: StepShape,
-                  numerics: Numerics = BF16) -> tuple[float, float]:
+def layer_seconds(
+    model: ModelShape, device: Device, bits: int, step: StepShape, numerics: Numerics = BF16
+) -> tuple[float, float]:
     """(prefill pass, decode step) seconds of one decoder layer at `bits` bits on `device`: the roofline.
 
     This one function prices every layer the planner places: a whole replica, a pipeline stage
@@ -179,7 +196,9 @@ def layer_seconds(model: ModelShape, device: Device, bits: int, step: StepShape,
     experts_read = min(1.0, active / model.layer_params() * step.decode_batch) if model.experts > 1 else 1.0
     kv = step.decode_batch * step.context_tokens * model.layer_kv_bytes_per_token(numerics.kv_value_bytes())
     read = model.layer_weight_bytes(bits) * experts_read + kv
-    flops = 2 * step.decode_batch * active * dq  # the linear layers; decode attention is a per-sequence GEMV, its KV read above
+    flops = (
+        2 * step.decode_batch * active * dq
+    )  # the linear layers; decode attention is a per-sequence GEMV, its KV read above
     decode = max(read / device.effective_bandwidth(), flops / flops_per_s)
     if device.count > 1:
         prefill += 2 * device.allreduce_seconds(tokens * model.hidden * ACTIVATION_BYTES)
@@ -195,8 +214,9 @@ def head_seconds(model: ModelShape, device: Device, step: StepShape) -> tuple[fl
     return prefill, decode
 
 
-def replica_seconds(model: ModelShape, device: Device, bits: tuple[int, ...], step: StepShape,
-                    numerics: Numerics = BF16) -> tuple[float, float]:
+def replica_seconds(
+    model: ModelShape, device: Device, bits: tuple[int, ...], step: StepShape, numerics: Numerics = BF16
+) -> tuple[float, float]:
     """(prefill pass, decode step) seconds of a whole replica: every layer at its bits, then the LM head."""
     prefill, decode = head_seconds(model, device, step)
     for b, n in Counter(bits).items():
@@ -205,8 +225,15 @@ def replica_seconds(model: ModelShape, device: Device, bits: tuple[int, ...], st
     return prefill, decode
 
 
-def max_batch(model: ModelShape, device: Device, bits: tuple[int, ...], input_tokens: float, output_tokens: float,
-              numerics: Numerics = BF16, engine: ServingEngine = VLLM) -> int:
+def max_batch(
+    model: ModelShape,
+    device: Device,
+    bits: tuple[int, ...],
+    input_tokens: float,
+    output_tokens: float,
+    numerics: Numerics = BF16,
+    engine: ServingEngine = VLLM,
+) -> int:
     """Largest batch (sequences, ≤ the engine's max_batch) whose weights, KV cache and workspace fit as `engine`
     allocates memory; 0 if none."""
     weights = weight_bytes(model, bits)
@@ -228,7 +255,9 @@ def prefill_seconds(model: ModelShape, device: Device, bits: tuple[int, ...], ba
     return replica_seconds(model, device, bits, StepShape(batch, input_tokens, 0, 0))[0]
 
 
-def decode_step_seconds(model: ModelShape, device: Device, bits: tuple[int, ...], batch: int, context_tokens: float) -> float:
+def decode_step_seconds(
+    model: ModelShape, device: Device, bits: tuple[int, ...], batch: int, context_tokens: float
+) -> float:
     """Time (s) of one decode step for `batch` sequences at `context_tokens` each (each layer: max of memory and compute roof)."""
     return replica_seconds(model, device, bits, StepShape(0, 0, batch, context_tokens))[1]
 
@@ -243,8 +272,16 @@ class Throughput:
     seconds_per_batch: float
 
 
-def class_throughput(model: ModelShape, device: Device, bits: tuple[int, ...], input_tokens: float, output_tokens: float,
-                     batch_cap: int | None = None, numerics: Numerics = BF16, engine: ServingEngine = VLLM) -> Throughput:
+def class_throughput(
+    model: ModelShape,
+    device: Device,
+    bits: tuple[int, ...],
+    input_tokens: float,
+    output_tokens: float,
+    batch_cap: int | None = None,
+    numerics: Numerics = BF16,
+    engine: ServingEngine = VLLM,
+) -> Throughput:
     """Throughput on requests of these mean lengths at the largest batch that fits, at most `batch_cap` sequences (0 if
     none fits), served by `engine` (its speed applies on GPUs).
 

@@ -71,8 +71,9 @@ def prefill_tokens_per_s(profile: dict[str, Any], bits: list[int]) -> float:
 PROFILE_BATCH = 64  # sequences: the batch a measured CPU profile's class throughput is predicted at
 
 
-def class_requests_per_s(profile: dict[str, Any], bits: list[int], input_tokens: float, output_tokens: float,
-                         batch: int = PROFILE_BATCH) -> float:
+def class_requests_per_s(
+    profile: dict[str, Any], bits: list[int], input_tokens: float, output_tokens: float, batch: int = PROFILE_BATCH
+) -> float:
     """Requests/s of one replica on requests of these mean lengths, from the profile alone (no roofline).
 
     A batch of `batch` prompts prefills (prompt tokens × per-token layer time), then decodes
@@ -95,12 +96,17 @@ class CpuProfile:
     data: dict[str, Any]
 
     @classmethod
-    def matching(cls, profile: dict[str, Any] | None, model: str, layers: int) -> "CpuProfile | None":
+    def matching(cls, profile: dict[str, Any] | None, model: str, layers: int) -> CpuProfile | None:
         """The profile when it was measured on a CPU for this model (name and layer count), else None.
 
         A profile of another device or model says nothing about this one.
         """
-        if profile is None or profile.get("device") != "cpu" or profile.get("model") != model or profile.get("layers") != layers:
+        if (
+            profile is None
+            or profile.get("device") != "cpu"
+            or profile.get("model") != model
+            or profile.get("layers") != layers
+        ):
             return None
         return cls(profile)
 
@@ -116,7 +122,7 @@ class CpuProfile:
         """Requests/s of a whole replica (layer i at bits[i]) on `vcpus` vCPUs, on requests of these mean lengths."""
         return class_requests_per_s(self.data, bits, input_tokens, output_tokens) * self.speedup(vcpus)
 
-    def layer_seconds(self, bits: int, step: "StepShape", vcpus: int) -> tuple[float, float]:
+    def layer_seconds(self, bits: int, step: StepShape, vcpus: int) -> tuple[float, float]:
         """(prefill pass, decode step) seconds of one layer at `bits` on `vcpus` vCPUs (cf. solver.costmodel.layer_seconds)."""
         per_token_ms = self.data["layer_prefill_ms_per_token"][str(bits)]
         prefill_ms = per_token_ms * step.prompt_tokens * step.prefill_sequences

@@ -14,8 +14,9 @@ class EngineCapabilityError(ReplicaError):
     """The engine that would run a replica cannot run it (layers, bits, devices, precision or parallelism)."""
 
 
-def check_engine_can_run(replica: Replica, n_layers: int, gpus_per_instance: int, replicas: int = 1,
-                         fp8_tensor_cores: bool = False) -> None:
+def check_engine_can_run(
+    replica: Replica, n_layers: int, gpus_per_instance: int, replicas: int = 1, fp8_tensor_cores: bool = False
+) -> None:
     """Raise EngineCapabilityError unless the replica's engine can run `replicas` copies of `replica` on one instance
     with `gpus_per_instance` GPUs (0: a CPU instance; `fp8_tensor_cores`: its GPUs have them) for a model of
     `n_layers` decoder layers.
@@ -38,8 +39,10 @@ def check_engine_can_run(replica: Replica, n_layers: int, gpus_per_instance: int
         raise EngineCapabilityError(f"a GPU instance's replica puts a stage on {on_cpu[0]!r}; stages run on its GPUs")
     needed = replica.tp * len(replica.stages) * replicas
     if needed > gpus_per_instance:
-        raise EngineCapabilityError(f"{replicas} replica(s) of tp{replica.tp} x {len(replica.stages)} stage(s) need "
-                                    f"{needed} GPUs; the instance has {gpus_per_instance}")
+        raise EngineCapabilityError(
+            f"{replicas} replica(s) of tp{replica.tp} x {len(replica.stages)} stage(s) need "
+            f"{needed} GPUs; the instance has {gpus_per_instance}"
+        )
 
 
 def _check_vllm(replica: Replica, gpus_per_instance: int, fp8_tensor_cores: bool) -> None:
@@ -49,13 +52,19 @@ def _check_vllm(replica: Replica, gpus_per_instance: int, fp8_tensor_cores: bool
     if gpus_per_instance == 0:
         raise EngineCapabilityError("vLLM replicas run on GPU instances; a CPU group runs costserve's engine")
     if any(s.host_layers for s in replica.stages):
-        raise EngineCapabilityError("vLLM keeps no chosen layers in host memory (cpu_offload_gb offloads by size); "
-                                    "a CPU–GPU hybrid layout runs costserve's engine")
+        raise EngineCapabilityError(
+            "vLLM keeps no chosen layers in host memory (cpu_offload_gb offloads by size); "
+            "a CPU–GPU hybrid layout runs costserve's engine"
+        )
     if len(set(replica.bits)) != 1:
-        raise EngineCapabilityError("vLLM runs one precision for the whole model; a mixed-bit layout runs costserve's engine")
+        raise EngineCapabilityError(
+            "vLLM runs one precision for the whole model; a mixed-bit layout runs costserve's engine"
+        )
     if settings.quantization == "fp8" and not fp8_tensor_cores:
         raise EngineCapabilityError("vLLM's fp8 quantization needs FP8 tensor cores (L4, L40S, H100, H200)")
     stored = settings.checkpoint_bits or (8 if settings.quantization == "fp8" else 16)
     if replica.bits[0] != stored:
-        raise EngineCapabilityError(f"the replica's layers are {replica.bits[0]}-bit but vLLM would load {stored}-bit weights "
-                                    "(int8/int4 only from a pre-quantized checkpoint)")
+        raise EngineCapabilityError(
+            f"the replica's layers are {replica.bits[0]}-bit but vLLM would load {stored}-bit weights "
+            "(int8/int4 only from a pre-quantized checkpoint)"
+        )

@@ -12,11 +12,20 @@ from dataclasses import dataclass
 
 import pyomo.environ as pyo
 
+from costserve.errors import PlanningError
 from solver.candidates import Candidate
 from solver.fleet_model import FleetProblem, build_fleet_model, class_work
 from solver.highs_solve import NoSolution, solve_linear_model
 
-__all__ = ["FleetGroup", "FleetProblem", "FleetSolution", "Infeasible", "fastest_within_budget", "prune_dominated", "solve_fleet"]
+__all__ = [
+    "FleetGroup",
+    "FleetProblem",
+    "FleetSolution",
+    "Infeasible",
+    "fastest_within_budget",
+    "prune_dominated",
+    "solve_fleet",
+]
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,7 @@ class FleetSolution:
         return max((g.finish_seconds for g in self.groups), default=0.0)
 
 
-class Infeasible(Exception):
+class Infeasible(PlanningError):
     """No fleet meets the constraints."""
 
 
@@ -64,8 +73,10 @@ def prune_dominated(candidates: list[Candidate]) -> list[Candidate]:
         for i in members:
             ri = candidates[i].requests_per_s
             dominated = any(
-                all(a >= b for a, b in zip(candidates[j].requests_per_s, ri)) and (candidates[j].requests_per_s != ri or j < i)
-                for j in members if j != i
+                all(a >= b for a, b in zip(candidates[j].requests_per_s, ri))
+                and (candidates[j].requests_per_s != ri or j < i)
+                for j in members
+                if j != i
             )
             if not dominated:
                 keep.append(i)
@@ -102,7 +113,9 @@ def solve_fleet(problem: FleetProblem, one_gpu_type: bool = False) -> FleetSolut
     return FleetSolution(float(pyo.value(model.cost)), tuple(groups))
 
 
-def fastest_within_budget(problem: FleetProblem, tolerance_s: float = 60.0, longest_s: float = 30 * 24 * 3600.0) -> FleetSolution:
+def fastest_within_budget(
+    problem: FleetProblem, tolerance_s: float = 60.0, longest_s: float = 30 * 24 * 3600.0
+) -> FleetSolution:
     """Minimum-makespan fleet within the problem's budget ($): bisection on the deadline (Algorithm 1)."""
     try:
         best = solve_fleet(problem.with_(deadline_s=longest_s))

@@ -58,9 +58,13 @@ def _linear(coefficients: list[float], variables: list) -> LinearExpression:  # 
 def class_work(candidates: list[Candidate], problem: FleetProblem) -> dict[tuple[int, int], float]:
     """w_ck (instance-seconds) of every pair (candidate c, class k) that can serve the class before the deadline."""
     deadline_s, classes = problem.deadline_s, problem.workload.classes
-    return {(i, k): cls.count / c.requests_per_s[k]
-            for i, c in enumerate(candidates) if deadline_s > c.startup_seconds
-            for k, cls in enumerate(classes) if c.requests_per_s[k] > 0}
+    return {
+        (i, k): cls.count / c.requests_per_s[k]
+        for i, c in enumerate(candidates)
+        if deadline_s > c.startup_seconds
+        for k, cls in enumerate(classes)
+        if c.requests_per_s[k] > 0
+    }
 
 
 def build_fleet_model(problem: FleetProblem, one_gpu_type: bool = False) -> pyo.ConcreteModel:
@@ -81,20 +85,32 @@ def build_fleet_model(problem: FleetProblem, one_gpu_type: bool = False) -> pyo.
         by_candidate[i].append(k)
         by_class[k].append(i)
 
-    m.n = pyo.Var(m.C, domain=pyo.NonNegativeIntegers, bounds=lambda _, i: (0, availability.get(candidates[i].offering, 0)))
+    m.n = pyo.Var(
+        m.C, domain=pyo.NonNegativeIntegers, bounds=lambda _, i: (0, availability.get(candidates[i].offering, 0))
+    )
     m.x = pyo.Var(m.CK, bounds=(0, 1))
     if problem.steady:  # cost = Σ_c p_c · n_c · D
         m.cost = pyo.Expression(expr=_linear([p[i] * deadline_s for i in m.C], [m.n[i] for i in m.C]))
     else:  # cost = Σ_c p_c · (n_c · s_c + Σ_k w_ck · x_ck)
-        m.cost = pyo.Expression(expr=_linear(
-            [p[i] * candidates[i].startup_seconds for i in m.C] + [p[i] * w[i, k] for i, k in m.CK],
-            [m.n[i] for i in m.C] + [m.x[i, k] for i, k in m.CK]))
+        m.cost = pyo.Expression(
+            expr=_linear(
+                [p[i] * candidates[i].startup_seconds for i in m.C] + [p[i] * w[i, k] for i, k in m.CK],
+                [m.n[i] for i in m.C] + [m.x[i, k] for i, k in m.CK],
+            )
+        )
     m.objective = pyo.Objective(expr=m.cost, sense=pyo.minimize)
     # Σ_c x_ck = 1 : every class is served in full
-    m.assigned = pyo.Constraint(m.K, rule=lambda m, k: _linear([1.0] * len(by_class[k]), [m.x[i, k] for i in by_class[k]]) == 1)
+    m.assigned = pyo.Constraint(
+        m.K, rule=lambda m, k: _linear([1.0] * len(by_class[k]), [m.x[i, k] for i in by_class[k]]) == 1
+    )
     # Σ_k w_ck · x_ck ≤ n_c · (D − s_c) : the work fits in the deadline
-    m.deadline = pyo.Constraint(m.C, rule=lambda m, i: _linear(
-        [w[i, k] for k in by_candidate[i]] + [-spare[i]], [m.x[i, k] for k in by_candidate[i]] + [m.n[i]]) <= 0)
+    m.deadline = pyo.Constraint(
+        m.C,
+        rule=lambda m, i: (
+            _linear([w[i, k] for k in by_candidate[i]] + [-spare[i]], [m.x[i, k] for k in by_candidate[i]] + [m.n[i]])
+            <= 0
+        ),
+    )
     # x_ck ≤ n_c : a share needs an instance (only where the deadline row does not imply it)
     m.SMALL = pyo.Set(initialize=[(i, k) for i, k in m.CK if w[i, k] < spare[i]], dimen=2, ordered=True)
     m.needs_instance = pyo.Constraint(m.SMALL, rule=lambda m, i, k: _linear([1.0, -1.0], [m.x[i, k], m.n[i]]) <= 0)
@@ -113,19 +129,34 @@ def _add_fleet_limits(m: pyo.ConcreteModel, problem: FleetProblem, one_gpu_type:
         by_gpu[candidates[i].gpu].append(i)
     # Σ_{c ∈ o} n_c ≤ A_o : availability of each offering (one candidate's own bound already says it)
     m.O = pyo.Set(initialize=sorted(o for o, members in by_offering.items() if len(members) > 1))
-    m.available = pyo.Constraint(m.O, rule=lambda m, o: _linear(
-        [1.0] * len(by_offering[o]), [m.n[i] for i in by_offering[o]]) <= availability.get(o, 0))
+    m.available = pyo.Constraint(
+        m.O,
+        rule=lambda m, o: (
+            _linear([1.0] * len(by_offering[o]), [m.n[i] for i in by_offering[o]]) <= availability.get(o, 0)
+        ),
+    )
     caps = {g: cap for g, cap in (problem.gpu_caps or {}).items() if g in by_gpu}
     m.G = pyo.Set(initialize=sorted(caps))
     # Σ_{c on GPU g} n_c · gpus_c ≤ cap_g : GPUs of a type across the fleet
-    m.gpu_cap = pyo.Constraint(m.G, rule=lambda m, g: _linear(
-        [float(candidates[i].gpus_per_instance) for i in by_gpu[g]], [m.n[i] for i in by_gpu[g]]) <= caps[g])
+    m.gpu_cap = pyo.Constraint(
+        m.G,
+        rule=lambda m, g: (
+            _linear([float(candidates[i].gpus_per_instance) for i in by_gpu[g]], [m.n[i] for i in by_gpu[g]]) <= caps[g]
+        ),
+    )
     if not one_gpu_type:
         return
     m.T = pyo.Set(initialize=sorted(by_gpu))
     m.u = pyo.Var(m.T, domain=pyo.Binary)  # u_g = 1 for the one GPU type used
     m.one_type = pyo.Constraint(expr=sum(m.u[g] for g in m.T) <= 1)  # Σ_g u_g ≤ 1
-    type_availability = {g: sum(availability.get(o, 0) for o in {candidates[i].offering for i in by_gpu[g]}) for g in by_gpu}
+    type_availability = {
+        g: sum(availability.get(o, 0) for o in {candidates[i].offering for i in by_gpu[g]}) for g in by_gpu
+    }
     # Σ_{c on g} n_c ≤ (Σ_{o of g} A_o) · u_g : only the chosen type has instances
-    m.only_chosen = pyo.Constraint(m.T, rule=lambda m, g: _linear(
-        [1.0] * len(by_gpu[g]) + [-float(type_availability[g])], [m.n[i] for i in by_gpu[g]] + [m.u[g]]) <= 0)
+    m.only_chosen = pyo.Constraint(
+        m.T,
+        rule=lambda m, g: (
+            _linear([1.0] * len(by_gpu[g]) + [-float(type_availability[g])], [m.n[i] for i in by_gpu[g]] + [m.u[g]])
+            <= 0
+        ),
+    )

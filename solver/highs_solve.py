@@ -16,10 +16,12 @@ from __future__ import annotations
 import numpy as np
 import pyomo.environ as pyo
 
+from costserve.errors import PlanningError
+
 INTEGRALITY_TOLERANCE = 1e-6  # a value this close to an integer is that integer (HiGHS's mip_feasibility_tolerance)
 
 
-class NoSolution(Exception):
+class NoSolution(PlanningError):
     """HiGHS ended without an optimal solution; the message is its model status (e.g. 'Infeasible')."""
 
 
@@ -46,8 +48,15 @@ def solve_linear_model(model: pyo.ConcreteModel) -> None:
     sense = np.array([r.bound_type for r in form.rows], dtype=int)  # 0: ==, 1: ≤, -1: ≥ (rhs is the bound)
     row_lower = np.where(sense == 1, -infinity, form.rhs)
     row_upper = np.where(sense == -1, infinity, form.rhs)
-    highs.addRows(rows.shape[0], row_lower, row_upper, rows.nnz, rows.indptr[:-1].astype(np.int32),
-                  rows.indices.astype(np.int32), rows.data.astype(float))
+    highs.addRows(
+        rows.shape[0],
+        row_lower,
+        row_upper,
+        rows.nnz,
+        rows.indptr[:-1].astype(np.int32),
+        rows.indices.astype(np.int32),
+        rows.data.astype(float),
+    )
     integer = np.array([j for j, v in enumerate(columns) if v.is_integer()], dtype=np.int32)
     values = _run(highs)
     if len(integer) and np.abs(values[integer] - np.round(values[integer])).max() > INTEGRALITY_TOLERANCE:

@@ -29,7 +29,7 @@ TOP_SHAPES = 4
 Shape = tuple[str, int, int, float]  # GPU, GPUs per instance, vCPUs, host GiB
 
 
-def shapes_needing_host(offerings: "pd.DataFrame", uniform: list[Candidate], top: int = TOP_SHAPES) -> list[Shape]:
+def shapes_needing_host(offerings: pd.DataFrame, uniform: list[Candidate], top: int = TOP_SHAPES) -> list[Shape]:
     """GPU instance shapes with no one-GPU whole-model candidate, cheapest $/h per GPU first (at most `top`)."""
     fits = {c.offering for c in uniform if c.tp == 1 and c.whole_model_uniform}
     per_gpu: dict[Shape, float] = {}
@@ -42,7 +42,7 @@ def shapes_needing_host(offerings: "pd.DataFrame", uniform: list[Candidate], top
 
 
 def hybrid_candidates(
-    offerings: "pd.DataFrame", specs: "pd.DataFrame", model: ModelShape, workload: Workload, quality_target: float,
+    offerings: pd.DataFrame, specs: pd.DataFrame, model: ModelShape, workload: Workload, quality_target: float,
     spot: bool, bit_widths: tuple[int, ...], uniform: list[Candidate], cpu_profile: dict[str, Any] | None = None,
 ) -> list[Candidate]:
     """Hybrid candidates (requests/s per whole instance) for the shapes of `shapes_needing_host`.

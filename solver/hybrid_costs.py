@@ -68,7 +68,9 @@ class Host:
         return self.pcie_gbps * 1e9 * PCIE_EFFICIENCY
 
 
-def host_of(cpu_row: Any, vcpus: int, memory_gib: float, pcie_gbps: float, cpu_profile: CpuProfile | None = None) -> Host:
+def host_of(
+    cpu_row: Any, vcpus: int, memory_gib: float, pcie_gbps: float, cpu_profile: CpuProfile | None = None
+) -> Host:
     """A Host from gpus.csv's per-vCPU `cpu` row, the GPU's share of vCPUs and RAM, and its PCIe GB/s."""
     return Host(vcpus, memory_gib, pcie_gbps, Device.from_catalog(cpu_row, 1, vcpus, memory_gib), cpu_profile)
 
@@ -115,7 +117,9 @@ def _cpu_seconds(model: ModelShape, host: Host, bits: int, shape: HybridShape) -
     return layer_seconds(model, host.cpu, bits, shape.step)
 
 
-def layer_costs(model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bit_widths: tuple[int, ...]) -> dict[tuple[int, str], LayerCosts]:
+def layer_costs(
+    model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bit_widths: tuple[int, ...]
+) -> dict[tuple[int, str], LayerCosts]:
     """Per (bits, placement) of PLACEMENTS: what one decoder layer costs in a hybrid replica."""
     kv_layer = shape.batch * (shape.input_tokens + shape.output_tokens) * model.layer_kv_bytes_per_token()
     pcie = host.pcie_bytes_per_s()
@@ -130,17 +134,26 @@ def layer_costs(model: ModelShape, gpu: Device, host: Host, shape: HybridShape, 
         cpu_pre, cpu_dec = _cpu_seconds(model, host, b, shape)
         for name, (pre_on, dec_on) in PLACEMENTS.items():
             if name == "gpu":
-                out[(b, name)] = LayerCosts(PhaseSeconds(gpu=gpu_pre), PhaseSeconds(gpu=gpu_dec), weights + kv_layer, 0.0, 0.0)
+                out[(b, name)] = LayerCosts(
+                    PhaseSeconds(gpu=gpu_pre), PhaseSeconds(gpu=gpu_dec), weights + kv_layer, 0.0, 0.0
+                )
                 continue
-            prefill = (PhaseSeconds(cpu=cpu_pre, pcie=act_prefill) if pre_on == "cpu"
-                       else PhaseSeconds(gpu=gpu_pre, pcie=weights / pcie))
-            decode = (PhaseSeconds(cpu=cpu_dec, pcie=act_decode) if dec_on == "cpu"
-                      else PhaseSeconds(gpu=gpu_dec, pcie=weights / pcie))
+            prefill = (
+                PhaseSeconds(cpu=cpu_pre, pcie=act_prefill)
+                if pre_on == "cpu"
+                else PhaseSeconds(gpu=gpu_pre, pcie=weights / pcie)
+            )
+            decode = (
+                PhaseSeconds(cpu=cpu_dec, pcie=act_decode)
+                if dec_on == "cpu"
+                else PhaseSeconds(gpu=gpu_dec, pcie=weights / pcie)
+            )
             if (pre_on == "cpu") != (dec_on == "cpu"):  # the KV cache is written on one side, read on the other
                 prefill = PhaseSeconds(prefill.gpu, prefill.cpu, prefill.pcie + kv_prefill)
             kv_on_gpu = dec_on == "stream"  # the cache lives where decode reads it
-            out[(b, name)] = LayerCosts(prefill, decode, kv_layer if kv_on_gpu else 0.0,
-                                        weights + (0.0 if kv_on_gpu else kv_layer), weights)
+            out[(b, name)] = LayerCosts(
+                prefill, decode, kv_layer if kv_on_gpu else 0.0, weights + (0.0 if kv_on_gpu else kv_layer), weights
+            )
     return out
 
 

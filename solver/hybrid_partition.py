@@ -65,15 +65,19 @@ def build_hybrid_model(
     m.T_dec = pyo.Var(domain=pyo.NonNegativeReals)  # seconds of one decode step
     m.S = pyo.Var(domain=pyo.NonNegativeReals)  # GPU staging bytes for streamed weights
 
-    def total(model: pyo.ConcreteModel, value: "callable") -> pyo.Expression:  # type: ignore[valid-type]
+    def total(model: pyo.ConcreteModel, value: callable) -> pyo.Expression:  # type: ignore[valid-type]
         return sum(model.n[b, p] * value(costs[b, p]) for b in model.B for p in model.P)
 
     # Σ_b y_lb = 1 : each layer gets one bit-width ; Σ_p n_bp = Σ_l y_lb : and one placement
     m.one_width = pyo.Constraint(m.L, rule=lambda model, l: sum(model.y[l, b] for b in model.B) == 1)
-    m.counted = pyo.Constraint(m.B, rule=lambda model, b: sum(model.n[b, p] for p in model.P) == sum(model.y[l, b] for l in model.L))
+    m.counted = pyo.Constraint(
+        m.B, rule=lambda model, b: sum(model.n[b, p] for p in model.P) == sum(model.y[l, b] for l in model.L)
+    )
     # n_bp ≤ |L| · s_b for streamed p ; S ≥ 2 · w_b · s_b : a double buffer for the largest streamed layer
     m.streams = pyo.Constraint(m.B, streamed, rule=lambda model, b, p: model.n[b, p] <= layers * model.s[b])
-    m.staging = pyo.Constraint(m.B, rule=lambda model, b: model.S >= STREAM_BUFFERS * costs[b, "stream"].staging_bytes * model.s[b])
+    m.staging = pyo.Constraint(
+        m.B, rule=lambda model, b: model.S >= STREAM_BUFFERS * costs[b, "stream"].staging_bytes * model.s[b]
+    )
     # fixed + Σ n · gpu_bytes + S ≤ GPU capacity ; Σ n · host_bytes ≤ host capacity
     m.gpu_memory = pyo.Constraint(expr=gpu_fixed + total(m, lambda c: c.gpu_bytes) + m.S <= gpu_capacity)
     m.host_memory = pyo.Constraint(expr=total(m, lambda c: c.host_bytes) <= host_capacity)
@@ -118,8 +122,9 @@ class HybridPartition:
         return self.batch / self.latency_s if self.latency_s > 0 else 0.0
 
 
-def phase_seconds(model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bits: tuple[int, ...],
-                  placements: tuple[str, ...]) -> tuple[float, float] | None:
+def phase_seconds(
+    model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bits: tuple[int, ...], placements: tuple[str, ...]
+) -> tuple[float, float] | None:
     """(one prefill pass, one decode step) seconds of a fixed per-layer (bits, placement); None if memory overflows."""
     costs = layer_costs(model, gpu, host, shape, tuple(sorted(set(bits))))
     chosen = [costs[b, p] for b, p in zip(bits, placements)]
@@ -138,8 +143,9 @@ def phase_seconds(model: ModelShape, gpu: Device, host: Host, shape: HybridShape
     return pre, dec
 
 
-def shape_latency(model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bits: tuple[int, ...],
-                  placements: tuple[str, ...]) -> float | None:
+def shape_latency(
+    model: ModelShape, gpu: Device, host: Host, shape: HybridShape, bits: tuple[int, ...], placements: tuple[str, ...]
+) -> float | None:
     """Batch latency (s) of a fixed per-layer (bits, placement) at `shape`, by the ILP's formula; None if memory overflows."""
     seconds = phase_seconds(model, gpu, host, shape, bits, placements)
     if seconds is None:
@@ -148,9 +154,17 @@ def shape_latency(model: ModelShape, gpu: Device, host: Host, shape: HybridShape
 
 
 def hybrid_partition(
-    model: ModelShape, gpu: Device, host: Host, input_tokens: float, output_tokens: float, quality_target: float,
-    layer_loss: dict[int, list[float]], bit_widths: tuple[int, ...] = (16, 8, 4), batches: tuple[int, ...] = (8, 16, 32, 64, 128),
-    prefill_micro_batches: tuple[int, ...] = (1, 4), time_limit_s: float | None = None,
+    model: ModelShape,
+    gpu: Device,
+    host: Host,
+    input_tokens: float,
+    output_tokens: float,
+    quality_target: float,
+    layer_loss: dict[int, list[float]],
+    bit_widths: tuple[int, ...] = (16, 8, 4),
+    batches: tuple[int, ...] = (8, 16, 32, 64, 128),
+    prefill_micro_batches: tuple[int, ...] = (1, 4),
+    time_limit_s: float | None = None,
 ) -> HybridPartition | None:
     """The most requests/s hybrid layout of `model` on one `gpu` and its `host`; None if nothing fits.
 
@@ -162,15 +176,30 @@ def hybrid_partition(
         for prefill_mb in [mb for mb in prefill_micro_batches if mb <= batch]:
             shape = HybridShape(batch, prefill_mb, input_tokens, output_tokens)
             costs = layer_costs(model, gpu, host, shape, bit_widths)
-            ilp = build_hybrid_model(model.layers, costs, {b: layer_loss[b] for b in bit_widths}, gpu.usable_bytes(),
-                                     fixed_gpu_bytes(model, shape), host.usable_bytes(), head_seconds(model, gpu, shape.step),
-                                     math.ceil(batch / prefill_mb), max(1, math.ceil(output_tokens)), budget)
+            ilp = build_hybrid_model(
+                model.layers,
+                costs,
+                {b: layer_loss[b] for b in bit_widths},
+                gpu.usable_bytes(),
+                fixed_gpu_bytes(model, shape),
+                host.usable_bytes(),
+                head_seconds(model, gpu, shape.step),
+                math.ceil(batch / prefill_mb),
+                max(1, math.ceil(output_tokens)),
+                budget,
+            )
             if not solve_ilp(ilp, time_limit_s):
                 continue
             bits = [b for (_, b), var in sorted(ilp.y.items()) if pyo.value(var) > 0.5]
             counts = {key: round(pyo.value(var)) for key, var in ilp.n.items()}
-            found = HybridPartition(tuple(bits), layer_placements(bits, counts),
-                                    float(pyo.value(ilp.latency)), float(pyo.value(ilp.quality_loss)), batch, prefill_mb)
+            found = HybridPartition(
+                tuple(bits),
+                layer_placements(bits, counts),
+                float(pyo.value(ilp.latency)),
+                float(pyo.value(ilp.quality_loss)),
+                batch,
+                prefill_mb,
+            )
             if best is None or found.requests_per_s > best.requests_per_s:
                 best = found
     return best
@@ -186,9 +215,17 @@ class PlacementRate:
     requests_per_s: float
 
 
-def best_batch_rate(model: ModelShape, gpu: Device, host: Host, bits: tuple[int, ...], placements: tuple[str, ...],
-                    prefill_mb: int, input_tokens: float, output_tokens: float,
-                    batches: tuple[int, ...] = (8, 16, 32, 64, 128, 256)) -> PlacementRate | None:
+def best_batch_rate(
+    model: ModelShape,
+    gpu: Device,
+    host: Host,
+    bits: tuple[int, ...],
+    placements: tuple[str, ...],
+    prefill_mb: int,
+    input_tokens: float,
+    output_tokens: float,
+    batches: tuple[int, ...] = (8, 16, 32, 64, 128, 256),
+) -> PlacementRate | None:
     """The batch of `batches` with the most requests/s for a fixed per-layer (bits, placement); None if none fits."""
     best: PlacementRate | None = None
     for batch in batches:
@@ -197,16 +234,28 @@ def best_batch_rate(model: ModelShape, gpu: Device, host: Host, bits: tuple[int,
         if seconds is None:
             continue
         prefill_s = math.ceil(batch / shape.prefill_mb) * seconds[0]
-        rate = PlacementRate(batch, prefill_s, seconds[1], batch / (prefill_s + max(1, math.ceil(output_tokens)) * seconds[1]))
+        rate = PlacementRate(
+            batch, prefill_s, seconds[1], batch / (prefill_s + max(1, math.ceil(output_tokens)) * seconds[1])
+        )
         if best is None or rate.requests_per_s > best.requests_per_s:
             best = rate
     return best
 
 
-def hybrid_throughput(model: ModelShape, gpu: Device, host: Host, layout: HybridPartition, input_tokens: float,
-                      output_tokens: float) -> float:
+def hybrid_throughput(
+    model: ModelShape, gpu: Device, host: Host, layout: HybridPartition, input_tokens: float, output_tokens: float
+) -> float:
     """Requests/s of a solved hybrid layout on requests of other mean lengths, at the layout's own batch (the one its
     workers run); 0.0 if that batch does not fit them."""
-    rate = best_batch_rate(model, gpu, host, layout.bits, layout.placements, layout.prefill_micro_batch, input_tokens,
-                           output_tokens, (layout.batch,))
+    rate = best_batch_rate(
+        model,
+        gpu,
+        host,
+        layout.bits,
+        layout.placements,
+        layout.prefill_micro_batch,
+        input_tokens,
+        output_tokens,
+        (layout.batch,),
+    )
     return 0.0 if rate is None else rate.requests_per_s

@@ -60,7 +60,7 @@ def host_memory_gib() -> float:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 
 
-def local_price_per_hour(offerings: "pd.DataFrame", vcpus: int, override: float | None) -> tuple[float, str]:
+def local_price_per_hour(offerings: pd.DataFrame, vcpus: int, override: float | None) -> tuple[float, str]:
     """($/h for this machine, where that price comes from).
 
     `override` (the `local_cpu_price_per_hour` setting) wins; else the catalog's cheapest
@@ -76,7 +76,7 @@ def local_price_per_hour(offerings: "pd.DataFrame", vcpus: int, override: float 
     return float(per_vcpu.min() * vcpus), f"{vcpus} vCPU at {row['cloud']}/{row['region']}/{row['instance_type']}'s $/vCPU·h"
 
 
-def local_requests_per_s(model: ModelShape, cpu_spec: "pd.Series", vcpus: int, memory_gib: float, bits: list[int],
+def local_requests_per_s(model: ModelShape, cpu_spec: pd.Series, vcpus: int, memory_gib: float, bits: list[int],
                          workload: Workload, cpu_profile: dict[str, Any] | None) -> list[float]:
     """Requests/s of this machine on each workload class, from its CPU profile or the roofline."""
     measured = CpuProfile.matching(cpu_profile, model.name, len(bits))
@@ -87,7 +87,7 @@ def local_requests_per_s(model: ModelShape, cpu_spec: "pd.Series", vcpus: int, m
             for c in workload.classes]
 
 
-def modelled_local_work_s(model_row: "pd.Series | dict[str, Any]", gpus: "pd.DataFrame", bits: list[int], workload: Workload,
+def modelled_local_work_s(model_row: pd.Series | dict[str, Any], gpus: pd.DataFrame, bits: list[int], workload: Workload,
                           cpu_profile: dict[str, Any] | None) -> float:
     """Seconds this machine's model (its profile, else the roofline; no calibration) gives `workload` on a replica of
     `bits`: what `local_plan` counts as work."""
@@ -109,7 +109,7 @@ def model_row_from_hf_config(name: str, config: dict[str, Any]) -> dict[str, Any
     }
 
 
-def local_plan(workload: Workload, model_row: "pd.Series | dict[str, Any]", replica: Replica, offerings: "pd.DataFrame", gpus: "pd.DataFrame",
+def local_plan(workload: Workload, model_row: pd.Series | dict[str, Any], replica: Replica, offerings: pd.DataFrame, gpus: pd.DataFrame,
                deadline_s: float, quality_target: float, price_override: float | None = None,
                cpu_profile: dict[str, Any] | None = None, cloud_baselines: bool = True,
                calibration: tuple[float, float, str] | None = None) -> Plan:
@@ -145,11 +145,12 @@ def local_plan(workload: Workload, model_row: "pd.Series | dict[str, Any]", repl
     )
 
 
-def _cloud_baselines(workload: Workload, model_row: "pd.Series | dict[str, Any]", offerings: "pd.DataFrame", gpus: "pd.DataFrame",
+def _cloud_baselines(workload: Workload, model_row: pd.Series | dict[str, Any], offerings: pd.DataFrame, gpus: pd.DataFrame,
                      deadline_s: float, quality_target: float, local_cost: float,
                      cpu_profile: dict[str, Any] | None) -> list[BaselinePlan]:
     """The cloud fleet costserve would plan for the same batch, and that plan's baselines."""
-    from solver.planner import PlanningError, plan_batch
+    from costserve.errors import PlanningError
+    from solver.planner import plan_batch
 
     try:
         cloud = plan_batch(workload, model_row, offerings, gpus, deadline_s, None, quality_target, cpu_profile=cpu_profile)

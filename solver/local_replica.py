@@ -32,27 +32,46 @@ def profile_layer_ms(profile_path: Path | None, batch: int = 16, context: int = 
     return {b: layer_decode_ms(profile, b, batch, context) for b in LOCAL_BITS}
 
 
-def local_bits(model_name: str, layers: int, quality_target: float, layer_ms: dict[int, float] | None = None) -> list[int]:
+def local_bits(
+    model_name: str, layers: int, quality_target: float, layer_ms: dict[int, float] | None = None
+) -> list[int]:
     """Fastest bits per layer whose predicted quality meets `quality_target` (the partition ILP on one device)."""
     times = layer_ms or DEFAULT_LAYER_DECODE_MS
     loss = model_layer_loss(model_name, layers)
-    stage = StageCosts("cpu", math.inf, 0.0, {b: 0.0 for b in LOCAL_BITS}, {b: 0.0 for b in LOCAL_BITS},
-                       {b: times[b] for b in LOCAL_BITS})
+    stage = StageCosts(
+        "cpu",
+        math.inf,
+        0.0,
+        {b: 0.0 for b in LOCAL_BITS},
+        {b: 0.0 for b in LOCAL_BITS},
+        {b: times[b] for b in LOCAL_BITS},
+    )
     budget = quality_budget(quality_target)
-    found = solve_partition_model(build_partition_model(layers, [stage], {b: loss[b] for b in LOCAL_BITS}, 1, 1, 1, budget), [stage])
+    found = solve_partition_model(
+        build_partition_model(layers, [stage], {b: loss[b] for b in LOCAL_BITS}, 1, 1, 1, budget), [stage]
+    )
     if found is None:  # even 16 bits everywhere misses the target (bf16 itself loses a little): the best there is
         return [16] * layers
     return list(found.stages[0][3])
 
 
-def local_replica(model_name: str, layers: int, quality_target: float, stages: int = 2, prefill_micro_batch: int = 8,
-                  decode_micro_batch: int = 16, layer_ms: dict[int, float] | None = None) -> Replica:
+def local_replica(
+    model_name: str,
+    layers: int,
+    quality_target: float,
+    stages: int = 2,
+    prefill_micro_batch: int = 8,
+    decode_micro_batch: int = 16,
+    layer_ms: dict[int, float] | None = None,
+) -> Replica:
     """A `stages`-stage replica of contiguous, near-equal layer ranges with `local_bits`; micro-batches in sequences."""
     bits = local_bits(model_name, layers, quality_target, layer_ms)
     bounds = [round(i * layers / stages) for i in range(stages + 1)]
     return Replica(
         tp=1,
-        stages=[Stage(device="cpu", first_layer=a, last_layer=b - 1, bits=bits[a:b]) for a, b in zip(bounds, bounds[1:])],
+        stages=[
+            Stage(device="cpu", first_layer=a, last_layer=b - 1, bits=bits[a:b]) for a, b in zip(bounds, bounds[1:])
+        ],
         prefill_micro_batch=prefill_micro_batch,
         decode_micro_batch=decode_micro_batch,
     )

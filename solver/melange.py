@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from costserve.errors import PlanInputError
 from solver.candidates import Candidate
 from solver.fleet import FleetProblem, FleetSolution, Infeasible, solve_fleet
 from solver.jsonfile import read_json_model
@@ -45,28 +46,36 @@ class MelangeInput(BaseModel):
     slice_factor: int = Field(1, ge=1, description="Mélange's slices per bucket (costserve splits continuously)")
 
     @model_validator(mode="after")
-    def _shapes(self) -> "MelangeInput":
+    def _shapes(self) -> MelangeInput:
         rows, cols = len(self.workload_distribution), len(self.workload_distribution[0])
-        if any(len(r) != cols for r in self.workload_distribution) or any(v < 0 for r in self.workload_distribution for v in r):
+        if any(len(r) != cols for r in self.workload_distribution) or any(
+            v < 0 for r in self.workload_distribution for v in r
+        ):
             raise ValueError("workload_distribution: rows of equal length, shares ≥ 0")
         for gpu, info in self.gpu_info.items():
             if len(info.tputs) != rows or any(len(r) != cols for r in info.tputs):
-                raise ValueError(f"gpu_info.{gpu}.tputs: expected {rows} rows of {cols} values, as workload_distribution")
+                raise ValueError(
+                    f"gpu_info.{gpu}.tputs: expected {rows} rows of {cols} values, as workload_distribution"
+                )
             if any(v < 0 for r in info.tputs for v in r):
                 raise ValueError(f"gpu_info.{gpu}.tputs: throughputs must be ≥ 0")
         return self
 
     def buckets(self) -> list[tuple[int, int, float]]:
         """(input bucket, output bucket, requests/s) of every bucket with requests."""
-        return [(i, j, share * self.total_request_rate) for i, row in enumerate(self.workload_distribution)
-                for j, share in enumerate(row) if share > 0]
+        return [
+            (i, j, share * self.total_request_rate)
+            for i, row in enumerate(self.workload_distribution)
+            for j, share in enumerate(row)
+            if share > 0
+        ]
 
     def bucket_names(self) -> list[str]:
         """The workload class name of each bucket with requests, in buckets() order: `bucket I,J`."""
         return [f"bucket {i},{j}" for i, j, _ in self.buckets()]
 
 
-class MelangeFileError(Exception):
+class MelangeFileError(PlanInputError):
     """The Mélange input is unreadable or invalid; the message names the file and field."""
 
 
@@ -78,12 +87,29 @@ def load_melange(path: Path) -> MelangeInput:
 def melange_problem(spec: MelangeInput) -> FleetProblem:
     """One steady hour of `spec` as a FleetProblem: a class per bucket, a one-GPU candidate per GPU type."""
     buckets = spec.buckets()
-    workload = Workload(tuple(WorkloadClass(name, rate * HOUR_S, 0, 0)  # type: ignore[arg-type]
-                              for name, (_, _, rate) in zip(spec.bucket_names(), buckets)))
-    candidates = [Candidate(offering=o, label=gpu, gpu=gpu, gpus_per_instance=1, spot=False, price_per_hour=info.cost,
-                            tp=1, replicas=1, bits=16, quality=1.0,
-                            requests_per_s=tuple(info.tputs[i][j] for i, j, _ in buckets), startup_seconds=0.0)
-                  for o, (gpu, info) in enumerate(spec.gpu_info.items())]
+    workload = Workload(
+        tuple(
+            WorkloadClass(name, rate * HOUR_S, 0, 0)  # type: ignore[arg-type]
+            for name, (_, _, rate) in zip(spec.bucket_names(), buckets)
+        )
+    )
+    candidates = [
+        Candidate(
+            offering=o,
+            label=gpu,
+            gpu=gpu,
+            gpus_per_instance=1,
+            spot=False,
+            price_per_hour=info.cost,
+            tp=1,
+            replicas=1,
+            bits=16,
+            quality=1.0,
+            requests_per_s=tuple(info.tputs[i][j] for i, j, _ in buckets),
+            startup_seconds=0.0,
+        )
+        for o, (gpu, info) in enumerate(spec.gpu_info.items())
+    ]
     return FleetProblem(candidates, workload, HOUR_S, {o: UNLIMITED for o in range(len(candidates))}, steady=True)
 
 
@@ -91,8 +117,11 @@ def plan_melange(spec: MelangeInput) -> FleetSolution:
     """The cheapest GPU mix serving `spec`'s rate for an hour; cost in $/h. Raises Infeasible (a bucket no GPU
     serves)."""
     problem = melange_problem(spec)
-    unserved = [c.name for k, c in enumerate(problem.workload.classes)
-                if not any(cand.requests_per_s[k] > 0 for cand in problem.candidates)]
+    unserved = [
+        c.name
+        for k, c in enumerate(problem.workload.classes)
+        if not any(cand.requests_per_s[k] > 0 for cand in problem.candidates)
+    ]
     if unserved:
         raise Infeasible(f"no GPU of gpu_info serves {unserved[0]} (every tputs value there is 0)")
     return solve_fleet(problem)

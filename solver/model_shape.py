@@ -31,12 +31,19 @@ class ModelShape:
     context: int = 0  # the model's context window (tokens); 0: not known
 
     @classmethod
-    def from_row(cls, row: Any) -> "ModelShape":
+    def from_row(cls, row: Any) -> ModelShape:
         """From a models.csv row (a pandas Series or a dict with the same keys)."""
         return cls(
-            name=row["model"], layers=int(row["layers"]), hidden=int(row["hidden"]), intermediate=int(row["intermediate"]),
-            heads=int(row["heads"]), kv_heads=int(row["kv_heads"]), vocab=int(row["vocab"]), experts=int(row["experts"]),
-            experts_per_token=int(row["experts_per_token"]), tied_embeddings=bool(row["tied_embeddings"]),
+            name=row["model"],
+            layers=int(row["layers"]),
+            hidden=int(row["hidden"]),
+            intermediate=int(row["intermediate"]),
+            heads=int(row["heads"]),
+            kv_heads=int(row["kv_heads"]),
+            vocab=int(row["vocab"]),
+            experts=int(row["experts"]),
+            experts_per_token=int(row["experts_per_token"]),
+            tied_embeddings=bool(row["tied_embeddings"]),
             context=int(row["context"]) if "context" in row and row["context"] == row["context"] else 0,
         )
 

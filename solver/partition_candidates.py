@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING
 from solver.candidates import Candidate, offering_label, purchase_options
 from solver.costmodel import Device, ModelShape
 from solver.partition import Partition, partition_replica, partition_throughput
-from solver.quality import model_layer_loss
+from solver.quality import model_layer_loss, quality_budget
 from solver.workload import Workload, WorkloadClass
-from solver.quality import quality_budget
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,19 +55,26 @@ def mixing_can_help(layer_loss: dict[int, list[float]], quality_target: float, b
     base = sum(layer_loss[lowest])
     return any(
         base + min(lo - hi for lo, hi in zip(layer_loss[b], layer_loss[lowest])) <= budget
-        for b in bit_widths if b < lowest
+        for b in bit_widths
+        if b < lowest
     )
 
 
-def stage_link_gbps(gpu_row: "pd.Series") -> float:
+def stage_link_gbps(gpu_row: pd.Series) -> float:
     """GB/s between pipeline stages inside one instance: NVLink where the GPU has it, else PCIe."""
     nvlink = float(gpu_row["nvlink_gbps"] or 0)
     return nvlink if gpu_row["interconnect"] == "NVLink" and nvlink > 0 else float(gpu_row["pcie_gbps"])
 
 
 def instance_layouts(
-    model: ModelShape, gpu_row: "pd.Series", gpu_count: int, workload: Workload, quality_target: float,
-    layer_loss: dict[int, list[float]], bit_widths: tuple[int, ...], mix_tp: int | None,
+    model: ModelShape,
+    gpu_row: pd.Series,
+    gpu_count: int,
+    workload: Workload,
+    quality_target: float,
+    layer_loss: dict[int, list[float]],
+    bit_widths: tuple[int, ...],
+    mix_tp: int | None,
 ) -> list[Layout]:
     """Partition-ILP layouts of one instance shape: mixed bits on `mix_tp` GPUs (None: none), and pp-stage pipelines over all its GPUs."""
     shapes = [(mix_tp, 1)] if mix_tp else []
@@ -78,13 +84,25 @@ def instance_layouts(
     out: list[Layout] = []
     for tp, pp in shapes:
         devices = [(Device.from_catalog(gpu_row, tp), link)] * pp
-        part = partition_replica(model, devices, heavy.input_tokens, heavy.output_tokens, quality_target, layer_loss,
-                                 bit_widths, SEARCH_BATCHES, SEARCH_PREFILL_MICRO_BATCHES, ILP_TIME_LIMIT_S)
+        part = partition_replica(
+            model,
+            devices,
+            heavy.input_tokens,
+            heavy.output_tokens,
+            quality_target,
+            layer_loss,
+            bit_widths,
+            SEARCH_BATCHES,
+            SEARCH_PREFILL_MICRO_BATCHES,
+            ILP_TIME_LIMIT_S,
+        )
         if part is None or (pp == 1 and len({b for s in part.stages for b in s[3]}) == 1):
             continue  # nothing fits, or a uniform whole model: solver.candidates already has it
         # every class at the layout's own batch: the one its workers run (a worker has one batch size)
-        rates = [partition_throughput(model, devices, part, c.input_tokens, c.output_tokens, (part.batch,))[0]
-                 for c in workload.classes]
+        rates = [
+            partition_throughput(model, devices, part, c.input_tokens, c.output_tokens, (part.batch,))[0]
+            for c in workload.classes
+        ]
         if any(rates):
             out.append((tp, pp, part, rates))
     return out
@@ -106,8 +124,8 @@ def promising_shapes(uniform: list[Candidate], workload: Workload, top: int = TO
 
 
 def partitioned_candidates(
-    offerings: "pd.DataFrame",
-    specs: "pd.DataFrame",
+    offerings: pd.DataFrame,
+    specs: pd.DataFrame,
     model: ModelShape,
     workload: Workload,
     quality_target: float,
@@ -131,18 +149,37 @@ def partitioned_candidates(
         if row["availability"] <= 0 or shape not in shapes:
             continue
         if shape not in layouts:
-            layouts[shape] = instance_layouts(model, specs.loc[shape[0]], shape[1], workload, quality_target,
-                                              layer_loss, bit_widths, shapes[shape] if mix else None)
+            layouts[shape] = instance_layouts(
+                model,
+                specs.loc[shape[0]],
+                shape[1],
+                workload,
+                quality_target,
+                layer_loss,
+                bit_widths,
+                shapes[shape] if mix else None,
+            )
         for tp, pp, part, rates in layouts[shape]:
             factors = calibration.get(shape[0], [1.0] * len(rates))
             replicas = shape[1] // (tp * pp)
             stages = tuple((first, last, tuple(bits)) for _, first, last, bits in part.stages)
             for is_spot, price, keep in purchase_options(row, spot):
-                out.append(Candidate(
-                    offering=int(idx), label=offering_label(row, is_spot), gpu=shape[0], gpus_per_instance=shape[1],
-                    spot=is_spot, price_per_hour=price, tp=tp, replicas=replicas,
-                    bits=min(b for s in stages for b in s[2]), quality=math.exp(-part.quality_loss),
-                    requests_per_s=tuple(r * f * replicas * keep for r, f in zip(rates, factors)),
-                    stages=stages, prefill_micro_batch=part.prefill_micro_batch, decode_micro_batch=part.decode_micro_batch,
-                ))
+                out.append(
+                    Candidate(
+                        offering=int(idx),
+                        label=offering_label(row, is_spot),
+                        gpu=shape[0],
+                        gpus_per_instance=shape[1],
+                        spot=is_spot,
+                        price_per_hour=price,
+                        tp=tp,
+                        replicas=replicas,
+                        bits=min(b for s in stages for b in s[2]),
+                        quality=math.exp(-part.quality_loss),
+                        requests_per_s=tuple(r * f * replicas * keep for r, f in zip(rates, factors)),
+                        stages=stages,
+                        prefill_micro_batch=part.prefill_micro_batch,
+                        decode_micro_batch=part.decode_micro_batch,
+                    )
+                )
     return out

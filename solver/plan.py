@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from costserve.errors import PlanInputError
 from solver.vllm_settings import VllmSettings
 
 # The bit-widths costserve's engine runs (workers/quantize.py: fp32, bf16, int8, int4 weights).
@@ -208,7 +209,7 @@ class Replica(BaseModel):
         return f"tp{self.tp}{stages} [{'; '.join(parts)}] mb {self.prefill_micro_batch}/{self.decode_micro_batch}"
 
 
-def precision_text(groups: "list[FleetGroupPlan]") -> str:
+def precision_text(groups: list[FleetGroupPlan]) -> str:
     """What a fleet's replicas compute in, for people: `bf16`, `fp8, fp8 KV cache`, `16-bit`, `mixed 8/4-bit`, or
     the groups' precisions joined by ` + ` when they differ."""
     if any(g.replica.vllm is not None for g in groups):
@@ -222,7 +223,7 @@ def bits_text(bits: list[int]) -> str:
     return f"{widths[0]}-bit" if len(widths) == 1 else "mixed " + "/".join(map(str, widths)) + "-bit"
 
 
-class ReplicaError(ValueError):
+class ReplicaError(PlanInputError, ValueError):
     """A replica description is unreadable or does not fit the model; the message says where."""
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from costserve.errors import PlanningError
 from solver.baselines import solve_baselines
 from solver.candidates import BIT_WIDTHS, Candidate, build_candidates, profile_calibration
 from solver.costmodel import ModelShape
@@ -14,11 +15,21 @@ from solver.engine_check import check_engine_can_run
 from solver.fleet import FleetGroup, FleetProblem, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
 from solver.hybrid_candidates import hybrid_candidates
 from solver.partition_candidates import partitioned_candidates
-from solver.plan import (BaselinePlan, FleetGroupPlan, HostLayer, Plan, Replica, Stage, VllmSettings,
-                         WorkloadClassPlan, hardware_signature, precision_text)
+from solver.plan import (
+    BaselinePlan,
+    FleetGroupPlan,
+    HostLayer,
+    Plan,
+    Replica,
+    Stage,
+    VllmSettings,
+    WorkloadClassPlan,
+    hardware_signature,
+    precision_text,
+)
+from solver.quality import model_quality
 from solver.serving_engine import VLLM
 from solver.vllm_settings import MIN_MODEL_LEN, model_len_for
-from solver.quality import model_quality
 from solver.workload import Workload
 
 if TYPE_CHECKING:
@@ -29,10 +40,6 @@ if TYPE_CHECKING:
 
 # (hardware signature, replica summary) -> (start-up s, work factor, how it was measured), or None
 Calibrate = Callable[[str, str], "tuple[float, float, str] | None"]
-
-
-class PlanningError(Exception):
-    """No plan meets the request; the message says why and the nearest feasible point."""
 
 
 def _hours(seconds: float) -> str:
@@ -92,7 +99,7 @@ def replica_of(c: Candidate, model: ModelShape, max_model_len: int = MIN_MODEL_L
                    decode_micro_batch=c.decode_micro_batch, vllm=vllm)
 
 
-def calibrated(candidates: list[Candidate], offerings: "pd.DataFrame", model: ModelShape, calibrate: Calibrate) -> list[Candidate]:
+def calibrated(candidates: list[Candidate], offerings: pd.DataFrame, model: ModelShape, calibrate: Calibrate) -> list[Candidate]:
     """The candidates with the measured start-up (s) and work factor of earlier runs on the same hardware and replica
     (`calibrate(hardware_signature, replica summary)`) in place of the model's own: rates ÷ factor."""
     out = []
@@ -108,7 +115,7 @@ def calibrated(candidates: list[Candidate], offerings: "pd.DataFrame", model: Mo
     return out
 
 
-def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, model: ModelShape,
+def _group_plan(g: FleetGroup, offerings: pd.DataFrame, workload: Workload, model: ModelShape,
                 fp8_gpus: frozenset[str] = frozenset()) -> FleetGroupPlan:
     c = g.candidate
     row = offerings.loc[c.offering]
@@ -126,7 +133,7 @@ def _group_plan(g: FleetGroup, offerings: "pd.DataFrame", workload: Workload, mo
     )
 
 
-def fleet_text(groups: "list[FleetGroupPlan]") -> tuple[str, str]:
+def fleet_text(groups: list[FleetGroupPlan]) -> tuple[str, str]:
     """(what a fleet rents, the bits its replicas run), for a baseline's row: `2x g6.xlarge (1x L4) aws/us-east-1`,
     `16-bit` or `mixed 8/4-bit`."""
     rents = "; ".join(f"{g.count}x {g.instance_type} ({g.gpus_per_instance}x {g.gpu}) {g.cloud}/{g.region}"
@@ -135,8 +142,8 @@ def fleet_text(groups: "list[FleetGroupPlan]") -> tuple[str, str]:
 
 
 def all_candidates(
-    offerings: "pd.DataFrame", gpus: "pd.DataFrame", model: ModelShape, workload: Workload, quality_target: float,
-    spot: bool, profile: "ThroughputProfile | None" = None, partitioned: bool = True, cpu_profile: dict | None = None,  # type: ignore[type-arg]
+    offerings: pd.DataFrame, gpus: pd.DataFrame, model: ModelShape, workload: Workload, quality_target: float,
+    spot: bool, profile: ThroughputProfile | None = None, partitioned: bool = True, cpu_profile: dict | None = None,  # type: ignore[type-arg]
     own_weights: bool = False,
 ) -> list[Candidate]:
     """Whole-model uniform-bit candidates plus, with `partitioned`, the partition ILP's mixed-bit and pipelined
@@ -155,19 +162,19 @@ def all_candidates(
 
 def plan_batch(
     workload: Workload,
-    model_row: "pd.Series",
-    offerings: "pd.DataFrame",
-    gpus: "pd.DataFrame",
+    model_row: pd.Series,
+    offerings: pd.DataFrame,
+    gpus: pd.DataFrame,
     deadline_s: float,
     budget: float | None = None,
     quality_target: float = 0.0,
     spot: bool = False,
     gpu_caps: dict[str, int] | None = None,
     with_baselines: bool = True,
-    profile: "ThroughputProfile | None" = None,
+    profile: ThroughputProfile | None = None,
     partitioned: bool = True,
     cpu_profile: dict | None = None,  # type: ignore[type-arg]
-    calibrate: "Calibrate | None" = None,
+    calibrate: Calibrate | None = None,
     own_weights: bool = False,
 ) -> Plan:
     """The cheapest plan meeting deadline (s), budget ($), quality and availability; PlanningError if none.

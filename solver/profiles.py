@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from costserve.errors import PlanInputError
 from solver.jsonfile import read_json_model
 
 
@@ -36,10 +37,12 @@ class ThroughputProfile(BaseModel):
     gpu_info: dict[str, GpuProfile] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _shape(self) -> "ThroughputProfile":
+    def _shape(self) -> ThroughputProfile:
         for gpu, info in self.gpu_info.items():
             if len(info.tputs) != len(self.input_edges) or any(len(r) != len(self.output_edges) for r in info.tputs):
-                raise ValueError(f"gpu_info.{gpu}.tputs: expected {len(self.input_edges)} rows of {len(self.output_edges)} values")
+                raise ValueError(
+                    f"gpu_info.{gpu}.tputs: expected {len(self.input_edges)} rows of {len(self.output_edges)} values"
+                )
             if any(v < 0 for r in info.tputs for v in r):
                 raise ValueError(f"gpu_info.{gpu}.tputs: throughputs must be ≥ 0")
         return self
@@ -64,7 +67,7 @@ class ThroughputProfile(BaseModel):
         return info.tputs[i][j]
 
 
-class ProfileError(Exception):
+class ProfileError(PlanInputError):
     """The profile file is unreadable or invalid; the message names the file and field."""
 
 

@@ -28,7 +28,9 @@ class ServingEngine:
     max_batch: int
     speed: float
 
-    def kv_budget_bytes(self, memory_bytes: float, runtime_bytes: float, weight_bytes: float, workspace_bytes: float) -> float:
+    def kv_budget_bytes(
+        self, memory_bytes: float, runtime_bytes: float, weight_bytes: float, workspace_bytes: float
+    ) -> float:
         """Bytes of KV cache this engine allocates on `memory_bytes` of device memory (≤ 0: nothing fits)."""
         if self.kv_of_free:
             return (memory_bytes - runtime_bytes - weight_bytes - workspace_bytes) * self.kv_fraction

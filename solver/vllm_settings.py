@@ -41,9 +41,12 @@ class VllmSettings(BaseModel):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     cpu_offload_gb: float = Field(0.0, ge=0)
     enforce_eager: bool = Field(False, description="no CUDA graphs or compilation (tests; faster start, slower steps)")
-    checkpoint: str | None = Field(None, description="a pre-quantized checkpoint (Hugging Face id, catalog/data/"
-                                   "quantized_checkpoints.csv) the node serves as the model's weights; vLLM reads its "
-                                   "method from its config. Not an argument: it is what `model` points at")
+    checkpoint: str | None = Field(
+        None,
+        description="a pre-quantized checkpoint (Hugging Face id, catalog/data/"
+        "quantized_checkpoints.csv) the node serves as the model's weights; vLLM reads its "
+        "method from its config. Not an argument: it is what `model` points at",
+    )
     checkpoint_bits: int | None = Field(None, description="the checkpoint's weight bits (8 or 4)")
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from costserve.errors import PlanInputError
 from solver.jsonfile import read_json_model
 
 # Bucket upper edges (tokens). 3 × 3 = 9 classes: short chat, mid, long-document prompts
@@ -96,17 +97,24 @@ def bucket_workload(
         acc[1] += inp * count
         acc[2] += out * count
     classes = tuple(
-        WorkloadClass(_class_label(input_edges, i, output_edges, o), *totals[(i, o)])
-        for i, o in sorted(totals)
+        WorkloadClass(_class_label(input_edges, i, output_edges, o), *totals[(i, o)]) for i, o in sorted(totals)
     )
     return Workload(classes, longest)
 
 
-def class_name(input_tokens: float, output_tokens: float, input_edges: tuple[float, ...] = DEFAULT_INPUT_EDGES,
-               output_edges: tuple[float, ...] = DEFAULT_OUTPUT_EDGES) -> str:
+def class_name(
+    input_tokens: float,
+    output_tokens: float,
+    input_edges: tuple[float, ...] = DEFAULT_INPUT_EDGES,
+    output_edges: tuple[float, ...] = DEFAULT_OUTPUT_EDGES,
+) -> str:
     """The name of the workload class a request of these lengths (tokens) falls in, as bucket_workload names it."""
-    return _class_label(input_edges, bisect.bisect_left(input_edges, input_tokens),
-                        output_edges, bisect.bisect_left(output_edges, output_tokens))
+    return _class_label(
+        input_edges,
+        bisect.bisect_left(input_edges, input_tokens),
+        output_edges,
+        bisect.bisect_left(output_edges, output_tokens),
+    )
 
 
 Grid = tuple[tuple[float, ...], tuple[float, ...]]  # (input edges, output edges), upper bucket edges in tokens
@@ -114,19 +122,26 @@ Grid = tuple[tuple[float, ...], tuple[float, ...]]  # (input edges, output edges
 
 def expected_outputs(workload: Workload, share: float) -> Workload:
     """The workload with each class's output tokens at `share` of its max_tokens (at least one token a request)."""
-    return replace(workload, classes=tuple(replace(c, output_tokens_total=max(c.count, round(c.output_tokens_total * share)))
-                                           for c in workload.classes))
+    return replace(
+        workload,
+        classes=tuple(
+            replace(c, output_tokens_total=max(c.count, round(c.output_tokens_total * share))) for c in workload.classes
+        ),
+    )
 
 
-def workload_from_jobs(jobs: Iterable[Any], tokens_of: Callable[[Any], int] | None = None, grid: Grid | None = None) -> Workload:
+def workload_from_jobs(
+    jobs: Iterable[Any], tokens_of: Callable[[Any], int] | None = None, grid: Grid | None = None
+) -> Workload:
     """Workload of validated Jobs; `tokens_of(job)` counts prompt tokens (default: chars/4 estimate); `grid` the
     bucket edges (default: the 3 × 3 grid above; a throughput profile's own grid when one is given).
 
     Jobs are duck-typed (`estimated_input_tokens()`, `max_tokens`): solver/ never imports costserve/.
     """
     count_input = tokens_of or (lambda job: job.estimated_input_tokens())
-    return bucket_workload(((count_input(job), job.max_tokens, 1) for job in jobs),
-                           *(grid or (DEFAULT_INPUT_EDGES, DEFAULT_OUTPUT_EDGES)))
+    return bucket_workload(
+        ((count_input(job), job.max_tokens, 1) for job in jobs), *(grid or (DEFAULT_INPUT_EDGES, DEFAULT_OUTPUT_EDGES))
+    )
 
 
 class _ClassEntry(BaseModel):
@@ -141,12 +156,14 @@ class _WorkloadFile(BaseModel):
     classes: list[_ClassEntry] = Field(min_length=1)
 
 
-class WorkloadFileError(Exception):
+class WorkloadFileError(PlanInputError):
     """The workload JSON is unreadable or invalid; the message names the file and field."""
 
 
 def load_workload_json(path: Path, grid: Grid | None = None) -> Workload:
     """Read `{"classes": [{"input_tokens", "output_tokens", "count"}]}` and bucket it (on `grid`, default 3 × 3)."""
     data = read_json_model(path, _WorkloadFile, WorkloadFileError)
-    return bucket_workload(((c.input_tokens, c.output_tokens, c.count) for c in data.classes),
-                           *(grid or (DEFAULT_INPUT_EDGES, DEFAULT_OUTPUT_EDGES)))
+    return bucket_workload(
+        ((c.input_tokens, c.output_tokens, c.count) for c in data.classes),
+        *(grid or (DEFAULT_INPUT_EDGES, DEFAULT_OUTPUT_EDGES)),
+    )

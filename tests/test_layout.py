@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("costserve", "solver", "workers", "deploy", "catalog")
 MAX_FILE_LINES = 300
 MAX_FUNCTION_LINES = 60
+ERRORS = "costserve.errors"  # the one error root: every layer may raise its families, so it imports nothing of ours
+BUILTIN_EXCEPTIONS = {"BaseException", "Exception", "ValueError", "RuntimeError", "KeyError", "LookupError", "OSError",
+                      "TypeError", "IOError", "EnvironmentError", "ArithmeticError", "AssertionError"}
 
 
 def _modules() -> dict[str, Path]:
@@ -51,7 +54,7 @@ def test_imports_go_one_way() -> None:
     for source, targets in GRAPH.items():
         for target in targets:
             top, target_top = source.split(".")[0], target.split(".")[0]
-            if top in ("solver", "workers", "deploy", "catalog") and target_top == "costserve":
+            if top in ("solver", "workers", "deploy", "catalog") and target_top == "costserve" and target != ERRORS:
                 upward.append((source, target))
             if top in ("workers", "deploy") and target_top == "solver" and target != "solver.plan":
                 upward.append((source, target))
@@ -125,3 +128,30 @@ def test_files_and_functions_stay_small() -> None:
                 if length > MAX_FUNCTION_LINES:
                     too_big.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines")
     assert too_big == []
+
+
+def _exception_classes() -> dict[str, tuple[str, list[str]]]:
+    """Every class of the five packages that derives from an exception: name -> (module, its base names)."""
+    classes: dict[str, tuple[str, list[str]]] = {}
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = [b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "" for b in node.bases]
+                classes[node.name] = (name, bases)
+
+    def is_exception(cls: str, seen: frozenset[str] = frozenset()) -> bool:
+        return cls in BUILTIN_EXCEPTIONS or (cls in classes and cls not in seen and any(
+            is_exception(b, seen | {cls}) for b in classes[cls][1]))
+
+    return {cls: v for cls, v in classes.items() if is_exception(cls)}
+
+
+def test_every_exception_descends_from_the_one_root() -> None:
+    classes = _exception_classes()
+
+    def has_root(cls: str) -> bool:
+        return cls == "CostserveError" or any(has_root(b) for b in classes.get(cls, ("", []))[1])
+
+    assert classes["CostserveError"][0] == ERRORS
+    assert sorted(f"{module}.{cls}" for cls, (module, _) in classes.items() if not has_root(cls)) == []
+    assert GRAPH[ERRORS] == set(), "the error root imports nothing of the project"

@@ -128,7 +128,9 @@ def decode_command(group: int, seqs: list[SeqState]) -> Command:
     seqs = sorted(seqs, key=lambda s: s.slot)
     tokens = torch.tensor([[s.tokens[-1]] for s in seqs])
     pos = torch.tensor([[s.next_pos] for s in seqs])
-    return Command(group, False, seqs, tokens, pos, torch.tensor([s.slot for s in seqs]), torch.zeros(len(seqs), dtype=torch.long))
+    return Command(
+        group, False, seqs, tokens, pos, torch.tensor([s.slot for s in seqs]), torch.zeros(len(seqs), dtype=torch.long)
+    )
 
 
 class ContinuousBatcher:
@@ -250,7 +252,16 @@ def _drain(items: list[SeqState]) -> Iterator[SeqState]:
         yield items.pop(0)
 
 
-def new_seq(index: int, prompt_ids: list[int], max_new: int, temperature: float, top_p: float, stop: tuple[str, ...], seed: int | None, custom_id: str) -> SeqState:
+def new_seq(
+    index: int,
+    prompt_ids: list[int],
+    max_new: int,
+    temperature: float,
+    top_p: float,
+    stop: tuple[str, ...],
+    seed: int | None,
+    custom_id: str,
+) -> SeqState:
     """A SeqState with its own random generator (none when greedy)."""
     gen = job_generator(seed, custom_id) if temperature > 0 else None
     return SeqState(index, prompt_ids, max_new, temperature, top_p, stop, gen)

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from solver.plan import Replica
 from workers.loader import build_stage, read_model_args
 from workers.model import StageModel
 from workers.quantize import quantize_block
-from solver.plan import Replica
 
 CALIBRATION_TEXT = Path(__file__).with_name("data") / "calibration.txt"
 WINDOW = 256  # tokens per calibration sequence
@@ -66,7 +66,9 @@ def calibration_windows(tokenizer: object, text: str | None = None, window: int 
 
 def _nll(logits: Tensor, windows: Tensor) -> float:
     """Mean next-token negative log-likelihood (nats/token)."""
-    return float(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1)))
+    return float(
+        torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
+    )
 
 
 class _Runner:
@@ -109,8 +111,12 @@ class _Runner:
         return block
 
 
-def calibrate(model_dir: Path, model_name: str, bits: tuple[int, ...] = (16, 8, 4),
-              progress: Callable[[int, int], None] | None = None) -> QualityProfile:
+def calibrate(
+    model_dir: Path,
+    model_name: str,
+    bits: tuple[int, ...] = (16, 8, 4),
+    progress: Callable[[int, int], None] | None = None,
+) -> QualityProfile:
     """Measure every layer's sensitivity at each of `bits`; `progress(done, total)` after each."""
     from transformers import AutoTokenizer
 

@@ -59,7 +59,9 @@ def available_cpus() -> int:
     return max(1, count)
 
 
-def _best_seconds(candidates: dict["torch.dtype", tuple["torch.Tensor", "torch.Tensor"]], rounds: int = 7) -> dict["torch.dtype", float]:
+def _best_seconds(
+    candidates: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]], rounds: int = 7
+) -> dict[torch.dtype, float]:
     """Best time (s) of each dtype's matmul over `rounds` interleaved rounds, after warm-ups (oneDNN builds kernels on first use).
 
     Interleaving keeps a burst of load on the machine from landing on one dtype only; the best
@@ -78,7 +80,7 @@ def _best_seconds(candidates: dict["torch.dtype", tuple["torch.Tensor", "torch.T
 
 
 @functools.cache
-def matmul_dtype() -> "torch.dtype":
+def matmul_dtype() -> torch.dtype:
     """The dtype quantized layers widen their weights to for a many-row CPU matmul: bf16 where it is native, else fp32.
 
     Measured once per process: a PROBE_ROWS × PROBE_DIM by PROBE_DIM × PROBE_DIM matmul in each
@@ -95,7 +97,7 @@ def matmul_dtype() -> "torch.dtype":
     return torch.bfloat16 if seconds[torch.bfloat16] < BF16_MARGIN * seconds[torch.float32] else torch.float32
 
 
-def widen_dtype(device: str) -> "torch.dtype":
+def widen_dtype(device: str) -> torch.dtype:
     """The dtype quantized weights (and the KV cache of a quantized replica) take on `device` ("cpu", "cuda", "cuda:1"):
     bf16 on a GPU, this CPU's `matmul_dtype()` on the CPU."""
     import torch

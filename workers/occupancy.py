@@ -32,7 +32,9 @@ class Occupancy:
     had the same occupancy: a report can cut a run into ramp-up, steady state and drain at window boundaries. Rows
     stay few where it matters: one per OCCUPANCY_WINDOW_S while the replica stays full, one per change otherwise."""
 
-    def __init__(self, slots: int, sink: Callable[[OccupancyWindow], None], window_s: float = OCCUPANCY_WINDOW_S) -> None:
+    def __init__(
+        self, slots: int, sink: Callable[[OccupancyWindow], None], window_s: float = OCCUPANCY_WINDOW_S
+    ) -> None:
         self.slots, self.sink, self.window_s = slots, sink, window_s
         self.current: OccupancyWindow | None = None
 

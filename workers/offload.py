@@ -65,7 +65,9 @@ class WeightStreamer:
 class HostResidentBlock(nn.Module):
     """A decoder layer in host memory, run per phase on the host "cpu" or "stream"ed to `device`."""
 
-    def __init__(self, block: nn.Module, prefill: str, decode: str, device: torch.device, streamer: WeightStreamer) -> None:
+    def __init__(
+        self, block: nn.Module, prefill: str, decode: str, device: torch.device, streamer: WeightStreamer
+    ) -> None:
         super().__init__()
         self.block = block
         self.modes = {"prefill": prefill, "decode": decode}
@@ -113,7 +115,7 @@ def link_prefetch(layers: nn.ModuleList) -> None:
 def _pin(module: nn.Module) -> None:
     """Move every parameter and buffer of `module` into page-locked host memory (async copies need it)."""
     for m in module.modules():
-        for name, p in m._parameters.items():
+        for p in m._parameters.values():
             if p is not None:
                 p.data = p.data.pin_memory()
         for name, b in m._buffers.items():

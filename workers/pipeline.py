@@ -28,11 +28,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from solver.plan import Replica
 from workers.batching import Command
 from workers.cpu import MATMUL_ENV, available_cpus, matmul_dtype
 from workers.loader import build_stage, read_model_args
 from workers.model import ModelArgs, StageModel
-from solver.plan import Replica
 
 RUN, SETUP, STOP = 0, 1, 2
 HEADER = 6  # kind, rows, tokens per row, slots, max_seq, KV dtype (0 fp32, 1 bf16)
@@ -44,7 +44,9 @@ LOOPBACK = "lo"  # Linux's loopback interface: gloo binds its pairs there
 def join_group(store_file: Path, rank: int, world: int) -> None:
     """Join the stages' gloo process group through a FileStore at `store_file`, on the loopback interface."""
     os.environ["GLOO_SOCKET_IFNAME"] = LOOPBACK
-    dist.init_process_group("gloo", store=dist.FileStore(str(store_file), world), rank=rank, world_size=world, timeout=TIMEOUT)
+    dist.init_process_group(
+        "gloo", store=dist.FileStore(str(store_file), world), rank=rank, world_size=world, timeout=TIMEOUT
+    )
     dist.barrier()  # every rank is connected: the store is no longer read, and its directory can go
 
 
@@ -104,18 +106,38 @@ def stage_loop(rank: int, world: int, stage: StageModel, args: ModelArgs) -> Non
 class ProcessPipeline:
     """Stages 0..n-2 in child processes, the last stage here; submit/collect like LocalPipeline."""
 
-    def __init__(self, model_dir: Path, args: ModelArgs, replica: Replica, threads_per_stage: int | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, args: ModelArgs, replica: Replica, threads_per_stage: int | None = None
+    ) -> None:
         self.args, self.world = args, len(replica.stages)
         self.rendezvous = Path(tempfile.mkdtemp(prefix="costserve-stages-"))  # 0700: only this user can join
         store_file = self.rendezvous / "store"
         threads = threads_per_stage or max(1, available_cpus() // self.world)
         # every stage widens quantized weights to the same dtype as this process measured (workers/cpu.py)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), MATMUL_ENV: "bf16" if matmul_dtype() == torch.bfloat16 else "fp32"}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(threads),
+            MATMUL_ENV: "bf16" if matmul_dtype() == torch.bfloat16 else "fp32",
+        }
         self.children = [
             subprocess.Popen(
-                [sys.executable, "-m", "workers.pipeline", "--rank", str(r), "--world", str(self.world),
-                 "--store", str(store_file), "--model-dir", str(model_dir), "--replica", replica.model_dump_json(),
-                 "--threads", str(threads)],
+                [
+                    sys.executable,
+                    "-m",
+                    "workers.pipeline",
+                    "--rank",
+                    str(r),
+                    "--world",
+                    str(self.world),
+                    "--store",
+                    str(store_file),
+                    "--model-dir",
+                    str(model_dir),
+                    "--replica",
+                    replica.model_dump_json(),
+                    "--threads",
+                    str(threads),
+                ],
                 env=env,
             )
             for r in range(self.world - 1)

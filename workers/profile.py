@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
+from solver.plan import Replica
 from workers.loader import build_stage, read_model_args
 from workers.quantize import quantize_block
-from solver.plan import Replica
 
 BATCHES = (1, 4, 16, 64)
 CONTEXTS = (128, 512)
@@ -47,9 +47,16 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def profile_device(model_dir: Path, model: str, device: str = "cpu", bits: tuple[int, ...] = (32, 16, 8, 4),
-                   batches: tuple[int, ...] = BATCHES, contexts: tuple[int, ...] = CONTEXTS, repeats: int = 5,
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def profile_device(
+    model_dir: Path,
+    model: str,
+    device: str = "cpu",
+    bits: tuple[int, ...] = (32, 16, 8, 4),
+    batches: tuple[int, ...] = BATCHES,
+    contexts: tuple[int, ...] = CONTEXTS,
+    repeats: int = 5,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Measure and return the profile (JSON-ready); `progress(done, total)` after each measurement."""
     args = read_model_args(model_dir)
     stage = build_stage(model_dir, args, Replica.uniform(args.n_layers, 32).stages[0], device)
@@ -74,21 +81,41 @@ def profile_device(model_dir: Path, model: str, device: str = "cpu", bits: tuple
             for batch in batches:
                 decode[str(b)][str(batch)] = {}
                 for ctx in contexts:
-                    decode[str(b)][str(batch)][str(ctx)] = _time_layer(stage, layers, batch, 1, ctx, kv, device, repeats)
+                    decode[str(b)][str(batch)][str(ctx)] = _time_layer(
+                        stage, layers, batch, 1, ctx, kv, device, repeats
+                    )
                     step()
-            prefill[str(b)] = _time_layer(stage, layers, 1, PREFILL_TOKENS, PREFILL_TOKENS, kv, device, repeats) / PREFILL_TOKENS
+            prefill[str(b)] = (
+                _time_layer(stage, layers, 1, PREFILL_TOKENS, PREFILL_TOKENS, kv, device, repeats) / PREFILL_TOKENS
+            )
             step()
         head: dict[str, float] = {}
         for batch in batches:
             h = torch.randn(batch, args.dim, device=device)
-            head[str(batch)] = _median_ms(lambda: stage.output(stage.norm(h)), repeats)
+            head[str(batch)] = _median_ms(lambda h=h: stage.output(stage.norm(h)), repeats)
             step()
-    return {"device": device, "model": model, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "layers": args.n_layers, "layer_decode_ms": decode, "layer_prefill_ms_per_token": prefill, "head_decode_ms": head}
+    return {
+        "device": device,
+        "model": model,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "layers": args.n_layers,
+        "layer_decode_ms": decode,
+        "layer_prefill_ms_per_token": prefill,
+        "head_decode_ms": head,
+    }
 
 
-def _time_layer(stage: Any, layers: list[torch.nn.Module], batch: int, tokens: int, context: int, kv: torch.dtype,
-                device: str, repeats: int) -> float:
+def _time_layer(
+    stage: Any,
+    layers: list[torch.nn.Module],
+    batch: int,
+    tokens: int,
+    context: int,
+    kv: torch.dtype,
+    device: str,
+    repeats: int,
+) -> float:
     """ms per layer for a forward of `tokens` new tokens per row at positions ending at `context` - 1, through `layers`."""
     stage.setup_cache(batch, context + CACHE_HEADROOM, kv, device)
     for i, layer in enumerate(layers):

@@ -14,5 +14,9 @@ def encode_prompt(tokenizer: Any, job: Job) -> list[int]:
     """Prompt token ids: the chat template for `messages`, plain encoding for `prompt`."""
     if job.messages is not None:
         chat = [{"role": role, "content": text} for role, text in job.messages]
-        return list(tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        return list(
+            tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
+        )
     return list(tokenizer.encode(job.prompt or ""))

@@ -122,7 +122,9 @@ class Int4Linear(nn.Module):
             raise NotImplementedError("int4 layers run on the CPU only; use 8 or 16 bits on CUDA")
         x2 = x.reshape(-1, x.shape[-1])
         if kernel_path(4, x2.shape[0], out_features=self.out_features) == "int4 kernel":
-            y = torch._weight_int4pack_mm_for_cpu(x2.to(torch.bfloat16), self.weight, self.group_size, self.scales_and_zeros)
+            y = torch._weight_int4pack_mm_for_cpu(
+                x2.to(torch.bfloat16), self.weight, self.group_size, self.scales_and_zeros
+            )
         else:
             dtype = widen_dtype("cpu")
             xd = x2.to(dtype)

@@ -34,15 +34,23 @@ def backend_fingerprint(model: str, replica_json: str) -> str:
 
 
 def _usage(g: Generation) -> dict[str, Any]:
-    return {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
-            "total_tokens": g.prompt_tokens + g.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+    return {
+        "prompt_tokens": g.prompt_tokens,
+        "completion_tokens": g.completion_tokens,
+        "total_tokens": g.prompt_tokens + g.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
 
 
-def batch_output_line(g: Generation, model: str, created: int | None = None,
-                      fingerprint: str | None = None) -> dict[str, Any]:
+def batch_output_line(
+    g: Generation, model: str, created: int | None = None, fingerprint: str | None = None
+) -> dict[str, Any]:
     """The OpenAI Batch output object for one Generation (`error` set when the job failed).
 
     `model` is the catalog model name; `created` unix s (default now)."""
@@ -54,10 +62,23 @@ def batch_output_line(g: Generation, model: str, created: int | None = None,
     created = int(time.time()) if created is None else created
     common = {"created": created, "model": model, "system_fingerprint": fingerprint, "usage": _usage(g)}
     if g.chat:
-        message = {"role": "assistant", "content": g.text, "refusal": None, "annotations": [], "audio": None,
-                   "function_call": None, "tool_calls": None}
+        message = {
+            "role": "assistant",
+            "content": g.text,
+            "refusal": None,
+            "annotations": [],
+            "audio": None,
+            "function_call": None,
+            "tool_calls": None,
+        }
         choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None, "finish_reason": g.finish_reason}
-        body = {"id": f"chatcmpl-{key}", "object": "chat.completion", "choices": [choice], "service_tier": None, **common}
+        body = {
+            "id": f"chatcmpl-{key}",
+            "object": "chat.completion",
+            "choices": [choice],
+            "service_tier": None,
+            **common,
+        }
     else:
         choice = {"index": 0, "text": g.text, "finish_reason": g.finish_reason, "logprobs": None}
         body = {"id": f"cmpl-{key}", "object": "text_completion", "choices": [choice], **common}

@@ -35,14 +35,14 @@ from typing import Any
 from celery.exceptions import Reject
 from celery.signals import worker_process_shutdown, worker_shutdown
 
+from solver.plan import Job
 from workers.celery_app import app
-from workers.occupancy import OccupancyWindow
 from workers.engine import Engine
 from workers.feed import EngineFeed
 from workers.model_source import catalog_model_name
+from workers.occupancy import OccupancyWindow
 from workers.replica import read_replica
 from workers.results import backend_fingerprint, batch_output_line
-from solver.plan import Job
 from workers.shard_report import PROGRESS, AttemptFailure, JobOutput, ShardReport
 
 MAX_ATTEMPTS = 4  # starts of one shard (retries and re-queues alike); the last runs its jobs one at a time
@@ -142,7 +142,7 @@ def _worker_id(task: Any) -> str:
 
 def retry_delay_s(retries: int) -> float:
     """Seconds before retry number `retries` + 1: RETRY_BACKOFF_S doubling per retry, capped at RETRY_BACKOFF_MAX_S."""
-    return min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S * 2 ** retries)
+    return min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S * 2**retries)
 
 
 def _refuse_foreign(run_id: str) -> None:
@@ -152,10 +152,22 @@ def _refuse_foreign(run_id: str) -> None:
         raise Reject(f"task of run {run_id} refused by a worker of run {own}", requeue=False)
 
 
-def _report(task: Any, shard_id: str, attempt: int, outputs: list[JobOutput], failures: list[AttemptFailure]) -> ShardReport:
-    return ShardReport(shard=shard_id, worker=_worker_id(task), pid=os.getpid(), pgid=os.getpgid(0), attempt=attempt, started=time.time(),
-                       queue=(task.request.delivery_info or {}).get("routing_key") or "", finished=None,
-                       outputs=outputs, failures=failures, occupancy=[])
+def _report(
+    task: Any, shard_id: str, attempt: int, outputs: list[JobOutput], failures: list[AttemptFailure]
+) -> ShardReport:
+    return ShardReport(
+        shard=shard_id,
+        worker=_worker_id(task),
+        pid=os.getpid(),
+        pgid=os.getpgid(0),
+        attempt=attempt,
+        started=time.time(),
+        queue=(task.request.delivery_info or {}).get("routing_key") or "",
+        finished=None,
+        outputs=outputs,
+        failures=failures,
+        occupancy=[],
+    )
 
 
 def _publish(task: Any, report: ShardReport) -> None:
@@ -165,8 +177,15 @@ def _publish(task: Any, report: ShardReport) -> None:
 
 
 @app.task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=MAX_ATTEMPTS - 1)
-def run_shard(self: Any, run_id: str, shard_id: str, jobs: list[dict[str, Any]], sent: int = 1,
-              carried: list[JobOutput] | None = None, failures: list[AttemptFailure] | None = None) -> ShardReport:
+def run_shard(
+    self: Any,
+    run_id: str,
+    shard_id: str,
+    jobs: list[dict[str, Any]],
+    sent: int = 1,
+    carried: list[JobOutput] | None = None,
+    failures: list[AttemptFailure] | None = None,
+) -> ShardReport:
     """Generate the jobs of a shard (`Job.to_json` objects) of run `run_id`; returns its ShardReport.
 
     `sent`: how many times the driver has sent this shard (1 the first time); `carried`/`failures`: the outputs and
@@ -182,18 +201,38 @@ def run_shard(self: Any, run_id: str, shard_id: str, jobs: list[dict[str, Any]],
     try:
         for gen in worker_feed().run(todo, alone=final, note=f"failed on attempt {attempt} of {MAX_ATTEMPTS}: "):
             job = todo[gen.index]
-            report["outputs"].append(JobOutput(custom_id=job.custom_id, line=job.line, output=result_line(gen),
-                                               tokens=gen.completion_tokens, attempt=attempt, finished=gen.finished or time.time()))
+            report["outputs"].append(
+                JobOutput(
+                    custom_id=job.custom_id,
+                    line=job.line,
+                    output=result_line(gen),
+                    tokens=gen.completion_tokens,
+                    attempt=attempt,
+                    finished=gen.finished or time.time(),
+                )
+            )
             if time.monotonic() - published >= PROGRESS_S:
                 _publish(self, report)
                 published = time.monotonic()
     except Exception as exc:  # a failure of the engine (the feed rebuilds it): back off, retry with what is done
-        report["failures"].append(AttemptFailure(attempt=attempt, worker=_worker_id(self), final=final, at=time.time(),
-                                                 error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+        report["failures"].append(
+            AttemptFailure(
+                attempt=attempt,
+                worker=_worker_id(self),
+                final=final,
+                at=time.time(),
+                error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+            )
+        )
         if final:
             raise
-        raise self.retry(exc=exc, countdown=retry_delay_s(self.request.retries),
-                         kwargs={"sent": sent, "carried": report["outputs"], "failures": report["failures"]})
-    report["occupancy"] = [[w.start, w.end, w.rounds, w.in_flight_sum, w.in_flight_max, w.slots] for w in _take_windows()]
+        raise self.retry(
+            exc=exc,
+            countdown=retry_delay_s(self.request.retries),
+            kwargs={"sent": sent, "carried": report["outputs"], "failures": report["failures"]},
+        ) from exc
+    report["occupancy"] = [
+        [w.start, w.end, w.rounds, w.in_flight_sum, w.in_flight_max, w.slots] for w in _take_windows()
+    ]
     report["finished"] = time.time()
     return report

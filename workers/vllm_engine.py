@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from solver.plan import Job, Replica
-from workers.occupancy import Occupancy
 from workers.engine import Generation, JobFeed
 from workers.model_source import resolve_model_dir
+from workers.occupancy import Occupancy
 from workers.prompts import encode_prompt
 
 FINISH_REASONS = {"stop": "stop", "length": "length"}  # vLLM's finish_reason -> the OpenAI Batch line's
@@ -74,8 +74,16 @@ class VllmEngine:
             for key, job in feed.take(self.slots - len(running)) if len(running) < self.slots else ():
                 ids = encode_prompt(self.tokenizer, job)
                 if len(ids) >= self.max_model_len:
-                    yield Generation(key, job.custom_id, "", len(ids), 0, "error", job.messages is not None,
-                                     f"prompt of {len(ids)} tokens does not fit the replica's max_model_len {self.max_model_len}")
+                    yield Generation(
+                        key,
+                        job.custom_id,
+                        "",
+                        len(ids),
+                        0,
+                        "error",
+                        job.messages is not None,
+                        f"prompt of {len(ids)} tokens does not fit the replica's max_model_len {self.max_model_len}",
+                    )
                     continue
                 engine.add_request(str(key), TokensPrompt(prompt_token_ids=ids), _sampling_params(job))
                 running[str(key)] = (key, job, ids)
@@ -116,9 +124,14 @@ def _sampling_params(job: Job) -> Any:
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
-    return SamplingParams(max_tokens=job.max_tokens, temperature=job.temperature, top_p=job.top_p,
-                          stop=list(job.stop) or None, output_kind=RequestOutputKind.FINAL_ONLY,
-                          seed=job.seed if job.seed is not None else zlib.crc32(job.custom_id.encode()))
+    return SamplingParams(
+        max_tokens=job.max_tokens,
+        temperature=job.temperature,
+        top_p=job.top_p,
+        stop=list(job.stop) or None,
+        output_kind=RequestOutputKind.FINAL_ONLY,
+        seed=job.seed if job.seed is not None else zlib.crc32(job.custom_id.encode()),
+    )
 
 
 def _generation(key: int, job: Job, ids: list[int], out: Any) -> Generation:
@@ -128,6 +141,14 @@ def _generation(key: int, job: Job, ids: list[int], out: Any) -> Generation:
     tokens = list(done.token_ids)
     if reason == "stop" and done.stop_reason is None and tokens:
         tokens.pop()  # it ended on the end-of-sequence token: not text, and not counted, as in costserve's engine
-    return Generation(key, job.custom_id, done.text if reason else "", len(ids), len(tokens) if reason else 0,
-                      reason or "error", job.messages is not None,
-                      None if reason else f"vLLM ended the job with finish_reason {done.finish_reason!r}", token_ids=tokens)
+    return Generation(
+        key,
+        job.custom_id,
+        done.text if reason else "",
+        len(ids),
+        len(tokens) if reason else 0,
+        reason or "error",
+        job.messages is not None,
+        None if reason else f"vLLM ended the job with finish_reason {done.finish_reason!r}",
+        token_ids=tokens,
+    )

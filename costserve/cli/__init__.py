@@ -8,9 +8,11 @@ sub-apps of their own.
 from __future__ import annotations
 
 from costserve import notices
-from costserve.cli import commands_run  # noqa: F401  (each commands_* module registers its commands, in help order)
-from costserve.cli import commands_inspect  # noqa: F401
-from costserve.cli import commands_engine  # noqa: F401
+from costserve.cli import (
+    commands_engine,  # noqa: F401
+    commands_inspect,  # noqa: F401
+    commands_run,  # noqa: F401  (each commands_* module registers its commands, in help order)
+)
 from costserve.cli.app import app
 from costserve.cli.calibration import calibration_app
 from costserve.cli.catalog import catalog_app

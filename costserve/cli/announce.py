@@ -36,8 +36,13 @@ class RunAnnouncer:
 
     def _paths(self) -> dict[str, Any]:
         assert self.store is not None
-        return {"run": self.store.id, "run_dir": str(self.store.dir), "results": str(self.request.results_path),
-                "errors": str(self.request.errors_path), "report": str(self.store.dir / "report.html")}
+        return {
+            "run": self.store.id,
+            "run_dir": str(self.store.dir),
+            "results": str(self.request.results_path),
+            "errors": str(self.request.errors_path),
+            "report": str(self.store.dir / "report.html"),
+        }
 
     def created(self, store: RunStore) -> None:
         """The run exists (its id and directory are final)."""
@@ -55,6 +60,15 @@ class RunAnnouncer:
                     shutil.copyfile(self.store.dir / name, output_dir / name)
         if self.json_out:
             status = "finished" if message is None else "stopped"
-            emit_json({"event": "ended", "status": status, "exit_code": code, "message": message,
-                       "succeeded": _lines(self.request.results_path), "failed": _lines(self.request.errors_path),
-                       "jobs": self.store.input_info()["jobs"], **self._paths()})
+            emit_json(
+                {
+                    "event": "ended",
+                    "status": status,
+                    "exit_code": code,
+                    "message": message,
+                    "succeeded": _lines(self.request.results_path),
+                    "failed": _lines(self.request.errors_path),
+                    "jobs": self.store.input_info()["jobs"],
+                    **self._paths(),
+                }
+            )

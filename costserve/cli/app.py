@@ -13,7 +13,7 @@ app = typer.Typer(
     cls=HelpGroup,
     help="Batch LLM inference on the cheapest mix of cloud GPUs that meets a deadline, quality target and budget.",
     epilog="Start here: `costserve submit examples/jobs.jsonl` runs a batch on this machine; "
-           "`costserve plan examples/jobs.jsonl --budget 40` shows the cheapest cloud fleet.",
+    "`costserve plan examples/jobs.jsonl --budget 40` shows the cheapest cloud fleet.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -30,7 +30,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _top(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_print_version, is_eager=True,
-                                                     help="print costserve's version and exit")] = None,
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print costserve's version and exit"),
+    ] = None,
 ) -> None:
     """Batch LLM inference on the cheapest mix of cloud GPUs that meets a deadline, quality target and budget."""

@@ -7,8 +7,8 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from catalog.quality_profiles import user_profile_path
-from costserve.config import ConfigError, load_settings
 from costserve.cli.output import console, err_console, fail
+from costserve.config import ConfigError, load_settings
 
 
 def run_calibrate(model: str | None, replica_path: Path | None, out: Path | None) -> None:
@@ -35,12 +35,23 @@ def run_calibrate(model: str | None, replica_path: Path | None, out: Path | None
             line += f" (no quality profile at {path}: run `costserve calibrate --model {name}` for a prediction)"
         console.print(line)
         return
-    progress = Progress(TextColumn("calibrating {task.fields[model]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=err_console, transient=True)
+    progress = Progress(
+        TextColumn("calibrating {task.fields[model]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
     with progress:
         task = progress.add_task("layers", total=None, model=name)
-        profile = calibrate(model_dir, name, progress=lambda done, total: progress.update(task, completed=done, total=total))
+        profile = calibrate(
+            model_dir, name, progress=lambda done, total: progress.update(task, completed=done, total=total)
+        )
     profile.save(path)
     worst = {b: max(v) for b, v in profile.layer_loss.items()}
-    console.print(f"{name}: perplexity {profile.base_perplexity:.3f} on {profile.tokens} tokens; most sensitive layer "
-                  + ", ".join(f"{b}-bit +{(2.718281828 ** w - 1) * 100:.2f}%" for b, w in worst.items()) + f" -> {path}")
+    console.print(
+        f"{name}: perplexity {profile.base_perplexity:.3f} on {profile.tokens} tokens; most sensitive layer "
+        + ", ".join(f"{b}-bit +{(2.718281828**w - 1) * 100:.2f}%" for b, w in worst.items())
+        + f" -> {path}"
+    )

@@ -6,12 +6,16 @@ from typing import Annotated
 
 import typer
 
-from costserve.cli.help import PLAN, HelpGroup, command
 from costserve.cli.commands_inspect import JSON_FLAG
+from costserve.cli.help import PLAN, HelpGroup, command
 from costserve.cli.output import console, emit_json, frame_table, json_mode, one_line_errors
 
-calibration_app = typer.Typer(help="Show or forget what finished runs measured (start-up, work vs the model) for later plans.",
-                              no_args_is_help=True, cls=HelpGroup, epilog="Example: costserve calibration show")
+calibration_app = typer.Typer(
+    help="Show or forget what finished runs measured (start-up, work vs the model) for later plans.",
+    no_args_is_help=True,
+    cls=HelpGroup,
+    epilog="Example: costserve calibration show",
+)
 
 
 @command(calibration_app, PLAN, "costserve calibration show", name="show")

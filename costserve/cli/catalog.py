@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,11 +15,15 @@ from costserve.cli.output import console, fail, frame_table, one_line_errors
 from costserve.config import costserve_home
 from costserve.planning.offerings import current_offerings
 
-catalog_app = typer.Typer(help="Show, refresh and export the GPU / offering / model catalogs.", no_args_is_help=True, cls=HelpGroup,
-                          epilog="Example: costserve catalog offerings --gpu H100")
+catalog_app = typer.Typer(
+    help="Show, refresh and export the GPU / offering / model catalogs.",
+    no_args_is_help=True,
+    cls=HelpGroup,
+    epilog="Example: costserve catalog offerings --gpu H100",
+)
 
 
-class RefreshSource(str, Enum):
+class RefreshSource(StrEnum):
     skypilot = "skypilot"
     aws = "aws"
 
@@ -55,7 +59,12 @@ def refresh(
     source: Annotated[RefreshSource, typer.Option("--from", help="where to read prices from")],
     directory: Annotated[Optional[Path], typer.Argument(help="SkyPilot catalog dir holding <cloud>/vms.csv")] = None,
     region: Annotated[Optional[list[str]], typer.Option(help="AWS region(s) to refresh")] = None,
-    account_limits: Annotated[bool, typer.Option(help="aws: cap availability by the account's EC2 vCPU quotas and rate spot risk by placement scores")] = True,
+    account_limits: Annotated[
+        bool,
+        typer.Option(
+            help="aws: cap availability by the account's EC2 vCPU quotas and rate spot risk by placement scores"
+        ),
+    ] = True,
 ) -> None:
     """Update the user's offerings ($COSTSERVE_HOME/catalog/offerings.csv) from SkyPilot files or AWS.
 
@@ -138,10 +147,14 @@ def offerings_view(cloud: str | None, gpu: str | None, region: str | None, avail
     from solver.candidates import spot_loss
 
     per_gpu = offerings["price_per_hour"] / offerings["gpu_count"].clip(lower=1)
-    shown = offerings.assign(per_gpu_hour=per_gpu,
-                             avail_from=quota_capped(offerings).map({True: "account quota", False: "catalog"}),
-                             spot_loss=[f"{spot_loss(row):.0%}" if row["spot_price_per_hour"] == row["spot_price_per_hour"]
-                                        else "" for _, row in offerings.iterrows()])
+    shown = offerings.assign(
+        per_gpu_hour=per_gpu,
+        avail_from=quota_capped(offerings).map({True: "account quota", False: "catalog"}),
+        spot_loss=[
+            f"{spot_loss(row):.0%}" if row["spot_price_per_hour"] == row["spot_price_per_hour"] else ""
+            for _, row in offerings.iterrows()
+        ],
+    )
     shown = shown.sort_values(["gpu", "per_gpu_hour"])
     shown = shown[list(OFFERING_COLUMNS)].rename(columns=OFFERING_COLUMNS)
     console.print(frame_table(shown.reset_index(drop=True), f"offerings ({len(shown)} rows, from {path})"))
@@ -187,8 +200,10 @@ def refresh_from_aws(regions: list[str], account_limits: bool = True) -> None:
         fail(f"catalog refresh failed, catalog unchanged: {exc}")
     for region, n in counts.items():
         capped = merged[(merged["cloud"] == "aws") & (merged["region"] == region) & quota_capped(merged)]
-        console.print(f"aws {region}: {n} GPU offerings" + (f", {len(capped)} capped by the account's quotas"
-                                                            if len(capped) else ""))
+        console.print(
+            f"aws {region}: {n} GPU offerings"
+            + (f", {len(capped)} capped by the account's quotas" if len(capped) else "")
+        )
     console.print(f"wrote {target}", markup=False)
 
 

@@ -13,7 +13,6 @@ from costserve.cli.options import broker_option, build_request, cli_settings
 from costserve.cli.output import fail, json_mode, one_line_errors
 
 
-
 @command(app, PLAN, "costserve plan examples/jobs.jsonl --model Llama-3.1-8B --deadline 8h --budget 40")
 def plan(
     jobs: Annotated[Optional[Path], typer.Argument(help="job file (JSON Lines)", show_default="or --workload")] = None,

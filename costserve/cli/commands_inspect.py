@@ -37,8 +37,15 @@ def status(run: Annotated[str, RUN_ID], json_out: Annotated[bool, JSON_FLAG] = F
 @command(app, INSPECT, "costserve results 20261202-071530-ab12 --out results.jsonl")
 def results(
     run: Annotated[str, RUN_ID],
-    out: Annotated[Optional[Path], typer.Option(help="write the successful lines here", show_default="standard output")] = None,
-    errors_out: Annotated[Optional[Path], typer.Option(help="write the failed requests' lines here", show_default="beside --out; without --out only counted")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option(help="write the successful lines here", show_default="standard output")
+    ] = None,
+    errors_out: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="write the failed requests' lines here", show_default="beside --out; without --out only counted"
+        ),
+    ] = None,
 ) -> None:
     """A run's results (OpenAI Batch output lines) in input order; exits 1 while some jobs have none."""
     from costserve.cli.runs import write_results
@@ -48,10 +55,17 @@ def results(
 
 @command(app, INSPECT, "costserve report 20261202-071530-ab12 --html report.html")
 def report(
-    run: Annotated[Optional[str], typer.Argument(help="run id (see `costserve runs`)", show_default="with --since: every run")] = None,
-    html: Annotated[Optional[Path], typer.Option(help="write a self-contained HTML report (tables and plots) here")] = None,
+    run: Annotated[
+        Optional[str], typer.Argument(help="run id (see `costserve runs`)", show_default="with --since: every run")
+    ] = None,
+    html: Annotated[
+        Optional[Path], typer.Option(help="write a self-contained HTML report (tables and plots) here")
+    ] = None,
     csv: Annotated[Optional[Path], typer.Option(help="write the planned-vs-actual table as CSV here")] = None,
-    since: Annotated[Optional[str], typer.Option(help="instead, every run of the last e.g. 30d: the nightly trend (dry runs left out)")] = None,
+    since: Annotated[
+        Optional[str],
+        typer.Option(help="instead, every run of the last e.g. 30d: the nightly trend (dry runs left out)"),
+    ] = None,
     json_out: Annotated[bool, JSON_FLAG] = False,
 ) -> None:
     """Cost report of a run: planned vs actual per fleet group, $/1M output tokens, makespan, baselines."""

@@ -25,8 +25,9 @@ CREATED_PREFIX = '{"event": "created"'  # the driver's first --json line (cli/an
 CREATED_TIMEOUT_S = 3600.0  # planning and pass 1 over a very large job file; the child is left running past it
 
 
-def detach_submit(request: BatchRequest, broker: str | None, output_dir: Path | None, json_out: bool,
-                  dry_run: bool = False) -> int:
+def detach_submit(
+    request: BatchRequest, broker: str | None, output_dir: Path | None, json_out: bool, dry_run: bool = False
+) -> int:
     """Start the driver of `request` in the background and return 0 once its run exists (the driver's exit code if it
     ends before that). `broker` reaches it in its environment, never on its command line."""
     args = request.submit_args()
@@ -36,9 +37,23 @@ def detach_submit(request: BatchRequest, broker: str | None, output_dir: Path | 
     runs_dir().mkdir(parents=True, exist_ok=True)
     log = runs_dir() / f".driver-{os.getpid()}-{time.time_ns()}.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "costserve.cli", "submit", *args, "--yes", "--json",
-                                 *(["--dry-run"] if dry_run else [])],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "costserve.cli",
+                "submit",
+                *args,
+                "--yes",
+                "--json",
+                *(["--dry-run"] if dry_run else []),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     created = _wait_created(proc, log)
     if created is None:
         code = proc.poll()
@@ -49,10 +64,15 @@ def detach_submit(request: BatchRequest, broker: str | None, output_dir: Path | 
     if json_out:
         emit_json({"event": "detached", "pid": proc.pid, "log": str(final), **created})
     else:
-        console.print(f"run [bold]{created['run']}[/] continues in the background (driver pid {proc.pid}); "
-                      f"log: {final}", highlight=False)
-        console.print(f"follow it with `costserve status {created['run']}`, stop it with `costserve cancel {created['run']}`",
-                      highlight=False, markup=False)
+        console.print(
+            f"run [bold]{created['run']}[/] continues in the background (driver pid {proc.pid}); log: {final}",
+            highlight=False,
+        )
+        console.print(
+            f"follow it with `costserve status {created['run']}`, stop it with `costserve cancel {created['run']}`",
+            highlight=False,
+            markup=False,
+        )
     return 0
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from costserve.cli.output import BadLinePrinter, console, err_console, fail
 from costserve.config import ConfigError, load_settings
 from costserve.request import errors_path_for
-from costserve.cli.output import BadLinePrinter, console, err_console, fail
 
 
 def run_local(jobs_path: Path, replica_path: Path | None, model: str | None, out: Path | None) -> int:
@@ -43,8 +43,15 @@ def run_local(jobs_path: Path, replica_path: Path | None, model: str | None, out
     fingerprint = backend_fingerprint(model_name, engine.replica.model_dump_json())
     results: dict[int, dict] = {}
     tokens, t0 = 0, time.perf_counter()
-    progress = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeRemainingColumn(), console=err_console, transient=True)
+    progress = Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
     with engine, progress:
         task = progress.add_task("jobs", total=len(jobs), rate="")
         for gen in engine.stream(jobs):
@@ -57,6 +64,10 @@ def run_local(jobs_path: Path, replica_path: Path | None, model: str | None, out
             (f if results[i]["error"] is None else errors).write(json.dumps(results[i]) + "\n")
     secs = time.perf_counter() - t0
     failed = sum(1 for r in results.values() if r["error"] is not None)
-    console.print(f"{len(jobs)} jobs, {tokens} output tokens in {secs:.1f} s ({tokens / secs:.1f} tokens/s), "
-                  f"{failed} failed -> {out}" + (f" (errors in {errors_out})" if failed else "") + (f"; {bad.count} bad lines skipped" if bad.count else ""))
+    console.print(
+        f"{len(jobs)} jobs, {tokens} output tokens in {secs:.1f} s ({tokens / secs:.1f} tokens/s), "
+        f"{failed} failed -> {out}"
+        + (f" (errors in {errors_out})" if failed else "")
+        + (f"; {bad.count} bad lines skipped" if bad.count else "")
+    )
     return 1 if bad.count or failed else 0

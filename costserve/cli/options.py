@@ -14,15 +14,16 @@ if TYPE_CHECKING:
     from costserve.request import BatchRequest
 
 
-def cli_settings() -> "Settings":
+def cli_settings() -> Settings:
     """The settings in force (config file, then environment), loaded when a command needs them."""
     from costserve.config import load_settings
 
     return load_settings()
 
 
-def build_request(settings: "Settings", deadline: str, budget: float | None, quality: float, model: str | None,
-                  **fields: Any) -> "BatchRequest":
+def build_request(
+    settings: Settings, deadline: str, budget: float | None, quality: float, model: str | None, **fields: Any
+) -> BatchRequest:
     """The BatchRequest of a command's options: durations parsed, values checked (one-line errors), config defaults."""
     from costserve.durations import parse_duration
     from costserve.request import BatchRequest
@@ -38,8 +39,9 @@ def build_request(settings: "Settings", deadline: str, budget: float | None, qua
     from pydantic import ValidationError
 
     try:
-        return BatchRequest(deadline_s=deadline_s, budget=budget, quality=quality, model=model or settings.default_model,
-                            **fields)
+        return BatchRequest(
+            deadline_s=deadline_s, budget=budget, quality=quality, model=model or settings.default_model, **fields
+        )
     except ValidationError as exc:  # an option the request refuses: its flag and why, in one line
         first = exc.errors()[0]
         flag = "--" + str(first["loc"][0] if first["loc"] else "option").replace("_", "-")
@@ -60,7 +62,7 @@ def broker_option(ctx: typer.Context, value: str | None) -> str | None:
     return url
 
 
-def settings_broker(settings: "Settings") -> str | None:
+def settings_broker(settings: Settings) -> str | None:
     """The `broker` setting (config file or environment) in costserve's one URL form, or None."""
     from costserve.run.broker_url import normalize_broker_url
 

@@ -27,15 +27,12 @@ def fail(message: str, code: int = 2) -> NoReturn:
 @contextmanager
 def one_line_errors() -> Iterator[None]:
     """Turn every named error raised below the CLI into its one-line message and exit code (no traceback)."""
-    from costserve.errors import user_errors
-    from solver.planner import PlanningError
+    from costserve.errors import CostserveError
 
     try:
         yield
-    except PlanningError as exc:
-        fail(str(exc), code=1)
-    except user_errors() as exc:
-        fail(str(exc), code=getattr(exc, "exit_code", 2))
+    except CostserveError as exc:
+        fail(str(exc), code=exc.exit_code)
 
 
 class BadLinePrinter:
@@ -55,7 +52,7 @@ class BadLinePrinter:
             self.console.print(str(error), markup=False, highlight=False, soft_wrap=True)
 
 
-def frame_table(df: "pd.DataFrame", title: str | None = None, index_name: str | None = None) -> Table:
+def frame_table(df: pd.DataFrame, title: str | None = None, index_name: str | None = None) -> Table:
     """A rich Table with one column per DataFrame column (and the index first when named)."""
     table = Table(title=title, title_justify="left")
     if index_name is not None:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from costserve.cli.output import BadLinePrinter, console, emit_json, err_console, fail
 from costserve.cli.plan_view import show_plan
-from costserve.durations import format_money
 from costserve.config import load_settings
+from costserve.durations import format_money
 from costserve.errors import JobFileRejected
 from costserve.request import BatchRequest
 
@@ -18,8 +18,14 @@ if TYPE_CHECKING:
     from solver.workload import Workload
 
 
-def run_plan(request: BatchRequest, workload_file: Path | None, out: Path | None, baselines: bool,
-             profiles: Path | None, json_out: bool = False) -> "Plan":
+def run_plan(
+    request: BatchRequest,
+    workload_file: Path | None,
+    out: Path | None,
+    baselines: bool,
+    profiles: Path | None,
+    json_out: bool = False,
+) -> Plan:
     """Plan the request (its job file, or a workload JSON) and print it; writes the Plan as JSON to `out` when asked,
     and prints it as JSON on stdout with `json_out`."""
     from costserve.planning.batch import plan_request
@@ -41,8 +47,7 @@ def run_plan(request: BatchRequest, workload_file: Path | None, out: Path | None
     return plan
 
 
-def _workload(request: BatchRequest, workload_file: Path | None, settings: "Settings",
-              profiles: Path | None) -> "Workload":
+def _workload(request: BatchRequest, workload_file: Path | None, settings: Settings, profiles: Path | None) -> Workload:
     """planning.batch.plan_workload, with bad lines printed and a job file with bad lines refused in one line."""
     from costserve.planning.batch import plan_workload
 
@@ -51,8 +56,10 @@ def _workload(request: BatchRequest, workload_file: Path | None, settings: "Sett
         return plan_workload(request, workload_file, profiles, settings.default_max_tokens, bad_lines)
     except JobFileRejected as exc:
         if bad_lines.count:
-            fail(f"{request.jobs}: {bad_lines.count} bad lines; fix them (costserve validate {request.jobs} lists them all)",
-                 code=1)
+            fail(
+                f"{request.jobs}: {bad_lines.count} bad lines; fix them (costserve validate {request.jobs} lists them all)",
+                code=1,
+            )
         raise exc
 
 
@@ -73,11 +80,22 @@ def run_melange(path: Path, json_out: bool) -> None:
         emit_json(melange_answer(solution, spec))
         return
     names = spec.bucket_names()
-    rows = [{"GPU": g.candidate.gpu, "count": g.count, "$/h each": g.candidate.price_per_hour,
-             "buckets served": ", ".join(f"{name} {share:.0%}" for name, share in zip(names, g.shares) if share > 1e-6)}
-            for g in solution.groups]
-    console.print(frame_table(pd.DataFrame(rows), f"Mélange input {path.name}: {spec.total_request_rate:g} requests/s "
-                                                   "for one hour"))
-    console.print(f"cost {format_money(solution.cost)}/h (Mélange's result form: `costserve plan --melange "
-                  f"{path} --json`)", markup=False, highlight=False)
-
+    rows = [
+        {
+            "GPU": g.candidate.gpu,
+            "count": g.count,
+            "$/h each": g.candidate.price_per_hour,
+            "buckets served": ", ".join(f"{name} {share:.0%}" for name, share in zip(names, g.shares) if share > 1e-6),
+        }
+        for g in solution.groups
+    ]
+    console.print(
+        frame_table(
+            pd.DataFrame(rows), f"Mélange input {path.name}: {spec.total_request_rate:g} requests/s for one hour"
+        )
+    )
+    console.print(
+        f"cost {format_money(solution.cost)}/h (Mélange's result form: `costserve plan --melange {path} --json`)",
+        markup=False,
+        highlight=False,
+    )

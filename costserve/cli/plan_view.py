@@ -17,29 +17,38 @@ if TYPE_CHECKING:
 LOCAL_CLOUD = "local"  # solver.local_plan.LOCAL_CLOUD (not imported: solver pulls in pandas and Pyomo)
 
 
-def offering_label(g: "FleetGroupPlan") -> str:
+def offering_label(g: FleetGroupPlan) -> str:
     """`this machine, 2 vCPU, priced at $0.096/h` for a local group, else `aws/us-east-1/g6.xlarge (spot)`."""
     if g.cloud == LOCAL_CLOUD:
-        return f"this machine, {g.instance_type.removeprefix('this machine (').split(',')[0]}, " \
-               f"priced at {format_money(g.price_per_hour)}/h"
+        return (
+            f"this machine, {g.instance_type.removeprefix('this machine (').split(',')[0]}, "
+            f"priced at {format_money(g.price_per_hour)}/h"
+        )
     return f"{g.cloud}/{g.region}/{g.instance_type}" + (" (spot)" if g.spot else "")
 
 
-def _groups_table(plan: "Plan", title: str):  # type: ignore[no-untyped-def]
+def _groups_table(plan: Plan, title: str):  # type: ignore[no-untyped-def]
     import pandas as pd
 
-    rows = [{"instances": g.count, "offering": offering_label(g),
-             "GPUs": f"{g.gpus_per_instance}x{g.gpu}" if g.gpus_per_instance else "cpu",
-             "$/h": format_money(g.price_per_hour), "replica": g.replica.summary(),
-             "classes": ", ".join(f"{k} {s:.0%}" for k, s in g.class_shares.items()),
-             "start-up": format_duration(g.startup_s) if g.startup_s else "–",
-             "work": format_duration(g.finish_s - g.startup_s), "done after": format_duration(g.finish_s),
-             "predicted from": g.calibration or "the cost model"}
-            for g in plan.groups]
+    rows = [
+        {
+            "instances": g.count,
+            "offering": offering_label(g),
+            "GPUs": f"{g.gpus_per_instance}x{g.gpu}" if g.gpus_per_instance else "cpu",
+            "$/h": format_money(g.price_per_hour),
+            "replica": g.replica.summary(),
+            "classes": ", ".join(f"{k} {s:.0%}" for k, s in g.class_shares.items()),
+            "start-up": format_duration(g.startup_s) if g.startup_s else "–",
+            "work": format_duration(g.finish_s - g.startup_s),
+            "done after": format_duration(g.finish_s),
+            "predicted from": g.calibration or "the cost model",
+        }
+        for g in plan.groups
+    ]
     return frame_table(pd.DataFrame(rows), title)
 
 
-def quality_line(plan: "Plan") -> str:
+def quality_line(plan: Plan) -> str:
     """What the quality target allowed and what the plan chose, e.g. `quality target 0.95 allows 8-bit and 4-bit
     layers; chosen 4-bit, predicted 99.1% of the 16-bit model's quality`."""
     from solver.plan import precision_text
@@ -49,48 +58,64 @@ def quality_line(plan: "Plan") -> str:
     allowed = [b for b in (8, 4) if layers and model_quality((b,) * layers, plan.model) >= plan.quality_target]
     used = {b for g in plan.groups for b in g.replica.bits}
     chosen = precision_text(plan.groups)
-    allows = (" and ".join(f"{b}-bit" for b in allowed) + " for every layer") if allowed else \
-        "no uniform 8- or 4-bit model (mixed bits per layer at most)"
-    line = (f"quality target {plan.quality_target:g} allows {allows}; chosen {chosen}, "
-            f"predicted {min(plan.quality, 1.0):.1%} of the 16-bit model's quality")
+    allows = (
+        (" and ".join(f"{b}-bit" for b in allowed) + " for every layer")
+        if allowed
+        else "no uniform 8- or 4-bit model (mixed bits per layer at most)"
+    )
+    line = (
+        f"quality target {plan.quality_target:g} allows {allows}; chosen {chosen}, "
+        f"predicted {min(plan.quality, 1.0):.1%} of the 16-bit model's quality"
+    )
     if allowed and min(used) > min(allowed):
         line += f"; {min(allowed)}-bit is not cheaper here (slower kernels or no saving on this hardware)"
     return line
 
 
-def _alternatives(plan: "Plan", local: bool):  # type: ignore[no-untyped-def]
+def _alternatives(plan: Plan, local: bool):  # type: ignore[no-untyped-def]
     import pandas as pd
 
     rows = []
     for b in plan.baselines:
-        row = {"plan": "cloud fleet (costserve)" if b.name == "costserve-cloud" else b.name,
-               "fleet": b.fleet or b.note, "precision": b.precision,
-               "cost": format_money(b.cost) if b.cost is not None else "–",
-               "makespan": format_duration(b.makespan_s) if b.makespan_s else "–"}
+        row = {
+            "plan": "cloud fleet (costserve)" if b.name == "costserve-cloud" else b.name,
+            "fleet": b.fleet or b.note,
+            "precision": b.precision,
+            "cost": format_money(b.cost) if b.cost is not None else "–",
+            "makespan": format_duration(b.makespan_s) if b.makespan_s else "–",
+        }
         if not local:
             row["costserve saves"] = f"{b.savings:.2f}x" if b.savings else b.note
         rows.append(row)
-    title = ("what the cloud would cost for the same batch (deadline, quality; includes each fleet's start-up)"
-             if local else "baselines (same deadline, budget, availability)")
+    title = (
+        "what the cloud would cost for the same batch (deadline, quality; includes each fleet's start-up)"
+        if local
+        else "baselines (same deadline, budget, availability)"
+    )
     return frame_table(pd.DataFrame(rows), title)
 
 
-def output_line(plan: "Plan") -> str:
+def output_line(plan: Plan) -> str:
     """How many output tokens the plan expects: the jobs' max_tokens, or the share earlier runs of the model wrote."""
     tokens = sum(k.count * k.output_tokens for k in plan.workload)
     if plan.output_share >= 1:
         return f"output: {tokens:,.0f} tokens, every job's max_tokens (an upper bound; finished runs of this model calibrate it)"
-    return (f"output: {tokens:,.0f} tokens expected, {plan.output_share:.0%} of the jobs' max_tokens as earlier runs of "
-            "this model wrote (`costserve calibration show`)")
+    return (
+        f"output: {tokens:,.0f} tokens expected, {plan.output_share:.0%} of the jobs' max_tokens as earlier runs of "
+        "this model wrote (`costserve calibration show`)"
+    )
 
 
-def show_plan(plan: "Plan", title: str) -> None:
+def show_plan(plan: Plan, title: str) -> None:
     """Print a plan: its fleet groups (start-up apart from work), predicted cost and makespan, the quality target's
     effect, and the baselines (savings) or, for this machine, what the cloud would cost."""
     local = bool(plan.groups) and all(g.cloud == LOCAL_CLOUD for g in plan.groups)
     console.print(_groups_table(plan, title))
-    console.print(f"predicted cost [bold]{format_money(plan.cost)}[/], makespan [bold]{format_duration(plan.makespan_s)}"
-                  f"[/] (deadline {format_duration(plan.deadline_s)})", highlight=False)
+    console.print(
+        f"predicted cost [bold]{format_money(plan.cost)}[/], makespan [bold]{format_duration(plan.makespan_s)}"
+        f"[/] (deadline {format_duration(plan.deadline_s)})",
+        highlight=False,
+    )
     console.print(quality_line(plan), markup=False, highlight=False)
     console.print(output_line(plan), markup=False, highlight=False)
     if plan.baselines:

@@ -8,8 +8,21 @@ from costserve.cli.output import console, emit_json, fail, frame_table
 from costserve.report.files import write_report_files
 from costserve.store.runs import RunStore
 
-SHOWN_GROUP_COLUMNS = ["group", "offering", "instances", "instance-hours", "$/h", "planned cost $", "cost $", "jobs",
-                       "output tokens", "planned tokens/s", "tokens/s", "planned batch", "steady occupancy"]
+SHOWN_GROUP_COLUMNS = [
+    "group",
+    "offering",
+    "instances",
+    "instance-hours",
+    "$/h",
+    "planned cost $",
+    "cost $",
+    "jobs",
+    "output tokens",
+    "planned tokens/s",
+    "tokens/s",
+    "planned batch",
+    "steady occupancy",
+]
 
 
 def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None, json_out: bool = False) -> None:
@@ -26,7 +39,9 @@ def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None, 
     if json_out:
         emit_json({**report.as_json(), "dry_run": store.dry_run})
     if len(report.groups):
-        console.print(frame_table(report.groups[[c for c in SHOWN_GROUP_COLUMNS if c in report.groups]], f"run {store.id}: fleet"))
+        console.print(
+            frame_table(report.groups[[c for c in SHOWN_GROUP_COLUMNS if c in report.groups]], f"run {store.id}: fleet")
+        )
     console.print(frame_table(pd.DataFrame([report.totals()]).drop(columns=["run"]), "totals"))
     prediction = report.prediction()
     if prediction["checks"]:
@@ -60,7 +75,9 @@ def show_trend(since: str, html_path: Path | None, csv_path: Path | None, json_o
     if frame.empty:
         console.print(f"no runs in the last {since}")
         return
-    console.print(frame_table(frame, f"runs in the last {since}: ${frame['cost $'].sum():.4f}, {frame['jobs'].sum():,} jobs"))
+    console.print(
+        frame_table(frame, f"runs in the last {since}: ${frame['cost $'].sum():.4f}, {frame['jobs'].sum():,} jobs")
+    )
     if csv_path is not None:
         frame.to_csv(csv_path, index=False)
         console.print(f"trend written to {csv_path}", markup=False)

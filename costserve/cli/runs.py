@@ -35,8 +35,17 @@ def show_runs(json_out: bool = False, dry_runs: bool = False) -> None:
         if run.dry_run and not dry_runs:
             continue
         ts, kind, _ = run.last_event()
-        rows.append({"run": run.id, "jobs": run.input_info()["jobs"], "results": run.results_done(), "last event": kind,
-                     "at": _when(ts), "input": run.input_info()["path"]} | ({"dry run": run.dry_run} if dry_runs else {}))
+        rows.append(
+            {
+                "run": run.id,
+                "jobs": run.input_info()["jobs"],
+                "results": run.results_done(),
+                "last event": kind,
+                "at": _when(ts),
+                "input": run.input_info()["path"],
+            }
+            | ({"dry run": run.dry_run} if dry_runs else {})
+        )
     if json_out:
         emit_json(rows)
         return
@@ -55,17 +64,32 @@ def show_status(run_id: str, json_out: bool = False) -> None:
     if json_out:
         from costserve.cli.output import emit_json
 
-        emit_json({"run": run.id, "jobs": info["jobs"], "results": run.results_done(), "shards": states,
-                   "spent": run.spend(), "ended": run.ended(), "dry_run": run.dry_run, "driver_pid": run.driver_pid(),
-                   "events": [{"at": ts, "kind": kind, "detail": detail} for ts, kind, detail in run.recent_events(5)]})
+        emit_json(
+            {
+                "run": run.id,
+                "jobs": info["jobs"],
+                "results": run.results_done(),
+                "shards": states,
+                "spent": run.spend(),
+                "ended": run.ended(),
+                "dry_run": run.dry_run,
+                "driver_pid": run.driver_pid(),
+                "events": [{"at": ts, "kind": kind, "detail": detail} for ts, kind, detail in run.recent_events(5)],
+            }
+        )
         return
-    console.print(f"run {run.id}: {run.results_done()}/{info['jobs']} jobs have results; shards "
-                  + ", ".join(f"{n} {state}" for state, n in states.items()), markup=False)
+    console.print(
+        f"run {run.id}: {run.results_done()}/{info['jobs']} jobs have results; shards "
+        + ", ".join(f"{n} {state}" for state, n in states.items()),
+        markup=False,
+    )
     fleet = run.fleet()
     if fleet:
         running = sum(n for _, _, n, _, _, down in fleet if down is None)
-        console.print(f"  spent {format_money(run.spend())} on {len(fleet)} fleet group(s), {running} instance(s) running",
-                      markup=False)
+        console.print(
+            f"  spent {format_money(run.spend())} on {len(fleet)} fleet group(s), {running} instance(s) running",
+            markup=False,
+        )
     pid, log = run.driver_pid(), run.dir / "driver.log"
     if pid is not None:
         console.print(f"  driver running (pid {pid}){f'; log: {log}' if log.is_file() else ''}", markup=False)
@@ -95,8 +119,10 @@ def write_results(run_id: str, out: Path | None, errors_out: Path | None = None)
         if errors is not None:
             errors.close()
         if failed:
-            warn(f"run {run.id}: {failed} request(s) failed" + (f" -> {errors_out}" if errors_out else
-                                                                "; --errors-out FILE writes them"))
+            warn(
+                f"run {run.id}: {failed} request(s) failed"
+                + (f" -> {errors_out}" if errors_out else "; --errors-out FILE writes them")
+            )
     else:
         with one_line_errors():
             written, failed = write_results_file(con, out, errors_out)

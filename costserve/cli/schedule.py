@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from costserve.cli.options import build_request, cli_settings
 from costserve.cli.help import DEFAULT_MODEL, MODEL_HELP, SCHEDULE, HelpGroup, command
+from costserve.cli.options import build_request, cli_settings
 from costserve.cli.output import console, fail, frame_table, one_line_errors
-from costserve.schedule.store import ScheduleEntry, ScheduleError, add_schedule, load_schedules, next_fire, remove_schedule
+from costserve.schedule.store import (
+    ScheduleEntry,
+    ScheduleError,
+    add_schedule,
+    load_schedules,
+    next_fire,
+    remove_schedule,
+)
 
-schedule_app = typer.Typer(help="Nightly (cron) batches: stored schedules that `costserve scheduler` fires.", no_args_is_help=True, cls=HelpGroup,
-                           epilog='Example: costserve schedule add nightly jobs.jsonl --cron "0 2 * * *" --budget 40')
+schedule_app = typer.Typer(
+    help="Nightly (cron) batches: stored schedules that `costserve scheduler` fires.",
+    no_args_is_help=True,
+    cls=HelpGroup,
+    epilog='Example: costserve schedule add nightly jobs.jsonl --cron "0 2 * * *" --budget 40',
+)
 
 
 @command(schedule_app, SCHEDULE, 'costserve schedule add nightly jobs.jsonl --cron "0 2 * * *" --budget 40', name="add")
@@ -24,7 +35,9 @@ def schedule_add(
     jobs: Annotated[Path, typer.Argument(help="job file submitted at each fire (read afresh each time)")],
     cron: Annotated[str, typer.Option(help='5-field cron expression in the local time zone, e.g. "0 2 * * *"')],
     budget: Annotated[Optional[float], typer.Option(help="most to spend per run, $")] = None,
-    deadline: Annotated[str, typer.Option(help="each run finishes within this duration: 8h, 90m (a unit is required)")] = "8h",
+    deadline: Annotated[
+        str, typer.Option(help="each run finishes within this duration: 8h, 90m (a unit is required)")
+    ] = "8h",
     model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default=DEFAULT_MODEL)] = None,
     quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model")] = 0.99,
     backend: Annotated[str, typer.Option(help="local or sky")] = "local",
@@ -36,40 +49,58 @@ def schedule_add(
     if not jobs.is_file():
         fail(f"{jobs}: no such job file")
     with one_line_errors():
-        request = build_request(cli_settings(), jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
-                                spot=spot, backend=backend)
+        request = build_request(
+            cli_settings(),
+            jobs=jobs,
+            model=model,
+            deadline=deadline,
+            budget=budget,
+            quality=quality,
+            spot=spot,
+            backend=backend,
+        )
     try:
         entry = ScheduleEntry(name=name, cron=cron, request=request, created=time.strftime("%Y-%m-%d %H:%M:%S"))
     except ValueError as exc:
         fail(f"schedule name {name!r}: {str(exc).splitlines()[-1].strip()}")
     try:
         add_schedule(entry)
-        when = next_fire(entry, datetime.now(timezone.utc))
+        when = next_fire(entry, datetime.now(UTC))
     except ScheduleError as exc:
         fail(str(exc))
-    console.print(f"schedule {name}: `{cron}` next fires {when:%Y-%m-%d %H:%M %Z}; run `costserve scheduler` to fire it",
-                  markup=False)
+    console.print(
+        f"schedule {name}: `{cron}` next fires {when:%Y-%m-%d %H:%M %Z}; run `costserve scheduler` to fire it",
+        markup=False,
+    )
 
 
-@command(schedule_app, SCHEDULE, 'costserve schedule list', name="list")
+@command(schedule_app, SCHEDULE, "costserve schedule list", name="list")
 def schedule_list() -> None:
     """Stored schedules and when each fires next."""
     import pandas as pd
 
     try:
         entries = load_schedules()
-        now = datetime.now(timezone.utc)
-        rows = [{"name": e.name, "cron": e.cron, "next fire": f"{next_fire(e, now):%Y-%m-%d %H:%M %Z}", "jobs": e.jobs,
-                 "submit options": " ".join(e.submit_args)} for e in entries]
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "name": e.name,
+                "cron": e.cron,
+                "next fire": f"{next_fire(e, now):%Y-%m-%d %H:%M %Z}",
+                "jobs": e.jobs,
+                "submit options": " ".join(e.submit_args),
+            }
+            for e in entries
+        ]
     except ScheduleError as exc:
         fail(str(exc))
     if not rows:
-        console.print("no schedules: `costserve schedule add NAME --cron \"0 2 * * *\" JOBS --budget 40` adds one")
+        console.print('no schedules: `costserve schedule add NAME --cron "0 2 * * *" JOBS --budget 40` adds one')
         return
     console.print(frame_table(pd.DataFrame(rows), "schedules"))
 
 
-@command(schedule_app, SCHEDULE, 'costserve schedule remove nightly', name="remove")
+@command(schedule_app, SCHEDULE, "costserve schedule remove nightly", name="remove")
 def schedule_remove(name: Annotated[str, typer.Argument(help="schedule name")]) -> None:
     """Delete a stored schedule."""
     try:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import typer
 
-from costserve.cli.output import BadLinePrinter, console, err_console, fail, frame_table
-from costserve.cli.terminal import say
-from costserve.cli.options import settings_broker
-from costserve.cli.plan_view import show_plan
 from costserve.cli.announce import RunAnnouncer
+from costserve.cli.options import settings_broker
+from costserve.cli.output import BadLinePrinter, console, err_console, fail, frame_table
+from costserve.cli.plan_view import show_plan
+from costserve.cli.terminal import say
 from costserve.config import Settings
 from costserve.durations import format_duration, format_money
 from costserve.errors import CostserveError
@@ -28,8 +28,15 @@ def confirm(yes: bool, what: str) -> None:
         fail("nothing was run", code=1)
 
 
-def submit(request: BatchRequest, settings: Settings, broker: str | None, yes: bool, dry_run: bool,
-           json_out: bool = False, output_dir: Path | None = None) -> int:
+def submit(
+    request: BatchRequest,
+    settings: Settings,
+    broker: str | None,
+    yes: bool,
+    dry_run: bool,
+    json_out: bool = False,
+    output_dir: Path | None = None,
+) -> int:
     """Run `request` end to end; the exit code. Named errors travel up to the caller's one_line_errors.
 
     With `json_out`, stdout gets one JSON line when the run is created (its id and paths) and one when it ends
@@ -91,8 +98,14 @@ def _profile_first(model: str) -> None:
     run_profile("cpu", model, None, quick=True)
 
 
-def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str | None, yes: bool,  # type: ignore[no-untyped-def]
-                  announce: "RunAnnouncer") -> int:
+def _submit_local(
+    request: BatchRequest,
+    settings: Settings,
+    scan,
+    broker: str | None,
+    yes: bool,  # type: ignore[no-untyped-def]
+    announce: RunAnnouncer,
+) -> int:
     from costserve.planning.local import plan_local
     from costserve.run.local import QUEUE, execute_local, require_broker
     from costserve.run.prepare import create_run, write_shards
@@ -103,31 +116,48 @@ def _submit_local(request: BatchRequest, settings: Settings, scan, broker: str |
         local = plan_local(request, str(request.model), scan.workload, settings.local_cpu_price_per_hour)
     plan = local.plan
     show_plan(plan, f"{scan.jobs:,} jobs of {local.model_name} on this machine")
-    say(f"this machine is priced at {format_money(plan.groups[0].price_per_hour)}/h: {plan.groups[0].region} "
-        "(the local_cpu_price_per_hour setting overrides it)")
+    say(
+        f"this machine is priced at {format_money(plan.groups[0].price_per_hour)}/h: {plan.groups[0].region} "
+        "(the local_cpu_price_per_hour setting overrides it)"
+    )
     if plan.groups[0].calibration:
-        say(f"start-up {format_duration(plan.groups[0].startup_s)} and work x{plan.groups[0].work_factor:.2f} of the "
-            f"model: {plan.groups[0].calibration} of this machine, model and replica")
+        say(
+            f"start-up {format_duration(plan.groups[0].startup_s)} and work x{plan.groups[0].work_factor:.2f} of the "
+            f"model: {plan.groups[0].calibration} of this machine, model and replica"
+        )
     elif local.guess:
-        say("no profile or earlier run of this model on this machine: the prediction is a roofline guess (start-up "
+        say(
+            "no profile or earlier run of this model on this machine: the prediction is a roofline guess (start-up "
             "from the model's size); this run calibrates the next (or pass --profile-first, or run `costserve profile` "
-            "first)")
+            "first)"
+        )
     if request.budget is not None and plan.cost > request.budget:
-        fail(f"--budget {format_money(request.budget)}: the predicted cost on this machine is {format_money(plan.cost)}; "
-             "raise --budget")
+        fail(
+            f"--budget {format_money(request.budget)}: the predicted cost on this machine is {format_money(plan.cost)}; "
+            "raise --budget"
+        )
     confirm(yes, f"run {scan.jobs:,} jobs on this machine")
     require_broker(broker)
     store = create_run(request, scan, plan)
     store.write_json(f"replica-{QUEUE}.json", local.replica.model_dump_json(indent=2))
     announce.created(store)
-    console.print(f"run [bold]{store.id}[/]: {scan.jobs} jobs of {local.model_name} on this machine, "
-                  f"replica {local.replica.summary()}")
+    console.print(
+        f"run [bold]{store.id}[/]: {scan.jobs} jobs of {local.model_name} on this machine, "
+        f"replica {local.replica.summary()}"
+    )
     write_shards(store, request, scan, settings.default_max_tokens, lambda _: QUEUE)  # pass 2
     return execute_local(store, broker)
 
 
-def _submit_sky(request: BatchRequest, settings: Settings, scan, broker: str | None, yes: bool, dry_run: bool,  # type: ignore[no-untyped-def]
-                announce: "RunAnnouncer") -> int:
+def _submit_sky(
+    request: BatchRequest,
+    settings: Settings,
+    scan,
+    broker: str | None,
+    yes: bool,
+    dry_run: bool,  # type: ignore[no-untyped-def]
+    announce: RunAnnouncer,
+) -> int:
     from costserve.jobs.assignment import GroupAssigner
     from costserve.planning.batch import plan_request
     from costserve.run.local import require_broker
@@ -137,17 +167,24 @@ def _submit_sky(request: BatchRequest, settings: Settings, scan, broker: str | N
     from costserve.run.sky_tasks import node_tasks
 
     if dry_run:
-        console.print(f"offline dryrun: planning over {', '.join(DRYRUN_CLOUDS)} offerings (the account the dryrun fakes)")
+        console.print(
+            f"offline dryrun: planning over {', '.join(DRYRUN_CLOUDS)} offerings (the account the dryrun fakes)"
+        )
         request = request.model_copy(update={"clouds": DRYRUN_CLOUDS})
     with console.status("planning (fleet MILP and baselines)..."):
         plan = plan_request(request, scan.workload)
     show_plan(plan, f"fleet for {scan.jobs:,} jobs of {plan.model}")
-    node_tasks(plan.model, request.model_source)  # a gated model without a token stops here, before anything is created or launched
+    node_tasks(
+        plan.model, request.model_source
+    )  # a gated model without a token stops here, before anything is created or launched
     if dry_run:
         return _dry_run(request, scan, plan, announce)
     require_broker(broker, "; nothing was launched")
-    confirm(yes, f"launch {sum(g.count for g in plan.groups) + (0 if broker else 1)} cloud instance(s), "
-                 f"predicted {format_money(plan.cost)}")
+    confirm(
+        yes,
+        f"launch {sum(g.count for g in plan.groups) + (0 if broker else 1)} cloud instance(s), "
+        f"predicted {format_money(plan.cost)}",
+    )
     store = create_run(request, scan, plan)
     announce.created(store)
     assigner = GroupAssigner(plan.groups, {k.name: k.count for k in scan.workload.classes})
@@ -155,7 +192,7 @@ def _submit_sky(request: BatchRequest, settings: Settings, scan, broker: str | N
     return launch_sky(store, request, plan, broker)
 
 
-def _dry_run(request: BatchRequest, scan, plan, announce: "RunAnnouncer") -> int:  # type: ignore[no-untyped-def]
+def _dry_run(request: BatchRequest, scan, plan, announce: RunAnnouncer) -> int:  # type: ignore[no-untyped-def]
     import pandas as pd
 
     from costserve.run.prepare import create_run
@@ -164,7 +201,11 @@ def _dry_run(request: BatchRequest, scan, plan, announce: "RunAnnouncer") -> int
     store = create_run(request, scan, plan, dry_run=True)
     announce.created(store)
     rows = dryrun_run(store, plan, request.model_source)
-    console.print(frame_table(pd.DataFrame(rows), f"run {store.id}: SkyPilot tasks "
-                                                  "(launch with `sky launch --secret COSTSERVE_BROKER FILE`)"))
+    console.print(
+        frame_table(
+            pd.DataFrame(rows),
+            f"run {store.id}: SkyPilot tasks (launch with `sky launch --secret COSTSERVE_BROKER FILE`)",
+        )
+    )
     console.print(f"task files: {store.dir / 'sky'}", markup=False)
     return 0 if all(r["accepted"] == "yes" for r in rows) else 1

@@ -69,24 +69,35 @@ class TerminalNotices:
             yield _PlainProgress(total)
             return
         progress = _BatchProgress(
-            TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[money]}"), TextColumn("{task.fields[eta]}"),
-            console=err_console, transient=True,
+            TextColumn("generating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[money]}"),
+            TextColumn("{task.fields[eta]}"),
+            console=err_console,
+            transient=True,
         )
         with progress:
             task = progress.add_task("jobs", total=total, rate="", money="", eta="")
 
             def update(tick: Tick) -> None:
                 progress.status = tick.status
-                progress.update(task, completed=tick.done, rate=f"{tick.tokens_per_s:.1f} tokens/s",
-                                money=_money(tick), eta=_eta(tick))
+                progress.update(
+                    task,
+                    completed=tick.done,
+                    rate=f"{tick.tokens_per_s:.1f} tokens/s",
+                    money=_money(tick),
+                    eta=_eta(tick),
+                )
 
             yield update
 
 
 def _money(tick: Tick) -> str:
-    return f"{format_money(tick.spent)} spent" + (f", {format_money(tick.projected)} projected"
-                                                  if tick.projected is not None else "")
+    return f"{format_money(tick.spent)} spent" + (
+        f", {format_money(tick.projected)} projected" if tick.projected is not None else ""
+    )
 
 
 def _eta(tick: Tick) -> str:
@@ -104,6 +115,10 @@ class _PlainProgress:
         tenth = tick.done * 10 // max(self.total, 1)
         if tenth > self.shown:
             self.shown = tenth
-            err_console.print(f"generating: {tick.done:,}/{self.total:,} jobs ({tick.done / max(self.total, 1):.0%}), "
-                              f"{tick.tokens_per_s:.1f} tokens/s, {_money(tick)}, {_eta(tick)}",
-                              markup=False, highlight=False, soft_wrap=True)
+            err_console.print(
+                f"generating: {tick.done:,}/{self.total:,} jobs ({tick.done / max(self.total, 1):.0%}), "
+                f"{tick.tokens_per_s:.1f} tokens/s, {_money(tick)}, {_eta(tick)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )

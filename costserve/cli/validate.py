@@ -6,15 +6,17 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from costserve.cli.output import BadLinePrinter, console, err_console, fail, frame_table
+from costserve.cli.terminal import warn
 from costserve.config import ConfigError, load_settings
 from costserve.jobs.reader import JobFileError, valid_jobs
 from costserve.jobs.stats import JobFileSummary
 from costserve.jobs.unhonoured import FieldAudit
-from costserve.cli.output import BadLinePrinter, console, err_console, fail, frame_table
-from costserve.cli.terminal import warn
 
 
-def run_validate(files: list[Path], max_errors: int | None, default_max_tokens: int | None, strict: bool = False) -> int:
+def run_validate(
+    files: list[Path], max_errors: int | None, default_max_tokens: int | None, strict: bool = False
+) -> int:
     """Validate `files`; returns the exit code (0 all good, 1 some lines bad). Request fields costserve does not honour
     are one warning line per field, or bad lines when `strict`."""
     try:
@@ -25,8 +27,12 @@ def run_validate(files: list[Path], max_errors: int | None, default_max_tokens: 
     default_max_tokens = default_max_tokens or settings.default_max_tokens
     summary = JobFileSummary()
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
     )
     bad_lines = BadLinePrinter(progress.console, max_errors)
     with progress:
@@ -35,8 +41,13 @@ def run_validate(files: list[Path], max_errors: int | None, default_max_tokens: 
             task = progress.add_task(f"validating {path.name}", total=size)
             audit = FieldAudit(strict)
             try:
-                for job in valid_jobs(path, default_max_tokens, bad_lines, on_bytes=lambda n: progress.advance(task, n),
-                                      audit=audit):
+                for job in valid_jobs(
+                    path,
+                    default_max_tokens,
+                    bad_lines,
+                    on_bytes=lambda n, task=task: progress.advance(task, n),
+                    audit=audit,
+                ):
                     summary.add(job, settings.default_model)
             except JobFileError as exc:
                 progress.stop()

@@ -17,8 +17,15 @@ from pathlib import Path
 DEFAULT_SHARD_SIZE = 32  # jobs per shard, as `submit --shard-size` defaults
 
 
-def run_worker(queue: str, broker: str, replica: Path | None, model: str | None, concurrency: int,
-               threads: int | None = None, shard_size: int = DEFAULT_SHARD_SIZE) -> None:
+def run_worker(
+    queue: str,
+    broker: str,
+    replica: Path | None,
+    model: str | None,
+    concurrency: int,
+    threads: int | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+) -> None:
     """Consume `queue` on `broker` until stopped (SIGTERM: take nothing new, finish what is held, exit).
 
     Each of the `concurrency` replicas runs on `threads` torch threads (default: the CPUs this process is given ÷
@@ -45,9 +52,23 @@ def run_worker(queue: str, broker: str, replica: Path | None, model: str | None,
 
     slots = read_replica(replica).planned_batch if replica is not None else _default_slots()
     watch_driver()
-    app.worker_main(["worker", "--queues", queue, "--concurrency", str(shards_to_hold(slots, shard_size)),
-                     "--pool", "threads", "--loglevel", "INFO", "--hostname", f"{queue}-{os.getpid()}@%h",
-                     "--without-gossip", "--without-mingle"])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            queue,
+            "--concurrency",
+            str(shards_to_hold(slots, shard_size)),
+            "--pool",
+            "threads",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"{queue}-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 def _default_slots() -> int:
@@ -57,8 +78,9 @@ def _default_slots() -> int:
     return Replica.uniform(1).planned_batch
 
 
-def _run_replicas(queue: str, broker: str, replica: Path | None, model: str | None, replicas: int, threads: int,
-                  shard_size: int) -> None:
+def _run_replicas(
+    queue: str, broker: str, replica: Path | None, model: str | None, replicas: int, threads: int, shard_size: int
+) -> None:
     """One worker process per replica, each given its own GPUs (CUDA_VISIBLE_DEVICES by index, unless the
     environment chose them), in this process group; SIGTERM here stops them all."""
     from workers.replica import read_replica
@@ -66,8 +88,20 @@ def _run_replicas(queue: str, broker: str, replica: Path | None, model: str | No
     per_replica = 1
     if replica is not None and (r := read_replica(replica)).vllm is not None:
         per_replica = r.vllm.tensor_parallel_size * r.vllm.pipeline_parallel_size
-    cmd = [sys.executable, "-m", "costserve.cli", "worker", "--queue", queue, "--concurrency", "1",
-           "--threads", str(threads), "--shard-size", str(shard_size)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "costserve.cli",
+        "worker",
+        "--queue",
+        queue,
+        "--concurrency",
+        "1",
+        "--threads",
+        str(threads),
+        "--shard-size",
+        str(shard_size),
+    ]
     if replica is not None:
         cmd += ["--replica", str(replica)]
     if model:

@@ -36,7 +36,9 @@ class GroupAssigner:
         self.bounds: dict[str, list[int]] = {}
         for name, total in counts.items():
             shares = [g.class_shares.get(name, 0.0) for g in groups]
-            if not any(shares):  # a class the plan never saw (cannot happen for the planned file): the first group takes it
+            if not any(
+                shares
+            ):  # a class the plan never saw (cannot happen for the planned file): the first group takes it
                 shares = [1.0] + [0.0] * (len(shares) - 1)
             self.bounds[name] = list(itertools.accumulate(split_counts(total, shares)))
         self.seen: dict[str, int] = defaultdict(int)

@@ -29,11 +29,15 @@ def _lines(path: Path) -> Iterator[tuple[int, str, dict]]:
             try:
                 item = json.loads(raw)
             except ValueError as exc:
-                raise JobFileRejected(f"{path}:{number}: not a JSON object ({exc.args[0].split(':')[0]}); "
-                                      "--resume-from takes a results file that costserve or OpenAI's Batch API wrote") from None
+                raise JobFileRejected(
+                    f"{path}:{number}: not a JSON object ({exc.args[0].split(':')[0]}); "
+                    "--resume-from takes a results file that costserve or OpenAI's Batch API wrote"
+                ) from None
             if not isinstance(item, dict) or not isinstance(item.get("custom_id"), str):
-                raise JobFileRejected(f"{path}:{number}: custom_id: missing; --resume-from takes a results file "
-                                      "(OpenAI Batch output lines)")
+                raise JobFileRejected(
+                    f"{path}:{number}: custom_id: missing; --resume-from takes a results file "
+                    "(OpenAI Batch output lines)"
+                )
             yield number, raw.rstrip("\n"), item
 
 

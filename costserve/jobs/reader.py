@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from costserve.errors import RequestError
+
 if TYPE_CHECKING:
     from costserve.jobs.rules import ModelRules
     from costserve.jobs.unhonoured import FieldAudit
@@ -48,7 +50,7 @@ class LineError:
         return f"{self.path}:{self.line}: {self.field}: {self.problem}"
 
 
-class JobFileError(Exception):
+class JobFileError(RequestError):
     """The job file as a whole cannot be read (missing, a directory, unreadable)."""
 
 
@@ -74,7 +76,11 @@ def _describe_validation_error(exc: ValidationError, prefix: str) -> tuple[str, 
         problem = "unknown field (check its spelling)"
     elif first["type"] == "missing":
         problem = "required field is missing"
-    if "input" in first and first["type"] not in ("missing", "extra_forbidden") and not isinstance(first["input"], (dict, list)):
+    if (
+        "input" in first
+        and first["type"] not in ("missing", "extra_forbidden")
+        and not isinstance(first["input"], (dict, list))
+    ):
         shown = repr(first["input"])
         problem += f" (got {shown if len(shown) <= 40 else shown[:37] + '...'})"
     if len(errors) > 1:

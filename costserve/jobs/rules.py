@@ -42,17 +42,22 @@ class ModelRules:
         body = "body." if batch_form else ""
         if job.model is not None and job.model.lower() not in self.accepted:
             if not self.allow_other_models:
-                return (f"{body}model", f"{job.model!r} is not this run's model {self.name!r}; "
-                                        "fix the line, or pass --model-override to serve it with the run's model")
+                return (
+                    f"{body}model",
+                    f"{job.model!r} is not this run's model {self.name!r}; "
+                    "fix the line, or pass --model-override to serve it with the run's model",
+                )
             self.overridden[job.model] += 1
         if (size := self._overlong(job)) is not None:
             what = "messages" if job.messages is not None else "prompt"
-            return (f"{body}{what}", f"{what} is {size}; {self.name}'s context is {self.context:,} tokens "
-                                     "(no room left to generate)")
+            return (
+                f"{body}{what}",
+                f"{what} is {size}; {self.name}'s context is {self.context:,} tokens (no room left to generate)",
+            )
         return None
 
     def _overlong(self, job: Job) -> str | None:
-        """"N tokens" ("about N tokens" when estimated) when the prompt fills the context, else None."""
+        """ "N tokens" ("about N tokens" when estimated) when the prompt fills the context, else None."""
         if self.tokenizer_dir is None:
             estimate = job.estimated_input_tokens()
             return f"about {estimate:,} tokens" if estimate >= self.context else None
@@ -84,8 +89,13 @@ def local_model_rules(model: str | None, allow_other_models: bool) -> ModelRules
     names = {name, model_dir.name, *(alias for alias, target in MODEL_ALIASES.items() if target == name)}
     if model:
         names |= {model, Path(model).name}
-    return ModelRules(name, _with_catalog_names(name, names, load_models()), int(config.get("max_position_embeddings", 2048)),
-                      model_dir, allow_other_models)
+    return ModelRules(
+        name,
+        _with_catalog_names(name, names, load_models()),
+        int(config.get("max_position_embeddings", 2048)),
+        model_dir,
+        allow_other_models,
+    )
 
 
 def catalog_model_rules(name: str, allow_other_models: bool) -> ModelRules:
@@ -98,7 +108,7 @@ def catalog_model_rules(name: str, allow_other_models: bool) -> ModelRules:
     return ModelRules(name, _with_catalog_names(name, {name}, models), context, None, allow_other_models)
 
 
-def _with_catalog_names(name: str, names: set[str], models: "pd.DataFrame") -> frozenset[str]:
+def _with_catalog_names(name: str, names: set[str], models: pd.DataFrame) -> frozenset[str]:
     """`names` plus the Hugging Face id of `name` in the `models` catalog (and its last part), lower case."""
     for hf_id in models.loc[models["model"] == name, "hf_id"]:
         names |= {str(hf_id), str(hf_id).rsplit("/", 1)[-1]}

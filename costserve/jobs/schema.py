@@ -147,7 +147,9 @@ def body_schema(url: str) -> type[ChatBody] | type[CompletionBody]:
     return ChatBody if url == CHAT_URL else CompletionBody
 
 
-def job_from_batch_line(req: BatchRequestLine, body: ChatBody | CompletionBody, line: int, default_max_tokens: int) -> Job:
+def job_from_batch_line(
+    req: BatchRequestLine, body: ChatBody | CompletionBody, line: int, default_max_tokens: int
+) -> Job:
     """Normalise a validated OpenAI Batch line and its validated body into a Job."""
     max_tokens = body.max_completion_tokens or body.max_tokens or default_max_tokens
     common = dict(

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _histogram_quantile(hist: "pd.Series", q: float) -> int:
+def _histogram_quantile(hist: pd.Series, q: float) -> int:
     """Nearest-rank q-quantile of a length histogram (index: length, values: counts)."""
     cumulative = hist.cumsum()
     rank = q * cumulative.iloc[-1]
@@ -42,7 +42,7 @@ class JobFileSummary:
         self.input_tokens[job.estimated_input_tokens()] += 1
         self.output_tokens[job.max_tokens] += 1
 
-    def token_table(self) -> "pd.DataFrame":
+    def token_table(self) -> pd.DataFrame:
         """Distribution of input tokens (estimated) and requested output tokens.
 
         Rows: `input tokens`, `max output tokens`; columns: count, mean, p50, p90, max, total (tokens).

@@ -16,19 +16,35 @@ from typing import Any
 
 # Each field costserve does not honour, with the values that ask for nothing.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
-    "n": (1,), "best_of": (1,), "logprobs": (False, 0), "top_logprobs": (0,), "echo": (False,),
-    "tools": ([],), "tool_choice": ("none", "auto"), "functions": ([],), "function_call": ("none", "auto"),
-    "parallel_tool_calls": (True, False), "response_format": ({"type": "text"},),
-    "presence_penalty": (0, 0.0), "frequency_penalty": (0, 0.0), "logit_bias": ({},), "suffix": ("",),
-    "modalities": (["text"],), "audio": (), "prediction": (), "reasoning_effort": (), "stream": (False,),
-    "stream_options": (), "web_search_options": (), "service_tier": ("auto", "default"),
+    "n": (1,),
+    "best_of": (1,),
+    "logprobs": (False, 0),
+    "top_logprobs": (0,),
+    "echo": (False,),
+    "tools": ([],),
+    "tool_choice": ("none", "auto"),
+    "functions": ([],),
+    "function_call": ("none", "auto"),
+    "parallel_tool_calls": (True, False),
+    "response_format": ({"type": "text"},),
+    "presence_penalty": (0, 0.0),
+    "frequency_penalty": (0, 0.0),
+    "logit_bias": ({},),
+    "suffix": ("",),
+    "modalities": (["text"],),
+    "audio": (),
+    "prediction": (),
+    "reasoning_effort": (),
+    "stream": (False,),
+    "stream_options": (),
+    "web_search_options": (),
+    "service_tier": ("auto", "default"),
 }
 
 
 def unhonoured_fields(body: dict[str, Any]) -> list[str]:
     """The fields of a request body that ask for something costserve does not do, in the body's order."""
-    return [key for key, value in body.items()
-            if key in NEUTRAL and value is not None and value not in NEUTRAL[key]]
+    return [key for key, value in body.items() if key in NEUTRAL and value is not None and value not in NEUTRAL[key]]
 
 
 class FieldAudit:
@@ -55,5 +71,8 @@ class FieldAudit:
 
     def warnings(self, path: object) -> list[str]:
         """One line per unhonoured field: how many jobs set it, the first line, and what happens instead."""
-        return [f"{path}: {n:,} job(s) set {name} (first on line {self.first_line[name]}), which costserve does not "
-                f"honour: they run without it (--strict refuses such lines)" for name, n in self.counts.most_common()]
+        return [
+            f"{path}: {n:,} job(s) set {name} (first on line {self.first_line[name]}), which costserve does not "
+            f"honour: they run without it (--strict refuses such lines)"
+            for name, n in self.counts.most_common()
+        ]

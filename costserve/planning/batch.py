@@ -25,7 +25,7 @@ def cpu_profile_for(model: str) -> tuple[dict[str, Any] | None, Path]:
     return (load_device_profile(path) if path.is_file() else None), path
 
 
-def expected_workload(model: str, workload: "Workload") -> tuple["Workload", float]:
+def expected_workload(model: str, workload: Workload) -> tuple[Workload, float]:
     """The workload at the output length earlier runs of `model` wrote (the calibrated share of max_tokens), and that
     share; unchanged, share 1, before any run of the model finished."""
     from costserve.store.calibration import output_share_for
@@ -35,8 +35,13 @@ def expected_workload(model: str, workload: "Workload") -> tuple["Workload", flo
     return (workload, 1.0) if share is None else (expected_outputs(workload, share.share), share.share)
 
 
-def plan_workload(request: BatchRequest, workload_file: Path | None, profiles: Path | None, default_max_tokens: int,
-                  on_bad_line: Callable[[Any], None]) -> "Workload":
+def plan_workload(
+    request: BatchRequest,
+    workload_file: Path | None,
+    profiles: Path | None,
+    default_max_tokens: int,
+    on_bad_line: Callable[[Any], None],
+) -> Workload:
     """What `plan` plans: a workload JSON, else the request's job file (streamed, each bad line to `on_bad_line`),
     bucketed on the throughput profile's own grid when `profiles` is given, so each class is one profiled bucket."""
     from costserve.run.prepare import scan_jobs
@@ -53,8 +58,13 @@ def plan_workload(request: BatchRequest, workload_file: Path | None, profiles: P
     return scan_jobs(request, default_max_tokens, on_bad_line, grid=grid).workload
 
 
-def plan_request(request: BatchRequest, workload: "Workload", profiles: Path | None = None, with_baselines: bool = True,
-                 on_cpu_profile: Callable[[Path], None] | None = None) -> "Plan":
+def plan_request(
+    request: BatchRequest,
+    workload: Workload,
+    profiles: Path | None = None,
+    with_baselines: bool = True,
+    on_cpu_profile: Callable[[Path], None] | None = None,
+) -> Plan:
     """The cheapest fleet for `workload` under the request's model, deadline, budget, quality, spot, clouds and GPU caps.
 
     `profiles` is a Mélange-format file of measured throughputs; `on_cpu_profile(path)` is told when the model's
@@ -74,13 +84,26 @@ def plan_request(request: BatchRequest, workload: "Workload", profiles: Path | N
     if cpu_profile is not None and on_cpu_profile is not None:
         on_cpu_profile(path)
     workload, share = expected_workload(str(row["model"]), workload)
-    plan = plan_batch(workload, row, offerings, gpus, request.deadline_s, request.budget, request.quality, request.spot,
-                      caps, with_baselines, profile, cpu_profile=cpu_profile, calibrate=cloud_calibration(str(row["model"])),
-                      own_weights=request.model_source is not None)
+    plan = plan_batch(
+        workload,
+        row,
+        offerings,
+        gpus,
+        request.deadline_s,
+        request.budget,
+        request.quality,
+        request.spot,
+        caps,
+        with_baselines,
+        profile,
+        cpu_profile=cpu_profile,
+        calibrate=cloud_calibration(str(row["model"])),
+        own_weights=request.model_source is not None,
+    )
     return plan.model_copy(update={"output_share": share})
 
 
-def cloud_calibration(model: str) -> "Calibrate | None":
+def cloud_calibration(model: str) -> Calibrate | None:
     """What finished cloud runs of `model` measured, as the planner looks it up (None before any): per hardware and
     replica, the weighted start-up (s), work factor and `calibrated from N runs, last on DATE`."""
     from costserve.store.calibration import calibrations_of
@@ -96,8 +119,15 @@ def cloud_calibration(model: str) -> "Calibrate | None":
     return lookup
 
 
-def replan_jobs(jobs: list["Job"], request: BatchRequest, model: str, offerings: "pd.DataFrame", gpus: "pd.DataFrame",
-                remaining_s: float, remaining_budget: float | None) -> "Plan":
+def replan_jobs(
+    jobs: list[Job],
+    request: BatchRequest,
+    model: str,
+    offerings: pd.DataFrame,
+    gpus: pd.DataFrame,
+    remaining_s: float,
+    remaining_budget: float | None,
+) -> Plan:
     """A fleet for a run's unfinished `jobs` on what is left of its deadline (s) and budget ($), no baselines.
 
     `offerings` may have had availability taken away (groups just lost). Raises PlanningError when none fits.
@@ -105,5 +135,15 @@ def replan_jobs(jobs: list["Job"], request: BatchRequest, model: str, offerings:
     from solver.planner import plan_batch
     from solver.workload import workload_from_jobs
 
-    return plan_batch(workload_from_jobs(jobs), model_row(model), offerings, gpus, remaining_s, remaining_budget,
-                      request.quality, request.spot, with_baselines=False, own_weights=request.model_source is not None)
+    return plan_batch(
+        workload_from_jobs(jobs),
+        model_row(model),
+        offerings,
+        gpus,
+        remaining_s,
+        remaining_budget,
+        request.quality,
+        request.spot,
+        with_baselines=False,
+        own_weights=request.model_source is not None,
+    )

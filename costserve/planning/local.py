@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 class LocalPlan:
     """What a local run will do: the plan (cost, makespan, baselines), its replica, and the model directory it loads."""
 
-    plan: "Plan"
-    replica: "Replica"
+    plan: Plan
+    replica: Replica
     model_dir: Path
     model_name: str
     profiled: bool = False  # this machine's `costserve profile` of the model timed the replica (not the roofline)
@@ -42,7 +42,7 @@ def slot_tokens(longest_job_tokens: int, model_context: int) -> int:
     return min(tokens, model_context) if model_context > 0 else tokens
 
 
-def plan_local(request: BatchRequest, model: str, workload: "Workload", price_per_hour: float | None) -> LocalPlan:
+def plan_local(request: BatchRequest, model: str, workload: Workload, price_per_hour: float | None) -> LocalPlan:
     """Plan the request on this machine (priced at `price_per_hour` $/h, or like the catalog's cheapest cloud CPU).
 
     The replica is the request's `--replica` file, else the fastest bits per layer its quality allows. A model the
@@ -51,8 +51,8 @@ def plan_local(request: BatchRequest, model: str, workload: "Workload", price_pe
     from catalog.load import load_models
     from costserve.planning.batch import cpu_profile_for, expected_workload
     from costserve.planning.offerings import current_offerings
-    from solver.device_profile import default_profile_path
     from costserve.store.calibration import calibration_for
+    from solver.device_profile import default_profile_path
     from solver.local_plan import local_plan, machine_signature, model_row_from_hf_config
     from solver.local_replica import local_replica, profile_layer_ms
     from workers.model_source import model_name, resolve_model_dir

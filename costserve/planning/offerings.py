@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def current_offerings() -> tuple["pd.DataFrame", "pd.DataFrame", Path]:
+def current_offerings() -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     """(offerings in force with the user's availability applied, gpus, the offerings file); CatalogError if unreadable."""
     home = costserve_home()
     gpus = load_gpus()
@@ -25,15 +25,18 @@ def current_offerings() -> tuple["pd.DataFrame", "pd.DataFrame", Path]:
     return apply_availability(load_offerings(path, gpus), home), gpus, path
 
 
-def requested_offerings(clouds: tuple[str, ...] | None, available: str | None
-                        ) -> tuple["pd.DataFrame", "pd.DataFrame", dict[str, int] | None]:
+def requested_offerings(
+    clouds: tuple[str, ...] | None, available: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int] | None]:
     """(offerings of the allowed clouds within the GPU caps, gpus, the caps); BadRequestError names the option at fault."""
     offerings, gpus, _ = current_offerings()
     if clouds:
         unknown = set(clouds) - set(offerings["cloud"])
         if unknown:
-            raise BadRequestError(f"--clouds: unknown cloud(s) {', '.join(sorted(unknown))} "
-                                  f"(catalog has {', '.join(sorted(set(offerings['cloud'])))})")
+            raise BadRequestError(
+                f"--clouds: unknown cloud(s) {', '.join(sorted(unknown))} "
+                f"(catalog has {', '.join(sorted(set(offerings['cloud'])))})"
+            )
         offerings = offerings[offerings["cloud"].isin(clouds)]
     try:
         caps = parse_gpu_limits(available, set(gpus["gpu"]))
@@ -42,7 +45,7 @@ def requested_offerings(clouds: tuple[str, ...] | None, available: str | None
     return apply_availability(offerings, None, caps), gpus, caps
 
 
-def model_row(name: str) -> "pd.Series":
+def model_row(name: str) -> pd.Series:
     """The models.csv row of catalog model `name` (any case), or of the catalog model a local HF directory holds
     (matched by its config.json's architecture); BadRequestError lists the known ones."""
     from workers.model_source import catalog_model_name
@@ -52,6 +55,7 @@ def model_row(name: str) -> "pd.Series":
     match = models[models["model"].str.lower() == known.lower()]
     if match.empty:
         what = "a model directory the catalog has no architecture for" if known != name else "unknown model"
-        raise BadRequestError(f"--model: {what} {name!r} (known: {', '.join(models['model'])}; "
-                              "`costserve catalog models` lists them)")
+        raise BadRequestError(
+            f"--model: {what} {name!r} (known: {', '.join(models['model'])}; `costserve catalog models` lists them)"
+        )
     return match.iloc[0]

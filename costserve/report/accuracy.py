@@ -33,6 +33,7 @@ class RunReport(Protocol):
     @property
     def tokens_per_s(self) -> float: ...
 
+
 TOLERANCE = 0.25  # predicted ÷ actual within 1 ± 0.25 is on target
 
 
@@ -61,8 +62,13 @@ class PredictionCheck:
 
     def as_json(self) -> dict[str, Any]:
         """The check as JSON-ready values."""
-        return {"metric": self.metric, "predicted": self.predicted, "actual": self.actual,
-                "predicted / actual": None if self.ratio is None else float(f"{self.ratio:.4g}"), "off": self.off}
+        return {
+            "metric": self.metric,
+            "predicted": self.predicted,
+            "actual": self.actual,
+            "predicted / actual": None if self.ratio is None else float(f"{self.ratio:.4g}"),
+            "off": self.off,
+        }
 
 
 def prediction_checks(report: RunReport) -> list[PredictionCheck]:
@@ -73,8 +79,11 @@ def prediction_checks(report: RunReport) -> list[PredictionCheck]:
     if report.predicted_makespan_s is not None:
         out.append(PredictionCheck("makespan s", report.predicted_makespan_s, report.makespan_s))
         if report.planned_output_tokens and report.predicted_makespan_s > 0:
-            out.append(PredictionCheck("output tokens/s", report.planned_output_tokens / report.predicted_makespan_s,
-                                       report.tokens_per_s))
+            out.append(
+                PredictionCheck(
+                    "output tokens/s", report.planned_output_tokens / report.predicted_makespan_s, report.tokens_per_s
+                )
+            )
     return out
 
 
@@ -89,12 +98,20 @@ def occupancy_warnings(report: RunReport) -> list[str]:
         if planned is None or planned != planned:  # the broker node, or no plan
             continue
         if steady is None or steady != steady:
-            if g["peak occupancy"] == g["peak occupancy"] and g["peak occupancy"] is not None and report.jobs >= planned:
-                lines.append(f"batch: group {g['queue']} never had its planned batch of {int(planned)} in flight "
-                             f"(at most {int(g['peak occupancy'])})")
+            if (
+                g["peak occupancy"] == g["peak occupancy"]
+                and g["peak occupancy"] is not None
+                and report.jobs >= planned
+            ):
+                lines.append(
+                    f"batch: group {g['queue']} never had its planned batch of {int(planned)} in flight "
+                    f"(at most {int(g['peak occupancy'])})"
+                )
         elif steady < LOW_OCCUPANCY * planned:
-            lines.append(f"batch: group {g['queue']} ran {steady:.1f} sequences in flight in steady state against the "
-                         f"{int(planned)} planned ({steady / planned:.0%})")
+            lines.append(
+                f"batch: group {g['queue']} ran {steady:.1f} sequences in flight in steady state against the "
+                f"{int(planned)} planned ({steady / planned:.0%})"
+            )
     return lines
 
 
@@ -105,18 +122,24 @@ def likely_causes(report: RunReport) -> list[str]:
     causes = occupancy_warnings(report)
     startup, planned_startup = report.first_start_s, report.planned_startup_s
     if startup is not None and report.makespan_s > 0 and startup - planned_startup > TOLERANCE * report.makespan_s:
-        causes.append(f"start-up: workers starting and loading the model took about {format_duration(startup)}, "
-                      f"{startup / report.makespan_s:.0%} of the makespan; the plan counted "
-                      f"{format_duration(planned_startup) if planned_startup else 'none'}")
+        causes.append(
+            f"start-up: workers starting and loading the model took about {format_duration(startup)}, "
+            f"{startup / report.makespan_s:.0%} of the makespan; the plan counted "
+            f"{format_duration(planned_startup) if planned_startup else 'none'}"
+        )
     planned = report.planned_output_tokens
     if planned and report.results == report.jobs and report.output_tokens < (1 - TOLERANCE) * planned:
-        causes.append(f"output: the jobs wrote {report.output_tokens:,} tokens, {report.output_tokens / planned:.0%} of the "
-                      f"{planned:,.0f} the plan costed")
+        causes.append(
+            f"output: the jobs wrote {report.output_tokens:,} tokens, {report.output_tokens / planned:.0%} of the "
+            f"{planned:,.0f} the plan costed"
+        )
     working_s = report.makespan_s - (startup or 0.0)
     planned_work_s = (report.predicted_makespan_s or 0.0) - planned_startup
     if planned and planned_work_s > 0 and working_s > 0 and report.output_tokens:
         measured, promised = report.output_tokens / working_s, planned / planned_work_s
         if abs(measured / promised - 1) > TOLERANCE:
-            causes.append(f"throughput: once started, the fleet made {measured:,.1f} output tokens/s against the "
-                          f"{promised:,.1f} planned ({measured / promised:.2f}x)")
+            causes.append(
+                f"throughput: once started, the fleet made {measured:,.1f} output tokens/s against the "
+                f"{promised:,.1f} planned ({measured / promised:.2f}x)"
+            )
     return causes or ["none found in the run's record"]

@@ -38,9 +38,9 @@ class RunReport:
     predicted_makespan_s: float | None
     queue_wait_s: float
     max_queue_wait_s: float
-    groups: "pd.DataFrame"
-    baselines: "pd.DataFrame"
-    timeline: "pd.DataFrame"  # output tokens finished per second since queued: t (s), tokens
+    groups: pd.DataFrame
+    baselines: pd.DataFrame
+    timeline: pd.DataFrame  # output tokens finished per second since queued: t (s), tokens
     finished: bool
     planned_output_tokens: float | None = None  # what the plan costs: the jobs' max_tokens × plan.output_share
     first_start_s: float | None = None  # the run's start-up (s): workers starting and loading the model (startup_seconds)
@@ -82,22 +82,22 @@ class RunReport:
                 "prediction": self.prediction()}
 
 
-def json_records(frame: "pd.DataFrame") -> list[dict[str, Any]]:
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A table's rows as JSON-ready dicts (NaN as null)."""
     import json
 
     return json.loads(frame.to_json(orient="records")) if len(frame) else []
 
 
-def _planned_tokens(plan: "Plan", shares: dict[str, float]) -> float:
+def _planned_tokens(plan: Plan, shares: dict[str, float]) -> float:
     """Output tokens the plan gives a group: its share of each class × the class's tokens (max_tokens × the plan's
     output share)."""
     by_name = {k.name: k for k in plan.workload}
     return sum(s * by_name[name].count * by_name[name].output_tokens for name, s in shares.items() if name in by_name)
 
 
-def _group_frame(store: RunStore, plan: Plan | None, results: "pd.DataFrame", queued: float, now: float,
-                 occupancy: "dict[str, GroupOccupancy] | None" = None) -> "pd.DataFrame":
+def _group_frame(store: RunStore, plan: Plan | None, results: pd.DataFrame, queued: float, now: float,
+                 occupancy: dict[str, GroupOccupancy] | None = None) -> pd.DataFrame:
     """One row per fleet group (and the broker node): instances, instance-hours, $ and tokens, each beside the plan's
     figure, and each replica's planned batch beside its measured steady occupancy (sequences in flight)."""
     import pandas as pd
@@ -141,7 +141,7 @@ def _group_frame(store: RunStore, plan: Plan | None, results: "pd.DataFrame", qu
     return frame
 
 
-def _occupancy_columns(group: Any, measured: "GroupOccupancy | None") -> dict[str, Any]:
+def _occupancy_columns(group: Any, measured: GroupOccupancy | None) -> dict[str, Any]:
     """The planned batch per replica and the measured steady occupancy (mean sequences in flight per round, its peak)."""
     return {"planned batch": group.replica.planned_batch if group is not None else None,
             "steady occupancy": measured.steady if measured is not None else None,
@@ -149,7 +149,7 @@ def _occupancy_columns(group: Any, measured: "GroupOccupancy | None") -> dict[st
             "occupancy/planned batch": measured.ratio if measured is not None else None}
 
 
-def startup_seconds(runs: "pd.DataFrame", queued: float) -> float | None:
+def startup_seconds(runs: pd.DataFrame, queued: float) -> float | None:
     """The run's start-up (s): from queueing to its first shard starting, plus what that shard took beyond the later
     shards' median time per job (a worker loads its model in its first shard). None before any shard ran."""
     if not len(runs):
@@ -209,7 +209,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     )
 
 
-def runs_since(since_s: float, now: float | None = None) -> "pd.DataFrame":
+def runs_since(since_s: float, now: float | None = None) -> pd.DataFrame:
     """One row per run created in the last `since_s` seconds: date, jobs, cost $ and makespan beside their predictions,
     $/1M tokens (the nightly trend: later nights plan from earlier ones' calibration).
 

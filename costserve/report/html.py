@@ -47,7 +47,7 @@ def number(v: float) -> str:
     return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.4g}"
 
 
-def _png(fig: "Figure") -> str:
+def _png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode()
@@ -90,8 +90,13 @@ def _plots(report: RunReport) -> list[tuple[str, str]]:
         plt.close(fig)
     if report.predicted_cost is not None and report.predicted_makespan_s:
         fig, axes = plt.subplots(1, 2, figsize=(6.5, 3.0))
-        for ax, (label, pred, act) in zip(axes, [("cost $", report.predicted_cost, report.cost),
-                                                  ("makespan (min)", report.predicted_makespan_s / 60, report.makespan_s / 60)]):
+        for ax, (label, pred, act) in zip(
+            axes,
+            [
+                ("cost $", report.predicted_cost, report.cost),
+                ("makespan (min)", report.predicted_makespan_s / 60, report.makespan_s / 60),
+            ],
+        ):
             ax.bar(["predicted", "actual"], [pred, act], color=["#9ab", "#357"])
             ax.set_title(label)
         fig.tight_layout()
@@ -100,27 +105,42 @@ def _plots(report: RunReport) -> list[tuple[str, str]]:
     return out
 
 
-def _table(frame: "pd.DataFrame") -> str:
+def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return '<p class="muted">none</p>'
     return frame.to_html(index=False, na_rep="–", float_format=number, border=0)
 
 
-GROUP_ROWS = [("instances", "planned instances", "instances"), ("instance-hours", "planned instance-hours", "instance-hours"),
-              ("$/h", "$/h", "$/h"), ("cost $", "planned cost $", "cost $"),
-              ("output tokens", "planned output tokens", "output tokens"),
-              ("output tokens/s", "planned tokens/s", "tokens/s"), ("jobs", None, "jobs"), ("GPU-hours", None, "GPU-hours")]
+GROUP_ROWS = [
+    ("instances", "planned instances", "instances"),
+    ("instance-hours", "planned instance-hours", "instance-hours"),
+    ("$/h", "$/h", "$/h"),
+    ("cost $", "planned cost $", "cost $"),
+    ("output tokens", "planned output tokens", "output tokens"),
+    ("output tokens/s", "planned tokens/s", "tokens/s"),
+    ("jobs", None, "jobs"),
+    ("GPU-hours", None, "GPU-hours"),
+]
 
 
-def _group_table(row: "pd.Series") -> str:
+def _group_table(row: pd.Series) -> str:
     """One fleet group as rows of (metric, planned, actual)."""
     import pandas as pd
 
-    frame = pd.DataFrame([{"metric": label, "planned": row[planned] if planned else None, "actual": row[actual]}
-                          for label, planned, actual in GROUP_ROWS])
+    frame = pd.DataFrame(
+        [
+            {"metric": label, "planned": row[planned] if planned else None, "actual": row[actual]}
+            for label, planned, actual in GROUP_ROWS
+        ]
+    )
     both = frame["planned"].notna() & (pd.to_numeric(frame["actual"], errors="coerce") > 0)
-    frame["predicted ÷ actual"] = (pd.to_numeric(frame["planned"], errors="coerce") / pd.to_numeric(frame["actual"], errors="coerce")).where(both)
-    return f"<h3>group {row['group']}: {html.escape(str(row['offering']))} (queue {html.escape(str(row['queue']))})</h3>" + _table(frame)
+    frame["predicted ÷ actual"] = (
+        pd.to_numeric(frame["planned"], errors="coerce") / pd.to_numeric(frame["actual"], errors="coerce")
+    ).where(both)
+    return (
+        f"<h3>group {row['group']}: {html.escape(str(row['offering']))} (queue {html.escape(str(row['queue']))})</h3>"
+        + _table(frame)
+    )
 
 
 def _prediction(report: RunReport) -> list[str]:
@@ -130,12 +150,16 @@ def _prediction(report: RunReport) -> list[str]:
     checks = [c for c in prediction_checks(report) if c.ratio is not None]
     if not checks:
         return []
-    cards = "".join(f"<div class='card{' off' if c.off else ''}'><div class='v'>{c.ratio:.2f}x</div>"
-                    f"<div class='k'>{html.escape(c.label)}: predicted ÷ actual</div></div>"
-                    for c in checks)
+    cards = "".join(
+        f"<div class='card{' off' if c.off else ''}'><div class='v'>{c.ratio:.2f}x</div>"
+        f"<div class='k'>{html.escape(c.label)}: predicted ÷ actual</div></div>"
+        for c in checks
+    )
     causes = "".join(f"<li>{html.escape(cause)}</li>" for cause in likely_causes(report))
-    return [f"<h2>Prediction vs this run (on target within ±{TOLERANCE:.0%})</h2><div class='cards'>{cards}</div>",
-            f"<ul>{causes}</ul>" if causes else ""]
+    return [
+        f"<h2>Prediction vs this run (on target within ±{TOLERANCE:.0%})</h2><div class='cards'>{cards}</div>",
+        f"<ul>{causes}</ul>" if causes else "",
+    ]
 
 
 def render_html(report: RunReport) -> str:
@@ -144,30 +168,47 @@ def render_html(report: RunReport) -> str:
 
     state = "finished" if report.finished else "in progress"
     cards = [
-        ("jobs", f"{report.results:,} / {report.jobs:,}"), ("failed", f"{report.failed:,}"),
-        ("cost", money(report.cost)), ("predicted cost", money(report.predicted_cost)),
+        ("jobs", f"{report.results:,} / {report.jobs:,}"),
+        ("failed", f"{report.failed:,}"),
+        ("cost", money(report.cost)),
+        ("predicted cost", money(report.predicted_cost)),
         ("$ per 1M output tokens", money(report.usd_per_million_tokens)),
-        ("output tokens", f"{report.output_tokens:,}"), ("output tokens/s", f"{report.tokens_per_s:,.1f}"),
-        ("makespan", duration(report.makespan_s)), ("predicted makespan", duration(report.predicted_makespan_s)),
+        ("output tokens", f"{report.output_tokens:,}"),
+        ("output tokens/s", f"{report.tokens_per_s:,.1f}"),
+        ("makespan", duration(report.makespan_s)),
+        ("predicted makespan", duration(report.predicted_makespan_s)),
         ("mean queue wait", duration(report.queue_wait_s)),
     ]
-    body = [f"<h1>costserve run {html.escape(report.run_id)} <span class='muted'>({state}, {html.escape(report.model)})</span></h1>",
-            "<div class='cards'>" + "".join(f"<div class='card'><div class='v'>{html.escape(v)}</div>"
-                                            f"<div class='k'>{html.escape(k)}</div></div>" for k, v in cards) + "</div>",
-            *_prediction(report),
-            "<h2>Fleet: planned vs actual</h2>", *[_group_table(row) for _, row in report.groups.iterrows()],
-            "<h2>Baselines for the same batch (predicted)</h2>", _table(report.baselines),
-            "<h2>Totals</h2>", _table(pd.DataFrame(list(report.totals().items()), columns=["", "value"])),
-            "<div class='plots'>"]
+    body = [
+        f"<h1>costserve run {html.escape(report.run_id)} <span class='muted'>({state}, {html.escape(report.model)})</span></h1>",
+        "<div class='cards'>"
+        + "".join(
+            f"<div class='card'><div class='v'>{html.escape(v)}</div><div class='k'>{html.escape(k)}</div></div>"
+            for k, v in cards
+        )
+        + "</div>",
+        *_prediction(report),
+        "<h2>Fleet: planned vs actual</h2>",
+        *[_group_table(row) for _, row in report.groups.iterrows()],
+        "<h2>Baselines for the same batch (predicted)</h2>",
+        _table(report.baselines),
+        "<h2>Totals</h2>",
+        _table(pd.DataFrame(list(report.totals().items()), columns=["", "value"])),
+        "<div class='plots'>",
+    ]
     for title, png in _plots(report):
         body.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
-    body.append("</div><p class='muted'>Planned output tokens use each job's max_tokens (an upper bound); "
-                "cost is instances × $/h × uptime.</p>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>costserve run {html.escape(report.run_id)}</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
+    body.append(
+        "</div><p class='muted'>Planned output tokens use each job's max_tokens (an upper bound); "
+        "cost is instances × $/h × uptime.</p>"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>costserve run {html.escape(report.run_id)}</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
-def render_trend_html(frame: "pd.DataFrame", since: str) -> str:
+def render_trend_html(frame: pd.DataFrame, since: str) -> str:
     """Runs over a period (the nightly trend): cost and makespan per run beside their predictions, $/1M output tokens,
     with a plot of each."""
     import matplotlib
@@ -179,17 +220,23 @@ def render_trend_html(frame: "pd.DataFrame", since: str) -> str:
     for ax, column in zip(axes, ["cost $", "makespan h", "$ per 1M output tokens"]):
         ax.plot(frame["date"], frame[column].astype(float), marker="o", label="actual")
         if f"predicted {column}" in frame:  # predicted beside actual: calibration closes the gap night by night
-            ax.plot(frame["date"], frame[f"predicted {column}"].astype(float), marker="x", linestyle="--", label="predicted")
+            ax.plot(
+                frame["date"], frame[f"predicted {column}"].astype(float), marker="x", linestyle="--", label="predicted"
+            )
             ax.legend(fontsize=7)
         ax.set_title(column)
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     png = _png(fig)
     plt.close(fig)
-    body = (f"<h1>costserve runs in the last {html.escape(since)}</h1>"
-            f"<div class='cards'><div class='card'><div class='v'>{money(float(frame['cost $'].sum()))}</div>"
-            f"<div class='k'>total cost</div></div><div class='card'><div class='v'>{int(frame['jobs'].sum()):,}</div>"
-            f"<div class='k'>jobs</div></div><div class='card'><div class='v'>{len(frame)}</div><div class='k'>runs</div></div></div>"
-            f"<h2>Trend</h2><div class='plots'><img alt='trend' src='data:image/png;base64,{png}'></div>"
-            f"<h2>Runs</h2>{_table(frame)}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>costserve runs, last {html.escape(since)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+    body = (
+        f"<h1>costserve runs in the last {html.escape(since)}</h1>"
+        f"<div class='cards'><div class='card'><div class='v'>{money(float(frame['cost $'].sum()))}</div>"
+        f"<div class='k'>total cost</div></div><div class='card'><div class='v'>{int(frame['jobs'].sum()):,}</div>"
+        f"<div class='k'>jobs</div></div><div class='card'><div class='v'>{len(frame)}</div><div class='k'>runs</div></div></div>"
+        f"<h2>Trend</h2><div class='plots'><img alt='trend' src='data:image/png;base64,{png}'></div>"
+        f"<h2>Runs</h2>{_table(frame)}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>costserve runs, last {html.escape(since)}</title>"
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )

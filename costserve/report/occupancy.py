@@ -37,8 +37,10 @@ class GroupOccupancy:
 def group_occupancy(con: sqlite3.Connection, jobs: int) -> dict[str, GroupOccupancy]:
     """Occupancy per queue of a run of `jobs` jobs, from its results database; {} before any worker recorded one."""
     try:
-        rows = con.execute("SELECT worker, queue, start, end, rounds, in_flight_sum, in_flight_max, slots FROM occupancy "
-                           "ORDER BY start").fetchall()
+        rows = con.execute(
+            "SELECT worker, queue, start, end, rounds, in_flight_sum, in_flight_max, slots FROM occupancy "
+            "ORDER BY start"
+        ).fetchall()
     except sqlite3.OperationalError:  # a run from before the table existed
         return {}
     by_queue: dict[str, list[tuple[str, float, float, int, int, int, int]]] = {}
@@ -57,12 +59,15 @@ def group_occupancy(con: sqlite3.Connection, jobs: int) -> dict[str, GroupOccupa
             if worker in first_full and (end is None or start < end):
                 total, rounds = total + in_flight, rounds + n
         slots = max(slots_of.values())
-        out[queue] = GroupOccupancy(queue, slots, len(slots_of), total / rounds if rounds else None,
-                                    max(w[5] for w in windows), rounds)
+        out[queue] = GroupOccupancy(
+            queue, slots, len(slots_of), total / rounds if rounds else None, max(w[5] for w in windows), rounds
+        )
     return out
 
 
 def _fewer_left_than(con: sqlite3.Connection, jobs: int, slots: int) -> float | None:
     """When (unix s) fewer than `slots` of the run's `jobs` were left without a result; None while that has not happened."""
-    row = con.execute("SELECT finished FROM results ORDER BY finished LIMIT 1 OFFSET ?", (max(0, jobs - slots),)).fetchone()
+    row = con.execute(
+        "SELECT finished FROM results ORDER BY finished LIMIT 1 OFFSET ?", (max(0, jobs - slots),)
+    ).fetchone()
     return None if row is None else float(row[0])

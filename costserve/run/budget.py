@@ -14,13 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from costserve.errors import BudgetReached
 from costserve.store.runs import RunStore
 
 BILLING_INCREMENT_S = 60.0
-
-
-class BudgetReached(Exception):
-    """Spending one more billing increment would cross the budget; the message says what was spent."""
 
 
 @dataclass
@@ -41,8 +38,10 @@ class BudgetGuard:
         spent = store.spend(now)
         next_increment = self.running_rate(store) * self.increment_s / 3600
         if spent + next_increment >= self.budget:
-            raise BudgetReached(f"budget ${self.budget:g} reached: ${spent:.4f} spent, and the next "
-                                f"{self.increment_s:.0f} s of the fleet costs ${next_increment:.4f}")
+            raise BudgetReached(
+                f"budget ${self.budget:g} reached: ${spent:.4f} spent, and the next "
+                f"{self.increment_s:.0f} s of the fleet costs ${next_increment:.4f}"
+            )
         return spent
 
     def may_add_capacity(self, store: RunStore, remaining_s: float | None) -> bool:

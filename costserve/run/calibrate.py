@@ -38,7 +38,7 @@ class GroupMeasurement:
     output_share: float | None
 
 
-def calibrate_from(store: RunStore, report: "RunReport") -> None:
+def calibrate_from(store: RunStore, report: RunReport) -> None:
     """Record every group of a run that finished all its jobs; best effort (a full disk or a locked store is said)."""
     from costserve.store.calibration import record_run
 
@@ -47,13 +47,15 @@ def calibrate_from(store: RunStore, report: "RunReport") -> None:
         return
     for m in group_measurements(store, plan, report):
         try:
-            record_run(m.key, m.hardware, plan.model, m.replica, m.startup_s, m.work_factor, output_share=m.output_share)
+            record_run(
+                m.key, m.hardware, plan.model, m.replica, m.startup_s, m.work_factor, output_share=m.output_share
+            )
         except (OSError, sqlite3.Error) as exc:  # this run just does not calibrate
             warn(f"run {store.id}: not kept for calibration ({exc})")
             return
 
 
-def group_measurements(store: RunStore, plan: "Plan", report: "RunReport") -> list[GroupMeasurement]:
+def group_measurements(store: RunStore, plan: Plan, report: RunReport) -> list[GroupMeasurement]:
     """The start-up (s), work factor and output share of each group of `plan` that ran jobs."""
     from costserve.store.results import result_frames, results_db
 
@@ -62,7 +64,9 @@ def group_measurements(store: RunStore, plan: "Plan", report: "RunReport") -> li
         _, runs = result_frames(con)
     finally:
         con.close()
-    runs["group queue"] = runs["shard"].map({sid: q for sid, q, _, _ in store.shards()})  # a worker's own queue may differ
+    runs["group queue"] = runs["shard"].map(
+        {sid: q for sid, q, _, _ in store.shards()}
+    )  # a worker's own queue may differ
     queued = store.first_event_time("queued") or store.created()
     out = []
     for _, row in report.groups.iterrows():
@@ -79,13 +83,22 @@ def group_measurements(store: RunStore, plan: "Plan", report: "RunReport") -> li
         scale = _work_scale(plan, group, share, local)
         measured = _measure(runs[runs["group queue"] == queue], launched, group, scale)
         if measured is not None:
-            out.append(GroupMeasurement(key=store.id if local else f"{store.id}/{queue}", hardware=_hardware(group),
-                                        replica=group.replica.summary(), startup_s=measured[0], work_factor=measured[1],
-                                        output_share=share))
+            out.append(
+                GroupMeasurement(
+                    key=store.id if local else f"{store.id}/{queue}",
+                    hardware=_hardware(group),
+                    replica=group.replica.summary(),
+                    startup_s=measured[0],
+                    work_factor=measured[1],
+                    output_share=share,
+                )
+            )
     return out
 
 
-def _measure(runs: "pd.DataFrame", launched: float | None, group: "FleetGroupPlan", scale: float) -> tuple[float, float] | None:
+def _measure(
+    runs: pd.DataFrame, launched: float | None, group: FleetGroupPlan, scale: float
+) -> tuple[float, float] | None:
     """(start-up s, work factor) of one group's shard runs, or None when it ran none or its launch time is unknown.
     `scale`: the modelled work at the output the jobs wrote ÷ the modelled work the plan counted (_work_scale)."""
     if launched is None or not len(runs):
@@ -96,7 +109,7 @@ def _measure(runs: "pd.DataFrame", launched: float | None, group: "FleetGroupPla
     return (startup_s, work_s / modelled_work_s) if modelled_work_s > 0 and work_s > 0 else None
 
 
-def _work_scale(plan: "Plan", group: "FleetGroupPlan", share: float | None, local: bool) -> float:
+def _work_scale(plan: Plan, group: FleetGroupPlan, share: float | None, local: bool) -> float:
     """The work the plan's model gives the output the jobs really wrote ÷ the work it gave the output it expected.
 
     For this machine the model is evaluated again at both (prompts cost the same, output steps scale); a cloud group
@@ -116,8 +129,17 @@ def _work_scale(plan: "Plan", group: "FleetGroupPlan", share: float | None, loca
         return written  # a model from its config.json only: no catalog row to evaluate it again
 
     def workload(scale: float) -> Workload:
-        return Workload(tuple(WorkloadClass(k.name, k.count, round(k.input_tokens * k.count),
-                                            max(k.count, round(k.output_tokens * k.count * scale))) for k in plan.workload))
+        return Workload(
+            tuple(
+                WorkloadClass(
+                    k.name,
+                    k.count,
+                    round(k.input_tokens * k.count),
+                    max(k.count, round(k.output_tokens * k.count * scale)),
+                )
+                for k in plan.workload
+            )
+        )
 
     gpus, (profile, _) = load_gpus(), cpu_profile_for(plan.model)
     expected = modelled_local_work_s(models.loc[plan.model], gpus, group.replica.bits, workload(1.0), profile)
@@ -125,16 +147,19 @@ def _work_scale(plan: "Plan", group: "FleetGroupPlan", share: float | None, loca
     return wrote / expected if expected > 0 else written
 
 
-def _is_local(group: "FleetGroupPlan") -> bool:
+def _is_local(group: FleetGroupPlan) -> bool:
     from solver.local_plan import LOCAL_CLOUD
 
     return group.cloud == LOCAL_CLOUD
 
 
-def _hardware(group: "FleetGroupPlan") -> str:
+def _hardware(group: FleetGroupPlan) -> str:
     """This machine's signature for a local group, the cloud hardware's for the others."""
     from solver.local_plan import machine_signature
     from solver.plan import hardware_signature
 
-    return machine_signature() if _is_local(group) else hardware_signature(group.gpu, group.gpus_per_instance,
-                                                                            group.instance_type)
+    return (
+        machine_signature()
+        if _is_local(group)
+        else hardware_signature(group.gpu, group.gpus_per_instance, group.instance_type)
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from costserve.errors import RunStateError
+from costserve.notices import say
 from costserve.run.leftovers import driver_alive, stop_leftovers
 from costserve.store.runs import RunStore
-from costserve.notices import say
 
 
 def cancel_run(run: RunStore, wait_s: float = 60.0) -> int:
@@ -24,13 +24,16 @@ def cancel_run(run: RunStore, wait_s: float = 60.0) -> int:
                 break
             time.sleep(0.5)
         else:
-            raise RunStateError(f"run {run.id}: its driver (pid {driver}) did not stop within {wait_s:.0f}s; "
-                                "cancel again or kill it")
+            raise RunStateError(
+                f"run {run.id}: its driver (pid {driver}) did not stop within {wait_s:.0f}s; cancel again or kill it"
+            )
     else:  # the driver is gone (killed, machine rebooted): stop what it left running
         stop_leftovers(run)
         for queue in {q for q, *_ in run.fleet()}:
             run.fleet_down(queue)
         run.event("stopped", "cancelled")
-    say(f"run {run.id} cancelled: {run.results_done()}/{run.input_info()['jobs']} jobs have results "
-        f"(`costserve results {run.id}`)")
+    say(
+        f"run {run.id} cancelled: {run.results_done()}/{run.input_info()['jobs']} jobs have results "
+        f"(`costserve results {run.id}`)"
+    )
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from costserve.errors import CostserveError
+from costserve.errors import CostserveError, RunStopped
 from costserve.notices import warn
 from costserve.request import BatchRequest
 from costserve.run.backend import Backend
@@ -17,12 +17,13 @@ from costserve.run.follow import follow_or_stop
 from costserve.store.runs import RunStore
 
 
-def drive(store: RunStore, results: sqlite3.Connection, backend: Backend, request: BatchRequest,
-          budget: float | None) -> int:
+def drive(
+    store: RunStore, results: sqlite3.Connection, backend: Backend, request: BatchRequest, budget: float | None
+) -> int:
     """Launch `backend`, follow the run until every job has a result or it stops, tear down, write results and
     report; returns the exit code. `budget` ($) is the run's total, enforced live."""
     total = store.input_info()["jobs"]
-    stopped: str | None = None
+    stopped: RunStopped | None = None
     try:
         backend.launch()
         stopped = follow_or_stop(store, results, total, backend, backend.price_per_hour(), budget)
@@ -33,5 +34,6 @@ def drive(store: RunStore, results: sqlite3.Connection, backend: Backend, reques
             left = str(exc)
         if left is not None:
             warn(left)
-    return finish_run(store, results, request.results_path, total, stopped, resumable=True,
-                      errors_out=request.errors_path)
+    return finish_run(
+        store, results, request.results_path, total, stopped, resumable=True, errors_out=request.errors_path
+    )

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import IO
 
 from costserve.durations import format_duration, format_money
-from costserve.errors import ResultsFileError, RunStopped
+from costserve.errors import ResultsFileError, RunStopped, StopReason
 from costserve.notices import say, warn
-from costserve.request import errors_path_for
 from costserve.report.data import RunReport, build_report
 from costserve.report.files import write_run_report
+from costserve.request import errors_path_for
 from costserve.run.calibrate import calibrate_from
 from costserve.store.results import outputs_in_order
 from costserve.store.runs import RunStore
@@ -54,8 +54,15 @@ def _private(path: Path) -> IO[str]:
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
 
 
-def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: int, stopped: str | None,
-               resumable: bool = False, errors_out: Path | None = None) -> int:
+def finish_run(
+    store: RunStore,
+    results: sqlite3.Connection,
+    out: Path,
+    total: int,
+    stopped: RunStopped | None,
+    resumable: bool = False,
+    errors_out: Path | None = None,
+) -> int:
     """Write the results file and the report, record how the run ended; exit code 0, or 1 when some jobs failed.
 
     Raises RunStopped (exit 2, with how to continue) when the run stopped before every job had a result.
@@ -65,21 +72,30 @@ def finish_run(store: RunStore, results: sqlite3.Connection, out: Path, total: i
         written, failed = write_results_file(results, out, errors_out)
     except ResultsFileError as exc:
         store.event("stopped", str(exc))
-        raise ResultsFileError(f"run {store.id}: {exc}; every result is kept in the run store: "
-                               f"`costserve results {store.id} --out FILE` writes them") from None
-    store.event("finished" if stopped is None else "stopped", str(out) if stopped is None else stopped)
+        raise ResultsFileError(
+            f"run {store.id}: {exc}; every result is kept in the run store: "
+            f"`costserve results {store.id} --out FILE` writes them"
+        ) from None
+    line = None if stopped is None else stop_line(stopped)
+    store.event("finished" if line is None else "stopped", str(out) if line is None else line)
     report = None
     try:
         report = build_report(store)  # once: the report files, the calibration and the prediction check all read it
         say(f"report: {write_run_report(store, report)}")
     except OSError as exc:
-        warn(f"run {store.id}: the report was not written ({exc.strerror or exc}); `costserve report {store.id}` "
-             "writes it later")
+        warn(
+            f"run {store.id}: the report was not written ({exc.strerror or exc}); `costserve report {store.id}` "
+            "writes it later"
+        )
     if stopped is not None:
-        more = " --budget MORE" if stopped.startswith("stopped at its budget") else ""
+        more = " --budget MORE" if stopped.reason is StopReason.BUDGET else ""
         hint = f"; `costserve resume {store.id}{more}` continues it" if resumable else ""
-        raise RunStopped(f"run {store.id} {stopped}: {written + failed}/{total} results kept in {out}"
-                         + (f" and {errors_out}" if failed else "") + hint)
+        raise RunStopped(
+            f"run {store.id} {line}: {written + failed}/{total} results kept in {out}"
+            + (f" and {errors_out}" if failed else "")
+            + hint,
+            stopped.reason,
+        )
     say(summary_line(store, out, written, failed, errors_out))
     if report is not None:
         calibrate_from(store, report)
@@ -96,10 +112,18 @@ def _say_prediction_miss(run_id: str, report: RunReport) -> None:
         for line in occupancy_warnings(report):
             say(line)
         return
-    say("the plan missed: " + ", ".join(f"{c.label} {c.ratio:.2f}x of actual" for c in missed)
-        + f" (`costserve report {run_id}`)")
+    say(
+        "the plan missed: "
+        + ", ".join(f"{c.label} {c.ratio:.2f}x of actual" for c in missed)
+        + f" (`costserve report {run_id}`)"
+    )
     for cause in likely_causes(report):
         say(f"  likely cause: {cause}")
+
+
+def stop_line(stopped: RunStopped) -> str:
+    """How a stopped run's final event and message say it stopped (one line)."""
+    return f"stopped at its budget: {stopped}" if stopped.reason is StopReason.BUDGET else str(stopped)
 
 
 def summary_line(store: RunStore, out: Path, written: int, failed: int, errors_out: Path) -> str:

@@ -13,32 +13,18 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from costserve.run.budget import BudgetGuard
 from costserve.durations import format_duration
-from costserve.store.results import progress as results_progress, worker_progress
-from costserve.store.runs import RunStore
+from costserve.errors import Cancelled, DiskFull, RunStopped, WorkersGone
 from costserve.notices import Tick, live, warn
+from costserve.run.budget import BudgetGuard
+from costserve.store.results import progress as results_progress
+from costserve.store.results import worker_progress
+from costserve.store.runs import RunStore
 
 if TYPE_CHECKING:
     from costserve.run.backend import Backend
 
 POLL_S = 0.5
-
-
-class Cancelled(Exception):
-    """`costserve cancel` asked the run to stop."""
-
-
-class WorkersGone(Exception):
-    """Every worker process exited before the run finished."""
-
-
-class ShardFailed(Exception):
-    """A shard failed on every attempt the workers allow; the run stops (resumable)."""
-
-
-class DiskFull(Exception):
-    """The run directory's filesystem stayed full: workers cannot record results; the run stops (resumable)."""
 
 
 MIN_FREE_BYTES = 1 << 20  # below this the run directory's filesystem counts as full
@@ -65,8 +51,10 @@ class DiskWatch:
             self.full_since = now
             warn(f"{self.store.dir}: {free:,} bytes free; the run stops in {FULL_GIVE_UP_S:.0f}s unless space is freed")
         elif now - self.full_since >= FULL_GIVE_UP_S:
-            raise DiskFull(f"{self.store.dir} has had {free:,} bytes free for {now - self.full_since:.0f}s "
-                           "(disk full); free space there")
+            raise DiskFull(
+                f"{self.store.dir} has had {free:,} bytes free for {now - self.full_since:.0f}s "
+                "(disk full); free space there"
+            )
 
 
 def worker_state(alive: bool, returncode: int | None, shards_started: int, jobs: int) -> str:
@@ -86,8 +74,14 @@ def worker_table(results: sqlite3.Connection, procs: list[subprocess.Popen[bytes
     for proc in procs:
         shards, jobs, tokens, last = progress.get(proc.pid, (0, 0, 0, None))  # a worker's processes share its pgid
         state = worker_state(proc.poll() is None, proc.returncode, shards, jobs)
-        table.add_row(f"pid {proc.pid}", state, str(shards), f"{jobs:,}", f"{tokens:,}",
-                      f"{format_duration(now - last)} ago" if last else "–")
+        table.add_row(
+            f"pid {proc.pid}",
+            state,
+            str(shards),
+            f"{jobs:,}",
+            f"{tokens:,}",
+            f"{format_duration(now - last)} ago" if last else "–",
+        )
     return table
 
 
@@ -99,8 +93,14 @@ def eta_s(left: int, first: tuple[float, int] | None, done: int, elapsed: float,
     return left * elapsed / new if new > 0 else None
 
 
-def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "Backend", price_per_hour: float,
-           guard: BudgetGuard | None = None) -> None:
+def follow(
+    store: RunStore,
+    results: sqlite3.Connection,
+    total: int,
+    backend: Backend,
+    price_per_hour: float,
+    guard: BudgetGuard | None = None,
+) -> None:
     """Poll until every job has a result, showing each poll in the live view; `price_per_hour` is the whole fleet's $/h.
 
     Raises Cancelled when `costserve cancel` asks, WorkersGone when no worker is left, DiskFull when the run
@@ -136,18 +136,17 @@ def follow(store: RunStore, results: sqlite3.Connection, total: int, backend: "B
             time.sleep(POLL_S)
 
 
-def follow_or_stop(store: RunStore, results: sqlite3.Connection, total: int, backend: "Backend", price_per_hour: float,
-                   budget: float | None) -> str | None:
-    """`follow` with the budget guard; None when every job has a result, else why the run stopped (one line)."""
-    from costserve.run.budget import BudgetReached
-    from costserve.store.patient import StoreFull
-
+def follow_or_stop(
+    store: RunStore,
+    results: sqlite3.Connection,
+    total: int,
+    backend: Backend,
+    price_per_hour: float,
+    budget: float | None,
+) -> RunStopped | None:
+    """`follow` with the budget guard; None when every job has a result, else the stop (its typed reason and line)."""
     try:
         follow(store, results, total, backend, price_per_hour, BudgetGuard(budget) if budget is not None else None)
         return None
-    except Cancelled:
-        return "cancelled"
-    except BudgetReached as exc:
-        return f"stopped at its budget: {exc}"
-    except (WorkersGone, ShardFailed, DiskFull, StoreFull) as exc:
-        return str(exc)
+    except RunStopped as exc:
+        return exc

@@ -27,11 +27,11 @@ from typing import Any
 
 from rich.console import RenderableType
 
-from costserve.errors import BrokerError, RunStateError
-from costserve.run.broker_url import redact_url
+from costserve.errors import BrokerError, RunStateError, ShardFailed
 from costserve.request import BatchRequest
+from costserve.run.broker_url import redact_url
 from costserve.run.drive import drive
-from costserve.run.follow import ShardFailed, worker_table
+from costserve.run.follow import worker_table
 from costserve.run.shard_tasks import ShardTasks
 from costserve.run.shard_window import ShardWindow, window_size
 from costserve.run.watchdog import stall_allowance_s, stalled_workers, visibility_timeout_s
@@ -64,10 +64,15 @@ class LocalBackend:
         self._price = plan.groups[0].price_per_hour if plan is not None else 0.0
         slots = plan.groups[0].replica.planned_batch if plan is not None else 1
         self.tasks: ShardTasks | None = None  # once the broker is up
-        self.window: ShardWindow[str] = ShardWindow(window_size(request.workers, slots, request.shard_size),
-                                                    lambda sid: self._tasks().send(sid, self.queue))
-        self.stall_s = stall_allowance_s(plan.makespan_s if plan is not None else 0.0, store.input_info()["jobs"],
-                                         request.shard_size, request.workers)
+        self.window: ShardWindow[str] = ShardWindow(
+            window_size(request.workers, slots, request.shard_size), lambda sid: self._tasks().send(sid, self.queue)
+        )
+        self.stall_s = stall_allowance_s(
+            plan.makespan_s if plan is not None else 0.0,
+            store.input_info()["jobs"],
+            request.shard_size,
+            request.workers,
+        )
         self.visibility_s = visibility_timeout_s(plan.makespan_s if plan is not None else 0.0, self.stall_s)
 
     def launch(self) -> None:
@@ -88,14 +93,26 @@ class LocalBackend:
         self.app = make_app(url)
         self.tasks = ShardTasks(self.store, self.results, self.app)
         threads = max(1, available_cpus() // self.request.workers)  # the workers share this machine's CPUs
-        self.start = lambda: start_worker(self.store.dir, self.queue, url, replica_file, str(model_dir), log, threads,
-                                          self.store.id, self.request.shard_size, self.visibility_s)
+        self.start = lambda: start_worker(
+            self.store.dir,
+            self.queue,
+            url,
+            replica_file,
+            str(model_dir),
+            log,
+            threads,
+            self.store.id,
+            self.request.shard_size,
+            self.visibility_s,
+        )
         for _ in range(self.request.workers):
             self._spawn()
         self.store.fleet_up(QUEUE, 0, 1, self._price)
         self.window.waiting.extend(todo)
         sent = self.window.fill()
-        self.store.event("queued", f"{len(todo)} shards on queue {self.queue}, {sent} sent (the rest as workers finish them)")
+        self.store.event(
+            "queued", f"{len(todo)} shards on queue {self.queue}, {sent} sent (the rest as workers finish them)"
+        )
 
     def _tasks(self) -> ShardTasks:
         if self.tasks is None:
@@ -117,7 +134,9 @@ class LocalBackend:
         Raises ShardFailed when a shard failed its last attempt: the run stops, resumable.
         """
         if (error := self._tasks().poll(self.window, self.queue)) is not None:
-            raise ShardFailed(f"{error}; see {self.store.dir / 'workers.log'}; `costserve resume {self.store.id}` tries it again")
+            raise ShardFailed(
+                f"{error}; see {self.store.dir / 'workers.log'}; `costserve resume {self.store.id}` tries it again"
+            )
 
     def settle(self) -> None:
         self._tasks().settle({self.queue: self.window})
@@ -141,7 +160,9 @@ class LocalBackend:
             self.procs.remove(proc)
             self.spawned.pop(proc.pid, None)
             lost = self._unheld_shards()
-            self.store.event("worker lost", f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}")
+            self.store.event(
+                "worker lost", f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}"
+            )
             for sid in lost:
                 self.window.resend(sid)
             if self.replacements < MAX_REPLACEMENTS and self.may_add_capacity:
@@ -161,7 +182,8 @@ class LocalBackend:
     def alive(self) -> bool:
         # a worker that died since the last replace_lost() is replaced by the next one, while replacements remain
         return any(p.poll() is None for p in self.procs) or (
-            bool(self.procs) and self.replacements < MAX_REPLACEMENTS and self.may_add_capacity)
+            bool(self.procs) and self.replacements < MAX_REPLACEMENTS and self.may_add_capacity
+        )
 
     def status(self, now: float) -> RenderableType:
         table = worker_table(self.results, self.procs, now)
@@ -172,9 +194,11 @@ class LocalBackend:
     def gone(self) -> str:
         log = self.store.dir / "workers.log"
         last = _last_line(log)
-        return (f"every worker exited before the run finished ({self.replacements} replaced)"
-                f"{'; last log line: ' + last if last else ''}; see {log} "
-                f"(run {self.store.id}; `costserve resume {self.store.id}` continues it)")
+        return (
+            f"every worker exited before the run finished ({self.replacements} replaced)"
+            f"{'; last log line: ' + last if last else ''}; see {log} "
+            f"(run {self.store.id}; `costserve resume {self.store.id}` continues it)"
+        )
 
     def teardown(self) -> str | None:
         from deploy.local import stop_worker

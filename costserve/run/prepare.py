@@ -20,9 +20,9 @@ from costserve.jobs.earlier import done_custom_ids, earlier_lines
 from costserve.jobs.reader import LineError, valid_jobs
 from costserve.jobs.rules import ModelRules
 from costserve.jobs.unhonoured import FieldAudit
+from costserve.notices import say, warn
 from costserve.request import BatchRequest
 from costserve.store.runs import DRY_RUN_EVENT, RunStore
-from costserve.notices import say, warn
 from solver.plan import Job, Plan
 from solver.workload import Grid, Workload, workload_from_jobs
 
@@ -51,8 +51,13 @@ def model_rules(request: BatchRequest) -> ModelRules:
     return catalog_model_rules(str(request.model), request.model_override)
 
 
-def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Callable[[LineError], None],
-              rules: ModelRules | None = None, grid: "Grid | None" = None) -> JobScan:
+def scan_jobs(
+    request: BatchRequest,
+    default_max_tokens: int,
+    on_bad_line: Callable[[LineError], None],
+    rules: ModelRules | None = None,
+    grid: Grid | None = None,
+) -> JobScan:
     """Pass 1: classes, count and hash of the request's job file; JobFileRejected when a bad line is not allowed.
 
     With `rules`, jobs the model cannot serve are bad lines, and jobs served despite naming another model
@@ -72,20 +77,29 @@ def scan_jobs(request: BatchRequest, default_max_tokens: int, on_bad_line: Calla
         carried += 1
 
     audit = FieldAudit(request.strict)
-    workload = workload_from_jobs(_not_done(valid_jobs(request.jobs, default_max_tokens, bad_line, digest=digest,
-                                                       rules=rules, audit=audit), done, count), grid=grid)
+    workload = workload_from_jobs(
+        _not_done(
+            valid_jobs(request.jobs, default_max_tokens, bad_line, digest=digest, rules=rules, audit=audit), done, count
+        ),
+        grid=grid,
+    )
     for line in audit.warnings(request.jobs):
         warn(line)
     if rules is not None and rules.overridden:
         named = ", ".join(f"{name!r} ({n})" for name, n in rules.overridden.most_common(3))
-        warn(f"{sum(rules.overridden.values())} job(s) name another model ({named}); {rules.name} serves them "
-             "(--model-override)")
+        warn(
+            f"{sum(rules.overridden.values())} job(s) name another model ({named}); {rules.name} serves them "
+            "(--model-override)"
+        )
     if rejected and not request.skip_invalid:
-        raise JobFileRejected(f"{request.jobs}: {len(rejected)} bad line(s); fix them, or pass --skip-invalid to run "
-                              "the valid lines (nothing was run)")
+        raise JobFileRejected(
+            f"{request.jobs}: {len(rejected)} bad line(s); fix them, or pass --skip-invalid to run "
+            "the valid lines (nothing was run)"
+        )
     if not workload.requests and carried:
-        raise JobFileRejected(f"{request.jobs}: all {carried} jobs already have a result in {request.resume_from}; "
-                              "nothing to run")
+        raise JobFileRejected(
+            f"{request.jobs}: all {carried} jobs already have a result in {request.resume_from}; nothing to run"
+        )
     if not workload.requests:
         raise JobFileRejected(f"{request.jobs}: no jobs")
     if carried:
@@ -161,20 +175,32 @@ def shard_jobs(store: RunStore, jobs: Iterable[Job], queue_of: Callable[[Job], s
     return written
 
 
-def write_shards(store: RunStore, request: BatchRequest, scan: JobScan, default_max_tokens: int,
-                 queue_of: Callable[[Job], str]) -> None:
+def write_shards(
+    store: RunStore, request: BatchRequest, scan: JobScan, default_max_tokens: int, queue_of: Callable[[Job], str]
+) -> None:
     """Pass 2: the request's valid jobs into shards; JobFileRejected when the file changed since pass 1."""
     digest = hashlib.sha256()
     carried: dict[str, int] = {}  # custom_id -> input line of each job done by an earlier submit
-    jobs = valid_jobs(request.jobs, default_max_tokens, lambda _: None, digest=digest, rules=scan.rules,
-                      audit=FieldAudit(request.strict))  # the same lines as pass 1 pass
-    written = shard_jobs(store, _not_done(jobs, scan.done, lambda job: carried.setdefault(job.custom_id, job.line)),
-                         queue_of, request.shard_size)
+    jobs = valid_jobs(
+        request.jobs,
+        default_max_tokens,
+        lambda _: None,
+        digest=digest,
+        rules=scan.rules,
+        audit=FieldAudit(request.strict),
+    )  # the same lines as pass 1 pass
+    written = shard_jobs(
+        store,
+        _not_done(jobs, scan.done, lambda job: carried.setdefault(job.custom_id, job.line)),
+        queue_of,
+        request.shard_size,
+    )
     if carried and request.resume_from is not None:
         _carry_over(store, request.resume_from, carried)
     if written != scan.jobs or digest.hexdigest() != scan.sha256:
-        raise JobFileRejected(f"{request.jobs} changed while it was being read; submit it again "
-                              f"(run {store.id} was not started)")
+        raise JobFileRejected(
+            f"{request.jobs} changed while it was being read; submit it again (run {store.id} was not started)"
+        )
 
 
 def _carry_over(store: RunStore, earlier: Path, carried: dict[str, int]) -> None:
@@ -187,5 +213,7 @@ def _carry_over(store: RunStore, earlier: Path, carried: dict[str, int]) -> None
     finally:
         con.close()
     if n != len(carried):
-        raise JobFileRejected(f"{earlier} changed while it was being read; submit again (run {store.id} was not started)")
+        raise JobFileRejected(
+            f"{earlier} changed while it was being read; submit again (run {store.id} was not started)"
+        )
     store.event("carried", f"{n} result(s) from {earlier}")

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from costserve.notices import say
 from costserve.request import BatchRequest
 from costserve.run.sky_queues import group_window
 from costserve.store.runs import RunStore
-from costserve.notices import say
 
 PREEMPTION_CHECK_S = 30.0
 
@@ -61,9 +61,9 @@ class GroupReplacer:
                 self._replace(queue, names[queue], status or "gone", windows)
 
     def _replace(self, queue: str, name: str, status: str, windows: dict[str, Any]) -> None:
+        from costserve.errors import PlanningError
         from costserve.planning.batch import replan_jobs
         from costserve.run.shard_window import window_size
-        from solver.planner import PlanningError
         from costserve.store.shard_files import read_shard
 
         group = self.plan.groups[int(queue[1:])]
@@ -76,8 +76,11 @@ class GroupReplacer:
         say(f"{lost}: re-planning its {len(left)} unfinished shard(s)")
         if not left:
             return
-        row = self.offerings[(self.offerings["cloud"] == group.cloud) & (self.offerings["region"] == group.region)
-                             & (self.offerings["instance_type"] == group.instance_type)].index
+        row = self.offerings[
+            (self.offerings["cloud"] == group.cloud)
+            & (self.offerings["region"] == group.region)
+            & (self.offerings["instance_type"] == group.instance_type)
+        ].index
         self.offerings.loc[row, "availability"] = (self.offerings.loc[row, "availability"] - group.count).clip(lower=0)
         jobs = [job for sid in left for job in read_shard(self.store.dir, sid)]
         remaining_s = self.deadline_s - (time.time() - self.started)
@@ -85,7 +88,9 @@ class GroupReplacer:
         try:
             if remaining_s <= 0 or (remaining_budget is not None and remaining_budget <= 0):
                 raise PlanningError("no deadline or budget left")
-            new = replan_jobs(jobs, self.request, self.plan.model, self.offerings, self.gpus, remaining_s, remaining_budget)
+            new = replan_jobs(
+                jobs, self.request, self.plan.model, self.offerings, self.gpus, remaining_s, remaining_budget
+            )
         except PlanningError as exc:
             self.error = f"{lost} and no replacement fits the remaining budget and deadline: {exc}"
             return

@@ -15,12 +15,12 @@ import time
 
 from costserve.errors import RunStateError
 from costserve.jobs.assignment import GroupAssigner, class_counts
+from costserve.notices import say, step
 from costserve.request import BatchRequest
 from costserve.run.leftovers import driver_alive, stop_leftovers
 from costserve.run.local import execute_local, require_broker
 from costserve.run.prepare import shard_jobs
 from costserve.store.runs import RunStore
-from costserve.notices import say, step
 from solver.plan import Job
 
 MIN_DEADLINE_S = 900.0  # less than this left: ask for a new deadline rather than plan an impossible fleet
@@ -36,8 +36,9 @@ def resume_run(run: RunStore, broker: str | None, budget: float | None = None, d
         raise RunStateError(f"run {run.id} is still running (driver pid {pid}); `costserve cancel {run.id}` stops it")
     request = run.request()
     if request is None or run.events("dryrun"):
-        raise RunStateError(f"run {run.id} cannot be resumed: it has no run settings "
-                            "(a --dry-run, or a run from an older costserve)")
+        raise RunStateError(
+            f"run {run.id} cannot be resumed: it has no run settings (a --dry-run, or a run from an older costserve)"
+        )
     require_broker(broker)
     run.claim_driver()
     if request.backend == "sky":
@@ -84,21 +85,24 @@ def _remaining_s(store: RunStore, request: BatchRequest, deadline_s: float | Non
         return deadline_s
     remaining_s = request.deadline_s - (time.time() - store.created())
     if remaining_s < MIN_DEADLINE_S:
-        raise RunStateError(f"run {store.id}: only {max(0.0, remaining_s) / 60:.0f}m of its deadline is left; "
-                            f"`costserve resume {store.id} --deadline 2h` gives it more")
+        raise RunStateError(
+            f"run {store.id}: only {max(0.0, remaining_s) / 60:.0f}m of its deadline is left; "
+            f"`costserve resume {store.id} --deadline 2h` gives it more"
+        )
     return remaining_s
 
 
-def resume_sky_run(store: RunStore, request: BatchRequest, broker: str | None, budget: float | None,
-                   deadline_s: float | None) -> int:
+def resume_sky_run(
+    store: RunStore, request: BatchRequest, broker: str | None, budget: float | None, deadline_s: float | None
+) -> int:
     """Resume a dead SkyPilot run (see the module docstring); the exit code."""
+    from costserve.errors import PlanningError
     from costserve.planning.batch import replan_jobs
     from costserve.planning.offerings import current_offerings
     from costserve.run.end import finish_run
     from costserve.run.sky import operate_fleet
     from costserve.run.sky_backend import SkyLaunch
     from costserve.store.results import results_db
-    from solver.planner import PlanningError
 
     budget = budget if budget is not None else request.budget
     remaining_s = _remaining_s(store, request, deadline_s)
@@ -112,24 +116,31 @@ def resume_sky_run(store: RunStore, request: BatchRequest, broker: str | None, b
     store.event("resumed", f"{total - len(jobs)}/{total} jobs had results")
     say(f"resuming run {store.id}: {total - len(jobs)}/{total} jobs already have results")
     if not jobs:
-        return finish_run(store, results_db(store.dir), request.results_path, total, None,
-                          errors_out=request.errors_path)
+        return finish_run(
+            store, results_db(store.dir), request.results_path, total, None, errors_out=request.errors_path
+        )
     spent = store.spend()
     if budget is not None and budget - spent <= 0:
-        raise RunStateError(f"run {store.id} has spent ${spent:.2f} of its ${budget:.2f} budget; "
-                            f"`costserve resume {store.id} --budget MORE`")
+        raise RunStateError(
+            f"run {store.id} has spent ${spent:.2f} of its ${budget:.2f} budget; "
+            f"`costserve resume {store.id} --budget MORE`"
+        )
     plan = store.plan()
     assert plan is not None, "a SkyPilot run always has a plan"
     offerings, gpus, _ = current_offerings()
     try:
-        new = replan_jobs(jobs, request, plan.model, offerings, gpus, remaining_s, None if budget is None else budget - spent)
+        new = replan_jobs(
+            jobs, request, plan.model, offerings, gpus, remaining_s, None if budget is None else budget - spent
+        )
     except PlanningError as exc:
         raise RunStateError(f"run {store.id}: no fleet for the {len(jobs)} jobs left: {exc}") from None
     first = len(plan.groups)
     plan.groups.extend(new.groups)
     store.write_json("plan.json", plan.model_dump_json(indent=2))
-    say(f"re-planned {len(jobs)} job(s): {', '.join(f'{g.count}x {g.instance_type}' for g in new.groups)}, "
-        f"predicted ${new.cost:.2f}")
+    say(
+        f"re-planned {len(jobs)} job(s): {', '.join(f'{g.count}x {g.instance_type}' for g in new.groups)}, "
+        f"predicted ${new.cost:.2f}"
+    )
     assigner = GroupAssigner(new.groups, class_counts(jobs))
     shard_jobs(store, jobs, lambda job: f"g{first + assigner.group_of(job)}", request.shard_size)
     return operate_fleet(store, SkyLaunch(request, plan, first, broker, offerings, gpus, remaining_s, budget))

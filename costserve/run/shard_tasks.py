@@ -61,8 +61,9 @@ class ShardTasks:
         done = {cid for (cid,) in self.results.execute("SELECT custom_id FROM results WHERE shard = ?", (shard,))}
         jobs = [job.to_json() for job in read_shard(self.store.dir, shard) if job.custom_id not in done]
         self.sends[shard] += 1
-        sent = self.app.send_task(RUN_TASK, args=(self.store.id, shard, jobs), kwargs={"sent": self.sends[shard]},
-                                  queue=queue)
+        sent = self.app.send_task(
+            RUN_TASK, args=(self.store.id, shard, jobs), kwargs={"sent": self.sends[shard]}, queue=queue
+        )
         return str(sent.id)
 
     def check(self, shard: str, task: str, group: str) -> ShardState:
@@ -88,12 +89,13 @@ class ShardTasks:
             self.problem = f"{shard} attempt {attempts} failed: {error}"
             self.store.event("shard failed", self.problem)
             self.app.backend.forget(task)
-            return ShardState(finished=True, error=f"{shard} failed on all of its {MAX_ATTEMPTS} attempts on queue "
-                                                   f"{group} (last: {error})")
+            return ShardState(
+                finished=True,
+                error=f"{shard} failed on all of its {MAX_ATTEMPTS} attempts on queue {group} (last: {error})",
+            )
         return ShardState()
 
-
-    def poll(self, window: "ShardWindow[str]", group: str) -> str | None:
+    def poll(self, window: ShardWindow[str], group: str) -> str | None:
         """Check every sent shard of `window` (run/shard_window.py) of fleet group `group`: finished ones leave it and
         waiting ones take their place. Returns the error of a shard that failed its last attempt, if one did."""
         error = None
@@ -105,8 +107,7 @@ class ShardTasks:
         window.fill()
         return error
 
-
-    def settle(self, windows: "dict[str, ShardWindow[str]]", timeout_s: float = SETTLE_S) -> None:
+    def settle(self, windows: dict[str, ShardWindow[str]], timeout_s: float = SETTLE_S) -> None:
         """Once every job has a result: poll the windows (group → window) until every sent shard's final report is
         read, for at most `timeout_s` (s). A worker returns its report a moment after the shard's last result, and
         that report carries the shard run and the replica's latest occupancy windows."""

@@ -61,7 +61,9 @@ class ShardWindow(Generic[Sent]):
         return len(self.sent) + len(self.waiting)
 
 
-def rebalance(windows: dict[str, ShardWindow[Sent]], serves: dict[str, set[str]], move: Callable[[str, str], None]) -> int:
+def rebalance(
+    windows: dict[str, ShardWindow[Sent]], serves: dict[str, set[str]], move: Callable[[str, str], None]
+) -> int:
     """Late binding: a group with room in its window and nothing left waiting takes waiting shards of another group
     whose every workload class it may serve too (`serves`: group → classes its plan gives it a share of), the victim's
     last shards first. So a group that runs faster than planned takes more of the batch, and the jobs are bound to a

@@ -8,11 +8,11 @@ is done. Every cluster the run launched is torn down when it ends, however it en
 
 from __future__ import annotations
 
+from costserve.notices import say
 from costserve.request import BatchRequest
 from costserve.run.drive import drive
 from costserve.run.sky_backend import SkyBackend, SkyLaunch
 from costserve.store.runs import RunStore
-from costserve.notices import say
 from solver.plan import Plan
 
 
@@ -23,8 +23,10 @@ def launch_sky(store: RunStore, request: BatchRequest, plan: Plan, broker: str |
 
     require_skypilot()
     offerings, gpus, _ = current_offerings()
-    say(f"run {store.id}: {store.input_info()['jobs']} jobs on {len(plan.groups)} fleet group(s); "
-        f"task files in {store.dir / 'sky'}")
+    say(
+        f"run {store.id}: {store.input_info()['jobs']} jobs on {len(plan.groups)} fleet group(s); "
+        f"task files in {store.dir / 'sky'}"
+    )
     return operate_fleet(store, SkyLaunch(request, plan, 0, broker, offerings, gpus, plan.deadline_s, request.budget))
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import RenderableType
 from rich.table import Table
 
+from costserve.notices import step
 from costserve.request import BatchRequest
 from costserve.run.replan import GroupReplacer
 from costserve.run.shard_window import ShardWindow, rebalance
@@ -25,11 +26,11 @@ from costserve.run.sky_launch import launch_clusters, shard_windows
 from costserve.run.sky_tasks import node_tasks
 from costserve.store.results import queue_run_stats
 from costserve.store.runs import RunStore
-from costserve.notices import step
 from solver.plan import Plan
 
 if TYPE_CHECKING:
     import pandas as pd
+
 
 @dataclass
 class SkyLaunch:
@@ -42,8 +43,8 @@ class SkyLaunch:
     plan: Plan
     first: int
     broker: str | None
-    offerings: "pd.DataFrame"
-    gpus: "pd.DataFrame"
+    offerings: pd.DataFrame
+    gpus: pd.DataFrame
     deadline_s: float
     budget: float | None
 
@@ -67,14 +68,25 @@ class SkyBackend:
         from workers.celery_app import make_app
 
         spec = self.spec
-        groups = spec.plan.model_copy(update={"groups": spec.plan.groups[spec.first:]})
+        groups = spec.plan.model_copy(update={"groups": spec.plan.groups[spec.first :]})
         tasks = node_tasks(spec.plan.model, spec.request.model_source, spec.request.shard_size)
         files = tasks.write(groups, spec.gpus, self.store.dir, spec.first)
         broker = launch_clusters(self.store, self.fleet, groups, files, spec.first, spec.broker, spec.offerings, tasks)
         self.tasks = ShardTasks(self.store, self.results, make_app(broker))
         self.windows = shard_windows(self.store, self.tasks, spec.plan, spec.first, spec.request.shard_size)
-        self.replacer = GroupReplacer(self.store, self.fleet, self.tasks, spec.plan, spec.offerings, spec.gpus, spec.request,
-                                      broker, tasks, spec.deadline_s, spec.budget)
+        self.replacer = GroupReplacer(
+            self.store,
+            self.fleet,
+            self.tasks,
+            spec.plan,
+            spec.offerings,
+            spec.gpus,
+            spec.request,
+            broker,
+            tasks,
+            spec.deadline_s,
+            spec.budget,
+        )
 
     def price_per_hour(self) -> float:
         return sum(price * n for _, _, n, price, _, down in self.store.fleet() if down is None)
@@ -90,7 +102,10 @@ class SkyBackend:
         for queue, window in list(self.windows.items()):
             if (error := self.tasks.poll(window, queue)) is not None and self.error is None:
                 self.error = f"{error}; `costserve resume {self.store.id}` tries it again"
-        served = {f"g{i}": {c for c, share in g.class_shares.items() if share > 0} for i, g in enumerate(self.spec.plan.groups)}
+        served = {
+            f"g{i}": {c for c, share in g.class_shares.items() if share > 0}
+            for i, g in enumerate(self.spec.plan.groups)
+        }
         if moved := rebalance(self.windows, served, self.store.move_shard):
             self.store.event("rebalanced", f"{moved} shard(s) moved to a group that finished its own")
 
@@ -118,5 +133,7 @@ class SkyBackend:
                 continue
             n, tok, last = done.get(queue, (0, 0, None))
             waiting = len(self.windows[queue]) if queue in self.windows else 0
-            table.add_row(queue, str(instances), str(n), str(waiting), f"{tok or 0:,}", f"{now - last:.0f}s ago" if last else "–")
+            table.add_row(
+                queue, str(instances), str(n), str(waiting), f"{tok or 0:,}", f"{now - last:.0f}s ago" if last else "–"
+            )
         return table

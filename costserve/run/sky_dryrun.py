@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from costserve.errors import LaunchError
-from costserve.store.runs import RunStore
 from costserve.notices import step
+from costserve.store.runs import RunStore
 from solver.plan import Plan
 
 # Offline, the dryrun fakes an AWS account (moto); other clouds would need real credentials.
@@ -26,15 +26,24 @@ def dryrun_run(store: RunStore, plan: Plan, model_source: str | None = None) -> 
     offerings, gpus, _ = current_offerings()
     request = store.request()
     shard_size = request.shard_size if request is not None else 32
-    files = node_tasks(plan.model, model_source, shard_size).write(plan, gpus, store.dir)  # the files a launch would write
+    files = node_tasks(plan.model, model_source, shard_size).write(
+        plan, gpus, store.dir
+    )  # the files a launch would write
     with step("SkyPilot dryrun (offline)..."):
         try:
             report = dryrun(files, store.dir / "sky-home", offerings[offerings["cloud"].isin(DRYRUN_CLOUDS)], gpus)
         except (RuntimeError, OSError) as exc:
             raise LaunchError(str(exc)) from None
     store.event("dryrun", f"{sum(t['ok'] for t in report['tasks'])}/{len(files)} accepted")
-    return [{"task": Path(t["file"]).name, "accepted": "yes" if t["ok"] else "no", "nodes": t.get("num_nodes", ""),
-             "SkyPilot chose": _chosen(t) if t["ok"] else t["error"]} for t in report["tasks"]]
+    return [
+        {
+            "task": Path(t["file"]).name,
+            "accepted": "yes" if t["ok"] else "no",
+            "nodes": t.get("num_nodes", ""),
+            "SkyPilot chose": _chosen(t) if t["ok"] else t["error"],
+        }
+        for t in report["tasks"]
+    ]
 
 
 def _chosen(task: dict[str, Any]) -> str:

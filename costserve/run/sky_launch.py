@@ -10,9 +10,9 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from costserve.notices import step
 from costserve.run.sky_queues import group_window
 from costserve.store.runs import RunStore
-from costserve.notices import step
 from solver.plan import Plan
 
 if TYPE_CHECKING:
@@ -23,14 +23,22 @@ if TYPE_CHECKING:
     from costserve.run.sky_tasks import NodeTasks
 
 
-def broker_price_per_hour(offerings: "pd.DataFrame", cloud: str) -> float:
+def broker_price_per_hour(offerings: pd.DataFrame, cloud: str) -> float:
     """$/h of the broker head node: 2 vCPUs at the cloud's cheapest CPU $/vCPU·h (0 when the catalog has none)."""
     cpu = offerings[(offerings["gpu"] == "cpu") & (offerings["cloud"] == cloud)]
     return float((cpu["price_per_hour"] / cpu["vcpus"]).min() * 2) if len(cpu) else 0.0
 
 
-def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path], first: int, broker: str | None,
-                    offerings: "pd.DataFrame", tasks: "NodeTasks") -> str:
+def launch_clusters(
+    store: RunStore,
+    fleet: Any,
+    launch: Plan,
+    files: list[Path],
+    first: int,
+    broker: str | None,
+    offerings: pd.DataFrame,
+    tasks: NodeTasks,
+) -> str:
     """Launch the broker head node (unless `broker`) and every group of `launch` (its task `files`, with the secrets
     `tasks` supplies); returns the broker URL."""
     from costserve.run.broker_url import redact_url
@@ -52,7 +60,9 @@ def launch_clusters(store: RunStore, fleet: Any, launch: Plan, files: list[Path]
     return broker
 
 
-def shard_windows(store: RunStore, tasks: "ShardTasks", plan: Plan, first: int, shard_size: int) -> dict[str, "ShardWindow[Any]"]:
+def shard_windows(
+    store: RunStore, tasks: ShardTasks, plan: Plan, first: int, shard_size: int
+) -> dict[str, ShardWindow[Any]]:
     """A window per group of `plan.groups[first:]` over its queued shards (run/shard_window.py), filled: the first
     shards of each group are sent, inline, and the rest wait."""
     from costserve.run.shard_window import window_size
@@ -66,6 +76,9 @@ def shard_windows(store: RunStore, tasks: "ShardTasks", plan: Plan, first: int, 
         size = window_size(g.count * g.replicas, g.replica.planned_batch, shard_size)
         windows[f"g{i}"] = group_window(tasks, f"g{i}", size, queued.get(f"g{i}", []))
     sent = sum(w.fill() for w in windows.values())
-    store.event("queued", f"{sum(len(w) for w in windows.values())} shards on {len(windows)} queue(s), {sent} sent "
-                "(the rest as the groups finish them)")
+    store.event(
+        "queued",
+        f"{sum(len(w) for w in windows.values())} shards on {len(windows)} queue(s), {sent} sent "
+        "(the rest as the groups finish them)",
+    )
     return windows

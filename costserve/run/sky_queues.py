@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from costserve.run.shard_window import ShardWindow
 
 
-def group_window(tasks: "ShardTasks", group: str, size: int, shards: list[str]) -> "ShardWindow[Any]":
+def group_window(tasks: ShardTasks, group: str, size: int, shards: list[str]) -> ShardWindow[Any]:
     """A window of `size` shards on fleet group `group`'s (g0, g1, ...) queue, holding `shards` (sent as it is filled)."""
     from costserve.run.shard_window import ShardWindow
     from deploy.skypilot import group_queue

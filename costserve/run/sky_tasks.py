@@ -26,8 +26,10 @@ def require_skypilot() -> None:
     import sys
 
     if "sky" not in sys.modules and importlib.util.find_spec("sky") is None:
-        raise LaunchError("SkyPilot is not installed in this environment: pip install 'costserve[sky]' "
-                          "(the driver's; `make install` has it)")
+        raise LaunchError(
+            "SkyPilot is not installed in this environment: pip install 'costserve[sky]' "
+            "(the driver's; `make install` has it)"
+        )
 
 
 def hf_token() -> str | None:
@@ -55,8 +57,9 @@ class NodeTasks:
         from deploy.skypilot import write_group_tasks
 
         try:
-            return write_group_tasks(plan, gpus, run_dir, self.model, first, hf_token=self.token is not None,
-                                     shard_size=self.shard_size)
+            return write_group_tasks(
+                plan, gpus, run_dir, self.model, first, hf_token=self.token is not None, shard_size=self.shard_size
+            )
         except NodeSetupError as exc:
             raise LaunchError(str(exc)) from None
 
@@ -79,7 +82,9 @@ def node_tasks(model: str, source: str | None = None, shard_size: int = 32) -> N
     node_model = NodeModel(str(row["model"]), str(row["hf_id"]), bool(row["gated"]), source)
     token = hf_token() if source is None else None
     if node_model.gated and source is None and token is None:
-        raise LaunchError(f"{node_model.name} ({node_model.hf_id}) is gated on Hugging Face and no token was found: request "
-                          f"access on https://huggingface.co/{node_model.hf_id}, then set HF_TOKEN or run `hf auth login`; "
-                          "nothing was launched")
+        raise LaunchError(
+            f"{node_model.name} ({node_model.hf_id}) is gated on Hugging Face and no token was found: request "
+            f"access on https://huggingface.co/{node_model.hf_id}, then set HF_TOKEN or run `hf auth login`; "
+            "nothing was launched"
+        )
     return NodeTasks(node_model, token, shard_size)

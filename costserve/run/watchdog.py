@@ -48,8 +48,14 @@ class Stall:
     on: str  # the shards it holds, or "starting" when it never began one
 
 
-def stalled_workers(results: sqlite3.Connection, spawned: dict[int, float], done: set[str], queued: set[str],
-                    allowance_s: float, now: float) -> list[Stall]:
+def stalled_workers(
+    results: sqlite3.Connection,
+    spawned: dict[int, float],
+    done: set[str],
+    queued: set[str],
+    allowance_s: float,
+    now: float,
+) -> list[Stall]:
     """Workers (pgid → spawn time, unix s) that went `allowance_s` without progress while there was work for them.
 
     A worker holding unfinished shards is stalled when none of them advanced; an idle one only when

@@ -35,8 +35,15 @@ def scheduler_dir() -> Path:
 
 def beat_entries(entries: list[ScheduleEntry]) -> dict[str, dict[str, Any]]:
     """Celery beat_schedule entries for stored schedules: the fire task on the scheduler's queue."""
-    return {e.name: {"task": FIRE_TASK, "schedule": parse_cron(e.cron), "args": (e.name,), "options": {"queue": SCHEDULER_QUEUE}}
-            for e in entries}
+    return {
+        e.name: {
+            "task": FIRE_TASK,
+            "schedule": parse_cron(e.cron),
+            "args": (e.name,),
+            "options": {"queue": SCHEDULER_QUEUE},
+        }
+        for e in entries
+    }
 
 
 class StoredScheduler(Scheduler):
@@ -66,9 +73,17 @@ class StoredScheduler(Scheduler):
 def make_scheduler_app(broker: str) -> Celery:
     """The scheduler's Celery app: beat schedule from the store, times in the local time zone."""
     app = Celery("costserve-scheduler", broker=broker)
-    app.conf.update(timezone=local_timezone_name(), enable_utc=False, task_acks_late=True, worker_prefetch_multiplier=1,
-                    task_serializer="json", accept_content=["json"], result_backend=None, broker_connection_retry_on_startup=True,
-                    beat_scheduler="costserve.schedule.beat:StoredScheduler")
+    app.conf.update(
+        timezone=local_timezone_name(),
+        enable_utc=False,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        broker_connection_retry_on_startup=True,
+        beat_scheduler="costserve.schedule.beat:StoredScheduler",
+    )
     app.task(name=FIRE_TASK)(fire_schedule)
     return app
 
@@ -89,9 +104,12 @@ def fire_schedule(name: str) -> int:
     with (folder / "scheduler.log").open("ab") as log:
         log.write(f"--- {stamp} firing {name}\n".encode())
         log.flush()
-        env = {k: v for k, v in os.environ.items() if k != "COSTSERVE_BROKER"}  # the scheduler's broker is not the run's
-        return subprocess.call(submit_command(entry, folder / f"{stamp}.results.jsonl"), stdout=log, stderr=subprocess.STDOUT,
-                               env=env)
+        env = {
+            k: v for k, v in os.environ.items() if k != "COSTSERVE_BROKER"
+        }  # the scheduler's broker is not the run's
+        return subprocess.call(
+            submit_command(entry, folder / f"{stamp}.results.jsonl"), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
 
 
 def run_scheduler(broker: str | None) -> None:

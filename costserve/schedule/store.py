@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, field_validator
 
 from catalog.home import costserve_home
+from costserve.errors import RequestError
 from costserve.request import BatchRequest
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class ScheduleError(Exception):
+class ScheduleError(RequestError):
     """A bad schedule name, cron expression or store file; the message is one line."""
 
 
@@ -81,17 +82,25 @@ def _read(path: str) -> str:
         return ""
 
 
-def parse_cron(expr: str, nowfun=None) -> "crontab":  # type: ignore[no-untyped-def]
+def parse_cron(expr: str, nowfun=None) -> crontab:  # type: ignore[no-untyped-def]
     """Celery's crontab for a 5-field cron expression (minute hour day-of-month month day-of-week)."""
     from celery.schedules import ParseException, crontab
 
     fields = expr.split()
     if len(fields) != 5:
-        raise ScheduleError(f"--cron {expr!r}: needs 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}")
+        raise ScheduleError(
+            f"--cron {expr!r}: needs 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
+        )
     minute, hour, day_of_month, month, day_of_week = fields
     try:
-        return crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week,
-                       nowfun=nowfun)
+        return crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month,
+            day_of_week=day_of_week,
+            nowfun=nowfun,
+        )
     except (ParseException, ValueError) as exc:
         raise ScheduleError(f"--cron {expr!r}: {exc}") from None
 

@@ -38,8 +38,10 @@ class Calibration:
 
     def describe(self) -> str:
         """`calibrated from N runs, last on DATE`, as plans show it."""
-        return f"calibrated from {self.runs} run{'s' if self.runs != 1 else ''}, last on " \
-               f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(self.last_at))}"
+        return (
+            f"calibrated from {self.runs} run{'s' if self.runs != 1 else ''}, last on "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(self.last_at))}"
+        )
 
 
 def calibration_path(home: Path | None = None) -> Path:
@@ -52,22 +54,36 @@ def _connect(path: Path) -> sqlite3.Connection:
     never hold up the end of a run (a full disk or a locked file just skips one run's row)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, timeout=CALIBRATION_LOCK_WAIT_S, isolation_level=None)
-    con.execute("CREATE TABLE IF NOT EXISTS runs (at REAL, machine TEXT, model TEXT, replica TEXT, startup_s REAL, "
-                "work_factor REAL, run TEXT PRIMARY KEY, output_share REAL)")
-    if "output_share" not in {row[1] for row in con.execute("PRAGMA table_info(runs)")}:  # a store from before the column
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS runs (at REAL, machine TEXT, model TEXT, replica TEXT, startup_s REAL, "
+        "work_factor REAL, run TEXT PRIMARY KEY, output_share REAL)"
+    )
+    if "output_share" not in {
+        row[1] for row in con.execute("PRAGMA table_info(runs)")
+    }:  # a store from before the column
         con.execute("ALTER TABLE runs ADD COLUMN output_share REAL")
     return con
 
 
-def record_run(run_id: str, machine: str, model: str, replica: str, startup_s: float, work_factor: float,
-               path: Path | None = None, output_share: float | None = None) -> None:
+def record_run(
+    run_id: str,
+    machine: str,
+    model: str,
+    replica: str,
+    startup_s: float,
+    work_factor: float,
+    path: Path | None = None,
+    output_share: float | None = None,
+) -> None:
     """Keep one finished run's measurements (start-up s, work factor, output share); a run recorded again replaces
     its row."""
     con = _connect(path or calibration_path())
     try:
-        con.execute("INSERT OR REPLACE INTO runs (at, machine, model, replica, startup_s, work_factor, run, output_share) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (time.time(), machine, model, replica, startup_s, work_factor, run_id, output_share))
+        con.execute(
+            "INSERT OR REPLACE INTO runs (at, machine, model, replica, startup_s, work_factor, run, output_share) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), machine, model, replica, startup_s, work_factor, run_id, output_share),
+        )
     finally:
         con.close()
 
@@ -84,8 +100,9 @@ def calibrations_of(model: str, path: Path | None = None) -> dict[tuple[str, str
         return {}
     con = _connect(path)
     try:
-        rows = con.execute("SELECT at, machine, replica, startup_s, work_factor FROM runs WHERE model = ? ORDER BY at DESC",
-                           (model,)).fetchall()
+        rows = con.execute(
+            "SELECT at, machine, replica, startup_s, work_factor FROM runs WHERE model = ? ORDER BY at DESC", (model,)
+        ).fetchall()
     finally:
         con.close()
     recent: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
@@ -93,8 +110,15 @@ def calibrations_of(model: str, path: Path | None = None) -> dict[tuple[str, str
         kept = recent.setdefault((machine, replica), [])
         if len(kept) < RECENT_RUNS:
             kept.append((at, startup_s, factor))
-    return {key: Calibration(startup_s=_recent_mean([r[1] for r in kept]), work_factor=_recent_mean([r[2] for r in kept]),
-                             runs=len(kept), last_at=kept[0][0]) for key, kept in recent.items()}
+    return {
+        key: Calibration(
+            startup_s=_recent_mean([r[1] for r in kept]),
+            work_factor=_recent_mean([r[2] for r in kept]),
+            runs=len(kept),
+            last_at=kept[0][0],
+        )
+        for key, kept in recent.items()
+    }
 
 
 def _recent_mean(values: list[float]) -> float:
@@ -123,8 +147,10 @@ def output_share_for(model: str, path: Path | None = None) -> OutputShare | None
         return None
     con = _connect(path)
     try:
-        rows = con.execute("SELECT at, output_share FROM runs WHERE model = ? AND output_share > 0 ORDER BY at DESC LIMIT ?",
-                           (model, RECENT_RUNS)).fetchall()
+        rows = con.execute(
+            "SELECT at, output_share FROM runs WHERE model = ? AND output_share > 0 ORDER BY at DESC LIMIT ?",
+            (model, RECENT_RUNS),
+        ).fetchall()
     finally:
         con.close()
     if not rows:
@@ -139,14 +165,24 @@ def calibration_rows(path: Path | None = None) -> list[dict[str, object]]:
         return []
     con = _connect(path)
     try:
-        rows = con.execute("SELECT at, machine, model, replica, startup_s, work_factor, output_share, run FROM runs "
-                           "ORDER BY at DESC").fetchall()
+        rows = con.execute(
+            "SELECT at, machine, model, replica, startup_s, work_factor, output_share, run FROM runs ORDER BY at DESC"
+        ).fetchall()
     finally:
         con.close()
-    return [{"at": time.strftime("%Y-%m-%d %H:%M", time.localtime(at)), "machine": machine, "model": model,
-             "replica": replica, "start-up s": round(startup, 1), "work factor": round(factor, 3),
-             "output share": None if share is None else round(share, 3), "run": run}
-            for at, machine, model, replica, startup, factor, share, run in rows]
+    return [
+        {
+            "at": time.strftime("%Y-%m-%d %H:%M", time.localtime(at)),
+            "machine": machine,
+            "model": model,
+            "replica": replica,
+            "start-up s": round(startup, 1),
+            "work factor": round(factor, 3),
+            "output share": None if share is None else round(share, 3),
+            "run": run,
+        }
+        for at, machine, model, replica, startup, factor, share, run in rows
+    ]
 
 
 def reset_calibration(path: Path | None = None) -> int:

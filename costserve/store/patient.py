@@ -18,21 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from costserve.errors import CostserveError
+from costserve.errors import StoreFull, StoreLocked
 from costserve.notices import warn
 
 LOCK_WAIT_S = 30.0  # SQLite's busy timeout per call (s)
 LOCKED_GIVE_UP_S = float(os.environ.get("COSTSERVE_LOCKED_GIVE_UP_S", "600"))  # s of one lock before the run stops
 FULL_GIVE_UP_S = float(os.environ.get("COSTSERVE_FULL_GIVE_UP_S", "60"))  # s of a full disk before the run stops
 RETRY_PAUSE_S = 1.0
-
-
-class StoreLocked(CostserveError):
-    """A run database stayed locked by another process longer than LOCKED_GIVE_UP_S."""
-
-
-class StoreFull(CostserveError):
-    """A run database could not be written for FULL_GIVE_UP_S: its filesystem is full."""
 
 
 def _locked(exc: sqlite3.OperationalError) -> bool:
@@ -68,12 +60,15 @@ class PatientConnection(sqlite3.Connection):
                     what = "is locked by another process" if locked else "cannot be written: its disk is full"
                     warn(f"{self.path} {what}; waiting up to {LOCKED_GIVE_UP_S if locked else FULL_GIVE_UP_S:.0f}s")
                 if locked and now - first >= LOCKED_GIVE_UP_S:
-                    raise StoreLocked(f"{self.path} stayed locked by another process for {now - first:.0f}s "
-                                      f"(find it with `fuser {self.path}`); the run stopped, resume it once the lock is gone") from None
+                    raise StoreLocked(
+                        f"{self.path} stayed locked by another process for {now - first:.0f}s "
+                        f"(find it with `fuser {self.path}`); the run stopped, resume it once the lock is gone"
+                    ) from None
                 if full and now - first >= FULL_GIVE_UP_S:
                     self.full = True
-                    raise StoreFull(f"{self.path} could not be written for {now - first:.0f}s (disk full); "
-                                    "free space there") from None
+                    raise StoreFull(
+                        f"{self.path} could not be written for {now - first:.0f}s (disk full); free space there"
+                    ) from None
                 time.sleep(RETRY_PAUSE_S)
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]

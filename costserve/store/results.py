@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -28,17 +27,25 @@ def results_db(run_dir: Path) -> sqlite3.Connection:
     from costserve.store.patient import patient_connect
 
     con = patient_connect(Path(run_dir) / RESULTS_FILE)
-    con.execute("CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, "
-                "attempt INTEGER, finished REAL, tokens INTEGER)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS results (custom_id TEXT PRIMARY KEY, line INTEGER, shard TEXT, output TEXT, "
+        "attempt INTEGER, finished REAL, tokens INTEGER)"
+    )
     con.execute("CREATE INDEX IF NOT EXISTS results_by_shard ON results (shard)")  # a window's progress, per poll
     con.execute("CREATE TABLE IF NOT EXISTS shard_starts (shard TEXT, pgid INTEGER, pid INTEGER, started REAL)")
-    con.execute("CREATE TABLE IF NOT EXISTS shard_runs (shard TEXT, worker TEXT, queue TEXT, attempt INTEGER, started REAL, "
-                "finished REAL, jobs INTEGER, tokens INTEGER, errors INTEGER)")
-    con.execute("CREATE TABLE IF NOT EXISTS shard_failures (shard TEXT, worker TEXT, attempt INTEGER, error TEXT, final INTEGER, "
-                "at REAL)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS shard_runs (shard TEXT, worker TEXT, queue TEXT, attempt INTEGER, started REAL, "
+        "finished REAL, jobs INTEGER, tokens INTEGER, errors INTEGER)"
+    )
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS shard_failures (shard TEXT, worker TEXT, attempt INTEGER, error TEXT, final INTEGER, "
+        "at REAL)"
+    )
     # sequences in flight per round of each worker's replica, in windows of a few seconds (workers/occupancy.py)
-    con.execute("CREATE TABLE IF NOT EXISTS occupancy (worker TEXT, queue TEXT, start REAL, end REAL, rounds INTEGER, "
-                "in_flight_sum INTEGER, in_flight_max INTEGER, slots INTEGER)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS occupancy (worker TEXT, queue TEXT, start REAL, end REAL, rounds INTEGER, "
+        "in_flight_sum INTEGER, in_flight_max INTEGER, slots INTEGER)"
+    )
     con.commit()
     return con
 
@@ -89,8 +96,11 @@ def carry_results(con: sqlite3.Connection, rows: Iterator[tuple[str, int, str]])
 
     now = time.time()
     with con:
-        cur = con.executemany("INSERT OR REPLACE INTO results (custom_id, line, shard, output, attempt, finished, tokens) "
-                              "VALUES (?, ?, ?, ?, 0, ?, 0)", ((cid, line, CARRIED_SHARD, out, now) for cid, line, out in rows))
+        cur = con.executemany(
+            "INSERT OR REPLACE INTO results (custom_id, line, shard, output, attempt, finished, tokens) "
+            "VALUES (?, ?, ?, ?, 0, ?, 0)",
+            ((cid, line, CARRIED_SHARD, out, now) for cid, line, out in rows),
+        )
     return cur.rowcount
 
 
@@ -112,8 +122,12 @@ def shards_started_by(con: sqlite3.Connection, pgid: int) -> set[str]:
 def worker_activity(con: sqlite3.Connection) -> dict[int, tuple[float, ...]]:
     """Per worker process group: (its last shard start, the last result of a shard it started), unix s."""
     starts = {pgid: t for pgid, t in con.execute("SELECT pgid, MAX(started) FROM shard_starts GROUP BY pgid")}
-    results = {pgid: t for pgid, t in con.execute("SELECT s.pgid, MAX(r.finished) FROM results r JOIN shard_starts s "
-                                                  "ON r.shard = s.shard GROUP BY s.pgid")}
+    results = {
+        pgid: t
+        for pgid, t in con.execute(
+            "SELECT s.pgid, MAX(r.finished) FROM results r JOIN shard_starts s ON r.shard = s.shard GROUP BY s.pgid"
+        )
+    }
     return {pgid: (t,) + ((results[pgid],) if results.get(pgid) is not None else ()) for pgid, t in starts.items()}
 
 
@@ -121,13 +135,18 @@ def worker_progress(con: sqlite3.Connection) -> dict[int, tuple[int, int, int, f
     """Per worker process group, live: (shards started, jobs with a result, their output tokens, last result unix s).
 
     A shard's results count for the worker that started it last (a re-queued shard moves with its new worker)."""
-    owner = {shard: pgid for shard, pgid in con.execute(
-        "SELECT shard, pgid FROM shard_starts WHERE rowid IN (SELECT MAX(rowid) FROM shard_starts GROUP BY shard)")}
+    owner = {
+        shard: pgid
+        for shard, pgid in con.execute(
+            "SELECT shard, pgid FROM shard_starts WHERE rowid IN (SELECT MAX(rowid) FROM shard_starts GROUP BY shard)"
+        )
+    }
     out: dict[int, list] = {}
     for pgid, n in con.execute("SELECT pgid, COUNT(DISTINCT shard) FROM shard_starts GROUP BY pgid"):
         out[pgid] = [n, 0, 0, None]
-    for shard, jobs, tokens, last in con.execute("SELECT shard, COUNT(*), COALESCE(SUM(tokens), 0), MAX(finished) "
-                                                 "FROM results GROUP BY shard"):
+    for shard, jobs, tokens, last in con.execute(
+        "SELECT shard, COUNT(*), COALESCE(SUM(tokens), 0), MAX(finished) FROM results GROUP BY shard"
+    ):
         if shard in owner and owner[shard] in out:
             row = out[owner[shard]]
             row[1], row[2], row[3] = row[1] + jobs, row[2] + tokens, max(row[3] or 0.0, last or 0.0)
@@ -141,11 +160,15 @@ def shards_run(con: sqlite3.Connection) -> set[str]:
 
 def queue_run_stats(con: sqlite3.Connection) -> dict[str, tuple[int, int, float | None]]:
     """Per queue (fleet group): (shards run, output tokens, last finish unix s)."""
-    return {key: (n, tok or 0, last) for key, n, tok, last in con.execute(
-        "SELECT queue, COUNT(*), SUM(tokens), MAX(finished) FROM shard_runs GROUP BY queue")}
+    return {
+        key: (n, tok or 0, last)
+        for key, n, tok, last in con.execute(
+            "SELECT queue, COUNT(*), SUM(tokens), MAX(finished) FROM shard_runs GROUP BY queue"
+        )
+    }
 
 
-def result_frames(con: sqlite3.Connection) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+def result_frames(con: sqlite3.Connection) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per shard: shard, jobs with a result, their tokens, failed, retried, last finished unix s; shard runs: shard,
     worker, queue, started, finished, jobs, tokens). Aggregated in SQLite: a row per shard, never one per job, so the
     report of a batch of millions fits in memory."""
@@ -154,14 +177,20 @@ def result_frames(con: sqlite3.Connection) -> tuple["pd.DataFrame", "pd.DataFram
     results = pd.read_sql_query(
         "SELECT shard, COUNT(*) AS jobs, COALESCE(SUM(tokens), 0) AS tokens, "
         "SUM(instr(output, ?) > 0) AS failed, SUM(attempt > 1) AS retried, MAX(finished) AS finished "
-        "FROM results GROUP BY shard", con, params=(FAILED_MARK,))
+        "FROM results GROUP BY shard",
+        con,
+        params=(FAILED_MARK,),
+    )
     runs = pd.read_sql_query("SELECT shard, worker, queue, started, finished, jobs, tokens FROM shard_runs", con)
     return results, runs
 
 
-def tokens_per_second(con: sqlite3.Connection, since: float) -> "pd.DataFrame":
+def tokens_per_second(con: sqlite3.Connection, since: float) -> pd.DataFrame:
     """Output tokens of the results finished in each whole second after `since` (unix s): columns t (s), tokens."""
     import pandas as pd
 
-    return pd.read_sql_query("SELECT CAST(finished - ? AS INTEGER) AS t, SUM(tokens) AS tokens FROM results "
-                             "GROUP BY t ORDER BY t", con, params=(since,))
+    return pd.read_sql_query(
+        "SELECT CAST(finished - ? AS INTEGER) AS t, SUM(tokens) AS tokens FROM results GROUP BY t ORDER BY t",
+        con,
+        params=(since,),
+    )

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.home import costserve_home
+from costserve.errors import StoreFull
 from costserve.notices import warn
-from costserve.store.patient import StoreFull, patient_connect
+from costserve.store.patient import patient_connect
 from costserve.store.results import results_db, results_per_shard, results_rows
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ SHARD_STATES = ("queued", "done")
 DRY_RUN_EVENT = "dry run"
 
 
-def list_runs() -> list["RunStore"]:
+def list_runs() -> list[RunStore]:
     """Every run in the store, oldest first (ids start with their creation time)."""
     if not runs_dir().is_dir():
         return []
@@ -61,31 +62,38 @@ class RunStore:
         self.id = self.dir.name
         self.db = patient_connect(self.dir / "run.sqlite")
         self._driver_lock: int | None = None  # fd of driver.lock while this process drives the run
-        self.db.execute("CREATE TABLE IF NOT EXISTS shards (shard_id TEXT PRIMARY KEY, queue TEXT, jobs INTEGER, "
-                        "state TEXT, updated REAL)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS shards (shard_id TEXT PRIMARY KEY, queue TEXT, jobs INTEGER, "
+            "state TEXT, updated REAL)"
+        )
         self.db.execute("CREATE TABLE IF NOT EXISTS events (ts REAL, kind TEXT, detail TEXT)")
         # one row per period a group was up: a resumed run adds a period
-        self.db.execute("CREATE TABLE IF NOT EXISTS fleet (queue TEXT, group_index INTEGER, instances INTEGER, "
-                        "price_per_hour REAL, up REAL, down REAL)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS fleet (queue TEXT, group_index INTEGER, instances INTEGER, "
+            "price_per_hour REAL, up REAL, down REAL)"
+        )
         self.db.commit()
 
     @classmethod
-    def create(cls, jobs_path: Path, jobs: int, sha256: str | None = None) -> "RunStore":
+    def create(cls, jobs_path: Path, jobs: int, sha256: str | None = None) -> RunStore:
         """A new run for `jobs` valid jobs of `jobs_path` (referenced by path and SHA-256, not copied; `sha256` when the
         caller hashed it while reading). Both databases exist when this returns."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         run_dir = runs_dir() / run_id
         run_dir.mkdir(parents=True, mode=0o700)
         run_dir.chmod(0o700)
-        (run_dir / "input.json").write_text(json.dumps(
-            {"path": str(jobs_path.resolve()), "sha256": sha256 or file_sha256(jobs_path), "jobs": jobs}, indent=2))
+        (run_dir / "input.json").write_text(
+            json.dumps(
+                {"path": str(jobs_path.resolve()), "sha256": sha256 or file_sha256(jobs_path), "jobs": jobs}, indent=2
+            )
+        )
         results_db(run_dir).close()
         store = cls(run_dir)
         store.event("created", str(jobs_path))
         return store
 
     @classmethod
-    def open(cls, run_id: str) -> "RunStore":
+    def open(cls, run_id: str) -> RunStore:
         """An existing run by id; FileNotFoundError names the run directory when there is none."""
         run_dir = runs_dir() / run_id
         if not (run_dir / "run.sqlite").is_file():
@@ -106,8 +114,10 @@ class RunStore:
         except BlockingIOError:
             os.close(fd)
             pids = self.events("driver")
-            raise RunStateError(f"run {self.id} is being driven by another process"
-                                f"{' (pid ' + pids[-1] + ')' if pids else ''}; `costserve cancel {self.id}` stops it") from None
+            raise RunStateError(
+                f"run {self.id} is being driven by another process"
+                f"{' (pid ' + pids[-1] + ')' if pids else ''}; `costserve cancel {self.id}` stops it"
+            ) from None
         self._driver_lock = fd  # kept open for the life of this process
         self.event("driver", str(os.getpid()))
 
@@ -140,7 +150,9 @@ class RunStore:
 
     def add_shard(self, shard_id: str, queue: str, jobs: int) -> None:
         """Record a shard written to `shards/` and about to be queued."""
-        self.db.execute("INSERT OR REPLACE INTO shards VALUES (?, ?, ?, 'queued', ?)", (shard_id, queue, jobs, time.time()))
+        self.db.execute(
+            "INSERT OR REPLACE INTO shards VALUES (?, ?, ?, 'queued', ?)", (shard_id, queue, jobs, time.time())
+        )
         self.db.commit()
 
     def move_shard(self, shard_id: str, queue: str) -> None:
@@ -150,19 +162,25 @@ class RunStore:
 
     def shards(self, state: str | None = None) -> list[tuple[str, str, int, str]]:
         """(shard_id, queue, jobs, state) of every shard, or of those in `state`."""
-        sql = "SELECT shard_id, queue, jobs, state FROM shards" + (" WHERE state = ?" if state else "") + " ORDER BY shard_id"
+        sql = (
+            "SELECT shard_id, queue, jobs, state FROM shards"
+            + (" WHERE state = ?" if state else "")
+            + " ORDER BY shard_id"
+        )
         return list(self.db.execute(sql, (state,) if state else ()))
 
     def shard_done(self, shard_id: str) -> None:
         """Mark one shard done: its every job has a result."""
-        self.db.execute("UPDATE shards SET state = 'done', updated = ? WHERE shard_id = ? AND state != 'done'",
-                        (time.time(), shard_id))
+        self.db.execute(
+            "UPDATE shards SET state = 'done', updated = ? WHERE shard_id = ? AND state != 'done'",
+            (time.time(), shard_id),
+        )
         self.event("shard done", shard_id)
 
     def mark_finished_shards(self, results: sqlite3.Connection) -> int:
         """Mark shards whose every job has a result as done; returns how many shards are done."""
         finished = results_per_shard(results)
-        for sid, _, jobs, state in self.shards("queued"):
+        for sid, _, jobs, _state in self.shards("queued"):
             if finished.get(sid, 0) >= jobs:
                 self.db.execute("UPDATE shards SET state = 'done', updated = ? WHERE shard_id = ?", (time.time(), sid))
                 self.event("shard done", sid)
@@ -171,7 +189,10 @@ class RunStore:
 
     def fleet_up(self, queue: str, group_index: int, instances: int, price_per_hour: float) -> None:
         """Record that plan group `group_index` is running: `instances` instances at $/h each, serving `queue`."""
-        self.db.execute("INSERT INTO fleet VALUES (?, ?, ?, ?, ?, NULL)", (queue, group_index, instances, price_per_hour, time.time()))
+        self.db.execute(
+            "INSERT INTO fleet VALUES (?, ?, ?, ?, ?, NULL)",
+            (queue, group_index, instances, price_per_hour, time.time()),
+        )
         self.event("fleet up", f"{queue}: {instances} instance(s) at ${price_per_hour:.4f}/h")
 
     def fleet_down(self, queue: str) -> None:
@@ -181,8 +202,11 @@ class RunStore:
 
     def fleet(self) -> list[tuple[str, int, int, float, float, float | None]]:
         """(queue, group_index, instances, $/h, up, down) per group and period up; unix s, down None while running."""
-        return list(self.db.execute("SELECT queue, group_index, instances, price_per_hour, up, down FROM fleet "
-                                    "ORDER BY group_index, up"))
+        return list(
+            self.db.execute(
+                "SELECT queue, group_index, instances, price_per_hour, up, down FROM fleet ORDER BY group_index, up"
+            )
+        )
 
     def close_dangling_fleet(self) -> None:
         """End periods a dead driver left open, now: what it left running was billed until it is stopped."""
@@ -199,7 +223,8 @@ class RunStore:
         row = self.db.execute(
             f"SELECT kind FROM events WHERE kind IN ({', '.join('?' * len(kinds))}) "
             "AND rowid > COALESCE((SELECT MAX(rowid) FROM events WHERE kind = 'resumed'), 0) ORDER BY rowid DESC LIMIT 1",
-            kinds).fetchone()
+            kinds,
+        ).fetchone()
         return None if row is None else str(row[0])
 
     def cancel_requested(self) -> bool:
@@ -207,7 +232,7 @@ class RunStore:
         return self._latest_since_resume("cancel requested") is not None
 
     def ended(self) -> str | None:
-        """"finished" or "stopped" once the run's latest stretch (since its last resume) has ended; None while it has not."""
+        """ "finished" or "stopped" once the run's latest stretch (since its last resume) has ended; None while it has not."""
         return self._latest_since_resume("finished", "stopped")
 
     @property
@@ -219,7 +244,7 @@ class RunStore:
         """Unix time of the run's first event."""
         return float(self.db.execute("SELECT ts FROM events ORDER BY rowid LIMIT 1").fetchone()[0])
 
-    def plan(self) -> "Plan | None":
+    def plan(self) -> Plan | None:
         """The run's plan.json, or None when it has none."""
         path = self.dir / "plan.json"
         if not path.is_file():
@@ -247,14 +272,16 @@ class RunStore:
 
     def event_time(self, kind: str, detail: str) -> float | None:
         """Unix time of the first event of `kind` with exactly this `detail`, or None."""
-        row = self.db.execute("SELECT ts FROM events WHERE kind = ? AND detail = ? ORDER BY rowid LIMIT 1", (kind, detail)).fetchone()
+        row = self.db.execute(
+            "SELECT ts FROM events WHERE kind = ? AND detail = ? ORDER BY rowid LIMIT 1", (kind, detail)
+        ).fetchone()
         return float(row[0]) if row else None
 
     def recent_events(self, n: int) -> list[tuple[float, str, str]]:
         """The newest `n` events (unix time, kind, detail), oldest of them first."""
         return self.db.execute("SELECT ts, kind, detail FROM events ORDER BY rowid DESC LIMIT ?", (n,)).fetchall()[::-1]
 
-    def request(self) -> "BatchRequest | None":
+    def request(self) -> BatchRequest | None:
         """The BatchRequest this run was submitted with (request.json), or None."""
         from costserve.request import BatchRequest
 
