@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: demo test install install-vllm bench clean
+.PHONY: demo test lint install install-vllm bench clean
+
+PACKAGES := costserve solver workers deploy catalog
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +40,13 @@ demo: install
 	$(BIN)/costserve validate examples/jobs.jsonl
 	$(BIN)/costserve submit examples/jobs.jsonl --replica examples/replica-mixed.json --out examples/jobs.results.jsonl --yes
 
-test: install install-vllm
+# ruff (lint and format) and mypy over the five packages; configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check $(PACKAGES)
+	$(BIN)/ruff format --check $(PACKAGES)
+	$(BIN)/mypy
+
+test: install install-vllm lint
 	$(BIN)/python -m pytest --durations=25
 	COSTSERVE_TEST_REQUIRE_VLLM=1 $(VLLM_VENV)/bin/python -m pytest tests/test_vllm_worker.py
 

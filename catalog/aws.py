@@ -111,7 +111,8 @@ def fetch_aws_region(region: str, gpus: pd.DataFrame, ec2: Any, pricing: Any) ->
         )
         for o in page["InstanceTypeOfferings"]
     }
-    rows, skipped = [], {}
+    rows = []
+    skipped: dict[str, int] = {}
     for page in _call("ec2:DescribeInstanceTypes", region, ec2.describe_instance_types):
         for it in page["InstanceTypes"]:
             gpu_info = (it.get("GpuInfo") or {}).get("Gpus") or []

@@ -169,7 +169,8 @@ def import_sky_catalog(
     """
     import pandas as pd
 
-    imported, counts, skipped = [], {}, {}
+    imported, counts = [], {}
+    skipped: dict[str, int] = {}
     for cloud, path in find_sky_vms(source).items():
         frame, skip = read_sky_vms(path, cloud, gpus)
         imported.append(frame)

@@ -9,8 +9,8 @@
         print(line["custom_id"], line["response"]["body"]["choices"][0]["message"]["content"])
     print(run.report()["totals"]["cost $"])
 
-`plan` runs in the caller's process. `submit` starts `costserve submit --yes --json` as a child
-process, so the run has its own driver (worker processes, the embedded Redis and the live view
+`plan` runs in the caller's process. `submit` starts a driver process with the typed request
+(run/spawn.py), so the run has its own driver (worker processes, the embedded Redis and the live view
 stay out of the caller's process) and survives nothing more than a CLI run would; it returns a
 Run once the run exists. Errors are costserve's named errors (CostserveError and the
 catalog/solver ones), with the same one-line messages the CLI prints.
@@ -19,9 +19,7 @@ catalog/solver ones), with the same one-line messages the CLI prints.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,24 +98,25 @@ def submit(
     broker: str | None = None,
     **options: Any,
 ) -> Run:
-    """Start `costserve submit JOBS --yes --json` and return its Run as soon as the run exists.
+    """Start a driver process that submits the job file (confirmed: no prompt) and return its Run as soon as the run
+    exists.
 
     `options` are submit's other options by their Python names (out, errors_out, resume_from, workers, stages,
-    shard_size, replica, backend, spot, skip_invalid, strict, model_override). `broker` travels in the child's
-    environment ($COSTSERVE_BROKER), never on its command line. Raises CostserveError with the CLI's one-line message
-    when the run could not start (a bad job file, a budget the plan exceeds)."""
+    shard_size, replica, backend, spot, skip_invalid, strict, model_override). The driver gets the typed request
+    (run/spawn.py); `broker` travels in its environment ($COSTSERVE_BROKER), never in a file or on a command line.
+    Raises CostserveError with the CLI's one-line message when the run could not start (a bad job file, a budget
+    the plan exceeds)."""
+    from costserve.run.spawn import SubmitOrder, spawn_driver
+    from costserve.store.runs import runs_dir
+
     request = _request(jobs, deadline, model=model, budget=budget, quality=quality, **options)
-    env = dict(os.environ)
-    if broker:
-        env["COSTSERVE_BROKER"] = broker
     log = tempfile.NamedTemporaryFile("w+", prefix="costserve-submit-", suffix=".log", delete=False)
-    cmd = [sys.executable, "-m", "costserve.cli", "submit", *request.submit_args(), "--yes", "--json"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env, text=True)
+    proc = spawn_driver(SubmitOrder(request=request), runs_dir(), broker, stdout=subprocess.PIPE, stderr=log)
     assert proc.stdout is not None
     first = proc.stdout.readline()
     if not first:
         proc.wait()
-        raise CostserveError(_last_line(Path(log.name)) or f"costserve submit exited with {proc.returncode}")
+        raise CostserveError(_last_line(Path(log.name)) or f"the submit's driver exited with {proc.returncode}")
     return Run(json.loads(first), proc, Path(log.name))
 
 

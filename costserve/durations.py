@@ -32,7 +32,7 @@ def format_duration(seconds: float, whole: bool = True) -> str:
     if seconds < 1:
         return f"{seconds:.1f}s" if seconds > 0.05 else "0s"
     rest = int(round(seconds))
-    parts = []
+    parts: list[tuple[float, str]] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if rest >= size or parts:
             parts.append((rest // size, unit))

@@ -83,10 +83,18 @@ class BatchRequest(BaseModel):
         return None if value is None else tuple(sorted({c.strip().lower() for c in value if c.strip()})) or None
 
     @property
+    def job_file(self) -> Path:
+        """The job file (absolute); BadRequestError for a request that plans a workload JSON instead."""
+        if self.jobs is None:
+            from costserve.errors import BadRequestError
+
+            raise BadRequestError("this request plans a workload and has no job file to run")
+        return self.jobs
+
+    @property
     def results_path(self) -> Path:
         """Where the results file goes."""
-        assert self.jobs is not None, "a request without a job file has no results"
-        return self.out or self.jobs.with_suffix(".results.jsonl")
+        return self.out or self.job_file.with_suffix(".results.jsonl")
 
     @property
     def errors_path(self) -> Path:
@@ -105,40 +113,14 @@ class BatchRequest(BaseModel):
         path = Path(run_dir) / REQUEST_FILE
         return cls.model_validate_json(path.read_text()) if path.is_file() else None
 
-    def submit_args(self) -> list[str]:
-        """The `costserve submit` arguments that make this request again (how a schedule fires it)."""
-        args = [
-            str(self.jobs),
-            "--deadline",
-            format_duration(self.deadline_s, whole=False),
-            "--quality",
-            str(self.quality),
-            "--backend",
-            self.backend,
-            "--shard-size",
-            str(self.shard_size),
-            "--workers",
-            str(self.workers),
-            "--stages",
-            str(self.stages),
-        ]
-        optional = {
-            "--budget": self.budget,
-            "--model": self.model,
-            "--replica": self.replica,
-            "--out": self.out,
-            "--errors-out": self.errors_out,
-            "--resume-from": self.resume_from,
-            "--model-source": self.model_source,
-            "--clouds": ",".join(self.clouds) if self.clouds else None,
-            "--available": self.available,
-        }
-        args += [a for flag, v in optional.items() if v is not None for a in (flag, str(v))]
-        flags = {
-            "--spot": self.spot,
-            "--skip-invalid": self.skip_invalid,
-            "--model-override": self.model_override,
-            "--strict": self.strict,
-            "--profile-first": self.profile_first,
-        }
-        return args + [flag for flag, on in flags.items() if on]
+    def describe(self) -> str:
+        """The request in one line for a listing: the deadline, then every field that differs from its default
+        (`deadline 6h, budget 40.0, spot`), the job file and the model left out (listings show them apart)."""
+        parts = [f"deadline {format_duration(self.deadline_s, whole=False)}"]
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if name in ("jobs", "model", "deadline_s") or value == info.default:
+                continue
+            shown = ",".join(value) if isinstance(value, tuple) else value
+            parts.append(name.replace("_", " ") if value is True else f"{name.replace('_', ' ')} {shown}")
+        return ", ".join(parts)

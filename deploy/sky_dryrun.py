@@ -30,7 +30,7 @@ def _prepare_aws_home() -> None:
     from sky.catalog import common
     from sky.clouds import aws
 
-    identity = aws.AWS.get_active_user_identity()[0]
+    identity = (aws.AWS.get_active_user_identity() or ["unknown"])[0]
     user_hash = hashlib.md5(identity.encode(), usedforsecurity=False).hexdigest()[:8]
     vms = pd.read_csv(common.get_catalog_path("aws/vms.csv"))
     zones = sorted(set(vms["AvailabilityZone"].dropna()))

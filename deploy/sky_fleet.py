@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from costserve.errors import LaunchError
 from deploy.skypilot import AUTOSTOP_IDLE_MINUTES, REDIS_PASSWORD_SECRET
 
 
@@ -38,6 +39,8 @@ class SkyFleet:
         self._launch(task, name)
         records = sky.get(sky.status(cluster_names=[name]))
         handle = records[0]["handle"] if isinstance(records[0], dict) else records[0].handle
+        if handle is None:
+            raise LaunchError(f"{name}: SkyPilot launched the broker cluster but reports no handle (no head IP)")
         return str(handle.head_ip)
 
     def launch_group(self, task_file: Path, part: str, secrets: dict[str, str]) -> str:

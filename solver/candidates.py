@@ -101,7 +101,7 @@ def build_candidates(
     spot: bool = False,
     bit_widths: tuple[int, ...] = BIT_WIDTHS,
     profile: ThroughputProfile | None = None,
-    cpu_profile: dict | None = None,  # type: ignore[type-arg]
+    cpu_profile: dict | None = None,
     checkpoints: bool = True,
 ) -> list[Candidate]:
     """Every (offering, purchase option, tp, bits) that meets the quality target and serves ≥ 1 class.

@@ -67,7 +67,7 @@ def solve_linear_model(model: pyo.ConcreteModel) -> None:
         var.set_value(value, skip_validation=True)
 
 
-def _run(highs) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _run(highs) -> np.ndarray:
     """Run HiGHS on its current model; the column values, or NoSolution with HiGHS's status."""
     import highspy
 

@@ -12,7 +12,9 @@ a double buffer for streamed weights; host memory holds the rest.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyomo.environ as pyo
 
@@ -65,7 +67,7 @@ def build_hybrid_model(
     m.T_dec = pyo.Var(domain=pyo.NonNegativeReals)  # seconds of one decode step
     m.S = pyo.Var(domain=pyo.NonNegativeReals)  # GPU staging bytes for streamed weights
 
-    def total(model: pyo.ConcreteModel, value: callable) -> pyo.Expression:  # type: ignore[valid-type]
+    def total(model: pyo.ConcreteModel, value: Callable[[Any], Any]) -> pyo.Expression:
         return sum(model.n[b, p] * value(costs[b, p]) for b in model.B for p in model.P)
 
     # Σ_b y_lb = 1 : each layer gets one bit-width ; Σ_p n_bp = Σ_l y_lb : and one placement

@@ -89,7 +89,7 @@ def melange_problem(spec: MelangeInput) -> FleetProblem:
     buckets = spec.buckets()
     workload = Workload(
         tuple(
-            WorkloadClass(name, rate * HOUR_S, 0, 0)  # type: ignore[arg-type]
+            WorkloadClass(name, rate * HOUR_S, 0, 0)  # type: ignore[arg-type]  # count: requests in one hour at the bucket's rate, fractional (the MILP takes floats)
             for name, (_, _, rate) in zip(spec.bucket_names(), buckets)
         )
     )

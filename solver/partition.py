@@ -136,8 +136,8 @@ def solve_partition_model(model: pyo.ConcreteModel, stages: list[StageCosts], ti
         return None
     placed = sorted((l, d, b) for (l, d, b), var in model.z.items() if pyo.value(var) > 0.5)
     out = []
-    for d, group in itertools.groupby(placed, key=lambda t: t[1]):
-        group = list(group)
+    for d, run in itertools.groupby(placed, key=lambda t: t[1]):
+        group = list(run)
         out.append((stages[d].name, group[0][0], group[-1][0], tuple(b for _, _, b in group)))
     return Partition(tuple(out), float(pyo.value(model.latency)), float(pyo.value(model.quality_loss)))
 
@@ -148,7 +148,7 @@ def stage_costs(
     bit_widths: tuple[int, ...],
 ) -> StageCosts:
     """Cost tables of one device as one pipeline stage: solver.costmodel's per-layer roofline, per bit-width."""
-    fixed = model.vocab * model.hidden * 2 * (int(first) + int(last and not (first and model.tied_embeddings)))
+    fixed: float = model.vocab * model.hidden * 2 * (int(first) + int(last and not (first and model.tied_embeddings)))
     fixed += workspace_bytes(model, prefill_mb * input_tokens, 0)
     step = StepShape(prefill_mb, input_tokens, decode_mb, input_tokens + output_tokens / 2)
     kv_layer = model.layer_kv_bytes_per_token() * (input_tokens + output_tokens) * batch

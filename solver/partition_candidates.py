@@ -48,6 +48,7 @@ def mixing_can_help(layer_loss: dict[int, list[float]], quality_target: float, b
     if quality_target <= 0:
         return False  # every uniform bit-width is allowed: the lowest is already the fastest
     budget = quality_budget(quality_target)
+    assert budget is not None  # quality_target > 0
     allowed = [b for b in bit_widths if sum(layer_loss[b]) <= budget]
     if not allowed:
         return False

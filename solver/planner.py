@@ -143,7 +143,7 @@ def fleet_text(groups: list[FleetGroupPlan]) -> tuple[str, str]:
 
 def all_candidates(
     offerings: pd.DataFrame, gpus: pd.DataFrame, model: ModelShape, workload: Workload, quality_target: float,
-    spot: bool, profile: ThroughputProfile | None = None, partitioned: bool = True, cpu_profile: dict | None = None,  # type: ignore[type-arg]
+    spot: bool, profile: ThroughputProfile | None = None, partitioned: bool = True, cpu_profile: dict | None = None,
     own_weights: bool = False,
 ) -> list[Candidate]:
     """Whole-model uniform-bit candidates plus, with `partitioned`, the partition ILP's mixed-bit and pipelined
@@ -173,7 +173,7 @@ def plan_batch(
     with_baselines: bool = True,
     profile: ThroughputProfile | None = None,
     partitioned: bool = True,
-    cpu_profile: dict | None = None,  # type: ignore[type-arg]
+    cpu_profile: dict | None = None,
     calibrate: Calibrate | None = None,
     own_weights: bool = False,
 ) -> Plan:

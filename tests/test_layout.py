@@ -155,3 +155,40 @@ def test_every_exception_descends_from_the_one_root() -> None:
     assert classes["CostserveError"][0] == ERRORS
     assert sorted(f"{module}.{cls}" for cls, (module, _) in classes.items() if not has_root(cls)) == []
     assert GRAPH[ERRORS] == set(), "the error root imports nothing of the project"
+
+
+def _calls(path: Path) -> set[str]:
+    """Names of the functions `path` calls (`f(...)` and `x.f(...)` alike)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            found.add(func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else "")
+    return found
+
+
+SUBMIT_STEPS = {"create_run", "write_shards"}  # a run is created and sharded by a submit and nothing else
+RUN_STEPS = SUBMIT_STEPS | {"scan_jobs", "shard_jobs", "execute_local", "launch_sky", "operate_fleet", "dryrun_run", "drive"}
+
+
+def test_only_run_submit_orchestrates_a_submit_and_cli_orchestrates_nothing() -> None:
+    calls = {name: _calls(path) for name, path in MODULES.items()}
+    creators = sorted(name for name, called in calls.items() if called & SUBMIT_STEPS)
+    assert creators == ["costserve.run.submit"]
+    in_cli = sorted(f"{name}: {sorted(called & RUN_STEPS)}" for name, called in calls.items()
+                    if name.startswith("costserve.cli") and called & RUN_STEPS)
+    assert in_cli == []
+
+
+def test_nothing_builds_a_costserve_command_line_from_a_request() -> None:
+    """A submit reaches a process of its own as a typed request (run/spawn.py), never as `costserve submit ARGS`."""
+    built = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name == "submit_args":
+                built.append(f"{name}:{node.lineno} defines submit_args")
+            if isinstance(node, (ast.List, ast.Tuple)):
+                words = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+                if "submit" in words and any(w in ("costserve", "costserve.cli") for w in words):
+                    built.append(f"{name}:{node.lineno} builds a `costserve submit` command line")
+    assert built == []

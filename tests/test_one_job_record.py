@@ -8,7 +8,8 @@ from pathlib import Path
 from costserve.jobs.assignment import class_counts
 from costserve.jobs.reader import valid_jobs
 from costserve.request import BatchRequest
-from costserve.run.prepare import scan_jobs, shard_jobs, write_shards
+from costserve.jobs.scan import scan_jobs
+from costserve.run.prepare import shard_jobs, write_shards
 from costserve.run.resume import unfinished_jobs
 from costserve.store.runs import RunStore
 from solver.workload import class_name, workload_from_jobs

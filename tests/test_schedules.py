@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from costserve.schedule.beat import FIRE_TASK, SCHEDULER_QUEUE, StoredScheduler, make_scheduler_app, submit_command
+from costserve.schedule.beat import FIRE_TASK, SCHEDULER_QUEUE, StoredScheduler, make_scheduler_app
 from costserve.schedule.store import load_schedules, next_fire, schedules_path
 
 UTC = timezone.utc
@@ -28,7 +28,7 @@ def test_add_list_remove_and_next_fire_time(cli, tmp_path: Path) -> None:  # typ
     assert added.exit_code == 0, added.output
     (entry,) = load_schedules()  # persisted in $COSTSERVE_HOME/schedules.json
     assert schedules_path().is_file() and entry.name == "nightly" and entry.cron == "0 2 * * *" and entry.jobs == str(jobs)
-    assert entry.submit_args[entry.submit_args.index("--budget") + 1] == "40.0" and "6h" in entry.submit_args
+    assert entry.request.budget == 40.0 and entry.request.deadline_s == 6 * 3600
     # next fire: 02:00 the next day when it is 10:00; 02:00 the same day when it is 01:30
     assert next_fire(entry, datetime(2026, 11, 21, 10, 0, tzinfo=UTC)) == datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
     assert next_fire(entry, datetime(2026, 11, 21, 1, 30, tzinfo=UTC)) == datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
@@ -92,7 +92,6 @@ def test_a_fire_runs_the_stored_submit_to_results(cli, tmp_path: Path, tiny_llam
     added = cli.invoke(app, ["schedule", "add", "n", str(jobs), "--cron", "0 2 * * *", "--budget", "5", "--model", str(tiny_llama_dir)])
     assert added.exit_code == 0, added.output
     (entry,) = load_schedules()
-    assert submit_command(entry, tmp_path / "o.jsonl")[3:6] == ["submit", str(jobs), "--yes"]
     assert fire_schedule("n") == 0, (scheduler_dir() / "n" / "scheduler.log").read_text()
     (results,) = (scheduler_dir() / "n").glob("*.results.jsonl")
     assert [json.loads(line)["custom_id"] for line in results.read_text().splitlines()] == ["n0", "n1", "n2"]

@@ -155,7 +155,7 @@ class ContinuousBatcher:
     ) -> Iterator[SeqState]:
         """Generate every sequence the source gives until it is closed and empty; yield each as it finishes
         (completion order). A sequence that arrives with `error` set is yielded at once, without a slot."""
-        r = _Rounds(self, source if hasattr(source, "take") else ListSource(source), submit)  # type: ignore[arg-type]
+        r = _Rounds(self, source if hasattr(source, "take") else ListSource(source), submit)  # type: ignore[arg-type]  # hasattr narrows a plain list to ListSource at run time
         occupancy = self.stats.occupancy
         while True:
             if not r.in_flight:  # every group is idle: wait for work, or end when the source is closed and empty

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -56,9 +57,9 @@ class QualityProfile:
         return cls(**data)
 
 
-def calibration_windows(tokenizer: object, text: str | None = None, window: int = WINDOW) -> Tensor:
+def calibration_windows(tokenizer: Any, text: str | None = None, window: int = WINDOW) -> Tensor:
     """The calibration text as token windows [N, window] (the tail shorter than a window is dropped)."""
-    ids = tokenizer.encode(text if text is not None else CALIBRATION_TEXT.read_text())  # type: ignore[attr-defined]
+    ids = tokenizer.encode(text if text is not None else CALIBRATION_TEXT.read_text())
     n = max(1, len(ids) // window)
     ids = (ids + ids)[: n * window] if len(ids) < window else ids[: n * window]
     return torch.tensor(ids).view(n, window)
@@ -84,6 +85,7 @@ class _Runner:
         self.slots, self.pos = torch.arange(n), torch.arange(t).repeat(n, 1)
         self.position = self.stage.position_inputs(self.pos)  # the same for every layer and every run
         self.inputs: list[Tensor] = []
+        assert self.stage.tok_embeddings is not None  # one stage over the whole model: it embeds
         with torch.inference_mode():
             h = self.stage.tok_embeddings(windows)
             for layer in self.stage.layers:
@@ -95,6 +97,7 @@ class _Runner:
         return layer(h, *self.position, self.slots, self.pos)
 
     def _head_nll(self, h: Tensor) -> float:
+        assert self.stage.norm is not None and self.stage.output is not None  # the whole model: it has the head
         return _nll(self.stage.output(self.stage.norm(h)), self.windows)
 
     @torch.inference_mode()

@@ -18,13 +18,13 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from solver.plan import Job, Replica, ReplicaError
-from workers.batching import BatchStats, Command, ContinuousBatcher, ListSource, SeqState, new_seq
+from workers.batching import BatchStats, Command, ContinuousBatcher, ListSource, SeqSource, SeqState, new_seq
 from workers.cpu import available_cpus, widen_dtype
 from workers.loader import build_stage, read_model_args
 from workers.model import StageModel
@@ -110,7 +110,7 @@ class Engine:
         self.replica = replica or Replica.uniform(self.args.n_layers)
         self.replica.check_layers(self.args.n_layers)
         torch.set_num_threads(threads or min(torch.get_num_threads(), available_cpus()))  # never more than it is given
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(str(self.model_dir))
         self.eos_ids = _eos_ids(self.model_dir, self.tokenizer)
         stages = self.replica.stages
         if processes is None:
@@ -181,13 +181,13 @@ class Engine:
             return seq
         return new_seq(key, ids, min(job.max_tokens, room), job.temperature, job.top_p, tuple(job.stop), job.seed, job.custom_id)
 
-    def _run(self, source: object, jobs: dict[int, Job], max_seq: int, occupancy: Occupancy | None) -> Iterator[Generation]:
+    def _run(self, source: SeqSource | list[SeqState], jobs: dict[int, Job], max_seq: int, occupancy: Occupancy | None) -> Iterator[Generation]:
         self.stats = BatchStats(occupancy=occupancy)
         per_group = self.replica.decode_micro_batch
         if max_seq > 0:
             self.pipeline.setup(self.groups * per_group, max_seq, self.kv_dtype)
         batcher = ContinuousBatcher(self.groups, per_group, self.replica.prefill_micro_batch, self.stats)
-        for s in batcher.run(source, self.pipeline.submit, self.pipeline.collect, self._finished):  # type: ignore[arg-type]
+        for s in batcher.run(source, self.pipeline.submit, self.pipeline.collect, self._finished):
             job = jobs.pop(s.index)
             if s.error is not None:
                 yield Generation(s.index, job.custom_id, "", len(s.prompt_ids), 0, "error", job.messages is not None, s.error)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,9 @@ class RMSNorm(nn.Module):
 
 class KVCache(nn.Module):
     """Keys and values of one layer: [slots, kv_heads, max_seq, head_dim]."""
+
+    k: Tensor
+    v: Tensor
 
     def __init__(self, slots: int, n_kv_heads: int, max_seq: int, head_dim: int, dtype: torch.dtype) -> None:
         super().__init__()
@@ -200,7 +203,7 @@ class StageModel(nn.Module):
     def setup_cache(self, slots: int, max_seq: int, dtype: torch.dtype = torch.float32, device: str = "cpu") -> None:
         """Allocate this stage's KV caches: `slots` sequences of up to `max_seq` tokens each."""
         a = self.args
-        for layer in self.layers:
+        for layer in self.blocks:
             with torch.device(
                 getattr(layer, "kv_device", None) or device
             ):  # host-resident layers may keep theirs on the host
@@ -210,7 +213,13 @@ class StageModel(nn.Module):
 
     def kv_cache_bytes(self) -> int:
         """Bytes held by this stage's KV caches."""
-        return sum(c.k.nbytes + c.v.nbytes for layer in self.layers if (c := layer.attention.kv_cache) is not None)
+        return sum(c.k.nbytes + c.v.nbytes for layer in self.blocks if (c := layer.attention.kv_cache) is not None)
+
+    @property
+    def blocks(self) -> list[Block]:
+        """The stage's decoder blocks, typed (an nn.ModuleList yields plain Modules; some may be wrapped, see
+        workers/offload.py, and keep a Block's `attention`)."""
+        return cast("list[Block]", list(self.layers))
 
     def position_inputs(self, pos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Rotary cos, sin [B, T, hd] and the causal mask [B, 1, T, seen] for positions `pos` [B, T]."""
@@ -263,10 +272,10 @@ def layer_state_dict(hf: Mapping[str, Tensor], args: ModelArgs, i: int) -> dict[
 def outer_state_dict(hf: Mapping[str, Tensor], args: ModelArgs, first: int, last: int) -> dict[str, Tensor]:
     """The embedding (first stage) and final norm + LM head (last stage); a tied head shares the embedding."""
     out: dict[str, Tensor] = {}
-    embed = hf["model.embed_tokens.weight"] if first == 0 or args.tie_embeddings else None
     if first == 0:
-        out["tok_embeddings.weight"] = embed
+        out["tok_embeddings.weight"] = hf["model.embed_tokens.weight"]
     if last == args.n_layers - 1:
         out["norm.weight"] = hf["model.norm.weight"]
-        out["output.weight"] = embed if args.tie_embeddings or "lm_head.weight" not in hf else hf["lm_head.weight"]
+        tied = args.tie_embeddings or "lm_head.weight" not in hf
+        out["output.weight"] = hf["model.embed_tokens.weight"] if tied else hf["lm_head.weight"]
     return out

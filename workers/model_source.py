@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from catalog.home import costserve_home
 from costserve.errors import WorkerError
@@ -48,7 +49,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The loaded model still carries the GGUF quantizer, which refuses to serialise; the
     # weights are already plain fp32 tensors, so drop it.
     model.hf_quantizer = None
@@ -78,7 +79,7 @@ def model_name(model: str | Path | None) -> str:
     """The name profiles are filed under: the embedded model's catalog name, else the dir/file stem."""
     if _is_embedded(model):
         return EMBEDDED_MODEL
-    return Path(model).stem if ("/" in str(model) or str(model).endswith(".gguf")) else str(model)
+    return Path(str(model)).stem if ("/" in str(model) or str(model).endswith(".gguf")) else str(model)
 
 
 def catalog_model_name(model: str | Path | None) -> str:

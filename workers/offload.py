@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import chain
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -80,11 +81,11 @@ class HostResidentBlock(nn.Module):
             _pin(block)
 
     @property
-    def attention(self) -> nn.Module:
-        """The wrapped layer's attention (StageModel.setup_cache puts the KV cache there)."""
+    def attention(self) -> Any:
+        """The wrapped layer's attention (StageModel.setup_cache puts the KV cache there): a model.Attention."""
         return self.block.attention
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+    def _apply(self, fn, recurse=True):
         return self  # stays in host memory whatever .to() the stage is given
 
     def host_weights(self) -> dict[str, Tensor]:

@@ -23,6 +23,7 @@ import tempfile
 from collections import deque
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -55,7 +56,7 @@ class _Sender:
 
     def __init__(self, dst: int) -> None:
         self.dst = dst
-        self.pending: deque[tuple[dist.Work, Tensor]] = deque()
+        self.pending: deque[tuple[Any, Tensor]] = deque()  # (torch.distributed Work, the tensor it sends)
 
     def send(self, *tensors: Tensor) -> None:
         for t in tensors:

@@ -62,6 +62,9 @@ def kernel_path(bits: int, rows: int, device: str = "cpu", out_features: int = 0
 class Bf16Linear(nn.Module):
     """A Linear with bf16 weights; fp32 in, fp32 out (the matmul in bf16 where it is native, else fp32)."""
 
+    weight: Tensor
+    bias: Tensor | None
+
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16))
@@ -75,6 +78,10 @@ class Bf16Linear(nn.Module):
 
 class Int8Linear(nn.Module):
     """Weight-only int8, one fp scale per output channel: W ≈ q · scale."""
+
+    weight: Tensor
+    scales: Tensor
+    bias: Tensor | None
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
@@ -98,6 +105,10 @@ class Int8Linear(nn.Module):
 
 class Int4Linear(nn.Module):
     """Weight-only int4, asymmetric per group of GROUP_SIZE inputs: W ≈ (q − 8) · scale + zero."""
+
+    weight: Tensor
+    scales_and_zeros: Tensor
+    bias: Tensor | None
 
     def __init__(self, linear: nn.Linear, group_size: int = GROUP_SIZE) -> None:
         super().__init__()

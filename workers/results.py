@@ -62,7 +62,7 @@ def batch_output_line(
     created = int(time.time()) if created is None else created
     common = {"created": created, "model": model, "system_fingerprint": fingerprint, "usage": _usage(g)}
     if g.chat:
-        message = {
+        message: dict[str, Any] = {
             "role": "assistant",
             "content": g.text,
             "refusal": None,

@@ -85,7 +85,8 @@ def profile(
 
     if device not in ("cpu", "cuda"):
         fail(f"--device {device}: use cpu or cuda")
-    run_profile(device, model, out, quick)
+    with one_line_errors():
+        run_profile(device, model, out, quick)
 
 
 @command(app, ENGINE, "COSTSERVE_BROKER=redis://:PASSWORD@host:6379/0 costserve worker --queue local-RUN")

@@ -77,4 +77,5 @@ def report(
         if since is not None:
             show_trend(since, html, csv, json_out)
         else:
-            show_run_report(run, html, csv, json_out)  # type: ignore[arg-type]
+            assert run is not None  # exactly one of run and --since, checked above
+            show_run_report(run, html, csv, json_out)

@@ -9,7 +9,7 @@ import typer
 
 from costserve.cli.app import app
 from costserve.cli.help import DEFAULT_MODEL, MODEL_HELP, RUN, command
-from costserve.cli.options import broker_option, build_request, cli_settings, settings_broker
+from costserve.cli.options import broker_option, build_request, cli_settings
 from costserve.cli.output import fail, json_mode, one_line_errors
 
 BROKER_HELP = ("Celery broker URL, e.g. redis://:PASSWORD@host:6379/0; $COSTSERVE_BROKER keeps a password out of `ps`")
@@ -45,7 +45,7 @@ def submit(
 ) -> None:
     """Run a job file end to end: plan it, ask, then run it on this machine (run store, Redis queue, local workers)
     or on a SkyPilot fleet; results in OpenAI Batch format and a cost report."""
-    from costserve.cli.submit import submit as run_submit
+    from costserve.cli.submit import submit_here
 
     if backend not in ("local", "sky"):
         fail(f"--backend: {backend!r} is not a backend (local or sky)")
@@ -71,7 +71,7 @@ def submit(
             from costserve.cli.detach import detach_submit
 
             raise typer.Exit(detach_submit(request, broker, output_dir, json_out, dry_run))
-        code = run_submit(request, settings, broker, yes, dry_run, json_out, output_dir)
+        code = submit_here(request, settings, broker, yes, dry_run, json_out, output_dir)
     raise typer.Exit(code)
 
 
@@ -88,6 +88,7 @@ def resume(
     """
     from costserve.cli.runs import open_run
     from costserve.durations import parse_duration
+    from costserve.run.broker_url import configured_broker
     from costserve.run.resume import resume_run
 
     try:
@@ -95,7 +96,7 @@ def resume(
     except ValueError as exc:
         fail(f"--deadline: {exc}")
     with one_line_errors():
-        code = resume_run(open_run(run), broker or settings_broker(cli_settings()), budget, deadline_s)
+        code = resume_run(open_run(run), broker or configured_broker(cli_settings()), budget, deadline_s)
     raise typer.Exit(code)
 
 

@@ -1,8 +1,8 @@
 """`costserve submit --detach`: the driver goes on in the background; the command returns once the run exists.
 
-A cloud batch outlives the terminal that started it. The driver is the same `costserve submit`
-(with `--yes --json`), started in its own session so a closed terminal does not stop it. Its
-output goes to a log file, which moves into the run directory (`driver.log`) once the run has
+A cloud batch outlives the terminal that started it. The driver is a process of its own
+(run/spawn.py: the typed request, `--yes --json` semantics), started in its own session so a
+closed terminal does not stop it. Its output goes to a log file, which moves into the run directory (`driver.log`) once the run has
 an id; this shows the log (plan and warnings) up to that point, then the run id and how to
 follow it. A submit that stops before creating a run (a bad file, a refused budget) shows its
 one-line error and exit code, as without --detach.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,31 +28,14 @@ def detach_submit(
     request: BatchRequest, broker: str | None, output_dir: Path | None, json_out: bool, dry_run: bool = False
 ) -> int:
     """Start the driver of `request` in the background and return 0 once its run exists (the driver's exit code if it
-    ends before that). `broker` reaches it in its environment, never on its command line."""
-    args = request.submit_args()
-    if output_dir is not None:  # the child writes results and reports there itself
-        args = _without(args, "--out", "--errors-out") + ["--output-dir", str(output_dir)]
-    env = {**os.environ, **({"COSTSERVE_BROKER": broker} if broker else {})}
+    ends before that). `broker` reaches it in its environment, never in a file or on its command line."""
+    from costserve.run.spawn import SubmitOrder, spawn_driver
+
     runs_dir().mkdir(parents=True, exist_ok=True)
     log = runs_dir() / f".driver-{os.getpid()}-{time.time_ns()}.log"
+    order = SubmitOrder(request=request, dry_run=dry_run, output_dir=output_dir)
     with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "costserve.cli",
-                "submit",
-                *args,
-                "--yes",
-                "--json",
-                *(["--dry-run"] if dry_run else []),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+        proc = spawn_driver(order, runs_dir(), broker, stdout=out, stderr=subprocess.STDOUT, detach=True)
     created = _wait_created(proc, log)
     if created is None:
         code = proc.poll()
@@ -76,20 +58,7 @@ def detach_submit(
     return 0
 
 
-def _without(args: list[str], *flags: str) -> list[str]:
-    """`args` without each of `flags` and its value."""
-    out, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-        elif a in flags:
-            skip = True
-        else:
-            out.append(a)
-    return out
-
-
-def _wait_created(proc: subprocess.Popen, log: Path) -> dict | None:  # type: ignore[type-arg]
+def _wait_created(proc: subprocess.Popen, log: Path) -> dict | None:
     """Echo the driver's log to stderr until its `created` line (returned) or its end (None)."""
     shown = 0
     deadline = time.monotonic() + CREATED_TIMEOUT_S

@@ -60,10 +60,3 @@ def broker_option(ctx: typer.Context, value: str | None) -> str | None:
     if has_password(url) and source is not None and source.name == "COMMANDLINE":
         warn("--broker carries a password on the command line, where `ps` shows it; set COSTSERVE_BROKER instead")
     return url
-
-
-def settings_broker(settings: Settings) -> str | None:
-    """The `broker` setting (config file or environment) in costserve's one URL form, or None."""
-    from costserve.run.broker_url import normalize_broker_url
-
-    return normalize_broker_url(settings.broker) if settings.broker else None

@@ -27,7 +27,7 @@ def offering_label(g: FleetGroupPlan) -> str:
     return f"{g.cloud}/{g.region}/{g.instance_type}" + (" (spot)" if g.spot else "")
 
 
-def _groups_table(plan: Plan, title: str):  # type: ignore[no-untyped-def]
+def _groups_table(plan: Plan, title: str):
     import pandas as pd
 
     rows = [
@@ -72,7 +72,7 @@ def quality_line(plan: Plan) -> str:
     return line
 
 
-def _alternatives(plan: Plan, local: bool):  # type: ignore[no-untyped-def]
+def _alternatives(plan: Plan, local: bool):
     import pandas as pd
 
     rows = []

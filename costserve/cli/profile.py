@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from costserve.cli.output import console, err_console, fail
-from costserve.config import ConfigError, load_settings
+from costserve.cli.output import console, err_console
+from costserve.config import load_settings
 
 
 def run_profile(device: str, model: str | None, out: Path | None, quick: bool = False) -> Path:
     """Profile `device` (cpu or cuda) with `model`'s layers (`quick`: workers.profile.QUICK's fewer points); write JSON,
-    print a summary, return the file's path."""
-    from solver.device_profile import default_profile_path
-    from workers.model_source import ModelSourceError, model_name, resolve_model_dir
-    from workers.profile import QUICK, profile_device
+    print a summary (predicted decode tokens/s), return the file's path."""
+    from costserve.planning.machine_profile import profile_machine
+    from solver.device_profile import decode_tokens_per_s
+    from workers.model_source import model_name
 
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            fail("--device cuda: no CUDA device on this machine (torch sees none)")
-    try:
-        name = model or load_settings().default_model
-        model_dir = resolve_model_dir(name)
-    except (ConfigError, ModelSourceError) as exc:
-        fail(str(exc))
-    name = model_name(name)
+    name = model or load_settings().default_model
     progress = Progress(
         TextColumn(f"profiling {device}"),
         BarColumn(),
@@ -40,24 +29,15 @@ def run_profile(device: str, model: str | None, out: Path | None, quick: bool = 
     )
     with progress:
         task = progress.add_task("profile", total=None)
-        prof = profile_device(
-            model_dir,
-            name,
-            device,
-            progress=lambda d, t: progress.update(task, completed=d, total=t),
-            **(QUICK if quick else {}),
-        )  # type: ignore[arg-type]
-    path = out or default_profile_path(device, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(prof, indent=1) + "\n")
-    from solver.device_profile import decode_tokens_per_s
-
+        path, prof = profile_machine(
+            device, name, out, quick, progress=lambda d, t: progress.update(task, completed=d, total=t)
+        )
     n = prof["layers"]
     summary = ", ".join(
         f"{b}-bit {decode_tokens_per_s(prof, [int(b)] * n, 16, 256):.0f}" for b in prof["layer_decode_ms"]
     )
     console.print(
-        f"{device} ({os.cpu_count()} cores, {prof['threads']} threads), {name}: predicted decode tokens/s "
-        f"at batch 16, 256 cached tokens: {summary} -> {path}"
+        f"{device} ({os.cpu_count()} cores, {prof['threads']} threads), {model_name(name)}: predicted decode "
+        f"tokens/s at batch 16, 256 cached tokens: {summary} -> {path}"
     )
     return path

@@ -88,7 +88,7 @@ def schedule_list() -> None:
                 "cron": e.cron,
                 "next fire": f"{next_fire(e, now):%Y-%m-%d %H:%M %Z}",
                 "jobs": e.jobs,
-                "submit options": " ".join(e.submit_args),
+                "request": e.request.describe(),
             }
             for e in entries
         ]

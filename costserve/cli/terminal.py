@@ -59,7 +59,7 @@ class TerminalNotices:
 
     def step(self, what: str) -> AbstractContextManager[None]:
         """A spinner with `what` while the step runs."""
-        return console.status(what)  # type: ignore[return-value]
+        return console.status(what)  # type: ignore[return-value]  # rich's Status is a context manager of itself, not of None
 
     @contextmanager
     def live(self, total: int) -> Iterator[Callable[[Tick], None]]:

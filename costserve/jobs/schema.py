@@ -152,7 +152,7 @@ def job_from_batch_line(
 ) -> Job:
     """Normalise a validated OpenAI Batch line and its validated body into a Job."""
     max_tokens = body.max_completion_tokens or body.max_tokens or default_max_tokens
-    common = dict(
+    common: dict[str, Any] = dict(
         custom_id=req.custom_id,
         line=line,
         model=body.model,

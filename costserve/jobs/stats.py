@@ -38,7 +38,7 @@ class JobFileSummary:
         """Count one valid job; input length is the chars/4 estimate (tokens)."""
         self.jobs += 1
         self.models[job.model or f"{default_model} (default)"] += 1
-        self.endpoints[job.endpoint] += 1
+        self.endpoints[job.endpoint or "completion"] += 1  # Job sets it: never None here
         self.input_tokens[job.estimated_input_tokens()] += 1
         self.output_tokens[job.max_tokens] += 1
 

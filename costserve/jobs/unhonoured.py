@@ -57,7 +57,8 @@ class FieldAudit:
 
     def problem(self, obj: dict[str, Any], line: int) -> tuple[str, str] | None:
         """(field, message) when `strict` and the line sets an unhonoured field; otherwise counts it and returns None."""
-        body = obj.get("body") if isinstance(obj.get("body"), dict) else obj
+        raw = obj.get("body")
+        body: dict[str, Any] = raw if isinstance(raw, dict) else obj
         fields = unhonoured_fields(body)
         if not fields:
             return None

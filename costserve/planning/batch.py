@@ -44,7 +44,7 @@ def plan_workload(
 ) -> Workload:
     """What `plan` plans: a workload JSON, else the request's job file (streamed, each bad line to `on_bad_line`),
     bucketed on the throughput profile's own grid when `profiles` is given, so each class is one profiled bucket."""
-    from costserve.run.prepare import scan_jobs
+    from costserve.jobs.scan import scan_jobs
     from solver.workload import load_workload_json
 
     grid = None

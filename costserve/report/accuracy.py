@@ -21,6 +21,7 @@ class RunReport(Protocol):
 
     jobs: int
     results: int
+    groups: Any  # a pandas DataFrame: one row per fleet group (planned batch, steady occupancy, ...)
     output_tokens: int
     cost: float
     predicted_cost: float | None

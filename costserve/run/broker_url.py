@@ -8,7 +8,11 @@ the userinfo once, where the URL enters costserve.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from costserve.config import Settings
 
 CREDENTIAL_PARAMS = ("username", "password")
 
@@ -38,3 +42,8 @@ def redact_url(url: str) -> str:
     from kombu.utils.url import maybe_sanitize_url
 
     return str(maybe_sanitize_url(normalize_broker_url(url), mask="***"))
+
+
+def configured_broker(settings: Settings) -> str | None:
+    """The `broker` setting (config file or environment) in costserve's one URL form, or None."""
+    return normalize_broker_url(settings.broker) if settings.broker else None

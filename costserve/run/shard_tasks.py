@@ -75,7 +75,7 @@ class ShardTasks:
         meta = self.app.backend.get_task_meta(task)
         status, result = meta.get("status"), meta.get("result")
         if status in ("STARTED", PROGRESS, "SUCCESS") and isinstance(result, dict) and "outputs" in result:
-            for failure in ingest_report(self.results, result, group):  # type: ignore[arg-type]
+            for failure in ingest_report(self.results, result, group):  # type: ignore[arg-type]  # a backend's task meta is a plain dict; ingest_report reads it as a ShardReport
                 self.problem = f"{shard} attempt {failure['attempt']} failed on {failure['worker']}: {failure['error']}"
                 self.store.event("shard failed", self.problem + ("" if failure["final"] else "; retrying"))
         if status == "SUCCESS":  # its jobs without a result when sent have one now: the shard is done

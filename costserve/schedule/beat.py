@@ -1,4 +1,4 @@
-"""`costserve scheduler`: Celery beat firing the stored schedules, each as a `costserve submit --yes` subprocess.
+"""`costserve scheduler`: Celery beat firing the stored schedules, each submit in a driver process of its own.
 
 Beat and one worker run in this process (`worker -B`); the broker is an embedded Redis in
 `$COSTSERVE_HOME/scheduler/` unless `--broker` or the `broker` setting names one. The beat
@@ -9,9 +9,7 @@ down) are not replayed: the next one is kept, as cron does.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -88,28 +86,22 @@ def make_scheduler_app(broker: str) -> Celery:
     return app
 
 
-def submit_command(entry: ScheduleEntry, out: Path) -> list[str]:
-    """The `costserve submit` command line a fire runs."""
-    return [sys.executable, "-m", "costserve.cli", "submit", entry.jobs, "--yes", "--out", str(out), *entry.submit_args]
-
-
 def fire_schedule(name: str) -> int:
-    """Run one schedule's submit now (the beat task); returns its exit code. Output goes to the schedule's log."""
+    """Run one schedule's submit now (the beat task) in a driver process of its own; returns its exit code. Its output
+    goes to the schedule's log, its results beside it (`STAMP.results.jsonl`)."""
+    from costserve.run.spawn import SubmitOrder, spawn_driver
+
     entry = next((e for e in load_schedules() if e.name == name), None)
     if entry is None:
         return 0  # removed since beat queued it
     folder = scheduler_dir() / name
     folder.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    with (folder / "scheduler.log").open("ab") as log:
-        log.write(f"--- {stamp} firing {name}\n".encode())
+    request = entry.request.model_copy(update={"out": folder / f"{stamp}.results.jsonl", "errors_out": None})
+    with (folder / "scheduler.log").open("a") as log:
+        log.write(f"--- {stamp} firing {name}\n")
         log.flush()
-        env = {
-            k: v for k, v in os.environ.items() if k != "COSTSERVE_BROKER"
-        }  # the scheduler's broker is not the run's
-        return subprocess.call(
-            submit_command(entry, folder / f"{stamp}.results.jsonl"), stdout=log, stderr=subprocess.STDOUT, env=env
-        )
+        return spawn_driver(SubmitOrder(request=request), folder, stdout=log, stderr=subprocess.STDOUT).wait()
 
 
 def run_scheduler(broker: str | None) -> None:

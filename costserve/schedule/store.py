@@ -1,8 +1,8 @@
 """Stored schedules: `$COSTSERVE_HOME/schedules.json`, one entry per named nightly (or any cron) batch.
 
 Each entry is a cron expression (5 fields, the machine's time zone) and the BatchRequest it
-fires as `costserve submit`. Celery beat runs them (`costserve scheduler`); the cron
-expression is parsed by Celery's own `crontab`, so what `schedule list` shows as the next
+submits (run/spawn.py: a driver process of its own, handed the typed request). Celery beat
+runs them (`costserve scheduler`); the cron expression is parsed by Celery's own `crontab`, so what `schedule list` shows as the next
 fire time is what beat will do.
 """
 
@@ -45,11 +45,6 @@ class ScheduleEntry(BaseModel):
         """Absolute path of the job file."""
         return str(self.request.jobs)
 
-    @property
-    def submit_args(self) -> list[str]:
-        """The `costserve submit` options after the job file that make the request again."""
-        return self.request.submit_args()[1:]
-
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -82,7 +77,7 @@ def _read(path: str) -> str:
         return ""
 
 
-def parse_cron(expr: str, nowfun=None) -> crontab:  # type: ignore[no-untyped-def]
+def parse_cron(expr: str, nowfun=None) -> crontab:
     """Celery's crontab for a 5-field cron expression (minute hour day-of-month month day-of-week)."""
     from celery.schedules import ParseException, crontab
 

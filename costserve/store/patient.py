@@ -71,12 +71,12 @@ class PatientConnection(sqlite3.Connection):
                     ) from None
                 time.sleep(RETRY_PAUSE_S)
 
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
-        return self._patiently(super().execute, sql, parameters)  # type: ignore[no-any-return]
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return self._patiently(super().execute, sql, parameters)
 
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:  # type: ignore[override]
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
         rows = list(parameters)  # a retry runs them again: INSERT OR REPLACE / keyed writes make that harmless
-        return self._patiently(super().executemany, sql, rows)  # type: ignore[no-any-return]
+        return self._patiently(super().executemany, sql, rows)
 
     def commit(self) -> None:
         self._patiently(super().commit)

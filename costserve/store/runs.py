@@ -289,7 +289,7 @@ class RunStore:
 
     def last_event(self) -> tuple[float, str, str]:
         """(unix time, kind, detail) of the newest event."""
-        return tuple(self.db.execute("SELECT ts, kind, detail FROM events ORDER BY rowid DESC LIMIT 1").fetchone())  # type: ignore[return-value]
+        return tuple(self.db.execute("SELECT ts, kind, detail FROM events ORDER BY rowid DESC LIMIT 1").fetchone())
 
     def write_json(self, name: str, data: Any) -> Path:
         """Write a JSON file in the run directory (plan.json, replica files)."""
