@@ -25,11 +25,11 @@ def main() -> None:
     a = p.parse_args()
     import pandas as pd
 
-    from workers.calibrate import calibrate, replica_perplexity
+    from workers.quality_profile import profile_quality, replica_perplexity
     from workers.model_source import EMBEDDED_MODEL, resolve_model_dir
 
     model_dir = resolve_model_dir(None)
-    profile = calibrate(model_dir, EMBEDDED_MODEL)
+    profile = profile_quality(model_dir, EMBEDDED_MODEL)
     if a.save:
         profile.save(a.save)
     rows = [{"replica": "fp32", "predicted ppl": profile.base_perplexity, "measured ppl": profile.base_perplexity}]

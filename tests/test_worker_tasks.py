@@ -48,10 +48,10 @@ def test_a_shard_report_holds_each_job_once_and_a_retry_runs_only_what_is_missin
 
 
 def test_calibration_profile_shape_and_single_layer_prediction(tmp_path: Path, tiny_llama_dir: Path) -> None:
-    from workers.calibrate import QualityProfile, calibrate, replica_perplexity
+    from workers.quality_profile import QualityProfile, profile_quality, replica_perplexity
 
     seen: list[int] = []
-    profile = calibrate(tiny_llama_dir, "tiny", bits=(8, 4), progress=lambda done, total: seen.append(done))
+    profile = profile_quality(tiny_llama_dir, "tiny", bits=(8, 4), progress=lambda done, total: seen.append(done))
     assert seen == list(range(1, 9))
     assert set(profile.layer_loss) == {8, 4} and all(len(v) == 4 for v in profile.layer_loss.values())
     assert math.isfinite(profile.base_perplexity) and profile.base_perplexity > 1
@@ -66,7 +66,7 @@ def test_calibration_profile_shape_and_single_layer_prediction(tmp_path: Path, t
 
 def test_planner_reads_a_calibrated_profile(costserve_home: Path) -> None:
     from catalog.quality_profiles import load_layer_loss, user_profile_path
-    from workers.calibrate import QualityProfile
+    from workers.quality_profile import QualityProfile
 
     assert load_layer_loss("NoSuchModel") is None
     QualityProfile("NoSuchModel", 9.0, 512, {8: [0.01, 0.02], 4: [0.1, 0.2]}).save(user_profile_path("NoSuchModel"))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from costserve.cli.output import console, err_console
+from costserve.cli.output import console
+from costserve.cli.terminal import counted_progress
 from costserve.config import load_settings
 
 
@@ -19,19 +18,8 @@ def run_profile(device: str, model: str | None, out: Path | None, quick: bool = 
     from workers.model_source import model_name
 
     name = model or load_settings().default_model
-    progress = Progress(
-        TextColumn(f"profiling {device}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    )
-    with progress:
-        task = progress.add_task("profile", total=None)
-        path, prof = profile_machine(
-            device, name, out, quick, progress=lambda d, t: progress.update(task, completed=d, total=t)
-        )
+    with counted_progress(f"profiling {device}") as progress:
+        path, prof = profile_machine(device, name, out, quick, progress=progress)
     n = prof["layers"]
     summary = ", ".join(
         f"{b}-bit {decode_tokens_per_s(prof, [int(b)] * n, 16, 256):.0f}" for b in prof["layer_decode_ms"]

@@ -9,6 +9,8 @@ from pathlib import Path
 from costserve.cli.output import console, fail, one_line_errors
 from costserve.cli.terminal import warn
 from costserve.durations import format_money
+from costserve.errors import StopReason
+from costserve.store.run_state import RunState
 from costserve.store.runs import RunStore, list_runs
 
 
@@ -40,6 +42,7 @@ def show_runs(json_out: bool = False, dry_runs: bool = False) -> None:
                 "run": run.id,
                 "jobs": run.input_info()["jobs"],
                 "results": run.results_done(),
+                "state": _state_words(run.state(), run.stop_reason()),
                 "last event": kind,
                 "at": _when(ts),
                 "input": run.input_info()["path"],
@@ -60,7 +63,8 @@ def show_status(run_id: str, json_out: bool = False) -> None:
     run = open_run(run_id)
     info = run.input_info()
     shards = run.shards()
-    states = {state: sum(1 for s in shards if s[3] == state) for state in sorted({s[3] for s in shards})}
+    states = {str(state): sum(1 for s in shards if s.state == state) for state in sorted({s.state for s in shards})}
+    state, reason = run.state(), run.stop_reason()
     if json_out:
         from costserve.cli.output import emit_json
 
@@ -71,6 +75,8 @@ def show_status(run_id: str, json_out: bool = False) -> None:
                 "results": run.results_done(),
                 "shards": states,
                 "spent": run.spend(),
+                "state": state,
+                "stop_reason": reason,
                 "ended": run.ended(),
                 "dry_run": run.dry_run,
                 "driver_pid": run.driver_pid(),
@@ -79,13 +85,13 @@ def show_status(run_id: str, json_out: bool = False) -> None:
         )
         return
     console.print(
-        f"run {run.id}: {run.results_done()}/{info['jobs']} jobs have results; shards "
+        f"run {run.id}: {_state_words(state, reason)}; {run.results_done()}/{info['jobs']} jobs have results; shards "
         + ", ".join(f"{n} {state}" for state, n in states.items()),
         markup=False,
     )
     fleet = run.fleet()
     if fleet:
-        running = sum(n for _, _, n, _, _, down in fleet if down is None)
+        running = sum(row.instances for row in fleet if row.down is None)
         console.print(
             f"  spent {format_money(run.spend())} on {len(fleet)} fleet group(s), {running} instance(s) running",
             markup=False,
@@ -131,3 +137,8 @@ def write_results(run_id: str, out: Path | None, errors_out: Path | None = None)
     if missing:
         warn(f"run {run.id}: {missing} jobs have no result yet")
     return 1 if missing else 0
+
+
+def _state_words(state: RunState, reason: StopReason | None) -> str:
+    """`stopped (budget)`, `finished`, `running`: a run's state and, for a stop, its reason."""
+    return f"{state} ({reason})" if reason is not None else str(state)

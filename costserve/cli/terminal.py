@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from rich.console import Console, RenderableType
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from costserve.durations import format_duration, format_money
 from costserve.notices import Tick
@@ -29,6 +29,18 @@ def say(message: str) -> None:
 def warn(message: str) -> None:
     """One plain `costserve: ...` line on stderr."""
     err_console.print(f"costserve: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def counted_progress(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar on stderr for a long step counted in units (layers, timing points); yields the
+    `progress(done, total)` callback the step reports through."""
+    progress = Progress(
+        TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err_console, transient=True
+    )
+    with progress:
+        task = progress.add_task(what, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
 class _BatchProgress(Progress):

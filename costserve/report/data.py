@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
 
 if TYPE_CHECKING:
@@ -105,8 +106,9 @@ def _group_frame(store: RunStore, plan: Plan | None, results: pd.DataFrame, queu
     from deploy.skypilot import group_queue
 
     periods: dict[str, list[tuple[int, int, float, float]]] = {}
-    for queue, index, instances, price, up, down in store.fleet():  # a resumed run has several periods per group
-        periods.setdefault(queue, []).append((index, instances, price, instances * ((down or now) - up) / 3600))
+    for row in store.fleet():  # a resumed run has several periods per group
+        hours = row.instances * ((row.down or now) - row.up) / 3600
+        periods.setdefault(row.group, []).append((row.group_index, row.instances, row.price_per_hour, hours))
     rows = []
     for queue, spans in periods.items():
         index, instances, price = spans[0][0], spans[-1][1], spans[-1][2]
@@ -173,7 +175,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     now = time.time() if now is None else now
     plan = store.plan()
     jobs = int(store.input_info()["jobs"])
-    queued = store.first_event_time("queued") or store.created()
+    queued = store.first_event_time(Event.QUEUED) or store.created()
     con = results_db(store.dir)
     try:
         results, runs = result_frames(con)  # a row per shard
@@ -181,10 +183,10 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
         timeline = tokens_per_second(con, queued)
     finally:
         con.close()
-    shard_queue = {sid: q for sid, q, _, _ in store.shards()}
+    shard_queue = {s.shard_id: s.group for s in store.shards()}
     results["queue"] = results["shard"].map(shard_queue)
     done = int(results["jobs"].sum())
-    end = store.first_event_time("finished")
+    end = store.first_event_time(Event.FINISHED)
     last = float(results["finished"].max()) if len(results) else queued
     makespan = max(0.0, (last if end is not None or done == jobs else now) - queued)
     waits = (runs["started"] - queued).clip(lower=0) if len(runs) else pd.Series([0.0])

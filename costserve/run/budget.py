@@ -30,7 +30,7 @@ class BudgetGuard:
 
     def running_rate(self, store: RunStore) -> float:
         """$/h of the instances running now."""
-        return sum(n * price for _, _, n, price, _, down in store.fleet() if down is None)
+        return store.running_price_per_hour()
 
     def check(self, store: RunStore) -> float:
         """The spend so far ($); raises BudgetReached when another increment of the running fleet would cross the budget."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from costserve.notices import warn
 from costserve.report.data import startup_seconds
+from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
 
 if TYPE_CHECKING:
@@ -65,9 +66,9 @@ def group_measurements(store: RunStore, plan: Plan, report: RunReport) -> list[G
     finally:
         con.close()
     runs["group queue"] = runs["shard"].map(
-        {sid: q for sid, q, _, _ in store.shards()}
+        {s.shard_id: s.group for s in store.shards()}
     )  # a worker's own queue may differ
-    queued = store.first_event_time("queued") or store.created()
+    queued = store.first_event_time(Event.QUEUED) or store.created()
     out = []
     for _, row in report.groups.iterrows():
         index, queue = int(row["group"]), str(row["queue"])
@@ -75,7 +76,7 @@ def group_measurements(store: RunStore, plan: Plan, report: RunReport) -> list[G
             continue  # the broker node
         group = plan.groups[index]
         local = _is_local(group)
-        launched = queued if local else store.event_time("launching", queue)
+        launched = queued if local else store.event_time(Event.LAUNCHING, queue)
         # what the jobs' max_tokens allowed: the tokens the plan costed for the group ÷ the plan's output share
         allowed = float(row["planned output tokens"] or 0.0) / plan.output_share
         tokens = float(row["output tokens"])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from costserve.errors import RunStateError
+from costserve.errors import RunStateError, StopReason
 from costserve.notices import say
 from costserve.run.leftovers import driver_alive, stop_leftovers
+from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
 
 
@@ -15,7 +16,7 @@ def cancel_run(run: RunStore, wait_s: float = 60.0) -> int:
     if (ended := run.ended()) is not None:
         say(f"run {run.id} already {ended}; nothing to cancel")
         return 0
-    run.event("cancel requested")
+    run.event(Event.CANCEL_REQUESTED)
     driver = driver_alive(run)
     if driver is not None:
         deadline = time.monotonic() + wait_s
@@ -29,9 +30,9 @@ def cancel_run(run: RunStore, wait_s: float = 60.0) -> int:
             )
     else:  # the driver is gone (killed, machine rebooted): stop what it left running
         stop_leftovers(run)
-        for queue in {q for q, *_ in run.fleet()}:
+        for queue in {row.group for row in run.fleet()}:
             run.fleet_down(queue)
-        run.event("stopped", "cancelled")
+        run.record_stop(StopReason.CANCELLED, "cancelled")
     say(
         f"run {run.id} cancelled: {run.results_done()}/{run.input_info()['jobs']} jobs have results "
         f"(`costserve results {run.id}`)"

@@ -16,6 +16,7 @@ from costserve.report.files import write_run_report
 from costserve.request import errors_path_for
 from costserve.run.calibrate import calibrate_from
 from costserve.store.results import outputs_in_order
+from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
 
 
@@ -71,13 +72,16 @@ def finish_run(
     try:
         written, failed = write_results_file(results, out, errors_out)
     except ResultsFileError as exc:
-        store.event("stopped", str(exc))
+        store.record_stop(StopReason.RESULTS_FILE, str(exc))
         raise ResultsFileError(
             f"run {store.id}: {exc}; every result is kept in the run store: "
             f"`costserve results {store.id} --out FILE` writes them"
         ) from None
     line = None if stopped is None else stop_line(stopped)
-    store.event("finished" if line is None else "stopped", str(out) if line is None else line)
+    if stopped is None or line is None:
+        store.event(Event.FINISHED, str(out))
+    else:
+        store.record_stop(stopped.reason, line)
     report = None
     try:
         report = build_report(store)  # once: the report files, the calibration and the prediction check all read it

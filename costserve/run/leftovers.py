@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
 
 
@@ -29,13 +30,13 @@ def _works_in(pid: int, run_dir: Path) -> bool:
         return False
 
 
-def _recorded_pids(run: RunStore, kind: str) -> list[int]:
+def _recorded_pids(run: RunStore, kind: Event) -> list[int]:
     return [int(d) for d in run.events(kind)]
 
 
 def driver_alive(run: RunStore) -> int | None:
     """The pid of the run's driver (`submit`/`resume`) if it is still running, else None."""
-    pids = _recorded_pids(run, "driver")
+    pids = _recorded_pids(run, Event.DRIVER)
     return pids[-1] if pids and _costserve_process(pids[-1]) else None
 
 
@@ -43,13 +44,13 @@ def stop_leftovers(run: RunStore) -> None:
     """Stop the worker process groups and embedded Redis a dead driver left running (checked by command line first)."""
     import signal
 
-    for pid in _recorded_pids(run, "worker started"):
+    for pid in _recorded_pids(run, Event.WORKER_STARTED):
         if _works_in(pid, run.dir):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    for pid in _recorded_pids(run, "broker pid"):
+    for pid in _recorded_pids(run, Event.BROKER_PID):
         try:
             if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGTERM)

@@ -36,6 +36,7 @@ from costserve.run.shard_tasks import ShardTasks
 from costserve.run.shard_window import ShardWindow, window_size
 from costserve.run.watchdog import stall_allowance_s, stalled_workers, visibility_timeout_s
 from costserve.store.results import shards_run, shards_started, shards_started_by
+from costserve.store.run_state import Event, ShardState
 from costserve.store.runs import RunStore
 from deploy.skypilot import group_queue
 
@@ -83,12 +84,12 @@ class LocalBackend:
 
         model_dir = resolve_model_dir(self.request.model)
         self.store.mark_finished_shards(self.results)
-        todo = [sid for sid, *_ in self.store.shards("queued")]
+        todo = [s.shard_id for s in self.store.shards(ShardState.QUEUED)]
         self.redis = EmbeddedRedis(self.store.dir) if self.broker is None else None
         url = self.redis.url if self.redis is not None else str(self.broker)
         if self.redis is not None:
-            self.store.event("broker pid", str(self.redis.pid))
-        self.store.event("broker", redact_url(url))
+            self.store.event(Event.BROKER_PID, str(self.redis.pid))
+        self.store.event(Event.BROKER, redact_url(url))
         replica_file, log = self.store.dir / f"replica-{QUEUE}.json", self.store.dir / "workers.log"
         self.app = make_app(url)
         self.tasks = ShardTasks(self.store, self.results, self.app)
@@ -111,7 +112,7 @@ class LocalBackend:
         self.window.waiting.extend(todo)
         sent = self.window.fill()
         self.store.event(
-            "queued", f"{len(todo)} shards on queue {self.queue}, {sent} sent (the rest as workers finish them)"
+            Event.QUEUED, f"{len(todo)} shards on queue {self.queue}, {sent} sent (the rest as workers finish them)"
         )
 
     def _tasks(self) -> ShardTasks:
@@ -126,7 +127,7 @@ class LocalBackend:
         proc = self.start()
         self.procs.append(proc)
         self.spawned[proc.pid] = time.time()
-        self.store.event("worker started", str(proc.pid))
+        self.store.event(Event.WORKER_STARTED, str(proc.pid))
 
     def poll(self) -> None:
         """Write what the window's shards reported since the last poll; send waiting shards in place of the finished.
@@ -147,7 +148,7 @@ class LocalBackend:
         done = shards_started(self.results) - sent  # a shard leaves the window when its every job has a result
         for stall in stalled_workers(self.results, self.spawned, done, sent, self.stall_s, time.time()):
             self._tasks().problem = f"worker pid {stall.pgid} made no progress for {stall.idle_s:.0f}s ({stall.on})"
-            self.store.event("worker stalled", f"{self._tasks().problem}; allowed {self.stall_s:.0f}s; killed")
+            self.store.event(Event.WORKER_STALLED, f"{self._tasks().problem}; allowed {self.stall_s:.0f}s; killed")
             self.spawned.pop(stall.pgid)
             try:
                 os.killpg(stall.pgid, signal.SIGKILL)
@@ -161,7 +162,7 @@ class LocalBackend:
             self.spawned.pop(proc.pid, None)
             lost = self._unheld_shards()
             self.store.event(
-                "worker lost", f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}"
+                Event.WORKER_LOST, f"pid {proc.pid} exit {proc.returncode}; re-queued {', '.join(lost) or 'nothing'}"
             )
             for sid in lost:
                 self.window.resend(sid)
@@ -169,7 +170,7 @@ class LocalBackend:
                 self.replacements += 1
                 self._spawn()
             elif not self.may_add_capacity:
-                self.store.event("no replacement", "the projected spend is over the budget")
+                self.store.event(Event.NO_REPLACEMENT, "the projected spend is over the budget")
 
     def _unheld_shards(self) -> list[str]:
         """Shards of the window not finished that no live worker holds. A dead worker may have held more than it had

@@ -20,7 +20,8 @@ from costserve.jobs.scan import JobScan, not_done
 from costserve.jobs.unhonoured import FieldAudit
 from costserve.notices import say
 from costserve.request import BatchRequest
-from costserve.store.runs import DRY_RUN_EVENT, RunStore
+from costserve.store.run_state import Event
+from costserve.store.runs import RunStore
 from solver.plan import Job, Plan
 
 
@@ -31,14 +32,14 @@ def create_run(request: BatchRequest, scan: JobScan, plan: Plan, dry_run: bool =
     store = RunStore.create(request.job_file, scan.jobs + scan.carried, scan.sha256)
     store.claim_driver()
     if dry_run:
-        store.event(DRY_RUN_EVENT, "submit --dry-run: nothing was launched")
+        store.event(Event.DRY_RUN, "submit --dry-run: nothing was launched")
     request.save(store.dir)
     store.write_json("plan.json", plan.model_dump_json(indent=2))
     if scan.rules is not None and scan.rules.overridden:
-        store.event("model override", json.dumps(dict(scan.rules.overridden)))
+        store.event(Event.MODEL_OVERRIDE, json.dumps(dict(scan.rules.overridden)))
     if scan.rejected:
         path = write_rejected(scan.rejected, store.dir)
-        store.event("rejected", f"{scan.bad} bad line(s)")
+        store.event(Event.REJECTED, f"{scan.bad} bad line(s)")
         say(f"{scan.bad} bad line(s) skipped; they are in {path} (errors in rejected.errors.txt)")
     return store
 
@@ -124,4 +125,4 @@ def _carry_over(store: RunStore, earlier: Path, carried: dict[str, int]) -> None
         raise JobFileRejected(
             f"{earlier} changed while it was being read; submit again (run {store.id} was not started)"
         )
-    store.event("carried", f"{n} result(s) from {earlier}")
+    store.event(Event.CARRIED, f"{n} result(s) from {earlier}")

@@ -18,6 +18,7 @@ from typing import Any
 from costserve.notices import say
 from costserve.request import BatchRequest
 from costserve.run.sky_queues import group_window
+from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
 
 PREEMPTION_CHECK_S = 30.0
@@ -52,7 +53,7 @@ class GroupReplacer:
         self.last_check = time.monotonic()
         from deploy.sky_fleet import cluster_name
 
-        running = sorted({q for q, _, _, _, _, down in self.store.fleet() if down is None and q != "broker"})
+        running = sorted({r.group for r in self.store.fleet() if r.down is None and r.group != "broker"})
         names = {q: cluster_name(self.store.id, q) for q in running}
         statuses = self.fleet.statuses(list(names.values()))
         for queue in running:
@@ -72,7 +73,7 @@ class GroupReplacer:
         lost = f"{queue} ({group.count}x {group.cloud}/{group.region}/{group.instance_type}{' spot' if group.spot else ''}) is {status}"
         gone = windows.pop(queue, None)
         left = gone.take_all() if gone is not None else []
-        self.store.event("group lost", f"{lost}; {len(left)} shard(s) to re-plan")
+        self.store.event(Event.GROUP_LOST, f"{lost}; {len(left)} shard(s) to re-plan")
         say(f"{lost}: re-planning its {len(left)} unfinished shard(s)")
         if not left:
             return
@@ -101,7 +102,7 @@ class GroupReplacer:
         queues = []
         for k, (path, g) in enumerate(zip(files, new.groups), start=first):
             say(f"launching replacement g{k}: {g.count}x {g.cloud}/{g.region}/{g.instance_type}")
-            self.store.event("launching", f"g{k}")
+            self.store.event(Event.LAUNCHING, f"g{k}")
             self.fleet.launch_group(path, f"g{k}", self.tasks.secrets(self.broker))
             self.store.fleet_up(f"g{k}", k, g.count, g.price_per_hour)
             queues.append(f"g{k}")
@@ -114,4 +115,4 @@ class GroupReplacer:
             size = window_size(g.count * g.replicas, g.replica.planned_batch, self.request.shard_size)
             windows[target] = group_window(self.shard_tasks, target, size, shards)
             windows[target].fill()
-        self.store.event("replaced", f"{queue} -> {', '.join(queues)} ({len(left)} shard(s) re-sent)")
+        self.store.event(Event.REPLACED, f"{queue} -> {', '.join(queues)} ({len(left)} shard(s) re-sent)")

@@ -20,6 +20,7 @@ from costserve.request import BatchRequest
 from costserve.run.leftovers import driver_alive, stop_leftovers
 from costserve.run.local import execute_local, require_broker
 from costserve.run.prepare import shard_jobs
+from costserve.store.run_state import Event, RunState
 from costserve.store.runs import RunStore
 from solver.plan import Job
 
@@ -29,13 +30,13 @@ MIN_DEADLINE_S = 900.0  # less than this left: ask for a new deadline rather tha
 def resume_run(run: RunStore, broker: str | None, budget: float | None = None, deadline_s: float | None = None) -> int:
     """Finish `run`; `broker` is the URL again if it used one, `budget` ($) a new total, `deadline_s` (SkyPilot runs)
     the time from now. Returns the exit code; RunStateError when the run cannot be resumed."""
-    if run.ended() == "finished":
+    if run.ended() is RunState.FINISHED:
         say(f"run {run.id} already finished (`costserve results {run.id}`)")
         return 0
     if (pid := driver_alive(run)) is not None:
         raise RunStateError(f"run {run.id} is still running (driver pid {pid}); `costserve cancel {run.id}` stops it")
     request = run.request()
-    if request is None or run.events("dryrun"):
+    if request is None or run.dry_run:
         raise RunStateError(
             f"run {run.id} cannot be resumed: it has no run settings (a --dry-run, or a run from an older costserve)"
         )
@@ -46,7 +47,7 @@ def resume_run(run: RunStore, broker: str | None, budget: float | None = None, d
     stop_leftovers(run)
     run.close_dangling_fleet()
     done, total = run.results_done(), run.input_info()["jobs"]
-    run.event("resumed", f"{done}/{total} jobs had results")
+    run.event(Event.RESUMED, f"{done}/{total} jobs had results")
     say(f"resuming run {run.id}: {done}/{total} jobs already have results")
     return execute_local(run, broker, budget)
 
@@ -56,7 +57,7 @@ def stop_sky_leftovers(store: RunStore) -> list[str]:
     from deploy.sky_fleet import SkyFleet, cluster_name
 
     fleet = SkyFleet(store.id, store.dir / "logs")
-    names = [cluster_name(store.id, q) for q in sorted({q for q, *_ in store.fleet()})]
+    names = [cluster_name(store.id, q) for q in sorted({row.group for row in store.fleet()})]
     alive = sorted(fleet.statuses(names))
     for name in alive:
         fleet.forget(name)
@@ -72,7 +73,7 @@ def unfinished_jobs(store: RunStore) -> list[Job]:
     done = done_ids(results)
     results.close()
     jobs: dict[str, Job] = {}  # a job re-sharded by an earlier resume is in two shard files: take it once
-    for sid, *_ in store.shards():
+    for sid in (s.shard_id for s in store.shards()):
         for job in read_shard(store.dir, sid):
             if job.custom_id not in done:
                 jobs.setdefault(job.custom_id, job)
@@ -113,7 +114,7 @@ def resume_sky_run(
         say(f"stopped {len(left)} leftover cluster(s): {', '.join(left)}")
     jobs = unfinished_jobs(store)
     total = store.input_info()["jobs"]
-    store.event("resumed", f"{total - len(jobs)}/{total} jobs had results")
+    store.event(Event.RESUMED, f"{total - len(jobs)}/{total} jobs had results")
     say(f"resuming run {store.id}: {total - len(jobs)}/{total} jobs already have results")
     if not jobs:
         return finish_run(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from costserve.store.result_records import ingest_report, save_final_failure
+from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
 from costserve.store.shard_files import read_shard
 
@@ -77,7 +78,7 @@ class ShardTasks:
         if status in ("STARTED", PROGRESS, "SUCCESS") and isinstance(result, dict) and "outputs" in result:
             for failure in ingest_report(self.results, result, group):  # type: ignore[arg-type]  # a backend's task meta is a plain dict; ingest_report reads it as a ShardReport
                 self.problem = f"{shard} attempt {failure['attempt']} failed on {failure['worker']}: {failure['error']}"
-                self.store.event("shard failed", self.problem + ("" if failure["final"] else "; retrying"))
+                self.store.event(Event.SHARD_FAILED, self.problem + ("" if failure["final"] else "; retrying"))
         if status == "SUCCESS":  # its jobs without a result when sent have one now: the shard is done
             self.store.shard_done(shard)
             self.app.backend.forget(task)
@@ -87,7 +88,7 @@ class ShardTasks:
             attempts = self.sends[shard] - 1 + MAX_ATTEMPTS
             save_final_failure(self.results, shard, attempts, error)
             self.problem = f"{shard} attempt {attempts} failed: {error}"
-            self.store.event("shard failed", self.problem)
+            self.store.event(Event.SHARD_FAILED, self.problem)
             self.app.backend.forget(task)
             return ShardState(
                 finished=True,

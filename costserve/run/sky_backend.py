@@ -25,6 +25,7 @@ from costserve.run.shard_window import ShardWindow, rebalance
 from costserve.run.sky_launch import launch_clusters, shard_windows
 from costserve.run.sky_tasks import node_tasks
 from costserve.store.results import queue_run_stats
+from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
 from solver.plan import Plan
 
@@ -89,12 +90,12 @@ class SkyBackend:
         )
 
     def price_per_hour(self) -> float:
-        return sum(price * n for _, _, n, price, _, down in self.store.fleet() if down is None)
+        return self.store.running_price_per_hour()
 
     def teardown(self) -> str | None:
         with step("tearing the fleet down (sky down)..."):
             left = self.fleet.down_all()
-        for queue in {q for q, *_ in self.store.fleet()}:
+        for queue in {row.group for row in self.store.fleet()}:
             self.store.fleet_down(queue)
         return f"could not tear down {', '.join(left)}; run `sky down {' '.join(left)}`" if left else None
 
@@ -107,7 +108,7 @@ class SkyBackend:
             for i, g in enumerate(self.spec.plan.groups)
         }
         if moved := rebalance(self.windows, served, self.store.move_shard):
-            self.store.event("rebalanced", f"{moved} shard(s) moved to a group that finished its own")
+            self.store.event(Event.REBALANCED, f"{moved} shard(s) moved to a group that finished its own")
 
     def settle(self) -> None:
         self.tasks.settle(self.windows)
@@ -128,7 +129,7 @@ class SkyBackend:
         for column in ("group", "instances", "shards done", "queued", "tokens", "last shard"):
             table.add_column(column, justify="left" if column == "group" else "right")
         done = queue_run_stats(self.results)
-        for queue, _, instances, _, _, _ in self.store.fleet():
+        for queue, _, instances, *_ in self.store.fleet():
             if queue == "broker":
                 continue
             n, tok, last = done.get(queue, (0, 0, None))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from costserve.notices import step
 from costserve.run.sky_queues import group_window
+from costserve.store.run_state import Event, ShardState
 from costserve.store.runs import RunStore
 from solver.plan import Plan
 
@@ -51,9 +52,9 @@ def launch_clusters(
             ip = fleet.launch_broker(head_task_config(head.cloud, head.region), password)
         broker = f"redis://:{password}@{ip}:{REDIS_PORT}/0"
         store.fleet_up("broker", -1, 1, broker_price_per_hour(offerings, head.cloud))
-    store.event("broker", redact_url(broker))
+    store.event(Event.BROKER, redact_url(broker))
     for i, (path, group) in enumerate(zip(files, launch.groups), start=first):
-        store.event("launching", f"g{i}")  # the group's start-up counts from here (costserve/run/calibrate.py)
+        store.event(Event.LAUNCHING, f"g{i}")  # the group's start-up counts from here (costserve/run/calibrate.py)
         with step(f"launching g{i}: {group.count}x {group.cloud}/{group.region}/{group.instance_type}..."):
             fleet.launch_group(path, f"g{i}", tasks.secrets(broker))
         store.fleet_up(f"g{i}", i, group.count, group.price_per_hour)
@@ -68,7 +69,7 @@ def shard_windows(
     from costserve.run.shard_window import window_size
 
     queued: dict[str, list[str]] = {}
-    for sid, queue, _, _ in store.shards("queued"):
+    for sid, queue, *_ in store.shards(ShardState.QUEUED):
         queued.setdefault(queue, []).append(sid)
     windows = {}
     for i in range(first, len(plan.groups)):
@@ -77,7 +78,7 @@ def shard_windows(
         windows[f"g{i}"] = group_window(tasks, f"g{i}", size, queued.get(f"g{i}", []))
     sent = sum(w.fill() for w in windows.values())
     store.event(
-        "queued",
+        Event.QUEUED,
         f"{sum(len(w) for w in windows.values())} shards on {len(windows)} queue(s), {sent} sent "
         "(the rest as the groups finish them)",
     )

@@ -180,10 +180,10 @@ def _submit_sky(
 ) -> Run:
     from costserve.jobs.assignment import GroupAssigner
     from costserve.planning.batch import plan_request
+    from costserve.run.dry_run import DRYRUN_CLOUDS
     from costserve.run.local import require_broker
     from costserve.run.prepare import create_run, write_shards
     from costserve.run.sky import launch_sky
-    from costserve.run.sky_dryrun import DRYRUN_CLOUDS
     from costserve.run.sky_tasks import node_tasks
 
     if dry_run:
@@ -209,8 +209,8 @@ def _submit_sky(
 
 
 def _dry_run(request: BatchRequest, scan: JobScan, plan: Plan, view: SubmitView) -> Run:
+    from costserve.run.dry_run import dryrun_run
     from costserve.run.prepare import create_run
-    from costserve.run.sky_dryrun import dryrun_run
 
     run = Run(create_run(request, scan, plan, dry_run=True), request, plan)
     view.created(run)

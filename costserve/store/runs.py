@@ -18,19 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.home import costserve_home
-from costserve.errors import StoreFull
-from costserve.notices import warn
 from costserve.store.patient import patient_connect
 from costserve.store.results import results_db, results_per_shard, results_rows
+from costserve.store.run_events import RunEvents
+from costserve.store.run_state import Event, FleetRow, ShardRow, ShardState, running_price_per_hour
 
 if TYPE_CHECKING:
     from costserve.request import BatchRequest
     from solver.plan import Plan
-
-SHARD_STATES = ("queued", "done")
-
-
-DRY_RUN_EVENT = "dry run"
 
 
 def list_runs() -> list[RunStore]:
@@ -54,7 +49,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class RunStore:
+class RunStore(RunEvents):
     """One run directory and its state database."""
 
     def __init__(self, run_dir: Path) -> None:
@@ -89,7 +84,7 @@ class RunStore:
         )
         results_db(run_dir).close()
         store = cls(run_dir)
-        store.event("created", str(jobs_path))
+        store.event(Event.CREATED, str(jobs_path))
         return store
 
     @classmethod
@@ -113,13 +108,13 @@ class RunStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            pids = self.events("driver")
+            pids = self.events(Event.DRIVER)
             raise RunStateError(
                 f"run {self.id} is being driven by another process"
                 f"{' (pid ' + pids[-1] + ')' if pids else ''}; `costserve cancel {self.id}` stops it"
             ) from None
         self._driver_lock = fd  # kept open for the life of this process
-        self.event("driver", str(os.getpid()))
+        self.event(Event.DRIVER, str(os.getpid()))
 
     def driver_pid(self) -> int | None:
         """The pid of the process driving this run now (it holds `driver.lock`), None when no process does."""
@@ -133,20 +128,11 @@ class RunStore:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            pids = self.events("driver")
+            pids = self.events(Event.DRIVER)
             return int(pids[-1]) if pids else -1
         finally:
             os.close(fd)  # closing drops a shared lock this took
         return None
-
-    def event(self, kind: str, detail: str = "") -> None:
-        """Append an event (submitted, shard done, finished, ...). On a full disk the event is said, not recorded:
-        events are the run's log, and the run must still be able to stop and say why."""
-        try:
-            self.db.execute("INSERT INTO events VALUES (?, ?, ?)", (time.time(), kind, detail))
-            self.db.commit()
-        except StoreFull:
-            warn(f"run {self.id}: not recorded (disk full): {kind} {detail}")
 
     def add_shard(self, shard_id: str, queue: str, jobs: int) -> None:
         """Record a shard written to `shards/` and about to be queued."""
@@ -160,14 +146,15 @@ class RunStore:
         self.db.execute("UPDATE shards SET queue = ? WHERE shard_id = ?", (queue, shard_id))
         self.db.commit()
 
-    def shards(self, state: str | None = None) -> list[tuple[str, str, int, str]]:
-        """(shard_id, queue, jobs, state) of every shard, or of those in `state`."""
+    def shards(self, state: ShardState | None = None) -> list[ShardRow]:
+        """Every shard, or those in `state`, by id."""
         sql = (
             "SELECT shard_id, queue, jobs, state FROM shards"
             + (" WHERE state = ?" if state else "")
             + " ORDER BY shard_id"
         )
-        return list(self.db.execute(sql, (state,) if state else ()))
+        rows = self.db.execute(sql, (str(state),) if state else ())
+        return [ShardRow(sid, group, jobs, ShardState(st)) for sid, group, jobs, st in rows]
 
     def shard_done(self, shard_id: str) -> None:
         """Mark one shard done: its every job has a result."""
@@ -175,17 +162,18 @@ class RunStore:
             "UPDATE shards SET state = 'done', updated = ? WHERE shard_id = ? AND state != 'done'",
             (time.time(), shard_id),
         )
-        self.event("shard done", shard_id)
+        self.event(Event.SHARD_DONE, shard_id)
 
     def mark_finished_shards(self, results: sqlite3.Connection) -> int:
         """Mark shards whose every job has a result as done; returns how many shards are done."""
         finished = results_per_shard(results)
-        for sid, _, jobs, _state in self.shards("queued"):
-            if finished.get(sid, 0) >= jobs:
+        for shard in self.shards(ShardState.QUEUED):
+            sid = shard.shard_id
+            if finished.get(sid, 0) >= shard.jobs:
                 self.db.execute("UPDATE shards SET state = 'done', updated = ? WHERE shard_id = ?", (time.time(), sid))
-                self.event("shard done", sid)
+                self.event(Event.SHARD_DONE, sid)
         self.db.commit()
-        return len(self.shards("done"))
+        return len(self.shards(ShardState.DONE))
 
     def fleet_up(self, queue: str, group_index: int, instances: int, price_per_hour: float) -> None:
         """Record that plan group `group_index` is running: `instances` instances at $/h each, serving `queue`."""
@@ -193,20 +181,23 @@ class RunStore:
             "INSERT INTO fleet VALUES (?, ?, ?, ?, ?, NULL)",
             (queue, group_index, instances, price_per_hour, time.time()),
         )
-        self.event("fleet up", f"{queue}: {instances} instance(s) at ${price_per_hour:.4f}/h")
+        self.event(Event.FLEET_UP, f"{queue}: {instances} instance(s) at ${price_per_hour:.4f}/h")
 
     def fleet_down(self, queue: str) -> None:
         """Record that the group serving `queue` was torn down (its billing stops now)."""
         self.db.execute("UPDATE fleet SET down = ? WHERE queue = ? AND down IS NULL", (time.time(), queue))
-        self.event("fleet down", queue)
+        self.event(Event.FLEET_DOWN, queue)
 
-    def fleet(self) -> list[tuple[str, int, int, float, float, float | None]]:
-        """(queue, group_index, instances, $/h, up, down) per group and period up; unix s, down None while running."""
-        return list(
-            self.db.execute(
-                "SELECT queue, group_index, instances, price_per_hour, up, down FROM fleet ORDER BY group_index, up"
-            )
+    def fleet(self) -> list[FleetRow]:
+        """Every period a fleet group was up, by group index then start."""
+        rows = self.db.execute(
+            "SELECT queue, group_index, instances, price_per_hour, up, down FROM fleet ORDER BY group_index, up"
         )
+        return [FleetRow(*row) for row in rows]
+
+    def running_price_per_hour(self) -> float:
+        """What the groups still up cost together now, $/h."""
+        return running_price_per_hour(self.fleet())
 
     def close_dangling_fleet(self) -> None:
         """End periods a dead driver left open, now: what it left running was billed until it is stopped."""
@@ -216,33 +207,7 @@ class RunStore:
     def spend(self, now: float | None = None) -> float:
         """Dollars spent so far: instances x $/h x uptime of every group (running groups count up to `now`)."""
         now = time.time() if now is None else now
-        return sum(n * price * ((down or now) - up) / 3600 for _, _, n, price, up, down in self.fleet())
-
-    def _latest_since_resume(self, *kinds: str) -> str | None:
-        """The newest event of `kinds` since the last resume (a stopped or cancelled run can be resumed), or None."""
-        row = self.db.execute(
-            f"SELECT kind FROM events WHERE kind IN ({', '.join('?' * len(kinds))}) "
-            "AND rowid > COALESCE((SELECT MAX(rowid) FROM events WHERE kind = 'resumed'), 0) ORDER BY rowid DESC LIMIT 1",
-            kinds,
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def cancel_requested(self) -> bool:
-        """Whether `costserve cancel` asked this run to stop."""
-        return self._latest_since_resume("cancel requested") is not None
-
-    def ended(self) -> str | None:
-        """ "finished" or "stopped" once the run's latest stretch (since its last resume) has ended; None while it has not."""
-        return self._latest_since_resume("finished", "stopped")
-
-    @property
-    def dry_run(self) -> bool:
-        """Whether this run was a `submit --dry-run` (planned and checked, nothing launched)."""
-        return bool(self.events(DRY_RUN_EVENT))
-
-    def created(self) -> float:
-        """Unix time of the run's first event."""
-        return float(self.db.execute("SELECT ts FROM events ORDER BY rowid LIMIT 1").fetchone()[0])
+        return sum(row.cost(now) for row in self.fleet())
 
     def plan(self) -> Plan | None:
         """The run's plan.json, or None when it has none."""
@@ -261,35 +226,11 @@ class RunStore:
         """Jobs with a result in results.sqlite (0 before any worker wrote one)."""
         return results_rows(self.dir, "results")
 
-    def events(self, kind: str) -> list[str]:
-        """Details of every event of `kind`, oldest first (e.g. the pids recorded as "worker started")."""
-        return [str(d) for (d,) in self.db.execute("SELECT detail FROM events WHERE kind = ? ORDER BY rowid", (kind,))]
-
-    def first_event_time(self, kind: str) -> float | None:
-        """Unix time of the first event of `kind`, or None."""
-        row = self.db.execute("SELECT ts FROM events WHERE kind = ? ORDER BY rowid LIMIT 1", (kind,)).fetchone()
-        return float(row[0]) if row else None
-
-    def event_time(self, kind: str, detail: str) -> float | None:
-        """Unix time of the first event of `kind` with exactly this `detail`, or None."""
-        row = self.db.execute(
-            "SELECT ts FROM events WHERE kind = ? AND detail = ? ORDER BY rowid LIMIT 1", (kind, detail)
-        ).fetchone()
-        return float(row[0]) if row else None
-
-    def recent_events(self, n: int) -> list[tuple[float, str, str]]:
-        """The newest `n` events (unix time, kind, detail), oldest of them first."""
-        return self.db.execute("SELECT ts, kind, detail FROM events ORDER BY rowid DESC LIMIT ?", (n,)).fetchall()[::-1]
-
     def request(self) -> BatchRequest | None:
         """The BatchRequest this run was submitted with (request.json), or None."""
         from costserve.request import BatchRequest
 
         return BatchRequest.load(self.dir)
-
-    def last_event(self) -> tuple[float, str, str]:
-        """(unix time, kind, detail) of the newest event."""
-        return tuple(self.db.execute("SELECT ts, kind, detail FROM events ORDER BY rowid DESC LIMIT 1").fetchone())
 
     def write_json(self, name: str, data: Any) -> Path:
         """Write a JSON file in the run directory (plan.json, replica files)."""

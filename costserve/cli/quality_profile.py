@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from catalog.quality_profiles import user_profile_path
-from costserve.cli.output import console, err_console, fail
+from costserve.cli.output import console, fail
+from costserve.cli.terminal import counted_progress
 from costserve.config import ConfigError, load_settings
 
 
-def run_calibrate(model: str | None, replica_path: Path | None, out: Path | None) -> None:
+def run_quality_profile(model: str | None, replica_path: Path | None, out: Path | None) -> None:
     """Calibrate `model` (writes the profile) or, with a replica, print measured vs predicted perplexity."""
-    from workers.calibrate import QualityProfile, calibrate, replica_perplexity
     from workers.model_source import ModelSourceError, model_name, resolve_model_dir
+    from workers.quality_profile import QualityProfile, profile_quality, replica_perplexity
     from workers.replica import ReplicaError, read_replica
 
     try:
@@ -35,19 +34,8 @@ def run_calibrate(model: str | None, replica_path: Path | None, out: Path | None
             line += f" (no quality profile at {path}: run `costserve calibrate --model {name}` for a prediction)"
         console.print(line)
         return
-    progress = Progress(
-        TextColumn("calibrating {task.fields[model]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    )
-    with progress:
-        task = progress.add_task("layers", total=None, model=name)
-        profile = calibrate(
-            model_dir, name, progress=lambda done, total: progress.update(task, completed=done, total=total)
-        )
+    with counted_progress(f"calibrating {name}") as progress:
+        profile = profile_quality(model_dir, name, progress=progress)
     profile.save(path)
     worst = {b: max(v) for b, v in profile.layer_loss.items()}
     console.print(

@@ -7,6 +7,7 @@ from typing import Any
 
 from costserve.errors import LaunchError
 from costserve.notices import step
+from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
 from solver.plan import Plan
 
@@ -22,7 +23,7 @@ def dryrun_run(store: RunStore, plan: Plan, model_source: str | None = None) -> 
     from deploy.skypilot import dryrun
 
     require_skypilot()
-    store.event("dryrun", "started")
+    store.event(Event.DRY_RUN_CHECK, "started")
     offerings, gpus, _ = current_offerings()
     request = store.request()
     shard_size = request.shard_size if request is not None else 32
@@ -34,7 +35,7 @@ def dryrun_run(store: RunStore, plan: Plan, model_source: str | None = None) -> 
             report = dryrun(files, store.dir / "sky-home", offerings[offerings["cloud"].isin(DRYRUN_CLOUDS)], gpus)
         except (RuntimeError, OSError) as exc:
             raise LaunchError(str(exc)) from None
-    store.event("dryrun", f"{sum(t['ok'] for t in report['tasks'])}/{len(files)} accepted")
+    store.event(Event.DRY_RUN_CHECK, f"{sum(t['ok'] for t in report['tasks'])}/{len(files)} accepted")
     return [
         {
             "task": Path(t["file"]).name,

@@ -114,7 +114,7 @@ class _Runner:
         return block
 
 
-def calibrate(
+def profile_quality(
     model_dir: Path,
     model_name: str,
     bits: tuple[int, ...] = (16, 8, 4),
