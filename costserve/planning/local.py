@@ -42,7 +42,8 @@ def slot_tokens(longest_job_tokens: int, model_context: int) -> int:
     return min(tokens, model_context) if model_context > 0 else tokens
 
 
-def plan_local(request: BatchRequest, model: str, workload: Workload, price_per_hour: float | None) -> LocalPlan:
+def plan_local(request: BatchRequest, model: str, workload: Workload, price_per_hour: float | None,
+               model_dir: Path | None = None) -> LocalPlan:
     """Plan the request on this machine (priced at `price_per_hour` $/h, or like the catalog's cheapest cloud CPU).
 
     The replica is the request's `--replica` file, else the fastest bits per layer its quality allows. A model the
@@ -58,7 +59,7 @@ def plan_local(request: BatchRequest, model: str, workload: Workload, price_per_
     from workers.model_source import model_name, resolve_model_dir
     from workers.replica import read_replica
 
-    model_dir = resolve_model_dir(model)  # converts the embedded model once, before workers race to
+    model_dir = model_dir or resolve_model_dir(model)  # converts the embedded model once, before workers race to
     config = json.loads((model_dir / "config.json").read_text())
     layers = config["num_hidden_layers"]
     name = model_name(model)

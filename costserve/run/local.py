@@ -23,6 +23,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import RenderableType
@@ -51,8 +52,16 @@ class LocalBackend:
     unfinished shards re-queued and is replaced (at most MAX_REPLACEMENTS per run).
     """
 
-    def __init__(self, store: RunStore, results: sqlite3.Connection, request: BatchRequest, broker: str | None) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        results: sqlite3.Connection,
+        request: BatchRequest,
+        broker: str | None,
+        model_dir: Path | None = None,
+    ) -> None:
         self.store, self.results, self.request, self.broker = store, results, request, broker
+        self.model_dir = model_dir  # resolved by the submit that planned the run; None: resolved at launch
         self.queue = group_queue(store.id, QUEUE)  # local-RUN: runs sharing a --broker never take each other's shards
         self.procs: list[subprocess.Popen[bytes]] = []
         self.spawned: dict[int, float] = {}  # pid (= process group) of each live worker → when it started (unix s)
@@ -82,7 +91,7 @@ class LocalBackend:
         from workers.cpu import available_cpus
         from workers.model_source import resolve_model_dir
 
-        model_dir = resolve_model_dir(self.request.model)
+        model_dir = self.model_dir or resolve_model_dir(self.request.model)
         self.store.mark_finished_shards(self.results)
         todo = [s.shard_id for s in self.store.shards(ShardState.QUEUED)]
         self.redis = EmbeddedRedis(self.store.dir) if self.broker is None else None
@@ -231,10 +240,13 @@ def require_broker(url: str | None, consequence: str = "") -> None:
         raise BrokerError(f"--broker {redact_url(url)}: {problem}{consequence}")
 
 
-def execute_local(store: RunStore, broker: str | None, budget: float | None = None) -> int:
+def execute_local(
+    store: RunStore, broker: str | None, budget: float | None = None, model_dir: Path | None = None
+) -> int:
     """Run every shard of `store` not yet done on local workers; write results and the report; returns the exit code.
 
-    `budget` ($, default the request's) is enforced live by a BudgetGuard.
+    `budget` ($, default the request's) is enforced live by a BudgetGuard; `model_dir` is the model's directory when
+    the caller resolved it already (a submit), else it is resolved from the request.
     """
     from costserve.store.results import results_db
 
@@ -242,5 +254,5 @@ def execute_local(store: RunStore, broker: str | None, budget: float | None = No
     if request is None:
         raise RunStateError(f"run {store.id} has no request.json (a run from an older costserve); submit it again")
     results = results_db(store.dir)
-    backend = LocalBackend(store, results, request, broker)
+    backend = LocalBackend(store, results, request, broker, model_dir)
     return drive(store, results, backend, request, budget if budget is not None else request.budget)

@@ -135,10 +135,11 @@ def _submit_local(
     from costserve.run.local import QUEUE, execute_local, require_broker
     from costserve.run.prepare import create_run, write_shards
 
+    model_dir = scan.rules.tokenizer_dir if scan.rules is not None else None  # resolved once, by the model's rules
     if request.profile_first:
         _profile_first(str(request.model))
     with step("planning (this machine, and the cloud fleet and baselines for comparison)..."):
-        local = plan_local(request, str(request.model), scan.workload, settings.local_cpu_price_per_hour)
+        local = plan_local(request, str(request.model), scan.workload, settings.local_cpu_price_per_hour, model_dir)
     plan = local.plan
     view.plan(plan, f"{scan.jobs:,} jobs of {local.model_name} on this machine")
     _say_local_prediction(plan, local.guess)
@@ -151,7 +152,7 @@ def _submit_local(
     view.created(run)
     say(f"run {run.id}: {scan.jobs} jobs of {local.model_name} on this machine, replica {local.replica.summary()}")
     write_shards(run.store, request, scan, settings.default_max_tokens, lambda _: QUEUE)  # pass 2
-    run.exit_code = execute_local(run.store, broker)
+    run.exit_code = execute_local(run.store, broker, model_dir=run.model_dir)
     return run
 
 

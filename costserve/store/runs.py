@@ -57,6 +57,7 @@ class RunStore(RunEvents):
         self.id = self.dir.name
         self.db = patient_connect(self.dir / "run.sqlite")
         self._driver_lock: int | None = None  # fd of driver.lock while this process drives the run
+        self._read: dict[str, Any] = {}  # the run's JSON files as read: each parsed once per store
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS shards (shard_id TEXT PRIMARY KEY, queue TEXT, jobs INTEGER, "
             "state TEXT, updated REAL)"
@@ -210,30 +211,35 @@ class RunStore(RunEvents):
         return sum(row.cost(now) for row in self.fleet())
 
     def plan(self) -> Plan | None:
-        """The run's plan.json, or None when it has none."""
-        path = self.dir / "plan.json"
-        if not path.is_file():
-            return None
-        from solver.plan import Plan
+        """The run's plan.json, or None when it has none (read once per store; a re-plan's write_json replaces it)."""
+        if "plan.json" not in self._read:
+            path = self.dir / "plan.json"
+            from solver.plan import Plan
 
-        return Plan.model_validate_json(path.read_text())
+            self._read["plan.json"] = Plan.model_validate_json(path.read_text()) if path.is_file() else None
+        return self._read["plan.json"]
 
     def input_info(self) -> dict[str, Any]:
-        """input.json: the job file's path, SHA-256 and number of valid jobs."""
-        return json.loads((self.dir / "input.json").read_text())
+        """input.json: the job file's path, SHA-256 and number of valid jobs (written once, at creation)."""
+        if "input.json" not in self._read:
+            self._read["input.json"] = json.loads((self.dir / "input.json").read_text())
+        return dict(self._read["input.json"])
 
     def results_done(self) -> int:
         """Jobs with a result in results.sqlite (0 before any worker wrote one)."""
         return results_rows(self.dir, "results")
 
     def request(self) -> BatchRequest | None:
-        """The BatchRequest this run was submitted with (request.json), or None."""
-        from costserve.request import BatchRequest
+        """The BatchRequest this run was submitted with (request.json, written once at creation), or None."""
+        if "request.json" not in self._read:
+            from costserve.request import BatchRequest
 
-        return BatchRequest.load(self.dir)
+            self._read["request.json"] = BatchRequest.load(self.dir)
+        return self._read["request.json"]
 
     def write_json(self, name: str, data: Any) -> Path:
         """Write a JSON file in the run directory (plan.json, replica files)."""
         path = self.dir / name
         path.write_text(data if isinstance(data, str) else json.dumps(data, indent=2))
+        self._read.pop(name, None)
         return path
