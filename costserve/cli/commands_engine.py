@@ -68,7 +68,7 @@ def calibrate(
     out: Annotated[Optional[Path], typer.Option(help="profile file", show_default="$COSTSERVE_HOME/quality/MODEL.json")] = None,
 ) -> None:
     """Measure each layer's perplexity sensitivity at 16/8/4 bits and write the model's quality profile."""
-    from costserve.cli.quality_profile import run_quality_profile
+    from costserve.cli.quality import run_quality_profile
 
     run_quality_profile(model, replica, out)
 

@@ -45,7 +45,7 @@ def submit(
 ) -> None:
     """Run a job file end to end: plan it, ask, then run it on this machine (run store, Redis queue, local workers)
     or on a SkyPilot fleet; results in OpenAI Batch format and a cost report."""
-    from costserve.cli.submit import submit_here
+    from costserve.cli.submit_view import submit_here
 
     if backend not in ("local", "sky"):
         fail(f"--backend: {backend!r} is not a backend (local or sky)")

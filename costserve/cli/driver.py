@@ -14,7 +14,7 @@ from costserve.cli.output import fail, json_mode, one_line_errors
 
 def main(order_file: str) -> int:
     """Drive the order in `order_file`; the exit code (named errors: their one line on stderr and their code)."""
-    from costserve.cli.submit import submit_here
+    from costserve.cli.submit_view import submit_here
     from costserve.config import load_settings
     from costserve.run.spawn import read_order
 
