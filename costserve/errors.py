@@ -71,7 +71,15 @@ class OverBudget(RequestError):
 
     def __init__(self, predicted: float, budget: float, where: str) -> None:
         self.predicted, self.budget = predicted, budget
-        super().__init__(f"--budget ${budget:,.2f}: the predicted cost {where} is ${predicted:,.2f}; raise --budget")
+        super().__init__(
+            f"--budget {_dollars(budget)}: the predicted cost {where} is {_dollars(predicted)}; raise --budget"
+        )
+
+
+def _dollars(value: float) -> str:
+    """$ with cents from $1, four decimals below, `<$0.0001` for a sliver (as durations.format_money writes money;
+    this module imports nothing of the project)."""
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}" if value >= 0.0001 else "<$0.0001"
 
 
 class NotConfirmed(RequestError):

@@ -118,7 +118,8 @@ def _profile_first(model: str) -> None:
     if found is not None:
         say(f"--profile-first: this machine already has a profile of the model ({path})")
         return
-    with step("--profile-first: profiling this machine with the model's layers first (about 20 s)..."):
+    say("--profile-first: profiling this machine with the model's layers first (about 20 s)...")
+    with step("profiling this machine (--profile-first)..."):
         path, _ = profile_machine("cpu", model, quick=True)
     say(f"--profile-first: profile written to {path}")
 
