@@ -43,16 +43,18 @@ def spawn_driver(
     stdout: IO[Any] | int | None = None,
     stderr: IO[Any] | int | None = None,
     detach: bool = False,
+    caller_broker: bool = True,
 ) -> subprocess.Popen[str]:
     """Start a driver for `order` (its order file written in `folder`, mode 0600, and removed by the driver once
     read). Its stdout carries the `created` and `ended` JSON lines, its stderr the human output. `detach`: its own
-    session, so a closed terminal does not stop it."""
+    session, so a closed terminal does not stop it. `caller_broker`: the child keeps this process's $COSTSERVE_BROKER
+    when `broker` is None (False for the scheduler, whose own broker is not the run's)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f".submit-{os.getpid()}-{time.time_ns()}.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(order.model_dump_json())
-    env = {k: v for k, v in os.environ.items() if k != "COSTSERVE_BROKER"}  # a caller's broker is not the run's
+    env = {k: v for k, v in os.environ.items() if caller_broker or k != "COSTSERVE_BROKER"}
     if broker:
         env["COSTSERVE_BROKER"] = broker
     return subprocess.Popen(

@@ -101,7 +101,9 @@ def fire_schedule(name: str) -> int:
     with (folder / "scheduler.log").open("a") as log:
         log.write(f"--- {stamp} firing {name}\n")
         log.flush()
-        return spawn_driver(SubmitOrder(request=request), folder, stdout=log, stderr=subprocess.STDOUT).wait()
+        return spawn_driver(
+            SubmitOrder(request=request), folder, stdout=log, stderr=subprocess.STDOUT, caller_broker=False
+        ).wait()
 
 
 def run_scheduler(broker: str | None) -> None:
