@@ -25,8 +25,3 @@ class Run:
     def id(self) -> str:
         """The run id (`costserve status ID`)."""
         return self.store.id
-
-    @property
-    def jobs(self) -> int:
-        """Jobs in the run, those carried over from --resume-from included."""
-        return int(self.store.input_info()["jobs"])
