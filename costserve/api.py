@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from costserve.durations import parse_duration
 from costserve.errors import BadRequestError, CostserveError, RunStopped
+from costserve.log_tail import last_line
 from costserve.request import BatchRequest
 
 if TYPE_CHECKING:
@@ -121,8 +122,7 @@ def submit(
 
 
 def _last_line(path: Path) -> str:
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1].removeprefix("costserve: ") if lines else ""
+    return last_line(path, width=2000).removeprefix("costserve: ")
 
 
 class Run:

@@ -114,6 +114,8 @@ class StopReason(StrEnum):
     STORE_FULL = "store full"
     RESULTS_FILE = "results file"
     NO_CAPACITY = "no capacity"
+    SIGNAL = "signal"
+    BROKER_GONE = "broker gone"
     ERROR = "error"
 
 
@@ -160,6 +162,22 @@ class DiskFull(RunStopped):
     """The run directory's filesystem stayed full: workers cannot record results."""
 
     reason = StopReason.DISK_FULL
+
+
+class Signalled(RunStopped):
+    """The driver got SIGTERM, SIGINT or SIGHUP; it exits 128 + the signal's number, as a shell reports a signal."""
+
+    reason = StopReason.SIGNAL
+
+    def __init__(self, signal_name: str, signal_number: int) -> None:
+        super().__init__(f"stopped by {signal_name}")
+        self.exit_code = 128 + signal_number
+
+
+class BrokerGone(RunStopped):
+    """The run's broker stopped answering for longer than the run waits for it (or could not be restarted)."""
+
+    reason = StopReason.BROKER_GONE
 
 
 # ---- store -----------------------------------------------------------------------------------------------------------

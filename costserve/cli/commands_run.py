@@ -56,7 +56,8 @@ def submit(
     if output_dir is not None:
         if out is not None or errors_out is not None:
             fail("--output-dir: give it or --out/--errors-out, not both")
-        output_dir.mkdir(parents=True, exist_ok=True)
+        if output_dir.exists() and not output_dir.is_dir():
+            fail(f"--output-dir {output_dir}: is a file, not a directory (it would hold results.jsonl and the report)")
         out, errors_out = output_dir / "results.jsonl", output_dir / "errors.jsonl"
     with json_mode(json_out), one_line_errors():
         settings = cli_settings()
@@ -90,12 +91,13 @@ def resume(
     from costserve.durations import parse_duration
     from costserve.run.broker_url import configured_broker
     from costserve.run.resume import resume_run
+    from costserve.run.signals import stop_on_signals
 
     try:
         deadline_s = parse_duration(deadline) if deadline is not None else None
     except ValueError as exc:
         fail(f"--deadline: {exc}")
-    with one_line_errors():
+    with one_line_errors(), stop_on_signals():
         code = resume_run(open_run(run), broker or configured_broker(cli_settings()), budget, deadline_s)
     raise typer.Exit(code)
 

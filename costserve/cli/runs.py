@@ -91,14 +91,18 @@ def show_status(run_id: str, json_out: bool = False) -> None:
     )
     fleet = run.fleet()
     if fleet:
-        running = sum(row.instances for row in fleet if row.down is None)
-        console.print(
-            f"  spent {format_money(run.spend())} on {len(fleet)} fleet group(s), {running} instance(s) running",
-            markup=False,
+        up = sum(row.instances for row in fleet if row.down is None)
+        where = (
+            f"{up} instance(s) running"
+            if state in (RunState.RUNNING, RunState.CANCELLING) or not up
+            else f"{up} instance(s) were up when its driver died (`costserve cancel {run.id}` stops what is left)"
         )
+        console.print(f"  spent {format_money(run.spend())} on {len(fleet)} fleet group(s), {where}", markup=False)
     pid, log = run.driver_pid(), run.dir / "driver.log"
     if pid is not None:
         console.print(f"  driver running (pid {pid}){f'; log: {log}' if log.is_file() else ''}", markup=False)
+    elif state in (RunState.INTERRUPTED, RunState.STOPPED):
+        console.print(f"  not running: `costserve resume {run.id}` continues it", markup=False)
     for ts, kind, detail in run.recent_events(5):
         console.print(f"  {_when(ts)}  {kind}  {detail}", markup=False)
 

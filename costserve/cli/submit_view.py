@@ -77,6 +77,7 @@ def submit_here(
 
     With `json_out`, stdout gets one JSON line when the run is created (its id and paths) and one when it ends
     (status, exit code, counts); `output_dir` also receives the report files."""
+    from costserve.run.signals import stop_on_signals
     from costserve.run.submit import submit
 
     if not err_console.is_terminal:  # transformers' tqdm bars would fill a log with carriage returns
@@ -84,7 +85,8 @@ def submit_here(
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     view = TerminalView(request, settings, yes, json_out)
     try:
-        run = submit(request, settings, broker, view, dry_run)
+        with stop_on_signals():  # TERM, INT, HUP: the run stops as a cancel does, resumable
+            run = submit(request, settings, broker, view, dry_run)
     except CostserveError as exc:
         view.announce.ended(exc.exit_code, str(exc))
         raise

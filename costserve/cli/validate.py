@@ -17,7 +17,7 @@ from costserve.jobs.unhonoured import FieldAudit
 def run_validate(
     files: list[Path], max_errors: int | None, default_max_tokens: int | None, strict: bool = False
 ) -> int:
-    """Validate `files`; returns the exit code (0 all good, 1 some lines bad). Request fields costserve does not honour
+    """Validate `files`; returns the exit code (0 all good, 1 some lines bad or a file without jobs). Request fields costserve does not honour
     are one warning line per field, or bad lines when `strict`."""
     try:
         settings = load_settings()
@@ -35,11 +35,13 @@ def run_validate(
         transient=True,
     )
     bad_lines = BadLinePrinter(progress.console, max_errors)
+    empty: list[Path] = []  # files without a single line to run
     with progress:
         for path in files:
             size = path.stat().st_size if path.is_file() else None
             task = progress.add_task(f"validating {path.name}", total=size)
             audit = FieldAudit(strict)
+            jobs_before, bad_before = summary.jobs, bad_lines.count
             try:
                 for job in valid_jobs(
                     path,
@@ -54,9 +56,13 @@ def run_validate(
                 fail(str(exc))
             for line in audit.warnings(path):
                 warn(line)
+            if summary.jobs == jobs_before and bad_lines.count == bad_before:  # `submit` refuses it the same way
+                empty.append(path)
     summary.bad_lines = bad_lines.count
     _print_summary(summary, max_errors)
-    return 1 if summary.bad_lines else 0
+    for path in empty:
+        err_console.print(f"{path}: no jobs (an empty file is refused by `costserve submit` too)", markup=False)
+    return 1 if summary.bad_lines or empty else 0
 
 
 def _print_summary(summary: JobFileSummary, max_errors: int) -> None:

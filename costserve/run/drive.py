@@ -27,6 +27,8 @@ def drive(
     try:
         backend.launch()
         stopped = follow_or_stop(store, results, total, backend, backend.price_per_hour(), budget)
+    except RunStopped as exc:  # during the launch (a signal, the broker gone): the same stop path
+        stopped = exc
     finally:
         try:
             left = backend.teardown()

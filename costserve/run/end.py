@@ -94,12 +94,14 @@ def finish_run(
     if stopped is not None:
         more = " --budget MORE" if stopped.reason is StopReason.BUDGET else ""
         hint = f"; `costserve resume {store.id}{more}` continues it" if resumable else ""
-        raise RunStopped(
+        final = RunStopped(
             f"run {store.id} {line}: {written + failed}/{total} results kept in {out}"
             + (f" and {errors_out}" if failed else "")
             + hint,
             stopped.reason,
         )
+        final.exit_code = stopped.exit_code  # 128 + N after a signal
+        raise final
     say(summary_line(store, out, written, failed, errors_out))
     if report is not None:
         calibrate_from(store, report)

@@ -17,6 +17,7 @@ from costserve.durations import format_duration
 from costserve.errors import Cancelled, DiskFull, RunStopped, WorkersGone
 from costserve.notices import Tick, live, warn
 from costserve.run.budget import BudgetGuard
+from costserve.run.signals import deferred, raise_pending
 from costserve.store.results import progress as results_progress
 from costserve.store.results import worker_progress
 from costserve.store.runs import RunStore
@@ -103,15 +104,16 @@ def follow(
 ) -> None:
     """Poll until every job has a result, showing each poll in the live view; `price_per_hour` is the whole fleet's $/h.
 
-    Raises Cancelled when `costserve cancel` asks, WorkersGone when no worker is left, DiskFull when the run
+    Raises Cancelled when `costserve cancel` asks, Signalled when the driver got TERM, INT or HUP, WorkersGone when no worker is left, DiskFull when the run
     directory's filesystem stays full, BudgetReached when `guard` says the next billing increment would cross the budget.
     """
     t0 = time.monotonic()
     done0: int | None = None
     first: tuple[float, int] | None = None  # (when, done) at the first poll with a new result: the rate starts there
     disk = DiskWatch(store)
-    with live(total) as show:
+    with live(total) as show, deferred():
         while True:
+            raise_pending()  # a TERM, INT or HUP since the last poll (run/signals.py)
             disk.check(time.monotonic())
             backend.poll()
             backend.replace_lost()

@@ -28,11 +28,16 @@ from typing import Any
 
 from rich.console import RenderableType
 
-from costserve.errors import BrokerError, RunStateError, ShardFailed
+from costserve.errors import BrokerGone, RunStateError, ShardFailed
+from costserve.log_tail import last_line
+from costserve.notices import warn
 from costserve.request import BatchRequest
 from costserve.run.broker_url import redact_url
+from costserve.run.broker_watch import MAX_BROKER_RESTARTS, BrokerWatch, broker_errors
 from costserve.run.drive import drive
 from costserve.run.follow import worker_table
+from costserve.run.kill_points import QUEUED, kill_point
+from costserve.run.prepare import LOCAL_QUEUE
 from costserve.run.shard_tasks import ShardTasks
 from costserve.run.shard_window import ShardWindow, window_size
 from costserve.run.watchdog import stall_allowance_s, stalled_workers, visibility_timeout_s
@@ -41,7 +46,6 @@ from costserve.store.run_state import Event, ShardState
 from costserve.store.runs import RunStore
 from deploy.skypilot import group_queue
 
-QUEUE = "local"  # the fleet group's name in the run store and in shard ids
 MAX_REPLACEMENTS = 3
 
 
@@ -62,14 +66,17 @@ class LocalBackend:
     ) -> None:
         self.store, self.results, self.request, self.broker = store, results, request, broker
         self.model_dir = model_dir  # resolved by the submit that planned the run; None: resolved at launch
-        self.queue = group_queue(store.id, QUEUE)  # local-RUN: runs sharing a --broker never take each other's shards
+        self.queue = group_queue(
+            store.id, LOCAL_QUEUE
+        )  # local-RUN: runs sharing a --broker never take each other's shards
         self.procs: list[subprocess.Popen[bytes]] = []
         self.spawned: dict[int, float] = {}  # pid (= process group) of each live worker → when it started (unix s)
         self.replacements = 0
         self.may_add_capacity = True
-        self.redis: Any = None
-        self.app: Any = None
-        self.start: Any = None
+        self.redis: Any = None  # deploy.local.EmbeddedRedis, unless the run has its own broker
+        self.url = ""  # the broker's, once launched
+        self.watch = BrokerWatch(store, f"the broker {redact_url(broker)}" if broker else "the embedded broker")
+        self.broker_restarts = 0
         plan = store.plan()
         self._price = plan.groups[0].price_per_hour if plan is not None else 0.0
         slots = plan.groups[0].replica.planned_batch if plan is not None else 1
@@ -86,43 +93,78 @@ class LocalBackend:
         self.visibility_s = visibility_timeout_s(plan.makespan_s if plan is not None else 0.0, self.stall_s)
 
     def launch(self) -> None:
-        from deploy.local import EmbeddedRedis, start_worker
-        from workers.celery_app import make_app
-        from workers.cpu import available_cpus
         from workers.model_source import resolve_model_dir
 
-        model_dir = self.model_dir or resolve_model_dir(self.request.model)
+        self.model_dir = self.model_dir or resolve_model_dir(self.request.model)
         self.store.mark_finished_shards(self.results)
         todo = [s.shard_id for s in self.store.shards(ShardState.QUEUED)]
-        self.redis = EmbeddedRedis(self.store.dir) if self.broker is None else None
-        url = self.redis.url if self.redis is not None else str(self.broker)
-        if self.redis is not None:
-            self.store.event(Event.BROKER_PID, str(self.redis.pid))
-        self.store.event(Event.BROKER, redact_url(url))
-        replica_file, log = self.store.dir / f"replica-{QUEUE}.json", self.store.dir / "workers.log"
-        self.app = make_app(url)
-        self.tasks = ShardTasks(self.store, self.results, self.app)
-        threads = max(1, available_cpus() // self.request.workers)  # the workers share this machine's CPUs
-        self.start = lambda: start_worker(
-            self.store.dir,
-            self.queue,
-            url,
-            replica_file,
-            str(model_dir),
-            log,
-            threads,
-            self.store.id,
-            self.request.shard_size,
-            self.visibility_s,
-        )
-        for _ in range(self.request.workers):
-            self._spawn()
-        self.store.fleet_up(QUEUE, 0, 1, self._price)
+        self._connect()
+        self.store.fleet_up(LOCAL_QUEUE, 0, 1, self._price)
         self.window.waiting.extend(todo)
         sent = self.window.fill()
         self.store.event(
             Event.QUEUED, f"{len(todo)} shards on queue {self.queue}, {sent} sent (the rest as workers finish them)"
         )
+        kill_point(QUEUED)
+
+    def _connect(self) -> None:
+        """Start the embedded broker (unless the run has its own), the Celery app on it, and the workers."""
+        from deploy.local import EmbeddedRedis
+        from workers.celery_app import make_app
+
+        self.redis = EmbeddedRedis(self.store.dir) if self.broker is None else None
+        self.url = self.redis.url if self.redis is not None else str(self.broker)
+        if self.redis is not None:
+            self.store.event(Event.BROKER_PID, str(self.redis.pid))
+        self.store.event(Event.BROKER, redact_url(self.url))
+        if self.tasks is None:
+            self.tasks = ShardTasks(self.store, self.results, make_app(self.url))
+        else:  # a restarted broker: the shards' send counts (their attempt numbers) go on
+            self.tasks.app = make_app(self.url)
+        for _ in range(self.request.workers):
+            self._spawn()
+
+    def _start_worker(self) -> subprocess.Popen[bytes]:
+        from deploy.local import start_worker
+        from workers.cpu import available_cpus
+
+        return start_worker(
+            self.store.dir,
+            self.queue,
+            self.url,
+            self.store.dir / f"replica-{LOCAL_QUEUE}.json",
+            str(self.model_dir),
+            self.store.dir / "workers.log",
+            max(1, available_cpus() // self.request.workers),  # the workers share this machine's CPUs
+            self.store.id,
+            self.request.shard_size,
+            self.visibility_s,
+        )
+
+    def _restart_broker(self) -> None:
+        """The embedded broker died: stop the workers (what they held was in it), start a new broker and new workers,
+        and send the window's shards again. BrokerGone after MAX_BROKER_RESTARTS."""
+        from deploy.local import stop_worker
+
+        assert self.redis is not None
+        why = f"the embedded broker (redis-server pid {self.redis.pid}) died: {self.redis.exit_status()}"
+        self.store.event(Event.BROKER_LOST, why)
+        if self.broker_restarts >= MAX_BROKER_RESTARTS:
+            raise BrokerGone(
+                f"{why}, for the {self.broker_restarts + 1}th time; see {self.redis.log} "
+                f"(`costserve resume {self.store.id}` continues the run)"
+            )
+        self.broker_restarts += 1
+        warn(f"run {self.store.id}: {why}; restarting it with the workers (every result so far is kept)")
+        for proc in self.procs:
+            stop_worker(proc, timeout_s=0.0)  # at once: their shards in flight report to a broker that is gone
+        self.procs.clear()
+        self.spawned.clear()
+        self.redis.stop()
+        self._connect()
+        for sid in list(self.window.sent):
+            self.window.resend(sid)
+        self.store.event(Event.BROKER_BACK, f"restarted: redis-server pid {self.redis.pid}")
 
     def _tasks(self) -> ShardTasks:
         if self.tasks is None:
@@ -133,7 +175,7 @@ class LocalBackend:
         return self._price
 
     def _spawn(self) -> None:
-        proc = self.start()
+        proc = self._start_worker()
         self.procs.append(proc)
         self.spawned[proc.pid] = time.time()
         self.store.event(Event.WORKER_STARTED, str(proc.pid))
@@ -143,13 +185,29 @@ class LocalBackend:
 
         Raises ShardFailed when a shard failed its last attempt: the run stops, resumable.
         """
-        if (error := self._tasks().poll(self.window, self.queue)) is not None:
+        if self.redis is not None and not self.redis.alive():
+            self._restart_broker()
+        try:
+            error = self._tasks().poll(self.window, self.queue)
+        except broker_errors() as exc:
+            self.watch.lost(exc, time.monotonic())  # an external broker: waited for; the embedded one: restarted
+            return
+        if self.watch.answered():
+            from workers.celery_app import make_app
+
+            self._tasks().app = make_app(self.url)  # Celery's result store gives up on a connection it lost
+            for sid in list(self.window.sent):
+                self.window.resend(sid)
+        if error is not None:
             raise ShardFailed(
                 f"{error}; see {self.store.dir / 'workers.log'}; `costserve resume {self.store.id}` tries it again"
             )
 
     def settle(self) -> None:
-        self._tasks().settle({self.queue: self.window})
+        try:
+            self._tasks().settle({self.queue: self.window})
+        except broker_errors():
+            pass  # every job has a result: only the last shards' final reports are missing
 
     def _kill_stalled(self) -> None:
         """SIGKILL the process group of every worker the watchdog finds without progress; replace_lost does the rest."""
@@ -203,7 +261,7 @@ class LocalBackend:
 
     def gone(self) -> str:
         log = self.store.dir / "workers.log"
-        last = _last_line(log)
+        last = last_line(log)
         return (
             f"every worker exited before the run finished ({self.replacements} replaced)"
             f"{'; last log line: ' + last if last else ''}; see {log} "
@@ -217,27 +275,8 @@ class LocalBackend:
             stop_worker(p)
         if self.redis is not None:
             self.redis.stop()
-        self.store.fleet_down(QUEUE)
+        self.store.fleet_down(LOCAL_QUEUE)
         return None
-
-
-def _last_line(path: Any, tail_bytes: int = 4096) -> str:
-    """The last non-empty line of a log file (at most 200 characters), or "" when there is none."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - tail_bytes))
-            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:200] if lines else ""
-
-
-def require_broker(url: str | None, consequence: str = "") -> None:
-    """Raise BrokerError (password redacted, then `consequence`) when an external broker does not answer."""
-    from deploy.local import broker_problem
-
-    if url is not None and (problem := broker_problem(url)) is not None:
-        raise BrokerError(f"--broker {redact_url(url)}: {problem}{consequence}")
 
 
 def execute_local(

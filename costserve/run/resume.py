@@ -1,4 +1,7 @@
-"""`costserve resume RUN`: finish a run whose driver died, was cancelled or stopped at its budget.
+"""`costserve resume RUN`: finish a run whose driver died, was signalled, cancelled or stopped at its budget.
+
+A run whose driver died while writing its shards has them written first (run/prepare.py
+`finish_preparation`), so a resume always runs the whole batch.
 
 Local runs stop what the dead driver left (workers, Redis) and re-run their unfinished shards.
 A SkyPilot run's clusters cannot be reattached: the head node's Redis password was never
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 import time
 
+from costserve.config import load_settings
 from costserve.errors import RunStateError
 from costserve.jobs.assignment import GroupAssigner, class_counts
 from costserve.notices import say, step
 from costserve.request import BatchRequest
+from costserve.run.broker_watch import require_broker
 from costserve.run.leftovers import driver_alive, stop_leftovers
-from costserve.run.local import execute_local, require_broker
-from costserve.run.prepare import shard_jobs
+from costserve.run.local import execute_local
+from costserve.run.prepare import finish_preparation, shard_jobs
 from costserve.store.run_state import Event, RunState
 from costserve.store.runs import RunStore
 from solver.plan import Job
@@ -42,6 +47,7 @@ def resume_run(run: RunStore, broker: str | None, budget: float | None = None, d
         )
     require_broker(broker)
     run.claim_driver()
+    finish_preparation(run, request, load_settings().default_max_tokens)
     if request.backend == "sky":
         return resume_sky_run(run, request, broker, budget, deadline_s)
     stop_leftovers(run)

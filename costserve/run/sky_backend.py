@@ -12,6 +12,7 @@ launched is torn down at the end, however the run ends.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from rich.table import Table
 
 from costserve.notices import step
 from costserve.request import BatchRequest
+from costserve.run.broker_url import redact_url
+from costserve.run.broker_watch import BrokerWatch, broker_errors
 from costserve.run.replan import GroupReplacer
 from costserve.run.shard_window import ShardWindow, rebalance
 from costserve.run.sky_launch import launch_clusters, shard_windows
@@ -63,6 +66,8 @@ class SkyBackend:
         self.error: str | None = None
         self.replacer: GroupReplacer | None = None  # set once the fleet is up
         self.may_add_capacity = True
+        self.broker_url = ""  # once launched: the head node's, or the run's own
+        self.watch = BrokerWatch(store, f"the broker {redact_url(launch.broker)}" if launch.broker else "the head node")
 
     def launch(self) -> None:
         from costserve.run.shard_tasks import ShardTasks
@@ -73,6 +78,7 @@ class SkyBackend:
         tasks = node_tasks(spec.plan.model, spec.request.model_source, spec.request.shard_size)
         files = tasks.write(groups, spec.gpus, self.store.dir, spec.first)
         broker = launch_clusters(self.store, self.fleet, groups, files, spec.first, spec.broker, spec.offerings, tasks)
+        self.broker_url = broker
         self.tasks = ShardTasks(self.store, self.results, make_app(broker))
         self.windows = shard_windows(self.store, self.tasks, spec.plan, spec.first, spec.request.shard_size)
         self.replacer = GroupReplacer(
@@ -100,9 +106,20 @@ class SkyBackend:
         return f"could not tear down {', '.join(left)}; run `sky down {' '.join(left)}`" if left else None
 
     def poll(self) -> None:
-        for queue, window in list(self.windows.items()):
-            if (error := self.tasks.poll(window, queue)) is not None and self.error is None:
-                self.error = f"{error}; `costserve resume {self.store.id}` tries it again"
+        try:
+            for queue, window in list(self.windows.items()):
+                if (error := self.tasks.poll(window, queue)) is not None and self.error is None:
+                    self.error = f"{error}; `costserve resume {self.store.id}` tries it again"
+        except broker_errors() as exc:
+            self.watch.lost(exc, time.monotonic())  # BrokerGone (resumable) once it stays away BROKER_GIVE_UP_S
+            return
+        if self.watch.answered():
+            from workers.celery_app import make_app
+
+            self.tasks.app = make_app(self.broker_url)  # Celery's result store gives up on a connection it lost
+            for window in self.windows.values():
+                for sid in list(window.sent):
+                    window.resend(sid)
         served = {
             f"g{i}": {c for c, share in g.class_shares.items() if share > 0}
             for i, g in enumerate(self.spec.plan.groups)
@@ -111,7 +128,10 @@ class SkyBackend:
             self.store.event(Event.REBALANCED, f"{moved} shard(s) moved to a group that finished its own")
 
     def settle(self) -> None:
-        self.tasks.settle(self.windows)
+        try:
+            self.tasks.settle(self.windows)
+        except broker_errors():
+            pass  # every job has a result: only the last shards' final reports are missing
 
     def replace_lost(self) -> None:
         if self.replacer is not None and self.error is None:

@@ -14,8 +14,8 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from costserve.durations import format_duration, format_money
-from costserve.errors import NotConfirmed, OverBudget
-from costserve.notices import say, step
+from costserve.errors import NotConfirmed, OverBudget, RunStopped
+from costserve.notices import say, step, warn
 from costserve.request import BatchRequest
 from costserve.run.broker_url import configured_broker
 from costserve.run.submitted import Run
@@ -80,7 +80,9 @@ def submit(
     named errors: JobFileRejected, OverBudget, NotConfirmed, PlanningError before a run exists; RunStopped (resumable)
     when it stops before every job has a result."""
     from costserve.jobs.scan import scan_jobs
+    from costserve.run.outputs import check_outputs
 
+    check_outputs(request)  # before anything runs: the results are written only at the end
     view = view or GoAhead()
     rules = _prepared_model(request)
     scan = scan_jobs(request, settings.default_max_tokens, view.bad_line, rules)  # pass 1 over the job file
@@ -133,8 +135,9 @@ def _submit_local(
     request: BatchRequest, settings: Settings, scan: JobScan, broker: str | None, view: SubmitView
 ) -> Run:
     from costserve.planning.local import plan_local
-    from costserve.run.local import QUEUE, execute_local, require_broker
-    from costserve.run.prepare import create_run, write_shards
+    from costserve.run.broker_watch import require_broker
+    from costserve.run.local import execute_local
+    from costserve.run.prepare import LOCAL_QUEUE, create_run
 
     model_dir = scan.rules.tokenizer_dir if scan.rules is not None else None  # resolved once, by the model's rules
     if request.profile_first:
@@ -144,17 +147,41 @@ def _submit_local(
     plan = local.plan
     view.plan(plan, f"{scan.jobs:,} jobs of {local.model_name} on this machine")
     _say_local_prediction(plan, local.guess)
+    if plan.makespan_s > request.deadline_s:
+        warn(
+            f"predicted to take {format_duration(plan.makespan_s)}, past the --deadline of "
+            f"{format_duration(request.deadline_s)}: this machine cannot run it faster; it runs anyway "
+            "(a later deadline, or --backend sky for a fleet that meets it)"
+        )
     if request.budget is not None and plan.cost > request.budget:
         raise OverBudget(plan.cost, request.budget, "on this machine")
     _confirm(view, f"run {scan.jobs:,} jobs on this machine")
     require_broker(broker)
-    run = Run(create_run(request, scan, plan), request, plan, local.model_dir)
-    run.store.write_json(f"replica-{QUEUE}.json", local.replica.model_dump_json(indent=2))
+    replica = {f"replica-{LOCAL_QUEUE}.json": local.replica.model_dump_json(indent=2)}
+    run = Run(create_run(request, scan, plan, files=replica), request, plan, local.model_dir)
     view.created(run)
     say(f"run {run.id}: {scan.jobs} jobs of {local.model_name} on this machine, replica {local.replica.summary()}")
-    write_shards(run.store, request, scan, settings.default_max_tokens, lambda _: QUEUE)  # pass 2
+    _prepare(run, request, scan, settings)
     run.exit_code = execute_local(run.store, broker, model_dir=run.model_dir)
     return run
+
+
+def _prepare(run: Run, request: BatchRequest, scan: JobScan, settings: Settings) -> None:
+    """Pass 2 into the created run's shards. A stop meanwhile (a signal) is recorded, and `resume` completes it."""
+    from costserve.run.kill_points import RUN_RECORDED, kill_point
+    from costserve.run.prepare import prepare_shards
+
+    kill_point(RUN_RECORDED)
+    try:
+        prepare_shards(run.store, request, scan, run.plan, settings.default_max_tokens)
+    except RunStopped as stop:
+        line = f"{stop} while writing its shards"
+        run.store.record_stop(stop.reason, line)
+        final = RunStopped(
+            f"run {run.id} {line}; `costserve resume {run.id}` finishes preparing and runs it", stop.reason
+        )
+        final.exit_code = stop.exit_code
+        raise final from None
 
 
 def _say_local_prediction(plan: Plan, guess: bool) -> None:
@@ -180,11 +207,10 @@ def _say_local_prediction(plan: Plan, guess: bool) -> None:
 def _submit_sky(
     request: BatchRequest, settings: Settings, scan: JobScan, broker: str | None, view: SubmitView, dry_run: bool
 ) -> Run:
-    from costserve.jobs.assignment import GroupAssigner
     from costserve.planning.batch import plan_request
+    from costserve.run.broker_watch import require_broker
     from costserve.run.dry_run import DRYRUN_CLOUDS
-    from costserve.run.local import require_broker
-    from costserve.run.prepare import create_run, write_shards
+    from costserve.run.prepare import create_run
     from costserve.run.sky import launch_sky
     from costserve.run.sky_tasks import node_tasks
 
@@ -202,10 +228,7 @@ def _submit_sky(
     _confirm(view, f"launch {instances} cloud instance(s), predicted {format_money(plan.cost)}")
     run = Run(create_run(request, scan, plan), request, plan)
     view.created(run)
-    assigner = GroupAssigner(plan.groups, {k.name: k.count for k in scan.workload.classes})
-    write_shards(
-        run.store, request, scan, settings.default_max_tokens, lambda job: f"g{assigner.group_of(job)}"
-    )  # pass 2
+    _prepare(run, request, scan, settings)
     run.exit_code = launch_sky(run.store, request, plan, broker)
     return run
 

@@ -38,6 +38,10 @@ class RunEvents:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def driver_pid(self) -> int | None:
+        """The pid of the process driving the run now, None when none does (RunStore: the holder of driver.lock)."""
+        raise NotImplementedError
+
     def cancel_requested(self) -> bool:
         """Whether `costserve cancel` asked this run to stop."""
         return self._latest_since_resume(Event.CANCEL_REQUESTED) is not None
@@ -48,12 +52,15 @@ class RunEvents:
         return None if latest is None else RunState(latest)
 
     def state(self) -> RunState:
-        """Where the run is: a dry run, running, cancelling, stopped or finished (its latest stretch since a resume)."""
+        """Where the run is: a dry run, running, cancelling, interrupted (its driver is gone without recording an end),
+        stopped or finished (its latest stretch since a resume)."""
         if self.dry_run:
             return RunState.DRY_RUN
         ended = self.ended()
         if ended is not None:
             return ended
+        if self.driver_pid() is None:  # no process holds the driver lock: killed, or its machine restarted
+            return RunState.INTERRUPTED
         return RunState.CANCELLING if self.cancel_requested() else RunState.RUNNING
 
     def record_stop(self, reason: StopReason, line: str) -> None:

@@ -22,8 +22,11 @@ class Event(StrEnum):
     REJECTED = "rejected"
     MODEL_OVERRIDE = "model override"
     CARRIED = "carried"
+    PREPARED = "prepared"  # every shard of the run is written: what is left is running them
     QUEUED = "queued"
     BROKER = "broker"
+    BROKER_LOST = "broker lost"  # the broker stopped answering (detail: how, and what the driver does)
+    BROKER_BACK = "broker back"  # it answers again: after an outage, or restarted (the embedded one)
     BROKER_PID = "broker pid"
     LAUNCHING = "launching"
     FLEET_UP = "fleet up"
@@ -50,6 +53,7 @@ class RunState(StrEnum):
     DRY_RUN = "dry run"
     RUNNING = "running"
     CANCELLING = "cancelling"
+    INTERRUPTED = "interrupted"  # not ended, and no driver: killed (SIGKILL, out of memory) or its machine restarted
     STOPPED = "stopped"
     FINISHED = "finished"
 

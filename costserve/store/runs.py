@@ -71,9 +71,15 @@ class RunStore(RunEvents):
         self.db.commit()
 
     @classmethod
-    def create(cls, jobs_path: Path, jobs: int, sha256: str | None = None) -> RunStore:
+    def create(
+        cls, jobs_path: Path, jobs: int, sha256: str | None = None, files: dict[str, str] | None = None
+    ) -> RunStore:
         """A new run for `jobs` valid jobs of `jobs_path` (referenced by path and SHA-256, not copied; `sha256` when the
-        caller hashed it while reading). Both databases exist when this returns."""
+        caller hashed it while reading), with `files` (name → text: the request, the plan) in its directory. Both
+        databases exist when this returns.
+
+        `run.sqlite` is created last: a directory is a run (listed, resumable) only once everything it needs to be
+        resumed is in it, so a driver killed while creating it leaves no half-made run."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         run_dir = runs_dir() / run_id
         run_dir.mkdir(parents=True, mode=0o700)
@@ -83,6 +89,8 @@ class RunStore(RunEvents):
                 {"path": str(jobs_path.resolve()), "sha256": sha256 or file_sha256(jobs_path), "jobs": jobs}, indent=2
             )
         )
+        for name, text in (files or {}).items():
+            (run_dir / name).write_text(text)
         results_db(run_dir).close()
         store = cls(run_dir)
         store.event(Event.CREATED, str(jobs_path))
