@@ -8,7 +8,9 @@ way a user would (`costserve resume`), and then counts: jobs submitted, result l
 ids, duplicated ids, the extra $ spent against the fault-free run in the same command
 (spend = instance uptime × the local $/h; the local CPU is priced like a cloud CPU), and the
 seconds from the fault to the run's end (recover s; after the resume where there is one).
-The faults inside workers, in the run store and at the broker are in bench/chaos_faults.py;
+The faults inside workers, in the run store and at the broker are in bench/chaos_faults.py, those
+of the run's own infrastructure (preparation cut short, the broker killed, the driver signalled)
+in bench/chaos_infra.py;
 the disk-full row needs root (it mounts a small tmpfs).
 """
 
@@ -30,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import chaos_faults as faults
+from bench import chaos_infra
 from costserve.store.runs import results_rows
 
 PRICE_PER_HOUR = 0.10  # $/h for this machine, the same in every scenario
@@ -155,6 +158,7 @@ SCENARIOS: dict[str, Callable[[Path, Path, Path], Path]] = {
     "hostile lines, --skip-invalid": faults.hostile_lines(_submit, _run_dir),
     "two runs on one broker": faults.two_runs_one_broker(_submit, _run_dir),
 }
+SCENARIOS.update(chaos_infra.scenarios(_costserve, _submit, _run_dir, _wait))
 if os.geteuid() == 0:  # mounting the small filesystem needs root
     SCENARIOS["disk full, then resume"] = faults.disk_full_then_resume(_costserve, _submit, _run_dir, _wait)
 

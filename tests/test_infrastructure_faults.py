@@ -133,3 +133,18 @@ def test_a_signalled_driver_stops_in_one_line_and_resume_finishes(cli, tmp_path:
     result = cli.invoke(app, ["resume", store.id])
     assert result.exit_code == 0, result.output
     check_results(run.out, run.ids)
+
+
+def test_resume_refuses_to_prepare_again_from_a_job_file_that_changed(cli, tmp_path: Path, tiny_llama_dir: Path,  # type: ignore[no-untyped-def]
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from costserve.cli import app
+
+    jobs, _ = job_file(tmp_path)
+    monkeypatch.setenv("COSTSERVE_KILL_AT", "run recorded")
+    submit(jobs, tiny_llama_dir, tmp_path / "results.jsonl").communicate(timeout=300)
+    monkeypatch.delenv("COSTSERVE_KILL_AT")
+    jobs.write_text(jobs.read_text().replace("tell me", "TELL ME"))  # same count, other jobs
+    store = the_run()
+    result = cli.invoke(app, ["resume", store.id])
+    assert result.exit_code == 2 and "changed since the run was created" in result.output and "submit it again" in result.output
+    assert store.shards() == []  # nothing was written from the changed file

@@ -61,7 +61,9 @@ def run_validate(
     summary.bad_lines = bad_lines.count
     _print_summary(summary, max_errors)
     for path in empty:
-        err_console.print(f"{path}: no jobs (an empty file is refused by `costserve submit` too)", markup=False, soft_wrap=True)
+        err_console.print(
+            f"{path}: no jobs (an empty file is refused by `costserve submit` too)", markup=False, soft_wrap=True
+        )
     return 1 if summary.bad_lines or empty else 0
 
 

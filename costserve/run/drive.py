@@ -14,6 +14,7 @@ from costserve.request import BatchRequest
 from costserve.run.backend import Backend
 from costserve.run.end import finish_run
 from costserve.run.follow import follow_or_stop
+from costserve.run.signals import deferred
 from costserve.store.runs import RunStore
 
 
@@ -31,7 +32,8 @@ def drive(
         stopped = exc
     finally:
         try:
-            left = backend.teardown()
+            with deferred(raise_after=False):  # a signal now must not cut the teardown short: it is the stop itself
+                left = backend.teardown()
         except CostserveError as exc:  # e.g. the store cannot record the teardown: the fleet is down all the same
             left = str(exc)
         if left is not None:

@@ -62,14 +62,16 @@ def stop_on_signals() -> Iterator[None]:
 
 
 @contextmanager
-def deferred() -> Iterator[None]:
-    """While open, a stopping signal is noted rather than raised; `raise_pending()` raises it where it is safe."""
+def deferred(raise_after: bool = True) -> Iterator[None]:
+    """While open, a stopping signal is noted rather than raised; `raise_pending()` raises it where it is safe, and
+    so does the end of the block (unless not `raise_after`: a teardown, after which the run ends anyway)."""
     _state.deferring += 1
     try:
         yield
     finally:
         _state.deferring -= 1
-    raise_pending()  # the block ended without reaching its next poll (it finished): the stop happens here
+    if raise_after:
+        raise_pending()  # the block ended without reaching its next poll (it finished): the stop happens here
 
 
 def raise_pending() -> None:
