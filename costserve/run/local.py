@@ -66,9 +66,8 @@ class LocalBackend:
     ) -> None:
         self.store, self.results, self.request, self.broker = store, results, request, broker
         self.model_dir = model_dir  # resolved by the submit that planned the run; None: resolved at launch
-        self.queue = group_queue(
-            store.id, LOCAL_QUEUE
-        )  # local-RUN: runs sharing a --broker never take each other's shards
+        # local-RUN: runs sharing a --broker never take each other's shards
+        self.queue = group_queue(store.id, LOCAL_QUEUE)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.spawned: dict[int, float] = {}  # pid (= process group) of each live worker → when it started (unix s)
         self.replacements = 0
