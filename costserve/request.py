@@ -101,12 +101,6 @@ class BatchRequest(BaseModel):
         """Where failed requests go (OpenAI's error file): --errors-out, else beside the results file."""
         return self.errors_out or errors_path_for(self.results_path)
 
-    def save(self, run_dir: Path) -> Path:
-        """Write `request.json` in a run directory; returns its path."""
-        path = Path(run_dir) / REQUEST_FILE
-        path.write_text(self.model_dump_json(indent=2))
-        return path
-
     @classmethod
     def load(cls, run_dir: Path) -> BatchRequest | None:
         """The request a run was submitted with, or None (a run from before requests were stored)."""
