@@ -133,6 +133,12 @@ class RunStopped(RunError):
         self.detail = detail
         super().__init__(detail or self.reason.value)
 
+    def restated(self, detail: str) -> RunStopped:
+        """The same stop (its reason and exit code) told as `detail`: the run's final line, with how to resume it."""
+        stop = RunStopped(detail, self.reason)
+        stop.exit_code = self.exit_code
+        return stop
+
 
 class Cancelled(RunStopped):
     """`costserve cancel` asked the run to stop."""

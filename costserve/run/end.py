@@ -94,14 +94,11 @@ def finish_run(
     if stopped is not None:
         more = " --budget MORE" if stopped.reason is StopReason.BUDGET else ""
         hint = f"; `costserve resume {store.id}{more}` continues it" if resumable else ""
-        final = RunStopped(
+        raise stopped.restated(
             f"run {store.id} {line}: {written + failed}/{total} results kept in {out}"
             + (f" and {errors_out}" if failed else "")
-            + hint,
-            stopped.reason,
+            + hint
         )
-        final.exit_code = stopped.exit_code  # 128 + N after a signal
-        raise final
     say(summary_line(store, out, written, failed, errors_out))
     if report is not None:
         calibrate_from(store, report)

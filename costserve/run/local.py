@@ -119,7 +119,7 @@ class LocalBackend:
         if self.tasks is None:
             self.tasks = ShardTasks(self.store, self.results, make_app(self.url))
         else:  # a restarted broker: the shards' send counts (their attempt numbers) go on
-            self.tasks.app = make_app(self.url)
+            self.tasks.reconnect(self.url, [self.window])
         for _ in range(self.request.workers):
             self._spawn()
 
@@ -161,8 +161,6 @@ class LocalBackend:
         self.spawned.clear()
         self.redis.stop()
         self._connect()
-        for sid in list(self.window.sent):
-            self.window.resend(sid)
         self.store.event(Event.BROKER_BACK, f"restarted: redis-server pid {self.redis.pid}")
 
     def _tasks(self) -> ShardTasks:
@@ -192,21 +190,14 @@ class LocalBackend:
             self.watch.lost(exc, time.monotonic())  # an external broker: waited for; the embedded one: restarted
             return
         if self.watch.answered():
-            from workers.celery_app import make_app
-
-            self._tasks().app = make_app(self.url)  # Celery's result store gives up on a connection it lost
-            for sid in list(self.window.sent):
-                self.window.resend(sid)
+            self._tasks().reconnect(self.url, [self.window])
         if error is not None:
             raise ShardFailed(
                 f"{error}; see {self.store.dir / 'workers.log'}; `costserve resume {self.store.id}` tries it again"
             )
 
     def settle(self) -> None:
-        try:
-            self._tasks().settle({self.queue: self.window})
-        except broker_errors():
-            pass  # every job has a result: only the last shards' final reports are missing
+        self._tasks().settle({self.queue: self.window})
 
     def _kill_stalled(self) -> None:
         """SIGKILL the process group of every worker the watchdog finds without progress; replace_lost does the rest."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -112,11 +113,27 @@ class ShardTasks:
         """Once every job has a result: poll the windows (group → window) until every sent shard's final report is
         read, for at most `timeout_s` (s). A worker returns its report a moment after the shard's last result, and
         that report carries the shard run and the replica's latest occupancy windows."""
+        from costserve.run.broker_watch import broker_errors
+
         deadline = time.monotonic() + timeout_s
-        while any(w.sent for w in windows.values()) and time.monotonic() < deadline:
-            for group, window in windows.items():
-                self.poll(window, group)
-            time.sleep(SETTLE_POLL_S)
+        try:
+            while any(w.sent for w in windows.values()) and time.monotonic() < deadline:
+                for group, window in windows.items():
+                    self.poll(window, group)
+                time.sleep(SETTLE_POLL_S)
+        except broker_errors():
+            pass  # the broker is gone: every job has a result, only the last shards' final reports are missing
+
+    def reconnect(self, url: str, windows: Iterable[ShardWindow[str]]) -> None:
+        """The broker at `url` answers again (an outage ended, or it was restarted, empty): a new Celery app on it
+        (Celery's result store gives up on a connection it lost for good), and every sent shard of `windows` sent
+        again (what the broker held may be lost; a copy runs only the jobs without a result)."""
+        from workers.celery_app import make_app
+
+        self.app = make_app(url)
+        for window in windows:
+            for sid in list(window.sent):
+                window.resend(sid)
 
 
 def _error_line(result: Any) -> str:

@@ -114,12 +114,7 @@ class SkyBackend:
             self.watch.lost(exc, time.monotonic())  # BrokerGone (resumable) once it stays away BROKER_GIVE_UP_S
             return
         if self.watch.answered():
-            from workers.celery_app import make_app
-
-            self.tasks.app = make_app(self.broker_url)  # Celery's result store gives up on a connection it lost
-            for window in self.windows.values():
-                for sid in list(window.sent):
-                    window.resend(sid)
+            self.tasks.reconnect(self.broker_url, self.windows.values())
         served = {
             f"g{i}": {c for c, share in g.class_shares.items() if share > 0}
             for i, g in enumerate(self.spec.plan.groups)
@@ -128,10 +123,7 @@ class SkyBackend:
             self.store.event(Event.REBALANCED, f"{moved} shard(s) moved to a group that finished its own")
 
     def settle(self) -> None:
-        try:
-            self.tasks.settle(self.windows)
-        except broker_errors():
-            pass  # every job has a result: only the last shards' final reports are missing
+        self.tasks.settle(self.windows)
 
     def replace_lost(self) -> None:
         if self.replacer is not None and self.error is None:

@@ -177,11 +177,9 @@ def _prepare(run: Run, request: BatchRequest, scan: JobScan, settings: Settings)
     except RunStopped as stop:
         line = f"{stop} while writing its shards"
         run.store.record_stop(stop.reason, line)
-        final = RunStopped(
-            f"run {run.id} {line}; `costserve resume {run.id}` finishes preparing and runs it", stop.reason
-        )
-        final.exit_code = stop.exit_code
-        raise final from None
+        raise stop.restated(
+            f"run {run.id} {line}; `costserve resume {run.id}` finishes preparing and runs it"
+        ) from None
 
 
 def _say_local_prediction(plan: Plan, guess: bool) -> None:
