@@ -84,9 +84,19 @@ class EmbeddedRedis:
                 raise RuntimeError(f"the embedded redis-server did not start; see {self.log}")
             time.sleep(0.05)
 
-    def alive(self) -> bool:
-        """Whether the server process is still running."""
-        return self._proc.poll() is None
+    def alive(self, wait_s: float = 0.0) -> bool:
+        """Whether the server process is still running, after waiting up to `wait_s` (s) for it to end.
+
+        A SIGKILLed server closes its socket a moment before it can be reaped: a caller that saw the socket refuse
+        waits a little to tell a dead server from a busy one.
+        """
+        if wait_s <= 0:
+            return self._proc.poll() is None
+        try:
+            self._proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            return True
+        return False
 
     def exit_status(self) -> str:
         """How the server ended, in words (`killed by SIGKILL`, `exit 1`), or `running`."""

@@ -31,3 +31,20 @@ def test_an_outage_is_recorded_once_waited_for_and_then_stops_the_run(tmp_path: 
         watch.lost(refused, now=230.0)
     assert stopped.value.reason is StopReason.BROKER_GONE
     assert "has not answered for 30s" in str(stopped.value) and f"costserve resume {store.id}" in str(stopped.value)
+
+
+def test_an_embedded_broker_whose_socket_refuses_is_told_dead_from_busy(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from deploy.local import EmbeddedRedis
+
+    broker = EmbeddedRedis(tmp_path)
+    try:
+        assert broker.alive(wait_s=0.2)  # answering: still running after the wait
+        os.kill(broker.pid, signal.SIGKILL)
+        assert not broker.alive(wait_s=5.0)  # reaped within the wait, not seen as a busy broker
+        assert broker.exit_status() == "killed by SIGKILL"
+    finally:
+        broker.stop()
+    assert not broker.socket.exists()

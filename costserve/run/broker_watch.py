@@ -24,6 +24,7 @@ from costserve.store.runs import RunStore
 
 BROKER_GIVE_UP_S = 120.0  # s an external broker or head node may stay unreachable before the run stops (resumable)
 GIVE_UP_ENV = "COSTSERVE_BROKER_GIVE_UP_S"
+EXIT_WAIT_S = 2.0  # s to wait for an embedded broker whose socket refused to be reaped (a SIGKILL takes milliseconds)
 MAX_BROKER_RESTARTS = 3  # embedded broker restarts per driver; one that keeps dying points at the machine
 
 
@@ -63,6 +64,10 @@ class BrokerWatch:
                 f"{self.name} has not answered for {now - self.lost_since:.0f}s ({why}); once it is back, "
                 f"`costserve resume {self.store.id}` continues the run"
             )
+
+    def forget(self) -> None:
+        """End the outage being timed without an event: the caller recorded how it ended (a restarted broker)."""
+        self.lost_since = None
 
     def answered(self) -> bool:
         """The broker answered a poll; True when that ends an outage (the caller sends its shards in flight again)."""

@@ -33,7 +33,7 @@ from costserve.log_tail import last_line
 from costserve.notices import warn
 from costserve.request import BatchRequest
 from costserve.run.broker_url import redact_url
-from costserve.run.broker_watch import MAX_BROKER_RESTARTS, BrokerWatch, broker_errors
+from costserve.run.broker_watch import EXIT_WAIT_S, MAX_BROKER_RESTARTS, BrokerWatch, broker_errors
 from costserve.run.drive import drive
 from costserve.run.follow import worker_table
 from costserve.run.kill_points import QUEUED, kill_point
@@ -162,6 +162,7 @@ class LocalBackend:
         self.redis.stop()
         self._connect()
         self.store.event(Event.BROKER_BACK, f"restarted: redis-server pid {self.redis.pid}")
+        self.watch.forget()  # the restart ended any outage the watch was timing
 
     def _tasks(self) -> ShardTasks:
         if self.tasks is None:
@@ -187,7 +188,10 @@ class LocalBackend:
         try:
             error = self._tasks().poll(self.window, self.queue)
         except broker_errors() as exc:
-            self.watch.lost(exc, time.monotonic())  # an external broker: waited for; the embedded one: restarted
+            if self.redis is not None and not self.redis.alive(wait_s=EXIT_WAIT_S):
+                self._restart_broker()  # it died between the check above and the call
+            else:
+                self.watch.lost(exc, time.monotonic())  # an external broker, or a busy embedded one: waited for
             return
         if self.watch.answered():
             self._tasks().reconnect(self.url, [self.window])
