@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         None, ge=0, description="$/h charged for this machine's CPU; None: a comparable cloud CPU instance"
     )
     broker: str | None = Field(None, description="Celery broker URL; None: an embedded Redis per run")
+    check_clouds: bool = Field(
+        True,
+        description="plan only over the clouds SkyPilot reports enabled (its check, cached for an hour); "
+        "false: every cloud in the catalog",
+    )
 
     @classmethod
     def settings_customise_sources(

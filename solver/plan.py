@@ -287,5 +287,6 @@ class Plan(BaseModel):
     makespan_s: float
     quality: float = Field(description="lowest predicted quality among the groups")
     baselines: list[BaselinePlan] = []
+    clouds: str = Field("", description="the clouds whose offerings were planned, and why (asked for, enabled, all)")
     output_share: float = Field(1.0, gt=0, le=1, description="the workload's output tokens ÷ its jobs' max_tokens: 1 plans "
                                 "the upper bound; less where earlier runs of the model wrote fewer (calibration)")

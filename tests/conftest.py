@@ -28,6 +28,9 @@ def costserve_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("COSTSERVE_HOME", str(home))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no token `hf auth login` stored on this machine
+    # plans cover the whole catalog without asking SkyPilot, whose check starts an API server (about 30 s);
+    # tests/test_enabled_clouds.py turns the check on against a fake `sky`
+    monkeypatch.setenv("COSTSERVE_CHECK_CLOUDS", "false")
     return home
 
 

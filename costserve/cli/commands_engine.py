@@ -9,7 +9,7 @@ import typer
 
 from costserve.cli.app import app
 from costserve.cli.help import DEFAULT_MODEL, ENGINE, MODEL_HELP, PLAN, SCHEDULE, command
-from costserve.cli.options import broker_option, build_request, cli_settings
+from costserve.cli.options import AvailableOption, CloudsOption, broker_option, build_request, cli_settings, cloud_list
 from costserve.cli.output import fail, json_mode, one_line_errors
 
 
@@ -22,8 +22,8 @@ def plan(
     budget: Annotated[Optional[float], typer.Option(help="most to spend, $", show_default="no limit")] = None,
     quality: Annotated[float, typer.Option(min=0.0, max=1.0, help="least predicted quality vs the 16-bit model, 0-1 (1.0: no quantization)")] = 0.99,
     spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,
-    available: Annotated[Optional[str], typer.Option(help="cap GPUs per type, e.g. H100=2,L4=16", show_default="the catalog's availability")] = None,
-    clouds: Annotated[Optional[str], typer.Option(help="only these clouds' offerings, e.g. aws,gcp (the accounts you have)", show_default="every cloud in the catalog")] = None,
+    available: AvailableOption = None,
+    clouds: CloudsOption = None,
     baselines: Annotated[bool, typer.Option(help="also plan the baselines and show what each would cost")] = True,
     profiles: Annotated[Optional[Path], typer.Option(help="measured throughputs, Mélange format (gpu_info/tputs + edges)", show_default="the roofline cost model")] = None,
     melange: Annotated[Optional[Path], typer.Option(help="instead, plan Mélange's own input (workload_distribution, total_request_rate, gpu_info) as a steady hour")] = None,
@@ -44,7 +44,7 @@ def plan(
     with json_mode(json_out), one_line_errors():
         settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
-                                spot=spot, available=available, clouds=tuple(clouds.split(",")) if clouds else None)
+                                spot=spot, available=available, clouds=cloud_list(clouds))
         run_plan(request, workload, out, baselines, profiles, json_out)
 
 

@@ -9,7 +9,7 @@ import typer
 
 from costserve.cli.app import app
 from costserve.cli.help import DEFAULT_MODEL, MODEL_HELP, RUN, command
-from costserve.cli.options import broker_option, build_request, cli_settings
+from costserve.cli.options import AvailableOption, CloudsOption, broker_option, build_request, cli_settings, cloud_list
 from costserve.cli.output import fail, json_mode, one_line_errors
 
 BROKER_HELP = ("Celery broker URL, e.g. redis://:PASSWORD@host:6379/0; $COSTSERVE_BROKER keeps a password out of `ps`")
@@ -33,6 +33,8 @@ def submit(
     replica: Annotated[Optional[Path], typer.Option(help="run this replica JSON instead of the one chosen from --quality", show_default="planned from --quality")] = None,
     broker: Annotated[Optional[str], typer.Option(envvar="COSTSERVE_BROKER", callback=broker_option, help=BROKER_HELP, show_default="local: an embedded Redis per run; sky: a Redis head node")] = None,
     spot: Annotated[bool, typer.Option("--spot", help="sky: allow spot instances")] = False,
+    clouds: CloudsOption = None,
+    available: AvailableOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="sky: plan, write the SkyPilot tasks and run SkyPilot's dryrun offline; launch nothing")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="start without asking for confirmation")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="run the valid lines; bad ones go to the run's rejected.jsonl")] = False,
@@ -62,7 +64,7 @@ def submit(
     with json_mode(json_out), one_line_errors():
         settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
-                                spot=spot, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
+                                spot=spot, clouds=cloud_list(clouds), available=available, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
                                 replica=replica, out=out, errors_out=errors_out, resume_from=resume_from,
                                 skip_invalid=skip_invalid, strict=strict, model_override=model_override,
                                 model_source=model_source, profile_first=profile_first)

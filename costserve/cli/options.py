@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -12,6 +12,25 @@ from costserve.cli.terminal import warn
 if TYPE_CHECKING:
     from costserve.config import Settings
     from costserve.request import BatchRequest
+
+
+# --clouds and --available, one definition for `plan`, `submit` and `schedule add` (and the Python API's arguments)
+CloudsOption = Annotated[
+    Optional[str],  # noqa: UP045 — typer reads the annotation at run time
+    typer.Option(
+        help="plan only these clouds' offerings, e.g. aws,gcp",
+        show_default="the clouds SkyPilot reports enabled, else every cloud in the catalog",
+    ),
+]
+AvailableOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(help="cap GPUs per type, e.g. H100=2,L4=16", show_default="the catalog's availability"),
+]
+
+
+def cloud_list(value: str | None) -> tuple[str, ...] | None:
+    """A --clouds value (`aws,gcp`) as the request's tuple; None when not given."""
+    return tuple(value.split(",")) if value else None
 
 
 def cli_settings() -> Settings:

@@ -118,5 +118,7 @@ def show_plan(plan: Plan, title: str) -> None:
     )
     console.print(quality_line(plan), markup=False, highlight=False)
     console.print(output_line(plan), markup=False, highlight=False)
+    if plan.clouds:
+        console.print(f"clouds planned: {plan.clouds}", markup=False, highlight=False)
     if plan.baselines:
         console.print(_alternatives(plan, local))

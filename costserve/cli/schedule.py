@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from costserve.cli.help import DEFAULT_MODEL, MODEL_HELP, SCHEDULE, HelpGroup, command
-from costserve.cli.options import build_request, cli_settings
+from costserve.cli.options import AvailableOption, CloudsOption, build_request, cli_settings, cloud_list
 from costserve.cli.output import console, fail, frame_table, one_line_errors
 from costserve.schedule.store import (
     ScheduleEntry,
@@ -42,6 +42,8 @@ def schedule_add(
     quality: Annotated[float, typer.Option(help="least predicted quality vs the 16-bit model")] = 0.99,
     backend: Annotated[str, typer.Option(help="local or sky")] = "local",
     spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,
+    clouds: CloudsOption = None,
+    available: AvailableOption = None,
 ) -> None:
     """Store a schedule that submits JOBS at each cron time."""
     if backend not in ("local", "sky"):
@@ -57,6 +59,8 @@ def schedule_add(
             budget=budget,
             quality=quality,
             spot=spot,
+            clouds=cloud_list(clouds),
+            available=available,
             backend=backend,
         )
     try:

@@ -64,17 +64,22 @@ def plan_request(
     profiles: Path | None = None,
     with_baselines: bool = True,
     on_cpu_profile: Callable[[Path], None] | None = None,
+    check_clouds: bool = True,
 ) -> Plan:
     """The cheapest fleet for `workload` under the request's model, deadline, budget, quality, spot, clouds and GPU caps.
 
     `profiles` is a Mélange-format file of measured throughputs; `on_cpu_profile(path)` is told when the model's
-    measured CPU profile prices CPU offerings. Raises BadRequestError, CatalogError, ProfileError or PlanningError
+    measured CPU profile prices CPU offerings. Without `--clouds`, the clouds SkyPilot reports enabled are planned
+    (unless `check_clouds` or the check_clouds setting is off; planning/cloud_scope.py). Raises BadRequestError, CatalogError, ProfileError or PlanningError
     (one line each).
     """
     from solver.planner import plan_batch
 
     row = model_row(str(request.model))
-    offerings, gpus, caps = requested_offerings(request.clouds, request.available)
+    from costserve.config import load_settings
+
+    check = check_clouds and load_settings().check_clouds
+    offerings, gpus, caps, clouds = requested_offerings(request.clouds, request.available, check)
     profile = None
     if profiles is not None:
         from solver.profiles import load_profile
@@ -100,7 +105,7 @@ def plan_request(
         calibrate=cloud_calibration(str(row["model"])),
         own_weights=request.model_source is not None,
     )
-    return plan.model_copy(update={"output_share": share})
+    return plan.model_copy(update={"output_share": share, "clouds": clouds})
 
 
 def cloud_calibration(model: str) -> Calibrate | None:

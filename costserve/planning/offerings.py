@@ -26,23 +26,24 @@ def current_offerings() -> tuple[pd.DataFrame, pd.DataFrame, Path]:
 
 
 def requested_offerings(
-    clouds: tuple[str, ...] | None, available: str | None
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int] | None]:
-    """(offerings of the allowed clouds within the GPU caps, gpus, the caps); BadRequestError names the option at fault."""
+    clouds: tuple[str, ...] | None, available: str | None, check_clouds: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int] | None, str]:
+    """(offerings of the clouds in scope within the GPU caps, gpus, the caps, which clouds and why in words).
+
+    The scope is `clouds`, else the clouds SkyPilot enabled when `check_clouds` (planning/cloud_scope.py), else the
+    whole catalog. BadRequestError names the option at fault."""
+    from costserve.planning.cloud_scope import cloud_scope
+
     offerings, gpus, _ = current_offerings()
-    if clouds:
-        unknown = set(clouds) - set(offerings["cloud"])
-        if unknown:
-            raise BadRequestError(
-                f"--clouds: unknown cloud(s) {', '.join(sorted(unknown))} "
-                f"(catalog has {', '.join(sorted(set(offerings['cloud'])))})"
-            )
-        offerings = offerings[offerings["cloud"].isin(clouds)]
+    catalog = set(offerings["cloud"])
+    scope = cloud_scope(clouds, catalog, check_clouds)
+    if scope.clouds is not None:
+        offerings = offerings[offerings["cloud"].isin(scope.clouds)]
     try:
         caps = parse_gpu_limits(available, set(gpus["gpu"]))
     except ValueError as exc:
         raise BadRequestError(str(exc)) from None
-    return apply_availability(offerings, None, caps), gpus, caps
+    return apply_availability(offerings, None, caps), gpus, caps, scope.describe(catalog)
 
 
 def model_row(name: str) -> pd.Series:

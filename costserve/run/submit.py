@@ -216,7 +216,7 @@ def _submit_sky(
         say(f"offline dryrun: planning over {', '.join(DRYRUN_CLOUDS)} offerings (the account the dryrun fakes)")
         request = request.model_copy(update={"clouds": DRYRUN_CLOUDS})
     with step("planning (fleet MILP and baselines)..."):
-        plan = plan_request(request, scan.workload)
+        plan = plan_request(request, scan.workload, check_clouds=not dry_run)  # a dry run's account is faked
     view.plan(plan, f"fleet for {scan.jobs:,} jobs of {plan.model}")
     node_tasks(plan.model, request.model_source)  # a gated model without a token stops here, before anything exists
     if dry_run:

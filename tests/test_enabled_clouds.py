@@ -1,0 +1,103 @@
+"""Plans cover only the clouds SkyPilot reports enabled, unless --clouds says otherwise: `sky` faked, the rest real."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES
+from costserve.cli import app
+
+
+def account(monkeypatch: pytest.MonkeyPatch, enabled: list[str], server_up: bool = False) -> types.ModuleType:
+    """A fake `sky` whose check enabled `enabled` (SkyPilot's spelling: AWS, GCP); it counts the checks and the
+    API server stops."""
+    sky = types.ModuleType("sky")
+    sky.checks, sky.stops = [], []  # type: ignore[attr-defined]
+
+    def enabled_clouds() -> list[str]:
+        sky.checks.append(1)  # type: ignore[attr-defined]
+        return list(enabled)
+
+    status = types.SimpleNamespace(status=types.SimpleNamespace(value="healthy" if server_up else "unhealthy"))
+    sky.client = types.SimpleNamespace(sdk=types.SimpleNamespace(enabled_clouds=enabled_clouds))  # type: ignore[attr-defined]
+    sky.server = types.SimpleNamespace(common=types.SimpleNamespace(get_api_server_status=lambda: status))  # type: ignore[attr-defined]
+    sky.get = lambda request: request  # type: ignore[attr-defined]
+    sky.api_stop = lambda: sky.stops.append(1)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sky", sky)
+    monkeypatch.setenv("COSTSERVE_CHECK_CLOUDS", "true")
+    return sky
+
+
+def _plan(cli, *args: str) -> dict:  # type: ignore[no-untyped-def]
+    result = cli.invoke(app, ["plan", str(EXAMPLES / "jobs.jsonl"), "--model", "Llama-3.1-8B", "--json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_plan_and_submit_cover_only_the_enabled_clouds_and_ask_once_an_hour(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    sky = account(monkeypatch, ["AWS"])
+    plan = _plan(cli)
+    assert plan["groups"] and {g["cloud"] for g in plan["groups"]} == {"aws"}
+    assert {b["cloud"] for b in plan["baselines"] if b.get("cloud")} <= {"aws"}
+    assert plan["clouds"] == "aws (enabled: SkyPilot's check)"
+    assert sky.stops == [1]  # the API server the check started was stopped again
+    unrestricted = _plan(cli, "--clouds", "aws")  # asked for: the same offerings
+    assert unrestricted["cost"] == plan["cost"] and unrestricted["clouds"] == "aws (asked for (--clouds))"
+    monkeypatch.setenv("HF_TOKEN", "hf_for_the_gated_model")
+    submitted = cli.invoke(app, ["submit", str(EXAMPLES / "jobs.jsonl"), "--backend", "sky", "--model", "Llama-3.1-8B",
+                                 "--model-override"])
+    assert submitted.exit_code == 2 and "pass --yes" in submitted.output  # planned, then asks before launching
+    assert "clouds planned: aws (enabled: SkyPilot's check, 0 min ago)" in submitted.output
+    assert "gcp" not in submitted.output.split("clouds planned")[0] and "lambda" not in submitted.output
+    assert len(sky.checks) == 1  # the answer is cached for an hour
+
+
+def test_a_cloud_the_account_lacks_is_one_line(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    account(monkeypatch, ["AWS"], server_up=True)
+    result = cli.invoke(app, ["plan", str(EXAMPLES / "jobs.jsonl"), "--model", "Llama-3.1-8B", "--clouds", "gcp"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()
+    assert "--clouds: gcp not enabled for this account" in line and "sky check gcp" in line
+    submitted = cli.invoke(app, ["submit", str(EXAMPLES / "jobs.jsonl"), "--backend", "sky", "--model", "Llama-3.1-8B",
+                                 "--model-override", "--clouds", "gcp", "--yes"])
+    assert submitted.exit_code != 0 and "--clouds: gcp not enabled for this account" in submitted.output
+
+
+def test_no_enabled_cloud_plans_the_whole_catalog_and_says_so(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    sky = account(monkeypatch, [], server_up=True)
+    plan = _plan(cli)
+    assert plan["clouds"].startswith("every cloud in the catalog (aws, azure, gcp, lambda)")
+    assert "no cloud of the catalog is enabled" in plan["clouds"] and sky.stops == []  # not ours to stop
+
+
+def test_without_skypilot_the_whole_catalog_is_planned(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(sys.modules, "sky", None)  # `import sky` raises ImportError
+    monkeypatch.setenv("COSTSERVE_CHECK_CLOUDS", "true")
+    plan = _plan(cli)
+    assert plan["clouds"] == "every cloud in the catalog (aws, azure, gcp, lambda): SkyPilot is not installed"
+
+
+def test_schedule_add_keeps_the_clouds_and_caps_it_fires_with(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from costserve.schedule.store import load_schedules
+
+    added = cli.invoke(app, ["schedule", "add", "nightly", str(EXAMPLES / "jobs.jsonl"), "--cron", "0 2 * * *",
+                             "--backend", "sky", "--clouds", "aws", "--available", "H100=2"])
+    assert added.exit_code == 0, added.output
+    (entry,) = load_schedules()  # fire_schedule submits this request (tests/test_schedules.py fires one)
+    assert entry.request.clouds == ("aws",) and entry.request.available == "H100=2"
+
+
+def test_the_python_api_passes_clouds_to_the_plan_and_the_submit(tmp_path: Path) -> None:
+    import costserve
+    from costserve.errors import CostserveError
+
+    plan = costserve.plan(EXAMPLES / "jobs.jsonl", model="Llama-3.1-8B", clouds=["aws"])
+    assert {g.cloud for g in plan.groups} == {"aws"} and plan.clouds == "aws (asked for (--clouds))"
+    with pytest.raises(CostserveError, match="--clouds: unknown cloud"):  # the driver planned with the clouds given
+        costserve.submit(EXAMPLES / "jobs.jsonl", backend="sky", model="Llama-3.1-8B", model_override=True,
+                         clouds=["aws", "moon"], out=tmp_path / "r.jsonl")
