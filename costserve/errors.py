@@ -158,6 +158,12 @@ class WorkersGone(RunStopped):
     reason = StopReason.WORKERS_GONE
 
 
+class NoCapacity(RunStopped):
+    """No offering left could launch the remaining work within the deadline and budget (capacity, quota, cloud errors)."""
+
+    reason = StopReason.NO_CAPACITY
+
+
 class ShardFailed(RunStopped):
     """A shard failed on every attempt the workers allow."""
 

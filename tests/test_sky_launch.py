@@ -62,6 +62,8 @@ def fake_sky(model: Path, log_dir: Path) -> types.ModuleType:
 
     sky.launch, sky.down, sky.status, sky.preempt = launch, down, status, preempt  # type: ignore[attr-defined]
     sky.get = lambda request: request  # type: ignore[attr-defined]
+    up = types.SimpleNamespace(status=types.SimpleNamespace(value="healthy"))  # SkyPilot's API server: not costserve's
+    sky.server = types.SimpleNamespace(common=types.SimpleNamespace(get_api_server_status=lambda: up))  # type: ignore[attr-defined]
     return sky
 
 

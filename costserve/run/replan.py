@@ -5,7 +5,9 @@ cluster. A cluster that is gone or not UP is a lost group: it is torn down and i
 stops; its unfinished shards are re-planned with the fleet MILP over the jobs they hold, with
 that offering's availability reduced by the instances just lost, within the budget and
 deadline that remain; the new groups are launched (queues numbered after the run's existing
-ones) and the shards re-sent to them. The user is told each step. Results are keyed by
+ones) and the shards re-sent to them. The user is told each step. A group whose launch the cloud
+refuses (no capacity, a quota) takes the same path, without what failed (run/launch_failure.py);
+when nothing fits, the run stops (NoCapacity), resumable. Results are keyed by
 custom_id, so a shard the lost group had half done cannot be duplicated.
 """
 
@@ -41,10 +43,10 @@ class GroupReplacer:
     budget: float | None
     started: float = field(default_factory=time.time)
     last_check: float = field(default_factory=time.monotonic)
-    error: str | None = None
+    tried: list[str] = field(default_factory=list)  # what failed launches ruled out, for the stop's line
 
     def check(self, windows: dict[str, Any]) -> None:
-        """Replace every lost group (at most every PREEMPTION_CHECK_S); sets `error` when a replacement cannot fit.
+        """Replace every lost group (at most every PREEMPTION_CHECK_S); NoCapacity when no replacement fits.
 
         `windows`: each running group's ShardWindow (run/shard_window.py); a lost group's shards move to the windows of
         its replacements."""
@@ -62,27 +64,70 @@ class GroupReplacer:
                 self._replace(queue, names[queue], status or "gone", windows)
 
     def _replace(self, queue: str, name: str, status: str, windows: dict[str, Any]) -> None:
-        from costserve.errors import PlanningError
-        from costserve.planning.batch import replan_jobs
-        from costserve.run.shard_window import window_size
-        from costserve.store.shard_files import read_shard
-
         group = self.plan.groups[int(queue[1:])]
         self.fleet.forget(name)
         self.store.fleet_down(queue)
-        lost = f"{queue} ({group.count}x {group.cloud}/{group.region}/{group.instance_type}{' spot' if group.spot else ''}) is {status}"
-        gone = windows.pop(queue, None)
-        left = gone.take_all() if gone is not None else []
+        lost = f"{_described(queue, group)} is {status}"
+        left = self._take(queue, windows)
         self.store.event(Event.GROUP_LOST, f"{lost}; {len(left)} shard(s) to re-plan")
         say(f"{lost}: re-planning its {len(left)} unfinished shard(s)")
+        if left:
+            row = self._offering(group)
+            self.offerings.loc[row, "availability"] = (self.offerings.loc[row, "availability"] - group.count).clip(
+                lower=0
+            )
+            self._replan(left, lost, windows)
+
+    def launch_failed(self, queue: str, exc: BaseException, started: float, windows: dict[str, Any]) -> None:
+        """Group `queue`'s launch (begun at `started`, epoch s) raised `exc`: record it (an event and the attempt's
+        fleet period, billed as an upper bound), rule out what failed (run/launch_failure.py) and re-plan its shards.
+
+        Re-raises `exc` when it is not the cloud refusing; NoCapacity when nothing left fits."""
+        from costserve.run.launch_failure import classify, rule_out
+        from deploy.sky_fleet import cluster_name
+
+        failure = classify(exc)
+        if failure is None:
+            raise exc
+        from costserve.run.launch_failure import MAX_LAUNCH_FAILURES
+
+        group = self.plan.groups[int(queue[1:])]
+        self.fleet.forget(cluster_name(self.store.id, queue))  # whatever SkyPilot half-made goes down now
+        self.store.fleet_up(queue, int(queue[1:]), group.count, group.price_per_hour, since=started)
+        self.store.fleet_down(queue)
+        ruled_out = rule_out(self.offerings, group, failure)
+        failed = f"{_described(queue, group)} could not launch ({failure})"
+        self.tried.append(f"{ruled_out}: {failure.kind}")
+        self.store.event(Event.LAUNCH_FAILED, f"{failed}; ruled out for this run: {ruled_out}")
+        if len(self.tried) >= MAX_LAUNCH_FAILURES:
+            from costserve.errors import NoCapacity
+
+            raise NoCapacity(
+                f"{failed}; {len(self.tried)} launches refused ({'; '.join(self.tried)}); "
+                f"`costserve resume {self.store.id}` tries again"
+            )
+        say(f"{failed}: re-planning without {ruled_out}")
+        self._replan(self._take(queue, windows), failed, windows)
+
+    def _take(self, queue: str, windows: dict[str, Any]) -> list[str]:
+        gone = windows.pop(queue, None)
+        return gone.take_all() if gone is not None else []
+
+    def _offering(self, group: Any) -> Any:
+        o = self.offerings
+        return o[
+            (o["cloud"] == group.cloud) & (o["region"] == group.region) & (o["instance_type"] == group.instance_type)
+        ].index
+
+    def _replan(self, left: list[str], why: str, windows: dict[str, Any]) -> None:
+        """Re-plan the jobs of shards `left` within the deadline and budget that remain, launch the new groups and send
+        the shards to them; NoCapacity (the run stops, resumable) when no fleet fits."""
+        from costserve.errors import NoCapacity, PlanningError
+        from costserve.planning.batch import replan_jobs
+        from costserve.store.shard_files import read_shard
+
         if not left:
             return
-        row = self.offerings[
-            (self.offerings["cloud"] == group.cloud)
-            & (self.offerings["region"] == group.region)
-            & (self.offerings["instance_type"] == group.instance_type)
-        ].index
-        self.offerings.loc[row, "availability"] = (self.offerings.loc[row, "availability"] - group.count).clip(lower=0)
         jobs = [job for sid in left for job in read_shard(self.store.dir, sid)]
         remaining_s = self.deadline_s - (time.time() - self.started)
         remaining_budget = None if self.budget is None else self.budget - self.store.spend()
@@ -93,26 +138,44 @@ class GroupReplacer:
                 jobs, self.request, self.plan.model, self.offerings, self.gpus, remaining_s, remaining_budget
             )
         except PlanningError as exc:
-            self.error = f"{lost} and no replacement fits the remaining budget and deadline: {exc}"
-            return
+            self.store.event(Event.NO_REPLACEMENT, str(exc))
+            tried = f"; ruled out: {', '.join(self.tried)}" if self.tried else ""
+            raise NoCapacity(
+                f"{why} and no replacement fits the remaining budget and deadline: {exc}{tried}; "
+                f"`costserve resume {self.store.id}` tries again"
+            ) from None
+        self._launch(new, left, windows)
+
+    def _launch(self, new: Any, left: list[str], windows: dict[str, Any]) -> None:
+        from costserve.run.shard_window import window_size
+
         first = len(self.plan.groups)
         files = self.tasks.write(new, self.gpus, self.store.dir, first)
         self.plan.groups.extend(new.groups)
         self.store.write_json("plan.json", self.plan.model_dump_json(indent=2))
-        queues = []
-        for k, (path, g) in enumerate(zip(files, new.groups), start=first):
-            say(f"launching replacement g{k}: {g.count}x {g.cloud}/{g.region}/{g.instance_type}")
-            self.store.event(Event.LAUNCHING, f"g{k}")
-            self.fleet.launch_group(path, f"g{k}", self.tasks.secrets(self.broker))
-            self.store.fleet_up(f"g{k}", k, g.count, g.price_per_hour)
-            queues.append(f"g{k}")
+        queues = [f"g{k}" for k in range(first, first + len(new.groups))]
         moved: dict[str, list[str]] = {q: [] for q in queues}
         for j, sid in enumerate(left):
-            target = queues[j % len(queues)]
-            moved[target].append(sid)
-            self.store.move_shard(sid, target)
-        for (target, shards), g in zip(moved.items(), new.groups):
+            moved[queues[j % len(queues)]].append(sid)
+            self.store.move_shard(sid, queues[j % len(queues)])
+        for (queue, shards), g in zip(moved.items(), new.groups):
             size = window_size(g.count * g.replicas, g.replica.planned_batch, self.request.shard_size)
-            windows[target] = group_window(self.shard_tasks, target, size, shards)
-            windows[target].fill()
-        self.store.event(Event.REPLACED, f"{queue} -> {', '.join(queues)} ({len(left)} shard(s) re-sent)")
+            windows[queue] = group_window(self.shard_tasks, queue, size, shards)
+        for path, queue, g in zip(files, queues, new.groups):
+            say(f"launching replacement {queue}: {g.count}x {g.cloud}/{g.region}/{g.instance_type}")
+            self.store.event(Event.LAUNCHING, queue)
+            started = time.time()
+            try:
+                self.fleet.launch_group(path, queue, self.tasks.secrets(self.broker))
+            except Exception as exc:  # noqa: BLE001 — launch_failed re-raises what is not the cloud refusing
+                self.launch_failed(queue, exc, started, windows)
+                continue
+            self.store.fleet_up(queue, int(queue[1:]), g.count, g.price_per_hour)
+            windows[queue].fill()
+        self.store.event(
+            Event.REPLACED, f"{len(left)} shard(s) re-sent to {', '.join(q for q in queues if q in windows)}"
+        )
+
+
+def _described(queue: str, group: Any) -> str:
+    return f"{queue} ({group.count}x {group.cloud}/{group.region}/{group.instance_type}{' spot' if group.spot else ''})"

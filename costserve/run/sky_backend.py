@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import RenderableType
 from rich.table import Table
 
-from costserve.notices import step
+from costserve.notices import say, step
 from costserve.request import BatchRequest
 from costserve.run.broker_url import redact_url
 from costserve.run.broker_watch import BrokerWatch, broker_errors
@@ -30,6 +30,7 @@ from costserve.run.sky_tasks import node_tasks
 from costserve.store.results import queue_run_stats
 from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
+from deploy.sky_api import local_api_server_up, stop_api_server_if_started
 from solver.plan import Plan
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class SkyBackend:
         self.replacer: GroupReplacer | None = None  # set once the fleet is up
         self.may_add_capacity = True
         self.broker_url = ""  # once launched: the head node's, or the run's own
+        self.api_server_was_up = True  # until launch() looks: never stop a server costserve did not start
         self.watch = BrokerWatch(store, f"the broker {redact_url(launch.broker)}" if launch.broker else "the head node")
 
     def launch(self) -> None:
@@ -74,10 +76,13 @@ class SkyBackend:
         from workers.celery_app import make_app
 
         spec = self.spec
+        self.api_server_was_up = local_api_server_up()  # one costserve's launch starts is stopped at the teardown
         groups = spec.plan.model_copy(update={"groups": spec.plan.groups[spec.first :]})
         tasks = node_tasks(spec.plan.model, spec.request.model_source, spec.request.shard_size)
         files = tasks.write(groups, spec.gpus, self.store.dir, spec.first)
-        broker = launch_clusters(self.store, self.fleet, groups, files, spec.first, spec.broker, spec.offerings, tasks)
+        broker, failed = launch_clusters(
+            self.store, self.fleet, groups, files, spec.first, spec.broker, spec.offerings, tasks
+        )
         self.broker_url = broker
         self.tasks = ShardTasks(self.store, self.results, make_app(broker))
         self.windows = shard_windows(self.store, self.tasks, spec.plan, spec.first, spec.request.shard_size)
@@ -94,6 +99,8 @@ class SkyBackend:
             spec.deadline_s,
             spec.budget,
         )
+        for queue, exc, started in failed:  # no capacity, a quota: re-planned without it, or the run stops
+            self.replacer.launch_failed(queue, exc, started, self.windows)
 
     def price_per_hour(self) -> float:
         return self.store.running_price_per_hour()
@@ -103,6 +110,8 @@ class SkyBackend:
             left = self.fleet.down_all()
         for queue in {row.group for row in self.store.fleet()}:
             self.store.fleet_down(queue)
+        if not left and stop_api_server_if_started(self.api_server_was_up):
+            say("stopped the SkyPilot API server this run started")
         return f"could not tear down {', '.join(left)}; run `sky down {' '.join(left)}`" if left else None
 
     def poll(self) -> None:
@@ -127,8 +136,7 @@ class SkyBackend:
 
     def replace_lost(self) -> None:
         if self.replacer is not None and self.error is None:
-            self.replacer.check(self.windows)
-            self.error = self.replacer.error
+            self.replacer.check(self.windows)  # NoCapacity when a lost group has no replacement that fits
 
     def alive(self) -> bool:
         return self.error is None

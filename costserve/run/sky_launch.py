@@ -7,6 +7,7 @@ workers share no directory with the driver; each group's shards are sent a windo
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,26 +40,52 @@ def launch_clusters(
     broker: str | None,
     offerings: pd.DataFrame,
     tasks: NodeTasks,
-) -> str:
+) -> tuple[str, list[tuple[str, BaseException, float]]]:
     """Launch the broker head node (unless `broker`) and every group of `launch` (its task `files`, with the secrets
-    `tasks` supplies); returns the broker URL."""
+    `tasks` supplies); returns the broker URL and the groups whose launch raised: (queue, exception, epoch s started),
+    for the replacer to re-plan (run/replan.py). A head node the cloud refuses stops the run: NoCapacity."""
     from costserve.run.broker_url import redact_url
-    from deploy.skypilot import REDIS_PORT, head_task_config
+    from deploy.skypilot import REDIS_PORT
 
     if broker is None:
         password = secrets.token_urlsafe(24)
         head = launch.groups[0]
         with step("launching the broker head node (Redis)..."):
-            ip = fleet.launch_broker(head_task_config(head.cloud, head.region), password)
+            ip = _launch_head(store, fleet, head, password)
         broker = f"redis://:{password}@{ip}:{REDIS_PORT}/0"
         store.fleet_up("broker", -1, 1, broker_price_per_hour(offerings, head.cloud))
     store.event(Event.BROKER, redact_url(broker))
+    failed: list[tuple[str, BaseException, float]] = []
     for i, (path, group) in enumerate(zip(files, launch.groups), start=first):
         store.event(Event.LAUNCHING, f"g{i}")  # the group's start-up counts from here (costserve/run/calibrate.py)
-        with step(f"launching g{i}: {group.count}x {group.cloud}/{group.region}/{group.instance_type}..."):
-            fleet.launch_group(path, f"g{i}", tasks.secrets(broker))
+        started = time.time()
+        try:
+            with step(f"launching g{i}: {group.count}x {group.cloud}/{group.region}/{group.instance_type}..."):
+                fleet.launch_group(path, f"g{i}", tasks.secrets(broker))
+        except Exception as exc:  # noqa: BLE001 — the replacer re-raises what is not the cloud refusing
+            failed.append((f"g{i}", exc, started))
+            continue
         store.fleet_up(f"g{i}", i, group.count, group.price_per_hour)
-    return broker
+    return broker, failed
+
+
+def _launch_head(store: RunStore, fleet: Any, head: Any, password: str) -> str:
+    """Launch the Redis head node in the region of the first group; its IP. NoCapacity when the cloud refuses it."""
+    from costserve.errors import NoCapacity
+    from costserve.run.launch_failure import classify
+    from deploy.skypilot import head_task_config
+
+    try:
+        return str(fleet.launch_broker(head_task_config(head.cloud, head.region), password))
+    except Exception as exc:
+        failure = classify(exc)
+        if failure is None:
+            raise
+        store.event(Event.LAUNCH_FAILED, f"broker head node ({head.cloud}/{head.region}): {failure}")
+        raise NoCapacity(
+            f"the broker head node could not launch in {head.cloud}/{head.region} ({failure}); nothing else was "
+            f"launched; `costserve resume {store.id}` tries again (or pass --broker)"
+        ) from None
 
 
 def shard_windows(

@@ -29,6 +29,7 @@ class Event(StrEnum):
     BROKER_BACK = "broker back"  # it answers again: after an outage, or restarted (the embedded one)
     BROKER_PID = "broker pid"
     LAUNCHING = "launching"
+    LAUNCH_FAILED = "launch failed"  # a group's launch failed (no capacity, a quota, a cloud error): re-planned
     FLEET_UP = "fleet up"
     FLEET_DOWN = "fleet down"
     WORKER_STARTED = "worker started"

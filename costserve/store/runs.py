@@ -184,11 +184,14 @@ class RunStore(RunEvents):
         self.db.commit()
         return len(self.shards(ShardState.DONE))
 
-    def fleet_up(self, queue: str, group_index: int, instances: int, price_per_hour: float) -> None:
-        """Record that plan group `group_index` is running: `instances` instances at $/h each, serving `queue`."""
+    def fleet_up(
+        self, queue: str, group_index: int, instances: int, price_per_hour: float, since: float | None = None
+    ) -> None:
+        """Record that plan group `group_index` is running since `since` (epoch s; default now): `instances` instances
+        at $/h each, serving `queue`."""
         self.db.execute(
             "INSERT INTO fleet VALUES (?, ?, ?, ?, ?, NULL)",
-            (queue, group_index, instances, price_per_hour, time.time()),
+            (queue, group_index, instances, price_per_hour, time.time() if since is None else since),
         )
         self.event(Event.FLEET_UP, f"{queue}: {instances} instance(s) at ${price_per_hour:.4f}/h")
 
