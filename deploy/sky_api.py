@@ -46,3 +46,64 @@ def enabled_clouds() -> list[str]:
             return sorted({str(cloud).lower() for cloud in sky.get(sky.client.sdk.enabled_clouds())})
     finally:
         stop_api_server_if_started(was_up)
+
+
+CHECK_TIMEOUT_S = 180.0  # s for the child below: starting SkyPilot's API server and its check take about 30 s
+
+
+class SkyCheckError(RuntimeError):
+    """SkyPilot's check could not answer (the message says why, in one line)."""
+
+
+def enabled_clouds_in_child(timeout_s: float = CHECK_TIMEOUT_S) -> list[str] | None:
+    """`enabled_clouds()` run in a child process (`python -m deploy.sky_api`), None when SkyPilot cannot be imported.
+
+    A child because importing `sky` configures the root logger (every library's INFO lines would reach the user's
+    terminal) and the API server's start prints to stdout, which `--json` output must not carry. SkyCheckError when
+    the check fails or times out."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "deploy.sky_api"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    except subprocess.TimeoutExpired:
+        raise SkyCheckError(f"no answer in {timeout_s:.0f}s") from None
+    answers = [line for line in proc.stdout.splitlines() if line.startswith('{"')]
+    if not answers:
+        last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise SkyCheckError(last[:200])
+    answer = json.loads(answers[-1])
+    if answer.get("missing"):
+        return None
+    if "error" in answer:
+        raise SkyCheckError(answer["error"])
+    return list(answer["clouds"])
+
+
+def main() -> None:
+    """The child of enabled_clouds_in_child: one JSON line, {"clouds": [...]}, {"missing": true} or {"error": "..."}."""
+    import json
+
+    try:
+        import sky  # noqa: F401
+    except ImportError:
+        print(json.dumps({"missing": True}))
+        return
+    try:
+        clouds = enabled_clouds()
+    except Exception as exc:  # noqa: BLE001 — reported to the parent in one line
+        print(json.dumps({"error": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"}))
+        return
+    print(json.dumps({"clouds": clouds}))
+
+
+if __name__ == "__main__":
+    main()

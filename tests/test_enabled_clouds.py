@@ -1,36 +1,36 @@
-"""Plans cover only the clouds SkyPilot reports enabled, unless --clouds says otherwise: `sky` faked, the rest real."""
+"""Plans cover only the clouds SkyPilot reports enabled, unless --clouds says otherwise.
+
+`sky` is faked at the cloud boundary (tests/fixtures/fake_sky, on the PYTHONPATH of the child process
+that asks SkyPilot, deploy/sky_api.py); the plan, the cache and the CLI are real.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
+import os
 from pathlib import Path
 
 import pytest
 
 from conftest import EXAMPLES
 from costserve.cli import app
+from node_sim import FAKE_SKY
 
 
-def account(monkeypatch: pytest.MonkeyPatch, enabled: list[str], server_up: bool = False) -> types.ModuleType:
-    """A fake `sky` whose check enabled `enabled` (SkyPilot's spelling: AWS, GCP); it counts the checks and the
-    API server stops."""
-    sky = types.ModuleType("sky")
-    sky.checks, sky.stops = [], []  # type: ignore[attr-defined]
-
-    def enabled_clouds() -> list[str]:
-        sky.checks.append(1)  # type: ignore[attr-defined]
-        return list(enabled)
-
-    status = types.SimpleNamespace(status=types.SimpleNamespace(value="healthy" if server_up else "unhealthy"))
-    sky.client = types.SimpleNamespace(sdk=types.SimpleNamespace(enabled_clouds=enabled_clouds))  # type: ignore[attr-defined]
-    sky.server = types.SimpleNamespace(common=types.SimpleNamespace(get_api_server_status=lambda: status))  # type: ignore[attr-defined]
-    sky.get = lambda request: request  # type: ignore[attr-defined]
-    sky.api_stop = lambda: sky.stops.append(1)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sky", sky)
+def account(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, enabled: str, server_up: bool = False) -> Path:
+    """An account whose SkyPilot check enabled `enabled` (SkyPilot's spelling: AWS,GCP); returns the fake's log dir."""
+    state = tmp_path / "sky-state"
+    state.mkdir(exist_ok=True)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAKE_SKY), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("FAKE_SKY_DIR", str(state))
+    monkeypatch.setenv("FAKE_SKY_ENABLED", enabled)
+    monkeypatch.setenv("FAKE_SKY_SERVER_UP", "1" if server_up else "0")
     monkeypatch.setenv("COSTSERVE_CHECK_CLOUDS", "true")
-    return sky
+    return state
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.is_file() else []
 
 
 def _plan(cli, *args: str) -> dict:  # type: ignore[no-untyped-def]
@@ -39,26 +39,27 @@ def _plan(cli, *args: str) -> dict:  # type: ignore[no-untyped-def]
     return json.loads(result.stdout)
 
 
-def test_plan_and_submit_cover_only_the_enabled_clouds_and_ask_once_an_hour(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    sky = account(monkeypatch, ["AWS"])
+def test_plan_and_submit_cover_only_the_enabled_clouds_and_ask_once_an_hour(
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    state = account(monkeypatch, tmp_path, "AWS")
     plan = _plan(cli)
     assert plan["groups"] and {g["cloud"] for g in plan["groups"]} == {"aws"}
     assert {b["cloud"] for b in plan["baselines"] if b.get("cloud")} <= {"aws"}
     assert plan["clouds"] == "aws (enabled: SkyPilot's check)"
-    assert sky.stops == [1]  # the API server the check started was stopped again
-    unrestricted = _plan(cli, "--clouds", "aws")  # asked for: the same offerings
-    assert unrestricted["cost"] == plan["cost"] and unrestricted["clouds"] == "aws (asked for (--clouds))"
+    assert _lines(state / "api_stop.log") == ["stopped"]  # the API server the check started was stopped again
+    asked = _plan(cli, "--clouds", "aws")  # asked for: the same offerings
+    assert asked["cost"] == plan["cost"] and asked["clouds"] == "aws (asked for with --clouds)"
     monkeypatch.setenv("HF_TOKEN", "hf_for_the_gated_model")
     submitted = cli.invoke(app, ["submit", str(EXAMPLES / "jobs.jsonl"), "--backend", "sky", "--model", "Llama-3.1-8B",
                                  "--model-override"])
     assert submitted.exit_code == 2 and "pass --yes" in submitted.output  # planned, then asks before launching
     assert "clouds planned: aws (enabled: SkyPilot's check, 0 min ago)" in submitted.output
     assert "gcp" not in submitted.output.split("clouds planned")[0] and "lambda" not in submitted.output
-    assert len(sky.checks) == 1  # the answer is cached for an hour
+    assert _lines(state / "checks.log") == ["check"]  # the answer is cached for an hour
 
 
-def test_a_cloud_the_account_lacks_is_one_line(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    account(monkeypatch, ["AWS"], server_up=True)
+def test_a_cloud_the_account_lacks_is_one_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    account(monkeypatch, tmp_path, "AWS", server_up=True)
     result = cli.invoke(app, ["plan", str(EXAMPLES / "jobs.jsonl"), "--model", "Llama-3.1-8B", "--clouds", "gcp"])
     assert result.exit_code != 0 and "Traceback" not in result.output
     (line,) = result.output.strip().splitlines()
@@ -68,15 +69,19 @@ def test_a_cloud_the_account_lacks_is_one_line(cli, monkeypatch: pytest.MonkeyPa
     assert submitted.exit_code != 0 and "--clouds: gcp not enabled for this account" in submitted.output
 
 
-def test_no_enabled_cloud_plans_the_whole_catalog_and_says_so(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    sky = account(monkeypatch, [], server_up=True)
+def test_no_enabled_cloud_plans_the_whole_catalog_and_says_so(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    state = account(monkeypatch, tmp_path, "", server_up=True)
     plan = _plan(cli)
     assert plan["clouds"].startswith("every cloud in the catalog (aws, azure, gcp, lambda)")
-    assert "no cloud of the catalog is enabled" in plan["clouds"] and sky.stops == []  # not ours to stop
+    assert "no cloud of the catalog is enabled" in plan["clouds"]
+    assert not _lines(state / "api_stop.log")  # a server costserve did not start is not costserve's to stop
 
 
-def test_without_skypilot_the_whole_catalog_is_planned(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setitem(sys.modules, "sky", None)  # `import sky` raises ImportError
+def test_without_skypilot_the_whole_catalog_is_planned(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    broken = tmp_path / "no-sky" / "sky"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("SkyPilot is not installed here")\n')
+    monkeypatch.setenv("PYTHONPATH", str(broken.parent))
     monkeypatch.setenv("COSTSERVE_CHECK_CLOUDS", "true")
     plan = _plan(cli)
     assert plan["clouds"] == "every cloud in the catalog (aws, azure, gcp, lambda): SkyPilot is not installed"
@@ -97,7 +102,7 @@ def test_the_python_api_passes_clouds_to_the_plan_and_the_submit(tmp_path: Path)
     from costserve.errors import CostserveError
 
     plan = costserve.plan(EXAMPLES / "jobs.jsonl", model="Llama-3.1-8B", clouds=["aws"])
-    assert {g.cloud for g in plan.groups} == {"aws"} and plan.clouds == "aws (asked for (--clouds))"
+    assert {g.cloud for g in plan.groups} == {"aws"} and plan.clouds == "aws (asked for with --clouds)"
     with pytest.raises(CostserveError, match="--clouds: unknown cloud"):  # the driver planned with the clouds given
         costserve.submit(EXAMPLES / "jobs.jsonl", backend="sky", model="Llama-3.1-8B", model_override=True,
                          clouds=["aws", "moon"], out=tmp_path / "r.jsonl")

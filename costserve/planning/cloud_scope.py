@@ -48,17 +48,19 @@ def cached_enabled_clouds() -> tuple[list[str] | None, str]:
             return list(saved["clouds"]), f"SkyPilot's check, {age_s / 60:.0f} min ago"
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no cache, or an unreadable one: ask again
-    try:
-        import sky  # noqa: F401 — is SkyPilot here at all
+    import importlib.util
 
-        from deploy.sky_api import enabled_clouds
-    except ImportError:
+    from deploy.sky_api import SkyCheckError, enabled_clouds_in_child
+
+    if importlib.util.find_spec("sky") is None:
         return None, "SkyPilot is not installed"
     try:
-        clouds = enabled_clouds()
-    except Exception as exc:  # noqa: BLE001 — any failure of the check plans the whole catalog, said in one line
-        first = (str(exc).splitlines() or [""])[0][:120]
-        return None, f"SkyPilot's check failed ({type(exc).__name__}: {first})"
+        found = enabled_clouds_in_child()
+    except SkyCheckError as exc:  # the whole catalog is planned, and the plan says why
+        return None, f"SkyPilot's check failed ({exc})"
+    if found is None:
+        return None, "SkyPilot is not installed"
+    clouds = found
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"at": time.time(), "clouds": clouds}))
     return clouds, "SkyPilot's check"
@@ -75,7 +77,11 @@ def cloud_scope(asked: tuple[str, ...] | None, catalog: set[str], check: bool) -
                 f"--clouds: unknown cloud(s) {', '.join(sorted(unknown))} (catalog has {', '.join(sorted(catalog))})"
             )
     if not check:
-        return CloudScope(asked, "asked for (--clouds)") if asked else CloudScope(None, "the cloud check is off")
+        return (
+            CloudScope(asked, "asked for with --clouds")
+            if asked
+            else CloudScope(None, "the check_clouds setting is off")
+        )
     enabled, source = cached_enabled_clouds()
     if asked:
         missing = sorted(set(asked) - set(enabled)) if enabled else []
@@ -84,7 +90,7 @@ def cloud_scope(asked: tuple[str, ...] | None, catalog: set[str], check: bool) -
                 f"--clouds: {', '.join(missing)} not enabled for this account ({source}: "
                 f"{', '.join(enabled or []) or 'none'}); `sky check {' '.join(missing)}` says why"
             )
-        return CloudScope(asked, "asked for (--clouds)")
+        return CloudScope(asked, "asked for with --clouds")
     usable = tuple(sorted(set(enabled or []) & catalog))
     if not usable:
         why = source if enabled is None else f"no cloud of the catalog is enabled ({source})"
