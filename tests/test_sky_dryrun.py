@@ -65,8 +65,9 @@ def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path, monkeypatch: py
     # the example's jobs name SmolLM2-135M: serving them with Llama-3.1-8B takes --model-override
     wrong = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "Llama-3.1-8B", "--dry-run"])
     assert wrong.exit_code == 2 and "body.model: 'SmolLM2-135M' is not this run's model 'Llama-3.1-8B'" in wrong.output
-    # Llama-3.1-8B is gated: without a Hugging Face token nothing is created, in one line
-    gated = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--dry-run", "--model", "Llama-3.1-8B", "--model-override"])
+    # Llama-3.1-8B at 16 bits downloads its gated repository: a launch without a token stops in one line, creating nothing
+    gated = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--model", "Llama-3.1-8B", "--model-override",
+                             "--quality", "1", "--yes"])
     assert gated.exit_code != 0 and "is gated on Hugging Face and no token was found" in gated.output
     assert "Traceback" not in gated.output and (not runs_dir().exists() or not any(runs_dir().iterdir()))
     monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_real")
@@ -81,7 +82,14 @@ def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path, monkeypatch: py
     plan = json.loads((run_dir / "plan.json").read_text())
     tasks = sorted((run_dir / "sky").glob("g*.yaml"))
     assert len(tasks) == len(plan["groups"]) >= 1 and {g["cloud"] for g in plan["groups"]} == {"aws"}
-    assert result.output.count(" yes ") == len(tasks)
+    assert result.output.count(" yes ") == len(tasks) + 1  # and the broker head node's task
+    head = yaml.safe_load((run_dir / "sky" / "broker.yaml").read_text())
+    assert head["resources"]["ports"] == [6379] and head["secrets"] == {"COSTSERVE_REDIS_PASSWORD": None}
+    for task in tasks:  # a person can audit it: scripts as block scalars, the exact weights repository named
+        text = task.read_text()
+        assert "\nsetup: |\n" in text and "\n# weights: https://huggingface.co/" in "\n" + text
+    repo = text.split("# weights: https://huggingface.co/")[1].split()[0]
+    assert repo in yaml.safe_load(text)["setup"] and f"https://huggingface.co/{repo}" in result.output  # the plan too
     assert json.loads((run_dir / "input.json").read_text())["jobs"] == 200
     # a dry run launched nothing: marked as such, left out of `runs` and of the trend unless asked for
     assert json.loads(cli.invoke(app, ["runs", "--json"]).stdout) == []
@@ -112,3 +120,29 @@ def test_model_source_mounts_the_users_weights_instead_of_downloading(source: st
     assert config["file_mounts"]["~/.costserve/models/Llama-3.1-8B"] == source
     assert config["secrets"] == {BROKER_SECRET: None} and "snapshot_download" not in config["setup"]
     assert config["run"].endswith("--model Llama-3.1-8B")
+
+
+def test_a_dry_run_without_token_or_rsync_warns_once_each_and_writes_every_task(cli, tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import sys
+
+    from costserve.cli import app
+    from costserve.store.runs import runs_dir
+
+    jobs = Path(__file__).resolve().parents[1] / "examples" / "jobs.jsonl"
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # this venv's tools, no rsync
+    result = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--dry-run", "--model", "Llama-3.1-8B",
+                              "--model-override", "--quality", "1"])  # 16-bit: the nodes download the gated repository
+    assert result.exit_code == 0, result.output
+    assert result.output.count("HF_TOKEN: a launch needs one") == 1 and result.output.count("rsync: not found") == 1
+    (run_dir,) = runs_dir().iterdir()
+    tasks = sorted((run_dir / "sky").glob("*.yaml"))
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert {t.name for t in tasks} == {"broker.yaml", *(f"g{i}.yaml" for i in range(len(plan["groups"])))}
+    assert result.output.count("yes (parsed)") == len(tasks)  # SkyPilot's task parser read every file back
+    for task in tasks:
+        assert str(task) in result.output  # the files to read
+    for group in (t for t in tasks if t.name.startswith("g")):
+        assert yaml.safe_load(group.read_text())["secrets"] == {BROKER_SECRET: None, HF_TOKEN_SECRET: None}
+        assert "# weights: https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct\n" in group.read_text()

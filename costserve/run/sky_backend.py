@@ -78,7 +78,7 @@ class SkyBackend:
         spec = self.spec
         self.api_server_was_up = local_api_server_up()  # one costserve's launch starts is stopped at the teardown
         groups = spec.plan.model_copy(update={"groups": spec.plan.groups[spec.first :]})
-        tasks = node_tasks(spec.plan.model, spec.request.model_source, spec.request.shard_size)
+        tasks = node_tasks(spec.plan.model, spec.request.model_source, spec.request.shard_size, plan=spec.plan)
         files = tasks.write(groups, spec.gpus, self.store.dir, spec.first)
         broker, failed = launch_clusters(
             self.store, self.fleet, groups, files, spec.first, spec.broker, spec.offerings, tasks

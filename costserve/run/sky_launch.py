@@ -73,8 +73,9 @@ def _launch_head(store: RunStore, fleet: Any, head: Any, password: str) -> str:
     """Launch the Redis head node in the region of the first group; its IP. NoCapacity when the cloud refuses it."""
     from costserve.errors import NoCapacity
     from costserve.run.launch_failure import classify
-    from deploy.skypilot import head_task_config
+    from deploy.skypilot import head_task_config, write_head_task
 
+    write_head_task(store.dir, head.cloud, head.region)  # the file to audit, as `--dry-run` writes it
     try:
         return str(fleet.launch_broker(head_task_config(head.cloud, head.region), password))
     except Exception as exc:

@@ -51,6 +51,7 @@ class NodeTasks:
     model: NodeModel
     token: str | None
     shard_size: int = 32  # the run's jobs per shard: each node's worker holds enough of them to fill its replicas
+    token_needed: bool = False  # a gated model: the tasks name the HF_TOKEN secret even where no token was found
 
     def write(self, plan: Plan, gpus: Any, run_dir: Path, first: int = 0) -> list[Path]:
         """Write the run's task files (`sky/g<i>.yaml`, replicas, the wheel) for `plan.groups`, numbered from `first`."""
@@ -58,7 +59,13 @@ class NodeTasks:
 
         try:
             return write_group_tasks(
-                plan, gpus, run_dir, self.model, first, hf_token=self.token is not None, shard_size=self.shard_size
+                plan,
+                gpus,
+                run_dir,
+                self.model,
+                first,
+                hf_token=self.token is not None or self.token_needed,
+                shard_size=self.shard_size,
             )
         except NodeSetupError as exc:
             raise LaunchError(str(exc)) from None
@@ -70,10 +77,13 @@ class NodeTasks:
         return {BROKER_SECRET: broker, **({HF_TOKEN_SECRET: self.token} if self.token else {})}
 
 
-def node_tasks(model: str, source: str | None = None, shard_size: int = 32) -> NodeTasks:
+def node_tasks(
+    model: str, source: str | None = None, shard_size: int = 32, require_token: bool = True, plan: Plan | None = None
+) -> NodeTasks:
     """The NodeTasks of a run serving catalog model `model`, its weights from `source` (s3://, gs:// or a directory;
-    None: Hugging Face), in shards of `shard_size` jobs; LaunchError when they come from a gated repository and no
-    token is available."""
+    None: Hugging Face), in shards of `shard_size` jobs. When some group of `plan` (any, without one) downloads a
+    gated repository and no token is available: LaunchError, or with `require_token` False (a dry run) one warning
+    line. A public pre-quantized checkpoint needs no token."""
     from costserve.planning.offerings import model_row
 
     if model == EMBEDDED_MODEL and source is None:
@@ -81,10 +91,16 @@ def node_tasks(model: str, source: str | None = None, shard_size: int = 32) -> N
     row = model_row(model)
     node_model = NodeModel(str(row["model"]), str(row["hf_id"]), bool(row["gated"]), source)
     token = hf_token() if source is None else None
-    if node_model.gated and source is None and token is None:
-        raise LaunchError(
+    own_weights = plan is None or any(g.replica.vllm is None or g.replica.vllm.checkpoint is None for g in plan.groups)
+    needed = node_model.gated and source is None and own_weights
+    if needed and token is None:
+        how = (
             f"{node_model.name} ({node_model.hf_id}) is gated on Hugging Face and no token was found: request "
-            f"access on https://huggingface.co/{node_model.hf_id}, then set HF_TOKEN or run `hf auth login`; "
-            "nothing was launched"
+            f"access on https://huggingface.co/{node_model.hf_id}, then set HF_TOKEN or run `hf auth login`"
         )
-    return NodeTasks(node_model, token, shard_size)
+        if require_token:
+            raise LaunchError(f"{how}; nothing was launched")
+        from costserve.notices import warn
+
+        warn(f"HF_TOKEN: a launch needs one; {how}")
+    return NodeTasks(node_model, token, shard_size, token_needed=needed)

@@ -218,9 +218,9 @@ def _submit_sky(
     with step("planning (fleet MILP and baselines)..."):
         plan = plan_request(request, scan.workload, check_clouds=not dry_run)  # a dry run's account is faked
     view.plan(plan, f"fleet for {scan.jobs:,} jobs of {plan.model}")
-    node_tasks(plan.model, request.model_source)  # a gated model without a token stops here, before anything exists
-    if dry_run:
+    if dry_run:  # a gated model without a token is a warning there
         return _dry_run(request, scan, plan, view)
+    node_tasks(plan.model, request.model_source, plan=plan)  # a gated download without a token stops here, first
     require_broker(broker, "; nothing was launched")
     instances = sum(g.count for g in plan.groups) + (0 if broker else 1)
     _confirm(view, f"launch {instances} cloud instance(s), predicted {format_money(plan.cost)}")
@@ -239,5 +239,5 @@ def _dry_run(request: BatchRequest, scan: JobScan, plan: Plan, view: SubmitView)
     view.created(run)
     rows = dryrun_run(run.store, plan, request.model_source)
     view.dry_run(run, rows)
-    run.exit_code = 0 if all(r["accepted"] == "yes" for r in rows) else 1
+    run.exit_code = 0 if all(r["accepted"].startswith("yes") for r in rows) else 1
     return run
