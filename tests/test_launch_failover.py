@@ -143,3 +143,42 @@ def test_a_quota_rules_out_every_type_under_it() -> None:
     rule_out(fresh, spot, quota)  # a spot quota removes the family's spot prices, not its on-demand offerings
     assert fresh.loc[g_family.index, "spot_price_per_hour"].isna().all()
     assert (fresh.loc[g_family.index, "availability"] > 0).all()
+
+
+def test_a_quota_failure_replans_away_from_every_type_under_that_quota() -> None:
+    from types import SimpleNamespace
+
+    from catalog.aws_limits import instance_family
+    from catalog.load import load_models
+    from costserve.planning.offerings import current_offerings
+    from costserve.run.launch_failure import LaunchFailure, rule_out
+    from solver.planner import plan_batch
+    from solver.workload import bucket_workload
+
+    offerings, gpus, _ = current_offerings()
+    aws = offerings[offerings["cloud"] == "aws"].copy()
+    model = load_models().set_index("model", drop=False).loc["Llama-3.1-8B"]
+    workload = bucket_workload([(150, 100, 40_000)])
+    first = plan_batch(workload, model, aws, gpus, 3 * 3600, with_baselines=False)
+    g = first.groups[0]
+    family = instance_family(g.instance_type)
+    rule_out(aws, SimpleNamespace(cloud="aws", region=g.region, instance_type=g.instance_type, spot=False),
+             LaunchFailure("quota", "VcpuLimitExceeded: You have requested more vCPU capacity than your current limit"))
+    again = plan_batch(workload, model, aws, gpus, 3 * 3600, with_baselines=False)
+    assert again.groups and not any(h.region == g.region and instance_family(h.instance_type) == family
+                                    for h in again.groups)
+
+
+def test_what_skypilot_raises_is_classified_by_its_cause() -> None:
+    from sky.exceptions import CloudError, ResourcesUnavailableError
+
+    from costserve.run.launch_failure import classify
+
+    quota = ResourcesUnavailableError("Failed to acquire resources in all zones in us-east-1", failover_history=[
+        CloudError("You have requested more vCPU capacity than your current vCPU limit", "AWS", "VcpuLimitExceeded")])
+    capacity = _no_capacity()
+    assert classify(quota) is not None and classify(quota).kind == "quota"  # type: ignore[union-attr]
+    assert classify(capacity) is not None and classify(capacity).kind == "no capacity"  # type: ignore[union-attr]
+    other = classify(CloudError("The subnet does not exist", "AWS", "InvalidSubnetID.NotFound"))
+    assert other is not None and other.kind == "cloud error" and "subnet" in other.detail
+    assert classify(ValueError("a bug")) is None  # not the cloud refusing: re-raised by the caller

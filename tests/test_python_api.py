@@ -43,8 +43,9 @@ def test_submit_from_python_then_resume_a_half_finished_batch_from_its_results(t
     (costserve_home / "models" / "SmolLM2-135M").symlink_to(smollm2_dir)
     jobs = _jobs(tmp_path)
     first_out = tmp_path / "first.jsonl"
-    run = costserve.submit(jobs, out=first_out, shard_size=4)  # every default: the embedded model, local workers
+    run = costserve.submit(jobs, out=first_out, shard_size=4, clouds=["aws"])  # the embedded model, local workers
     assert run.dir.is_dir() and run.results_path == first_out
+    assert json.loads((run.dir / "request.json").read_text())["clouds"] == ["aws"]  # the driver got the clouds
     outcome = run.wait(timeout=900)
     assert outcome["status"] == "finished" and outcome["succeeded"] == len(IDS) and outcome["failed"] == 0
     lines = run.results()

@@ -89,7 +89,8 @@ def test_a_fire_runs_the_stored_submit_to_results(cli, tmp_path: Path, tiny_llam
 
     jobs = tmp_path / "nightly.jsonl"
     jobs.write_text("".join(json.dumps({"id": f"n{i}", "prompt": f"hi {i}", "max_tokens": 3}) + "\n" for i in range(3)))
-    added = cli.invoke(app, ["schedule", "add", "n", str(jobs), "--cron", "0 2 * * *", "--budget", "5", "--model", str(tiny_llama_dir)])
+    added = cli.invoke(app, ["schedule", "add", "n", str(jobs), "--cron", "0 2 * * *", "--budget", "5", "--model", str(tiny_llama_dir),
+                             "--clouds", "aws", "--available", "H100=2"])
     assert added.exit_code == 0, added.output
     (entry,) = load_schedules()
     assert fire_schedule("n") == 0, (scheduler_dir() / "n" / "scheduler.log").read_text()
@@ -97,4 +98,6 @@ def test_a_fire_runs_the_stored_submit_to_results(cli, tmp_path: Path, tiny_llam
     assert [json.loads(line)["custom_id"] for line in results.read_text().splitlines()] == ["n0", "n1", "n2"]
     (run,) = list_runs()
     assert run.last_event()[1] == "finished" and (run.dir / "report.html").is_file()
+    fired = json.loads((run.dir / "request.json").read_text())  # the fire submitted with the clouds it was given
+    assert fired["clouds"] == ["aws"] and fired["available"] == "H100=2"
     assert fire_schedule("removed-meanwhile") == 0 and len(list_runs()) == 1
