@@ -94,7 +94,7 @@ def test_every_launch_refused_stops_in_one_line_and_resume_finishes(
     monkeypatch.setenv("FAKE_SKY_MODEL", str(smollm2_dir))
     jobs, ids = _jobs(tmp_path)
     out = tmp_path / "results.jsonl"
-    env = {**os.environ, "FAKE_SKY_REFUSE": ".", "COSTSERVE_BROKER": redis_url,
+    env = {**os.environ, "FAKE_SKY_REFUSE": ".", "COSTSERVE_BROKER": redis_url, "FAKE_SKY_SERVER_UP": "0",
            "PYTHONPATH": os.pathsep.join([str(FAKE_SKY), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     driver = subprocess.run([sys.executable, "-m", "costserve.cli", "submit", str(jobs), "--backend", "sky", "--model",
                              "SmolLM2-135M", "--deadline", "2h", "--out", str(out), "--shard-size", "2", "--yes"],
@@ -109,6 +109,8 @@ def test_every_launch_refused_stops_in_one_line_and_resume_finishes(
     assert len(stop) == 1 and f"costserve resume {store.id}" in stop[0], output
     assert store.state() is RunState.STOPPED and StopReason.NO_CAPACITY.value in store.events(Event.STOP_REASON)
     assert not list(state.glob("*.json")) and set(refused) <= set((state / "downed.log").read_text().split())
+    assert (state / "api_stop.log").read_text().split() == ["stopped"]  # the API server the run started: stopped
+    assert "stopped the SkyPilot API server this run started" in output
     status = cli.invoke(app, ["status", store.id, "--json"])
     assert status.exit_code == 0 and "no capacity" in status.output
     monkeypatch.setitem(sys.modules, "sky", persistent_fake_sky())  # capacity is back
@@ -182,3 +184,48 @@ def test_what_skypilot_raises_is_classified_by_its_cause() -> None:
     other = classify(CloudError("The subnet does not exist", "AWS", "InvalidSubnetID.NotFound"))
     assert other is not None and other.kind == "cloud error" and "subnet" in other.detail
     assert classify(ValueError("a bug")) is None  # not the cloud refusing: re-raised by the caller
+
+
+def test_a_head_node_refused_in_one_region_launches_in_the_next_and_all_refused_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import pandas as pd
+
+    from costserve.errors import NoCapacity
+    from costserve.run.sky_launch import launch_clusters
+    from deploy.sky_fleet import SkyFleet
+
+    _no_capacity()
+    sky = types.ModuleType("sky")
+    sky.launched, sky.downed, sky.refuse = [], [], {"us-east-1"}  # type: ignore[attr-defined]
+
+    def launch(task, cluster_name: str, **_):  # type: ignore[no-untyped-def]
+        region = task.config["resources"]["infra"].split("/")[1]
+        if region in sky.refuse:  # type: ignore[attr-defined]
+            raise _no_capacity()
+        sky.launched.append((cluster_name, region))  # type: ignore[attr-defined]
+
+    handle = types.SimpleNamespace(head_ip="10.0.0.7")
+    sky.Task = types.SimpleNamespace(from_yaml_config=lambda c: types.SimpleNamespace(  # type: ignore[attr-defined]
+        config=c, update_secrets=lambda s: None))
+    sky.launch, sky.get = launch, (lambda r: r)  # type: ignore[attr-defined]
+    sky.status = lambda cluster_names: [{"name": n, "handle": handle} for n in cluster_names]  # type: ignore[attr-defined]
+    sky.down = lambda name: sky.downed.append(name)  # type: ignore[attr-defined]
+    sky.tail_logs = lambda *a, **k: None  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sky", sky)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text('{"id": "a", "prompt": "hi"}\n')
+    store = RunStore.create(jobs, 1)
+    fleet = SkyFleet(store.id)
+    groups = types.SimpleNamespace(groups=[types.SimpleNamespace(cloud="aws", region=r) for r in ("us-east-1", "us-west-2")])
+    offerings = pd.DataFrame({"gpu": ["cpu"], "cloud": ["aws"], "price_per_hour": [0.1], "vcpus": [2]})
+    broker, failed = launch_clusters(store, fleet, groups, [], 0, None, offerings, None)  # type: ignore[arg-type]
+    assert "@10.0.0.7:6379/0" in broker and failed == []
+    assert sky.launched == [(f"cs-{store.id}-broker", "us-west-2")] and sky.downed == [f"cs-{store.id}-broker"]
+    (event,) = store.events(Event.LAUNCH_FAILED)
+    assert "broker head node (aws/us-east-1): no capacity" in event
+    assert "infra: aws/us-west-2" in (store.dir / "sky" / "broker.yaml").read_text()  # the file says where it went
+    sky.refuse = {"us-east-1", "us-west-2"}  # type: ignore[attr-defined]
+    with pytest.raises(NoCapacity, match=r"could not launch \(aws/us-east-1: no capacity; aws/us-west-2: no capacity\)"):
+        launch_clusters(store, SkyFleet(store.id), groups, [], 0, None, offerings, None)  # type: ignore[arg-type]

@@ -43,17 +43,16 @@ def launch_clusters(
 ) -> tuple[str, list[tuple[str, BaseException, float]]]:
     """Launch the broker head node (unless `broker`) and every group of `launch` (its task `files`, with the secrets
     `tasks` supplies); returns the broker URL and the groups whose launch raised: (queue, exception, epoch s started),
-    for the replacer to re-plan (run/replan.py). A head node the cloud refuses stops the run: NoCapacity."""
+    for the replacer to re-plan (run/replan.py). A head node refused in every region of the fleet: NoCapacity."""
     from costserve.run.broker_url import redact_url
     from deploy.skypilot import REDIS_PORT
 
     if broker is None:
         password = secrets.token_urlsafe(24)
-        head = launch.groups[0]
         with step("launching the broker head node (Redis)..."):
-            ip = _launch_head(store, fleet, head, password)
+            ip, cloud = _launch_head(store, fleet, launch.groups, password)
         broker = f"redis://:{password}@{ip}:{REDIS_PORT}/0"
-        store.fleet_up("broker", -1, 1, broker_price_per_hour(offerings, head.cloud))
+        store.fleet_up("broker", -1, 1, broker_price_per_hour(offerings, cloud))
     store.event(Event.BROKER, redact_url(broker))
     failed: list[tuple[str, BaseException, float]] = []
     for i, (path, group) in enumerate(zip(files, launch.groups), start=first):
@@ -69,24 +68,30 @@ def launch_clusters(
     return broker, failed
 
 
-def _launch_head(store: RunStore, fleet: Any, head: Any, password: str) -> str:
-    """Launch the Redis head node in the region of the first group; its IP. NoCapacity when the cloud refuses it."""
+def _launch_head(store: RunStore, fleet: Any, groups: list[Any], password: str) -> tuple[str, str]:
+    """Launch the Redis head node in the region of the first group, else of the next group in another region, as the
+    cloud refuses; (its IP, its cloud). NoCapacity when every one refuses (nothing else was launched)."""
     from costserve.errors import NoCapacity
     from costserve.run.launch_failure import classify
+    from deploy.sky_fleet import cluster_name
     from deploy.skypilot import head_task_config, write_head_task
 
-    write_head_task(store.dir, head.cloud, head.region)  # the file to audit, as `--dry-run` writes it
-    try:
-        return str(fleet.launch_broker(head_task_config(head.cloud, head.region), password))
-    except Exception as exc:
-        failure = classify(exc)
-        if failure is None:
-            raise
-        store.event(Event.LAUNCH_FAILED, f"broker head node ({head.cloud}/{head.region}): {failure}")
-        raise NoCapacity(
-            f"the broker head node could not launch in {head.cloud}/{head.region} ({failure}); nothing else was "
-            f"launched; `costserve resume {store.id}` tries again (or pass --broker)"
-        ) from None
+    refused = []
+    for cloud, region in dict.fromkeys((g.cloud, g.region) for g in groups):
+        write_head_task(store.dir, cloud, region)  # the file to audit, as `--dry-run` writes it
+        try:
+            return str(fleet.launch_broker(head_task_config(cloud, region), password)), cloud
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None:
+                raise
+            fleet.forget(cluster_name(store.id, "broker"))  # whatever SkyPilot half-made goes down now
+            store.event(Event.LAUNCH_FAILED, f"broker head node ({cloud}/{region}): {failure}")
+            refused.append(f"{cloud}/{region}: {failure.kind}")
+    raise NoCapacity(
+        f"the broker head node could not launch ({'; '.join(refused)}); no group was launched; "
+        f"`costserve resume {store.id}` tries again (or pass --broker)"
+    )
 
 
 def shard_windows(
