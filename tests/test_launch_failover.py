@@ -53,6 +53,7 @@ def _submit(cli, jobs: Path, out: Path, broker: str):  # type: ignore[no-untyped
                             "--broker", broker, "--out", str(out), "--shard-size", "2", "--yes"])
 
 
+@pytest.mark.slow
 def test_no_capacity_for_the_first_group_is_replanned_without_it_and_the_run_finishes(
         cli, tmp_path: Path, smollm2_dir: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     _no_capacity()  # SkyPilot's own exception class, imported before `sky` is faked
@@ -80,6 +81,7 @@ def test_no_capacity_for_the_first_group_is_replanned_without_it_and_the_run_fin
     assert f"{failed.cloud}/{failed.instance_type}" in report  # the failed attempt is a row of the report, with its cost
 
 
+@pytest.mark.slow
 def test_every_launch_refused_stops_in_one_line_and_resume_finishes(
         cli, tmp_path: Path, smollm2_dir: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     import os
