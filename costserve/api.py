@@ -164,9 +164,9 @@ class Run:
         return _read_jsonl(self.results_path)
 
     def errors(self) -> list[dict[str, Any]]:
-        """The failed requests' lines (OpenAI's error file), once the run has ended."""
+        """The failed requests' lines (OpenAI's error file, which exists only when some failed), once the run has ended."""
         self.wait()
-        return _read_jsonl(self.errors_path)
+        return _read_jsonl(self.errors_path) if self.errors_path.is_file() else []
 
     def report(self) -> dict[str, Any]:
         """The cost report: totals (cost $, jobs, tokens, makespan s, predicted cost), per-group rows and baselines."""

@@ -11,7 +11,7 @@ from costserve.cli.app import app
 from costserve.cli.help import INSPECT, command
 from costserve.cli.output import fail, json_mode
 
-RUN_ID = typer.Argument(help="run id (see `costserve runs`)")
+RUN_ID = typer.Argument(help="run id, or a unique prefix of it (see `costserve runs`)")
 JSON_FLAG = typer.Option("--json", help="print JSON on stdout instead of tables")
 
 
@@ -26,9 +26,15 @@ def runs(
     show_runs(json_out, dry_runs)
 
 
-@command(app, INSPECT, "costserve status 20261202-071530-ab12")
-def status(run: Annotated[str, RUN_ID], json_out: Annotated[bool, JSON_FLAG] = False) -> None:
-    """Shards by state, results so far and the latest events of a run."""
+@command(app, INSPECT, "costserve status 20261202-0715")
+def status(
+    run: Annotated[
+        Optional[str],
+        typer.Argument(help="run id, or a unique prefix of it (see `costserve runs`)", show_default="the latest run"),
+    ] = None,
+    json_out: Annotated[bool, JSON_FLAG] = False,
+) -> None:
+    """Shards by state, results so far and the latest events of a run (the latest, without a run id)."""
     from costserve.cli.runs import show_status
 
     show_status(run, json_out)

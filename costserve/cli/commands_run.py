@@ -17,12 +17,13 @@ BROKER_HELP = ("Celery broker URL, e.g. redis://:PASSWORD@host:6379/0; $COSTSERV
 
 @command(app, RUN, "costserve submit examples/jobs.jsonl --deadline 2h --budget 1 --yes")
 def submit(
-    jobs: Annotated[Path, typer.Argument(help="job file (JSON Lines: OpenAI Batch or plain form)")],
+    jobs: Annotated[Optional[Path], typer.Argument(help="job file (JSON Lines: OpenAI Batch or plain form)", show_default="or -i")] = None,
+    input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="the job file, as vLLM's run-batch names it (instead of JOBS)")] = None,
     model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default=DEFAULT_MODEL)] = None,
     quality: Annotated[float, typer.Option(min=0.0, max=1.0, help="least predicted quality vs the 16-bit model, 0-1; picks the bits per layer")] = 0.99,
     deadline: Annotated[str, typer.Option(help="finish within this duration: 8h, 90m, 1d (a unit is required)")] = "8h",
     budget: Annotated[Optional[float], typer.Option(help="most to spend, $; the predicted cost must fit", show_default="no limit")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="results file (OpenAI Batch output lines)", show_default="JOBS.results.jsonl")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="results file (OpenAI Batch output lines)", show_default="JOBS.results.jsonl")] = None,
     errors_out: Annotated[Optional[Path], typer.Option(help="failed requests' file (OpenAI's error file)", show_default="beside --out: X.results.errors.jsonl")] = None,
     output_dir: Annotated[Optional[Path], typer.Option(help="write results.jsonl, errors.jsonl, report.html and report.csv into this directory (instead of --out/--errors-out)")] = None,
     resume_from: Annotated[Optional[Path], typer.Option(help="results of an earlier submit of this file: jobs with a result there are not run again, their lines are carried over")] = None,
@@ -49,6 +50,9 @@ def submit(
     or on a SkyPilot fleet; results in OpenAI Batch format and a cost report."""
     from costserve.cli.submit_view import submit_here
 
+    if (jobs is None) == (input_file is None):
+        fail("give the job file once: JOBS or -i/--input JOBS")
+    jobs = jobs or input_file
     if backend not in ("local", "sky"):
         fail(f"--backend: {backend!r} is not a backend (local or sky)")
     if model_source is not None and backend != "sky":
@@ -80,7 +84,7 @@ def submit(
 
 @command(app, RUN, "costserve resume 20261202-071530-ab12 --budget 60")
 def resume(
-    run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")],
+    run: Annotated[str, typer.Argument(help="run id, or a unique prefix of it (see `costserve runs`)")],
     broker: Annotated[Optional[str], typer.Option(envvar="COSTSERVE_BROKER", callback=broker_option, help="the broker URL again, if the run used --broker", show_default="a new embedded Redis")] = None,
     budget: Annotated[Optional[float], typer.Option(help="a new total budget, $ (spend so far counts)", show_default="the run's")] = None,
     deadline: Annotated[Optional[str], typer.Option(help="SkyPilot runs: finish within this from now, e.g. 2h", show_default="what is left of the run's")] = None,
@@ -105,7 +109,7 @@ def resume(
 
 
 @command(app, RUN, "costserve cancel 20261202-071530-ab12")
-def cancel(run: Annotated[str, typer.Argument(help="run id (see `costserve runs`)")]) -> None:
+def cancel(run: Annotated[str, typer.Argument(help="run id, or a unique prefix of it (see `costserve runs`)")]) -> None:
     """Stop a run and its fleet, keeping every finished result."""
     from costserve.cli.runs import open_run
     from costserve.run.cancel import cancel_run

@@ -69,6 +69,10 @@ def quality_line(plan: Plan) -> str:
     )
     if allowed and min(used) > min(allowed):
         line += f"; {min(allowed)}-bit is not cheaper here (slower kernels or no saving on this hardware)"
+    from workers.model_source import EMBEDDED_MODEL
+
+    if plan.model == EMBEDDED_MODEL:  # its 16-bit weights are de-quantized from a 4-bit file: the reference is that
+        line += " (reference: its weights as shipped, a 4-bit GGUF de-quantized to 16-bit; a small model's answers are weak)"
     return line
 
 

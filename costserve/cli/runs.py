@@ -14,8 +14,8 @@ from costserve.store.run_state import RunState
 from costserve.store.runs import RunStore, list_runs
 
 
-def open_run(run_id: str) -> RunStore:
-    """The run with this id, or a one-line error pointing at `costserve runs`."""
+def open_run(run_id: str | None) -> RunStore:
+    """The run with this id or unique id prefix (None: the latest), or a one-line error pointing at `costserve runs`."""
     try:
         return RunStore.open(run_id)
     except FileNotFoundError as exc:
@@ -58,7 +58,7 @@ def show_runs(json_out: bool = False, dry_runs: bool = False) -> None:
     console.print(frame_table(pd.DataFrame(rows), "runs"))
 
 
-def show_status(run_id: str, json_out: bool = False) -> None:
+def show_status(run_id: str | None, json_out: bool = False) -> None:
     """Shards by state, results so far and the last events of one run (as one JSON object with `json_out`)."""
     run = open_run(run_id)
     info = run.input_info()

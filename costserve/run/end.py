@@ -22,7 +22,8 @@ from costserve.store.runs import RunStore
 
 def write_results_file(results: sqlite3.Connection, out: Path, errors_out: Path | None = None) -> tuple[int, int]:
     """Every result line in input order: successful requests to `out`, failed ones to `errors_out` (default beside
-    `out`), as OpenAI's Batch API splits its output and error files; both mode 0600. Returns (successful, failed).
+    `out`), as OpenAI's Batch API splits its output and error files; both mode 0600. With no failed request there is
+    no error file (one left by an earlier write of this run is removed). Returns (successful, failed).
 
     The lines stream into temporary files beside each target, which are flushed to disk and then renamed
     over them: a full disk or a crash midway leaves the previous files whole, never a truncated
@@ -42,7 +43,11 @@ def write_results_file(results: sqlite3.Connection, out: Path, errors_out: Path 
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmps[0], out)
-        os.replace(tmps[1], errors_out)
+        if failed:
+            os.replace(tmps[1], errors_out)
+        else:
+            tmps[1].unlink()
+            errors_out.unlink(missing_ok=True)
     except OSError as exc:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)

@@ -97,12 +97,23 @@ class RunStore(RunEvents):
         return store
 
     @classmethod
-    def open(cls, run_id: str) -> RunStore:
-        """An existing run by id; FileNotFoundError names the run directory when there is none."""
-        run_dir = runs_dir() / run_id
-        if not (run_dir / "run.sqlite").is_file():
-            raise FileNotFoundError(f"{run_dir}: no such run")
-        return cls(run_dir)
+    def open(cls, run_id: str | None = None) -> RunStore:
+        """An existing run by its id or a unique prefix of it (`20261206-19`); None: the latest run.
+
+        FileNotFoundError, one line, names the runs directory when none matches, or the matches when several do."""
+        run_dir = runs_dir() / run_id if run_id else None
+        if run_dir is not None and (run_dir / "run.sqlite").is_file():
+            return cls(run_dir)
+        matches = [r for r in list_runs() if run_id is None or r.id.startswith(run_id)]
+        if run_id is None and matches:
+            return matches[-1]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            what = f"no run {run_id!r}" if run_id else "no runs yet"
+            raise FileNotFoundError(f"{runs_dir()}: {what}")
+        listed = ", ".join(r.id for r in matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise FileNotFoundError(f"run id prefix {run_id!r} matches {len(matches)} runs ({listed}): give more of it")
 
     def claim_driver(self) -> None:
         """Become the run's only driver: an exclusive lock on `driver.lock`, held until this process exits (the kernel

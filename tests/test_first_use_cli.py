@@ -1,0 +1,58 @@
+"""The small conventions a first-time user expects (issue: the CLI a platform engineer trusts on first use)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from costserve.cli import app
+from costserve.store.runs import RunStore, list_runs
+
+
+def _jobs(tmp_path: Path) -> Path:
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps({"id": f"u{i}", "prompt": f"hi {i}", "max_tokens": 2}) + "\n" for i in range(3)))
+    return jobs
+
+
+@pytest.mark.slow
+def test_short_options_the_latest_run_id_prefixes_and_no_empty_errors_file(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                           tiny_llama_dir: Path) -> None:
+    jobs = _jobs(tmp_path)
+    both = cli.invoke(app, ["submit", str(jobs), "-i", str(jobs)])
+    assert both.exit_code == 2 and "give the job file once: JOBS or -i/--input JOBS" in both.output
+    out = tmp_path / "out" / "results.jsonl"
+    result = cli.invoke(app, ["submit", "-i", str(jobs), "-o", str(out), "--model", str(tiny_llama_dir), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x)["custom_id"] for x in out.read_text().splitlines()] == ["u0", "u1", "u2"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["results.jsonl"]  # nothing failed: no empty errors file
+    (run,) = list_runs()
+    latest = cli.invoke(app, ["status", "--json"])  # no run id: the latest run
+    assert latest.exit_code == 0 and json.loads(latest.stdout)["run"] == run.id
+    prefix = cli.invoke(app, ["status", run.id[:-3], "--json"])
+    assert prefix.exit_code == 0 and json.loads(prefix.stdout)["run"] == run.id
+    other = RunStore.create(jobs, 3)
+    assert json.loads(cli.invoke(app, ["status", "--json"]).stdout)["run"] == other.id  # the newest now
+    common = next(i for i, (a, b) in enumerate(zip(run.id, other.id)) if a != b)
+    ambiguous = cli.invoke(app, ["status", run.id[:common]])
+    (line,) = ambiguous.output.strip().splitlines()
+    assert ambiguous.exit_code == 2 and f"matches 2 runs ({run.id}, {other.id}): give more of it" in line
+    missing = cli.invoke(app, ["status", "1999"])
+    assert missing.exit_code == 2 and "no run '1999'" in missing.output
+
+
+def test_status_without_any_run_is_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli.invoke(app, ["status"])
+    assert result.exit_code == 2 and "no runs yet" in result.output and "Missing argument" not in result.output
+
+
+def test_the_embedded_models_quality_line_states_its_reference(cli) -> None:  # type: ignore[no-untyped-def]
+    from conftest import EXAMPLES
+
+    result = cli.invoke(app, ["plan", str(EXAMPLES / "jobs.jsonl")])
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.output.split())  # the console wraps long lines at its width
+    line = words[words.index("quality target"):].split(" output: ")[0]
+    assert "reference: its weights as shipped, a 4-bit GGUF de-quantized to 16-bit" in line
