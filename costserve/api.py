@@ -40,6 +40,12 @@ def _request(jobs: str | Path | None, deadline: str, **fields: Any) -> BatchRequ
         deadline_s = parse_duration(deadline)
     except ValueError as exc:
         raise BadRequestError(f"deadline: {exc}") from None
+    if (
+        jobs is not None and Path(jobs).is_file()
+    ):  # the model the file names, as the CLI does (costserve/jobs/file_model.py)
+        from costserve.jobs.file_model import run_model
+
+        fields["model"], _ = run_model(Path(jobs), fields.get("model"), bool(fields.get("model_override")))
     fields["model"] = fields.get("model") or load_settings().default_model
     return BatchRequest(jobs=Path(jobs) if jobs is not None else None, deadline_s=deadline_s, **fields)
 

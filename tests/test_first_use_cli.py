@@ -56,3 +56,32 @@ def test_the_embedded_models_quality_line_states_its_reference(cli) -> None:  # 
     words = " ".join(result.output.split())  # the console wraps long lines at its width
     line = words[words.index("quality target"):].split(" output: ")[0]
     assert "reference: its weights as shipped, a 4-bit GGUF de-quantized to 16-bit" in line
+
+
+def _batch_lines(path: Path, models: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
+                                        "body": {"model": m, "messages": [{"role": "user", "content": "hi"}],
+                                                 "max_tokens": 20}}) + "\n" for i, m in enumerate(models)))
+    return path
+
+
+def test_the_model_comes_from_the_job_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    llama = _batch_lines(tmp_path / "llama.jsonl", ["meta-llama/Llama-3.1-8B-Instruct"] * 4)  # a Hugging Face id
+    planned = cli.invoke(app, ["plan", str(llama), "--json"])
+    assert planned.exit_code == 0, planned.output
+    assert json.loads(planned.stdout)["model"] == "Llama-3.1-8B"
+    assert "model Llama-3.1-8B: named by 4 line(s) of llama.jsonl" in planned.stderr
+    other = cli.invoke(app, ["plan", str(llama), "--model", "Qwen2.5-7B"])
+    (line,) = other.output.strip().splitlines()  # one line, not one per job line
+    assert other.exit_code == 2 and "4 line(s) name another model than --model Qwen2.5-7B" in line
+    overridden = cli.invoke(app, ["plan", str(llama), "--model", "Qwen2.5-7B", "--model-override", "--json"])
+    assert overridden.exit_code == 0 and json.loads(overridden.stdout)["model"] == "Qwen2.5-7B"
+    hosted = cli.invoke(app, ["submit", str(_batch_lines(tmp_path / "gpt.jsonl", ["gpt-4o-mini"] * 3)), "--yes"])
+    (line,) = hosted.output.strip().splitlines()
+    assert hosted.exit_code == 2 and "'gpt-4o-mini' is no catalog model" in line and "--model-override" in line
+    mixed = cli.invoke(app, ["plan", str(_batch_lines(tmp_path / "mixed.jsonl", ["Llama-3.1-8B", "Qwen2.5-7B"]))])
+    assert mixed.exit_code == 2 and "lines name 2 models" in mixed.output and "split the file" in mixed.output
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text('{"id": "p", "prompt": "hi"}\n')
+    default = cli.invoke(app, ["plan", str(plain), "--json"])
+    assert default.exit_code == 0 and json.loads(default.stdout)["model"] == "SmolLM2-135M"  # the embedded default

@@ -17,7 +17,8 @@ from costserve.cli.output import fail, json_mode, one_line_errors
 def plan(
     jobs: Annotated[Optional[Path], typer.Argument(help="job file (JSON Lines)", show_default="or --workload")] = None,
     workload: Annotated[Optional[Path], typer.Option(help='workload JSON: {"classes": [{"input_tokens", "output_tokens", "count"}]}')] = None,
-    model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default=DEFAULT_MODEL)] = None,
+    model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default="the model the job file names, else " + DEFAULT_MODEL)] = None,
+    model_override: Annotated[bool, typer.Option("--model-override", help="plan --model for lines that name another model (as submit would serve them)")] = False,
     deadline: Annotated[str, typer.Option(help="finish within this duration: 8h, 90m, 1d (a unit is required)")] = "8h",
     budget: Annotated[Optional[float], typer.Option(help="most to spend, $", show_default="no limit")] = None,
     quality: Annotated[float, typer.Option(min=0.0, max=1.0, help="least predicted quality vs the 16-bit model, 0-1 (1.0: no quantization)")] = 0.99,
@@ -44,7 +45,7 @@ def plan(
     with json_mode(json_out), one_line_errors():
         settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
-                                spot=spot, available=available, clouds=cloud_list(clouds))
+                                spot=spot, available=available, clouds=cloud_list(clouds), model_override=model_override)
         run_plan(request, workload, out, baselines, profiles, json_out)
 
 

@@ -19,7 +19,7 @@ BROKER_HELP = ("Celery broker URL, e.g. redis://:PASSWORD@host:6379/0; $COSTSERV
 def submit(
     jobs: Annotated[Optional[Path], typer.Argument(help="job file (JSON Lines: OpenAI Batch or plain form)", show_default="or -i")] = None,
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="the job file, as vLLM's run-batch names it (instead of JOBS)")] = None,
-    model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default=DEFAULT_MODEL)] = None,
+    model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default="the model the job file names, else " + DEFAULT_MODEL)] = None,
     quality: Annotated[float, typer.Option(min=0.0, max=1.0, help="least predicted quality vs the 16-bit model, 0-1; picks the bits per layer")] = 0.99,
     deadline: Annotated[str, typer.Option(help="finish within this duration: 8h, 90m, 1d (a unit is required)")] = "8h",
     budget: Annotated[Optional[float], typer.Option(help="most to spend, $; the predicted cost must fit", show_default="no limit")] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
@@ -57,6 +58,19 @@ def build_request(
         fail("--quality is a fraction of the 16-bit model's quality, between 0 and 1 (e.g. 0.99)")
     from pydantic import ValidationError
 
+    from costserve.errors import BadRequestError
+    from costserve.jobs.file_model import run_model
+
+    jobs = fields.get("jobs")
+    if jobs is not None and Path(jobs).is_file():
+        try:
+            model, chosen = run_model(Path(jobs), model, bool(fields.get("model_override")))
+        except BadRequestError as exc:
+            fail(str(exc))
+        if chosen is not None:
+            from costserve.cli.output import err_console
+
+            err_console.print(chosen, markup=False, highlight=False)
     try:
         return BatchRequest(
             deadline_s=deadline_s, budget=budget, quality=quality, model=model or settings.default_model, **fields

@@ -1,0 +1,103 @@
+"""The model a job file names, so that `plan FILE` and `submit FILE` serve it without `--model`, as OpenAI's Batch API
+does.
+
+Every line may name its model (`model`, or `body.model` in the Batch form). When the lines that name one all name the
+same catalog model (its name, its Hugging Face id or the id's last part, any case), that is the run's model; lines
+naming none take it too. A file naming several models, or a model no catalog has (a hosted one such as
+`gpt-4o-mini`, the usual case for a file written for a hosted batch API), is one line that says what to pass. `--model`
+wins over the file: when the two differ, the lines naming the file's model are served by `--model` only with
+`--model-override` (one warning counts them), else the run is refused in one line, before any line is reported.
+
+A fast pre-pass: a regular expression finds each line's `"model": "…"`; only a line where it finds more than one
+(a model named in metadata too) is parsed as JSON to tell which is the request's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from costserve.errors import BadRequestError
+
+MODEL_FIELD = re.compile(rb'(?<!\\)"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def line_model(raw: bytes) -> str | None:
+    """The model one job line names (`model`, or `body.model`), None when it names none or is not a JSON object."""
+    found = MODEL_FIELD.findall(raw)
+    if len(found) == 1:
+        return str(json.loads(b'"' + found[0] + b'"'))
+    if not found:
+        return None
+    try:
+        job = json.loads(raw)
+    except ValueError:
+        return None  # a bad line: the scan reports it with its line number
+    body = job.get("body") if isinstance(job, dict) and isinstance(job.get("body"), dict) else job
+    name = body.get("model") if isinstance(body, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def models_named(path: Path) -> Counter[str]:
+    """How many lines of the job file at `path` name each model."""
+    counts: Counter[str] = Counter()
+    with path.open("rb") as f:
+        for raw in f:
+            if (name := line_model(raw)) is not None:
+                counts[name] += 1
+    return counts
+
+
+def catalog_name(name: str) -> str | None:
+    """The catalog model `name` names (its catalog name, Hugging Face id or the id's last part, any case), or None."""
+    from catalog.load import load_models
+    from workers.model_source import MODEL_ALIASES
+
+    key = name.lower()
+    if key in MODEL_ALIASES:
+        return MODEL_ALIASES[key]
+    for model, hf_id in load_models()[["model", "hf_id"]].itertuples(index=False):
+        if key in {str(model).lower(), str(hf_id).lower(), str(hf_id).rsplit("/", 1)[-1].lower()}:
+            return str(model)
+    return None
+
+
+def run_model(jobs: Path, asked: str | None, override: bool) -> tuple[str | None, str | None]:
+    """(the run's model: `asked`, else the file's, else None for the configured default; where it came from, in words,
+    when the file chose it).
+
+    BadRequestError (one line, naming the file) for a file naming several models, or a model no catalog has, or one
+    `--model` differs from without `--model-override`."""
+    counts = models_named(jobs)
+    if not counts:
+        return asked, None
+    named = ", ".join(f"{m!r} ({n:,} lines)" for m, n in counts.most_common(3)) + (", ..." if len(counts) > 3 else "")
+    resolved = {m: catalog_name(m) for m in counts}
+    if asked is not None and not Path(asked).expanduser().exists():  # a catalog model asked for (not a directory)
+        target = catalog_name(asked) or asked
+        others = sum(n for m, n in counts.items() if resolved[m] != target)
+        if not others:
+            return asked, None
+        if not override:
+            raise BadRequestError(
+                f"{jobs}: {others:,} line(s) name another model than --model {asked} ({named}); pass "
+                f"--model-override to serve them with {asked}, or drop --model to serve the file's model"
+            )
+        return asked, None  # the scan counts them in its --model-override warning
+    if asked is not None:
+        return asked, None  # a model directory: the scan checks each line against what it holds
+    unknown = [m for m, c in resolved.items() if c is None]
+    if unknown:
+        raise BadRequestError(
+            f"{jobs}: lines name {named}; {unknown[0]!r} is no catalog model (`costserve catalog models`): pass "
+            f"--model with a catalog model and --model-override to serve these lines with it"
+        )
+    if len(set(resolved.values())) > 1:
+        raise BadRequestError(
+            f"{jobs}: lines name {len(set(resolved.values()))} models ({named}); a run serves one model: split the "
+            "file by model, or pass --model M --model-override to serve every line with M"
+        )
+    (model,) = set(resolved.values())
+    return model, f"model {model}: named by {sum(counts.values()):,} line(s) of {jobs.name}"
