@@ -53,18 +53,9 @@ def submit(
     if (jobs is None) == (input_file is None):
         fail("give the job file once: JOBS or -i/--input JOBS")
     jobs = jobs or input_file
-    if backend not in ("local", "sky"):
-        fail(f"--backend: {backend!r} is not a backend (local or sky)")
-    if model_source is not None and backend != "sky":
-        fail("--model-source: only a SkyPilot fleet (--backend sky) downloads weights; here pass --model DIR")
-    if profile_first and backend != "local":
-        fail("--profile-first: it profiles this machine, which only a local run uses (--backend local)")
+    _check_backend_options(backend, model_source, profile_first)
     if output_dir is not None:
-        if out is not None or errors_out is not None:
-            fail("--output-dir: give it or --out/--errors-out, not both")
-        if output_dir.exists() and not output_dir.is_dir():
-            fail(f"--output-dir {output_dir}: is a file, not a directory (it would hold results.jsonl and the report)")
-        out, errors_out = output_dir / "results.jsonl", output_dir / "errors.jsonl"
+        out, errors_out = _output_dir_files(output_dir, out, errors_out)
     with json_mode(json_out), one_line_errors():
         settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
@@ -80,6 +71,25 @@ def submit(
             raise typer.Exit(detach_submit(request, broker, output_dir, json_out, dry_run))
         code = submit_here(request, settings, broker, yes, dry_run, json_out, output_dir)
     raise typer.Exit(code)
+
+
+def _check_backend_options(backend: str, model_source: str | None, profile_first: bool) -> None:
+    """One line for a backend costserve lacks, or an option the chosen backend does not use."""
+    if backend not in ("local", "sky"):
+        fail(f"--backend: {backend!r} is not a backend (local or sky)")
+    if model_source is not None and backend != "sky":
+        fail("--model-source: only a SkyPilot fleet (--backend sky) downloads weights; here pass --model DIR")
+    if profile_first and backend != "local":
+        fail("--profile-first: it profiles this machine, which only a local run uses (--backend local)")
+
+
+def _output_dir_files(output_dir: Path, out: Path | None, errors_out: Path | None) -> tuple[Path, Path]:
+    """The results and errors files inside --output-dir; one line when it is a file or --out/--errors-out came too."""
+    if out is not None or errors_out is not None:
+        fail("--output-dir: give it or --out/--errors-out, not both")
+    if output_dir.exists() and not output_dir.is_dir():
+        fail(f"--output-dir {output_dir}: is a file, not a directory (it would hold results.jsonl and the report)")
+    return output_dir / "results.jsonl", output_dir / "errors.jsonl"
 
 
 @command(app, RUN, "costserve resume 20261202-071530-ab12 --budget 60")
