@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from solver.plan import Plan
 
 
-def _request(jobs: str | Path | None, deadline: str, **fields: Any) -> BatchRequest:
+def _request(jobs: str | Path | None, deadline: str, plan_only: bool = False, **fields: Any) -> BatchRequest:
     from costserve.config import load_settings
 
     try:
@@ -45,7 +45,8 @@ def _request(jobs: str | Path | None, deadline: str, **fields: Any) -> BatchRequ
     ):  # the model the file names, as the CLI does (costserve/jobs/file_model.py)
         from costserve.jobs.file_model import run_model
 
-        fields["model"], _ = run_model(Path(jobs), fields.get("model"), bool(fields.get("model_override")))
+        override = plan_only or bool(fields.get("model_override"))  # plan: `model` wins over the file's, as in the CLI
+        fields["model"], _ = run_model(Path(jobs), fields.get("model"), override)
     fields["model"] = fields.get("model") or load_settings().default_model
     return BatchRequest(jobs=Path(jobs) if jobs is not None else None, deadline_s=deadline_s, **fields)
 
@@ -77,6 +78,7 @@ def plan(
     request = _request(
         jobs,
         deadline,
+        plan_only=True,
         model=model,
         budget=budget,
         quality=quality,

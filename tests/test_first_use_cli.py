@@ -71,11 +71,13 @@ def test_the_model_comes_from_the_job_file(cli, tmp_path: Path) -> None:  # type
     assert planned.exit_code == 0, planned.output
     assert json.loads(planned.stdout)["model"] == "Llama-3.1-8B"
     assert "model Llama-3.1-8B: named by 4 line(s) of llama.jsonl" in planned.stderr
-    other = cli.invoke(app, ["plan", str(llama), "--model", "Qwen2.5-7B"])
+    other = cli.invoke(app, ["submit", str(llama), "--model", "Qwen2.5-7B", "--backend", "sky", "--yes"])
     (line,) = other.output.strip().splitlines()  # one line, not one per job line
     assert other.exit_code == 2 and "4 line(s) name another model than --model Qwen2.5-7B" in line
-    overridden = cli.invoke(app, ["plan", str(llama), "--model", "Qwen2.5-7B", "--model-override", "--json"])
+    assert "--model-override" in line
+    overridden = cli.invoke(app, ["plan", str(llama), "--model", "Qwen2.5-7B", "--json"])  # plan: --model wins
     assert overridden.exit_code == 0 and json.loads(overridden.stdout)["model"] == "Qwen2.5-7B"
+    assert overridden.stderr.count("--model Qwen2.5-7B overrides the model 4 line(s) of llama.jsonl name") == 1
     hosted = cli.invoke(app, ["submit", str(_batch_lines(tmp_path / "gpt.jsonl", ["gpt-4o-mini"] * 3)), "--yes"])
     (line,) = hosted.output.strip().splitlines()
     assert hosted.exit_code == 2 and "'gpt-4o-mini' is no catalog model" in line and "--model-override" in line

@@ -19,7 +19,15 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
 
 
-def test_add_list_remove_and_next_fire_time(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def embedded_model(costserve_home: Path, smollm2_dir: Path) -> None:
+    """The embedded model as a home has it once converted (the session's conversion, linked in): `schedule add` plans
+    a local run of it."""
+    (costserve_home / "models").mkdir(parents=True, exist_ok=True)
+    (costserve_home / "models" / "SmolLM2-135M").symlink_to(smollm2_dir)
+
+
+def test_add_list_remove_and_next_fire_time(cli, tmp_path: Path, embedded_model: None) -> None:  # type: ignore[no-untyped-def]
     from costserve.cli import app
 
     jobs = tmp_path / "nightly.jsonl"
@@ -54,7 +62,7 @@ def test_bad_cron_is_one_line_and_nothing_is_stored(cli, tmp_path: Path, cron: s
     assert load_schedules() == []
 
 
-def test_beat_scheduler_fires_the_stored_entry_at_its_cron_time(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_beat_scheduler_fires_the_stored_entry_at_its_cron_time(cli, tmp_path: Path, embedded_model: None) -> None:  # type: ignore[no-untyped-def]
     from costserve.cli import app
 
     jobs = tmp_path / "nightly.jsonl"
@@ -101,3 +109,71 @@ def test_a_fire_runs_the_stored_submit_to_results(cli, tmp_path: Path, tiny_llam
     fired = json.loads((run.dir / "request.json").read_text())  # the fire submitted with the clouds it was given
     assert fired["clouds"] == ["aws"] and fired["available"] == "H100=2"
     assert fire_schedule("removed-meanwhile") == 0 and len(list_runs()) == 1
+
+
+def _llama_lines(path: Path) -> Path:
+    path.write_text("".join(json.dumps({"custom_id": f"n{i}", "method": "POST", "url": "/v1/chat/completions",
+                                        "body": {"model": "Llama-3.1-8B", "messages": [{"role": "user", "content": "hi"}],
+                                                 "max_tokens": 20}}) + "\n" for i in range(4)))
+    return path
+
+
+def test_schedule_add_runs_the_submits_checks_and_plan_before_storing(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from costserve.cli import app
+
+    jobs = _llama_lines(tmp_path / "nightly.jsonl")
+    sky = ["schedule", "add", "n", str(jobs), "--cron", "30 1 * * *", "--backend", "sky"]
+    gated = cli.invoke(app, [*sky, "--quality", "1"])  # 16-bit: the nodes download the gated repository
+    assert gated.exit_code == 2 and "is gated on Hugging Face and no token was found" in gated.output
+    assert "schedule n:" in gated.output and "nothing was stored" in gated.output and load_schedules() == []
+    monkeypatch.setenv("HF_TOKEN", "hf_for_the_gated_model")
+    poor = cli.invoke(app, [*sky, "--budget", "0.0001"])
+    assert poor.exit_code == 2 and "budget" in poor.output and load_schedules() == []
+    other = cli.invoke(app, [*sky, "--model", "Qwen2.5-7B"])
+    assert other.exit_code == 2 and "--model-override" in other.output and load_schedules() == []
+    added = cli.invoke(app, [*sky, "--budget", "40", "--clouds", "aws"])
+    assert added.exit_code == 0, added.output
+    assert "fleet for 4 jobs of Llama-3.1-8B" in added.output and "each fire would launch" in added.output
+    assert "predicted $" in added.output and "no scheduler is running" in added.output
+    (entry,) = load_schedules()
+    assert entry.request.model == "Llama-3.1-8B" and entry.request.clouds == ("aws",)
+
+
+def test_list_and_the_scheduler_say_whether_one_runs_and_what_it_loaded(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from costserve.cli import app
+    from costserve.schedule.store import ScheduleEntry, add_schedule
+    from costserve.request import BatchRequest
+
+    jobs = tmp_path / "j.jsonl"
+    jobs.write_text(json.dumps({"id": "a", "prompt": "hi"}) + "\n")
+    add_schedule(ScheduleEntry(name="nightly", cron="0 2 * * *", request=BatchRequest(jobs=jobs), created="now"))
+    idle = cli.invoke(app, ["schedule", "list", "--json"])
+    assert idle.exit_code == 0 and json.loads(idle.stdout)["scheduler_pid"] is None
+    assert "scheduler: not running" in cli.invoke(app, ["schedule", "list"]).output
+    log = tmp_path / "scheduler.log"
+    with log.open("w") as out:
+        scheduler = subprocess.Popen([sys.executable, "-m", "costserve.cli", "scheduler"], stdout=out,
+                                     stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 120
+        while "nightly: `0 2 * * *`, next" not in log.read_text():
+            assert scheduler.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert "1 schedule(s) loaded" in log.read_text()
+        listed = json.loads(cli.invoke(app, ["schedule", "list", "--json"]).stdout)
+        assert listed["scheduler_pid"] == scheduler.pid and listed["schedules"][0]["next_fire"]
+        assert f"scheduler: running (pid {scheduler.pid})" in cli.invoke(app, ["schedule", "list"]).output
+        second = subprocess.run([sys.executable, "-m", "costserve.cli", "scheduler"], capture_output=True, text=True,
+                                timeout=120)
+        assert second.returncode == 2 and f"a scheduler is already running (pid {scheduler.pid})" in second.stderr
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        scheduler.wait(60)
+    assert json.loads(cli.invoke(app, ["schedule", "list", "--json"]).stdout)["scheduler_pid"] is None

@@ -11,7 +11,7 @@ import typer
 from catalog.availability import apply_availability, parse_gpu_limits
 from catalog.load import CatalogError, load_gpus, load_models
 from costserve.cli.help import CATALOG, HelpGroup, command
-from costserve.cli.output import console, fail, frame_table, one_line_errors
+from costserve.cli.output import console, emit_json, fail, frame_table, one_line_errors, records
 from costserve.config import costserve_home
 from costserve.planning.offerings import current_offerings
 
@@ -23,16 +23,22 @@ catalog_app = typer.Typer(
 )
 
 
+JSON_FLAG = typer.Option("--json", help="print the rows as JSON on stdout instead of a table")
+
+
 class RefreshSource(StrEnum):
     skypilot = "skypilot"
     aws = "aws"
 
 
 @command(catalog_app, CATALOG, "costserve catalog gpus --gpu H100", name="gpus")
-def show_gpus(gpu: Annotated[Optional[str], typer.Option(help="only this GPU")] = None) -> None:
+def show_gpus(
+    gpu: Annotated[Optional[str], typer.Option(help="only this GPU")] = None,
+    json_out: Annotated[bool, JSON_FLAG] = False,
+) -> None:
     """GPU specs: memory (GiB), dense bf16 TFLOPS, int8 TOPS, bandwidth and links (GB/s)."""
     with one_line_errors():
-        gpus_view(gpu)
+        gpus_view(gpu, json_out)
 
 
 @command(catalog_app, CATALOG, "costserve catalog offerings --gpu L4 --cloud aws", name="offerings")
@@ -41,17 +47,18 @@ def show_offerings(
     gpu: Annotated[Optional[str], typer.Option(help="only offerings of this GPU, e.g. L4")] = None,
     region: Annotated[Optional[str], typer.Option(help="only this region")] = None,
     available: Annotated[Optional[str], typer.Option(help="cap GPUs per type, e.g. H100=2,L4=16")] = None,
+    json_out: Annotated[bool, JSON_FLAG] = False,
 ) -> None:
     """Cloud offerings with on-demand and spot $/h, cheapest per GPU first."""
     with one_line_errors():
-        offerings_view(cloud, gpu, region, available)
+        offerings_view(cloud, gpu, region, available, json_out)
 
 
 @command(catalog_app, CATALOG, "costserve catalog models", name="models")
-def show_models() -> None:
-    """Model architectures: layers, widths, heads, vocab, parameters (billions), context (tokens)."""
+def show_models(json_out: Annotated[bool, JSON_FLAG] = False) -> None:
+    """Model architectures: layers, widths, heads, vocab, parameters (billions), context (tokens), Hugging Face id."""
     with one_line_errors():
-        models_view()
+        models_view(json_out)
 
 
 @command(catalog_app, CATALOG, "costserve catalog refresh --from aws --region us-east-1", name="refresh")
@@ -119,19 +126,24 @@ OFFERING_COLUMNS = {
 }
 
 
-def gpus_view(gpu: str | None) -> None:
-    """Print the GPU table (optionally one GPU)."""
+def gpus_view(gpu: str | None, json_out: bool = False) -> None:
+    """Print the GPU table (optionally one GPU); its rows as JSON with `json_out`."""
     gpus = load_gpus()
     if gpu is not None:
         gpus = gpus[gpus["gpu"] == gpu]
         if gpus.empty:
             fail(f"unknown GPU {gpu!r}; `costserve catalog gpus` lists them")
+    if json_out:
+        emit_json(records(gpus[["gpu", *GPU_COLUMNS]]))
+        return
     shown = gpus.set_index("gpu")[list(GPU_COLUMNS)].rename(columns=GPU_COLUMNS)
     console.print(frame_table(shown, "GPUs (cpu: per vCPU)", index_name="gpu"))
 
 
-def offerings_view(cloud: str | None, gpu: str | None, region: str | None, available: str | None) -> None:
-    """Print the offerings table, filtered, cheapest $/GPU-hour first."""
+def offerings_view(
+    cloud: str | None, gpu: str | None, region: str | None, available: str | None, json_out: bool = False
+) -> None:
+    """Print the offerings table, filtered, cheapest $/GPU-hour first; its rows as JSON with `json_out`."""
     offerings, gpus, path = current_offerings()
     try:
         limits = parse_gpu_limits(available, set(gpus["gpu"]))
@@ -155,14 +167,20 @@ def offerings_view(cloud: str | None, gpu: str | None, region: str | None, avail
             for _, row in offerings.iterrows()
         ],
     )
-    shown = shown.sort_values(["gpu", "per_gpu_hour"])
-    shown = shown[list(OFFERING_COLUMNS)].rename(columns=OFFERING_COLUMNS)
+    shown = shown.sort_values(["gpu", "per_gpu_hour"])[list(OFFERING_COLUMNS)]
+    if json_out:
+        emit_json(records(shown))
+        return
+    shown = shown.rename(columns=OFFERING_COLUMNS)
     console.print(frame_table(shown.reset_index(drop=True), f"offerings ({len(shown)} rows, from {path})"))
 
 
-def models_view() -> None:
-    """Print the model architecture table."""
-    models = load_models().drop(columns=["source", "as_of", "hf_id"])
+def models_view(json_out: bool = False) -> None:
+    """Print the model architecture table (the names a job file may use: the catalog name or the Hugging Face id)."""
+    if json_out:
+        emit_json(records(load_models()))
+        return
+    models = load_models().drop(columns=["source", "as_of"]).rename(columns={"hf_id": "Hugging Face id"})
     console.print(frame_table(models.set_index("model"), "models", index_name="model"))
 
 

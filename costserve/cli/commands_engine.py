@@ -18,7 +18,6 @@ def plan(
     jobs: Annotated[Optional[Path], typer.Argument(help="job file (JSON Lines)", show_default="or --workload")] = None,
     workload: Annotated[Optional[Path], typer.Option(help='workload JSON: {"classes": [{"input_tokens", "output_tokens", "count"}]}')] = None,
     model: Annotated[Optional[str], typer.Option(help=MODEL_HELP, show_default="the model the job file names, else " + DEFAULT_MODEL)] = None,
-    model_override: Annotated[bool, typer.Option("--model-override", help="plan --model for lines that name another model (as submit would serve them)")] = False,
     deadline: Annotated[str, typer.Option(help="finish within this duration: 8h, 90m, 1d (a unit is required)")] = "8h",
     budget: Annotated[Optional[float], typer.Option(help="most to spend, $", show_default="no limit")] = None,
     quality: Annotated[float, typer.Option(min=0.0, max=1.0, help="least predicted quality vs the 16-bit model, 0-1 (1.0: no quantization)")] = 0.99,
@@ -45,7 +44,7 @@ def plan(
     with json_mode(json_out), one_line_errors():
         settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
-                                spot=spot, available=available, clouds=cloud_list(clouds), model_override=model_override)
+                                spot=spot, available=available, clouds=cloud_list(clouds), plan_only=True)
         run_plan(request, workload, out, baselines, profiles, json_out)
 
 
@@ -113,4 +112,5 @@ def scheduler(
     """Run Celery beat over the stored schedules; each fire runs `costserve submit --yes` (until Ctrl-C)."""
     from costserve.schedule.beat import run_scheduler
 
-    run_scheduler(broker)
+    with one_line_errors():  # a second scheduler, an unreadable schedules file: one line
+        run_scheduler(broker)

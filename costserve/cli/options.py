@@ -42,9 +42,18 @@ def cli_settings() -> Settings:
 
 
 def build_request(
-    settings: Settings, deadline: str, budget: float | None, quality: float, model: str | None, **fields: Any
+    settings: Settings,
+    deadline: str,
+    budget: float | None,
+    quality: float,
+    model: str | None,
+    plan_only: bool = False,
+    **fields: Any,
 ) -> BatchRequest:
-    """The BatchRequest of a command's options: durations parsed, values checked (one-line errors), config defaults."""
+    """The BatchRequest of a command's options: durations parsed, values checked (one-line errors), config defaults.
+
+    The model is `model`, else the one the job file names (costserve/jobs/file_model.py); `plan_only` (`plan`): a
+    `model` other than the file's is planned with one warning, as a run with --model-override would serve it."""
     from costserve.durations import parse_duration
     from costserve.request import BatchRequest
 
@@ -64,13 +73,13 @@ def build_request(
     jobs = fields.get("jobs")
     if jobs is not None and Path(jobs).is_file():
         try:
-            model, chosen = run_model(Path(jobs), model, bool(fields.get("model_override")))
+            model, said = run_model(Path(jobs), model, plan_only or bool(fields.get("model_override")))
         except BadRequestError as exc:
             fail(str(exc))
-        if chosen is not None:
+        if said is not None and (plan_only or not said.startswith("--model")):  # a run's scan counts an override
             from costserve.cli.output import err_console
 
-            err_console.print(chosen, markup=False, highlight=False)
+            err_console.print(said, markup=False, highlight=False)
     try:
         return BatchRequest(
             deadline_s=deadline_s, budget=budget, quality=quality, model=model or settings.default_model, **fields

@@ -52,18 +52,57 @@ class BadLinePrinter:
             self.console.print(str(error), markup=False, highlight=False, soft_wrap=True)
 
 
+# Columns that say which thing a row is: never cut or wrapped (the other columns wrap around them)
+IDENTIFYING = frozenset(
+    {"offering", "instance", "instance type", "region", "model", "Hugging Face id", "gpu", "run", "run id", "plan"}
+    | {"fleet", "task", "name"}
+)
+
+
+MIN_COLUMN = 10  # characters (borders included) below which another column is left out rather than squeezed
+
+
 def frame_table(df: pd.DataFrame, title: str | None = None, index_name: str | None = None) -> Table:
-    """A rich Table with one column per DataFrame column (and the index first when named)."""
+    """A rich Table with one column per DataFrame column (and the index first when named); the IDENTIFYING columns
+    keep their full width however narrow the terminal, and the last other columns are left out (said in the caption)
+    when the rest would be narrower than MIN_COLUMN."""
     table = Table(title=title, title_justify="left")
-    if index_name is not None:
-        table.add_column(index_name, style="bold")
-    for column in df.columns:
+    if index_name is not None:  # the index as the first column, kept whole like the other identifying ones
+        df = df.rename_axis(index_name).reset_index()
+    df = _fitted(df, table)
+    rows = [
+        ["" if _missing(v) else _format(v.item() if hasattr(v, "item") else v) for v in values]
+        for _, *values in df.itertuples(name=None)  # itertuples keeps each column's type
+    ]
+    for k, column in enumerate(df.columns):
         numeric = df[column].dtype.kind in "iuf"
-        table.add_column(str(column), justify="right" if numeric else "left")
-    for index, *values in df.itertuples(name=None):  # itertuples keeps each column's type
-        cells = ["" if _missing(v) else _format(v.item() if hasattr(v, "item") else v) for v in values]
-        table.add_row(*(([str(index)] if index_name is not None else []) + cells))
+        whole = str(column) in IDENTIFYING
+        width = max([len(str(column)), *(len(row[k]) for row in rows)]) if whole else None
+        table.add_column(str(column), justify="right" if numeric else "left", no_wrap=whole, min_width=width)
+    for cells in rows:
+        table.add_row(*cells)
     return table
+
+
+def records(df: pd.DataFrame) -> list[dict[str, object]]:
+    """A table's rows as `--json` gives them: one object per row, its columns' own (snake_case) names, NaN as null."""
+    import json
+
+    rows: list[dict[str, object]] = json.loads(df.to_json(orient="records"))
+    return rows
+
+
+def _fitted(df: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """`df` without its last non-identifying columns while the rest cannot each get MIN_COLUMN characters."""
+    whole = [c for c in df.columns if str(c) in IDENTIFYING]
+    fixed = sum(max([len(str(c)), *(len(_format(v)) for v in df[c])]) + 3 for c in whole)
+    others = [c for c in df.columns if c not in whole]
+    dropped = []
+    while others and fixed + MIN_COLUMN * len(others) > console.width:
+        dropped.append(others.pop())
+    if dropped:
+        table.caption = f"{len(dropped)} column(s) left out at this width ({', '.join(map(str, reversed(dropped)))}); --json has every one"
+    return df.drop(columns=dropped)
 
 
 def _missing(value: object) -> bool:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from costserve.cli.help import DEFAULT_MODEL, MODEL_HELP, SCHEDULE, HelpGroup, command
 from costserve.cli.options import AvailableOption, CloudsOption, build_request, cli_settings, cloud_list
-from costserve.cli.output import console, fail, frame_table, one_line_errors
+from costserve.cli.output import console, emit_json, fail, frame_table, one_line_errors
+from costserve.schedule.beat import scheduler_pid
 from costserve.schedule.store import (
     ScheduleEntry,
     ScheduleError,
@@ -20,6 +21,10 @@ from costserve.schedule.store import (
     next_fire,
     remove_schedule,
 )
+
+if TYPE_CHECKING:
+    from costserve.config import Settings
+    from costserve.request import BatchRequest
 
 schedule_app = typer.Typer(
     help="Nightly (cron) batches: stored schedules that `costserve scheduler` fires.",
@@ -51,8 +56,9 @@ def schedule_add(
     if not jobs.is_file():
         fail(f"{jobs}: no such job file")
     with one_line_errors():
+        settings = cli_settings()
         request = build_request(
-            cli_settings(),
+            settings,
             jobs=jobs,
             model=model,
             deadline=deadline,
@@ -68,19 +74,37 @@ def schedule_add(
     except ValueError as exc:
         fail(f"schedule name {name!r}: {str(exc).splitlines()[-1].strip()}")
     try:
+        when = next_fire(entry, datetime.now(UTC))  # a bad cron is refused before the (slower) checks
+        if any(e.name == name for e in load_schedules()):
+            raise ScheduleError(f"schedule {name!r} exists; `costserve schedule remove {name}` first")
+        would = _checked(name, request, settings)
         add_schedule(entry)
-        when = next_fire(entry, datetime.now(UTC))
     except ScheduleError as exc:
         fail(str(exc))
     console.print(
-        f"schedule {name}: `{cron}` next fires {when:%Y-%m-%d %H:%M %Z}; run `costserve scheduler` to fire it",
-        markup=False,
+        f"schedule {name}: `{cron}` next fires {when:%Y-%m-%d %H:%M %Z}; each fire would {would}", markup=False
     )
+    if scheduler_pid() is None:
+        console.print("no scheduler is running: `costserve scheduler` fires the schedules", markup=False)
+
+
+def _checked(name: str, request: BatchRequest, settings: Settings) -> str:
+    """The checks and plan a submit of `request` makes now (a budget the plan exceeds, a gated model without a token,
+    lines naming another model fail here, not at 01:30); what each fire would do. One line and nothing stored else."""
+    from costserve.cli.submit_view import check_submit
+    from costserve.errors import CostserveError
+
+    try:
+        return check_submit(request, settings)
+    except CostserveError as exc:
+        fail(f"schedule {name}: {exc}; nothing was stored")
 
 
 @command(schedule_app, SCHEDULE, "costserve schedule list", name="list")
-def schedule_list() -> None:
-    """Stored schedules and when each fires next."""
+def schedule_list(
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON on stdout instead of a table")] = False,
+) -> None:
+    """Stored schedules, when each fires next, and whether a scheduler is running to fire them."""
     import pandas as pd
 
     try:
@@ -98,10 +122,16 @@ def schedule_list() -> None:
         ]
     except ScheduleError as exc:
         fail(str(exc))
+    pid = scheduler_pid()
+    if json_out:
+        emit_json({"scheduler_pid": pid, "schedules": [{k.replace(" ", "_"): v for k, v in r.items()} for r in rows]})
+        return
     if not rows:
         console.print('no schedules: `costserve schedule add NAME --cron "0 2 * * *" JOBS --budget 40` adds one')
-        return
-    console.print(frame_table(pd.DataFrame(rows), "schedules"))
+    else:
+        console.print(frame_table(pd.DataFrame(rows), "schedules"))
+    running = f"running (pid {pid})" if pid is not None else "not running: `costserve scheduler` fires the schedules"
+    console.print(f"scheduler: {running}", markup=False)
 
 
 @command(schedule_app, SCHEDULE, "costserve schedule remove nightly", name="remove")

@@ -94,3 +94,29 @@ def submit_here(
     code = run.exit_code or 0
     view.announce.ended(code, None, output_dir)
     return code
+
+
+class _CheckOnly(TerminalView):
+    """A submit that stops at its confirmation: everything a submit checks, and its plan, with nothing created."""
+
+    would: str | None = None
+
+    def confirm(self, what: str) -> bool:
+        self.would = what
+        return False
+
+
+def check_submit(request: BatchRequest, settings: Settings) -> str:
+    """Run `request`'s submit up to its confirmation (its checks and plan, shown) and stop; returns what it would do,
+    e.g. `launch 2 cloud instance(s), predicted $3.10`. Raises the submit's own one-line errors."""
+    from costserve.errors import NotConfirmed
+    from costserve.run.submit import submit
+
+    view = _CheckOnly(request, settings, yes=False, json_out=False)
+    try:
+        submit(request, settings, None, view)
+    except NotConfirmed:
+        if view.would is not None:
+            return view.would
+        raise
+    raise CostserveError("the checked submit did not stop at its confirmation")  # submit always asks before a run

@@ -7,6 +7,7 @@ view of a running batch appear on the terminal and nowhere else prints.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -16,8 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from costserve.durations import format_duration, format_money
 from costserve.notices import Tick
 
-# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
-console = Console() if Console().is_terminal else Console(width=160)
+# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default, unless COLUMNS says otherwise.
+console = Console() if Console().is_terminal or os.environ.get("COLUMNS") else Console(width=160)
 err_console = Console(stderr=True)
 
 

@@ -65,8 +65,8 @@ def catalog_name(name: str) -> str | None:
 
 
 def run_model(jobs: Path, asked: str | None, override: bool) -> tuple[str | None, str | None]:
-    """(the run's model: `asked`, else the file's, else None for the configured default; where it came from, in words,
-    when the file chose it).
+    """(the run's model: `asked`, else the file's, else None for the configured default; a line saying where it came
+    from when the file chose it, or that `asked` overrides the file's model).
 
     BadRequestError (one line, naming the file) for a file naming several models, or a model no catalog has, or one
     `--model` differs from without `--model-override`."""
@@ -85,7 +85,7 @@ def run_model(jobs: Path, asked: str | None, override: bool) -> tuple[str | None
                 f"{jobs}: {others:,} line(s) name another model than --model {asked} ({named}); pass "
                 f"--model-override to serve them with {asked}, or drop --model to serve the file's model"
             )
-        return asked, None  # the scan counts them in its --model-override warning
+        return asked, f"--model {asked} overrides the model {others:,} line(s) of {jobs.name} name ({named})"
     if asked is not None:
         return asked, None  # a model directory: the scan checks each line against what it holds
     unknown = [m for m, c in resolved.items() if c is None]

@@ -9,6 +9,7 @@ down) are not replayed: the next one is kept, as cron does.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -29,6 +30,61 @@ def scheduler_dir() -> Path:
     path = costserve_home() / "scheduler"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
+
+
+LOCK_FILE = "scheduler.lock"  # held (flock) by the running scheduler for its whole life; holds its pid
+
+
+def scheduler_pid() -> int | None:
+    """The pid of the scheduler running for this COSTSERVE_HOME, None when none is (nobody holds its lock)."""
+    import fcntl
+    import os
+
+    path = costserve_home() / "scheduler" / LOCK_FILE
+    if not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = path.read_text().strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)  # closing drops a lock taken just now
+    return None
+
+
+def hold_scheduler_lock() -> int:
+    """Become this COSTSERVE_HOME's only scheduler (two would fire every schedule twice); the lock's fd, kept open for
+    the life of the process. ScheduleError naming the running one otherwise."""
+    import fcntl
+    import os
+
+    from costserve.schedule.store import ScheduleError
+
+    fd = os.open(scheduler_dir() / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ScheduleError(
+            f"a scheduler is already running (pid {scheduler_pid()}); one fires every schedule"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def loaded_lines(entries: list[ScheduleEntry]) -> list[str]:
+    """One line per schedule the scheduler fires: name, cron, next fire time, job file."""
+    from datetime import UTC, datetime
+
+    from costserve.schedule.store import next_fire
+
+    now = datetime.now(UTC)
+    if not entries:
+        return ["no schedules yet: `costserve schedule add` adds one (this scheduler picks it up)"]
+    return [f"{e.name}: `{e.cron}`, next {next_fire(e, now):%Y-%m-%d %H:%M %Z}, {e.jobs}" for e in entries]
 
 
 def beat_entries(entries: list[ScheduleEntry]) -> dict[str, dict[str, Any]]:
@@ -107,7 +163,14 @@ def fire_schedule(name: str) -> int:
 
 
 def run_scheduler(broker: str | None) -> None:
-    """Run beat and one worker here until interrupted."""
+    """Run beat and one worker here until interrupted, after printing the schedules it loaded."""
+    from costserve.notices import say
+
+    hold_scheduler_lock()
+    entries = load_schedules()
+    say(f"costserve scheduler (pid {os.getpid()}): {len(entries)} schedule(s) loaded")
+    for line in loaded_lines(entries):
+        say(f"  {line}")
     redis = None
     if broker is None:
         from deploy.local import EmbeddedRedis
