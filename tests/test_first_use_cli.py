@@ -87,3 +87,35 @@ def test_the_model_comes_from_the_job_file(cli, tmp_path: Path) -> None:  # type
     plain.write_text('{"id": "p", "prompt": "hi"}\n')
     default = cli.invoke(app, ["plan", str(plain), "--json"])
     assert default.exit_code == 0 and json.loads(default.stdout)["model"] == "SmolLM2-135M"  # the embedded default
+
+
+@pytest.mark.parametrize("columns", ["80", "120"])
+def test_identifying_columns_are_never_cut_and_every_listing_has_json(tmp_path: Path, columns: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from catalog.load import load_models
+
+    def costserve(*args: str) -> str:
+        env = {**os.environ, "COLUMNS": columns}  # piped, as in a script or CI log: COLUMNS is the width
+        done = subprocess.run([sys.executable, "-m", "costserve.cli", *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert all(len(line) <= int(columns) for line in costserve("catalog", "models").splitlines())
+    table = costserve("catalog", "models")
+    for model, hf_id in load_models()[["model", "hf_id"]].itertuples(index=False):
+        assert f" {model} " in table and f" {hf_id} " in table  # whole, on one line each
+    assert {m["model"] for m in json.loads(costserve("catalog", "models", "--json"))} == set(load_models()["model"])
+    llama = _batch_lines(tmp_path / "llama.jsonl", ["Llama-3.1-8B"] * 4)
+    plan = json.loads(costserve("plan", str(llama), "--clouds", "lambda", "--json"))
+    shown = costserve("plan", str(llama), "--clouds", "lambda")
+    for g in plan["groups"]:
+        assert f"{g['cloud']}/{g['region']}/{g['instance_type']}" in shown
+    offerings = json.loads(costserve("catalog", "offerings", "--cloud", "lambda", "--json"))
+    listed = costserve("catalog", "offerings", "--cloud", "lambda")
+    assert offerings and all(f" {o['instance_type']} " in listed and f" {o['region']} " in listed for o in offerings)
+    assert isinstance(json.loads(costserve("catalog", "gpus", "--json")), list)
