@@ -87,14 +87,14 @@ def plan(
         available=available,
     )
     profile_path = Path(profiles) if profiles is not None else None
-    batch = plan_workload(
+    batch, sha256 = plan_workload(
         request,
         Path(workload) if workload is not None else None,
         profile_path,
         load_settings().default_max_tokens,
         lambda _: None,
     )
-    return plan_request(request, batch, profile_path, baselines)
+    return plan_request(request, batch, profile_path, baselines, jobs_sha256=sha256)
 
 
 def submit(

@@ -56,6 +56,9 @@ class BatchRequest(BaseModel):
         description="sky: where nodes get the weights instead of Hugging Face: "
         "s3://…, gs://… or a local directory (a SkyPilot file mount)",
     )
+    plan_file: Path | None = Field(
+        None, description="sky: run this plan (`costserve plan --out`) instead of planning, once checked"
+    )
     profile_first: bool = Field(
         False,
         description="local: without a profile of the model on this machine, take a quick "
@@ -72,7 +75,7 @@ class BatchRequest(BaseModel):
             raise ValueError(f"{value!r} is neither s3://…, gs://… nor a directory of model weights")
         return str(path)
 
-    @field_validator("jobs", "replica", "out", "errors_out", "resume_from")
+    @field_validator("jobs", "replica", "out", "errors_out", "resume_from", "plan_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else Path(value).expanduser().resolve()

@@ -288,5 +288,6 @@ class Plan(BaseModel):
     quality: float = Field(description="lowest predicted quality among the groups")
     baselines: list[BaselinePlan] = []
     clouds: str = Field("", description="the clouds whose offerings were planned, and why (asked for, enabled, all)")
+    jobs_sha256: str | None = Field(None, description="SHA-256 of the job file planned (`submit --plan` checks it)")
     output_share: float = Field(1.0, gt=0, le=1, description="the workload's output tokens ÷ its jobs' max_tokens: 1 plans "
                                 "the upper bound; less where earlier runs of the model wrote fewer (calibration)")

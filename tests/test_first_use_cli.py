@@ -119,3 +119,53 @@ def test_identifying_columns_are_never_cut_and_every_listing_has_json(tmp_path: 
     listed = costserve("catalog", "offerings", "--cloud", "lambda")
     assert offerings and all(f" {o['instance_type']} " in listed and f" {o['region']} " in listed for o in offerings)
     assert isinstance(json.loads(costserve("catalog", "gpus", "--json")), list)
+
+
+@pytest.mark.slow
+def test_plan_review_submit_runs_that_plan_or_says_what_changed(cli, tmp_path: Path, costserve_home: Path,  # type: ignore[no-untyped-def]
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import pandas as pd
+
+    from catalog.load import offerings_path, user_catalog_dir
+    from costserve.store.runs import runs_dir
+
+    jobs = _batch_lines(tmp_path / "llama.jsonl", ["Llama-3.1-8B"] * 6)
+    reviewed = tmp_path / "plan.json"
+    planned = cli.invoke(app, ["plan", str(jobs), "--clouds", "aws", "--deadline", "3h", "--out", str(reviewed)])
+    assert planned.exit_code == 0 and f"--plan {reviewed}` runs it" in " ".join(planned.output.split())
+    local = cli.invoke(app, ["submit", str(jobs), "--plan", str(reviewed)])
+    assert local.exit_code == 2 and "pass --backend sky with it" in local.output
+    monkeypatch.setenv("HF_TOKEN", "hf_for_the_gated_model")
+    ran = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--plan", str(reviewed), "--dry-run"])
+    assert ran.exit_code == 0, ran.output
+    assert f"--plan {reviewed}: running that plan" in ran.output and "planning (fleet MILP" not in ran.output
+    (run_dir,) = runs_dir().iterdir()
+    run_plan, given = (json.loads(p.read_text()) for p in (run_dir / "plan.json", reviewed))
+    assert run_plan["groups"] == given["groups"] and run_plan["cost"] == given["cost"]  # exactly that plan
+    assert json.loads((run_dir / "request.json").read_text())["deadline_s"] == 3 * 3600  # its deadline too
+
+    def refused(*extra: str) -> str:
+        result = cli.invoke(app, ["submit", str(jobs), "--backend", "sky", "--plan", str(reviewed), "--yes", *extra])
+        (line,) = result.output.strip().splitlines()[-1:]
+        assert result.exit_code == 2 and "plan again" in line, result.output
+        return line
+
+    other = refused("--model", "Qwen2.5-7B", "--model-override")
+    assert "the model (Llama-3.1-8B planned, Qwen2.5-7B now)" in other
+    original = jobs.read_text()
+    jobs.write_text(original + original.splitlines()[0].replace('"c0"', '"c99"') + "\n")
+    assert "llama.jsonl changed since" in refused()
+    jobs.write_text(original)
+    g0 = given["groups"][0]
+    prices = pd.read_csv(offerings_path(None))  # the shipped catalog the plan was made from
+    column = "spot_price_per_hour" if g0["spot"] else "price_per_hour"
+    mine = (prices["cloud"] == g0["cloud"]) & (prices["region"] == g0["region"]) & (prices["instance_type"] == g0["instance_type"])
+    prices.loc[mine, column] = prices.loc[mine, column] * 1.5
+    user_catalog = user_catalog_dir(costserve_home) / "offerings.csv"
+    user_catalog.parent.mkdir(parents=True, exist_ok=True)
+    prices.to_csv(user_catalog, index=False)  # as `costserve catalog refresh` would write new prices
+    line = refused()
+    assert f"g0 {g0['cloud']}/{g0['region']}/{g0['instance_type']}" in line and "planned" in line
+    shutil.rmtree(user_catalog.parent)

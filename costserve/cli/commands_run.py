@@ -36,6 +36,7 @@ def submit(
     spot: Annotated[bool, typer.Option("--spot", help="sky: allow spot instances")] = False,
     clouds: CloudsOption = None,
     available: AvailableOption = None,
+    plan_file: Annotated[Optional[Path], typer.Option("--plan", help="sky: run this plan (`costserve plan --out plan.json`) as reviewed; refused if the job file, model or prices changed since")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="sky: plan, write the SkyPilot tasks and run SkyPilot's dryrun offline; launch nothing")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="start without asking for confirmation")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="run the valid lines; bad ones go to the run's rejected.jsonl")] = False,
@@ -53,7 +54,7 @@ def submit(
     if (jobs is None) == (input_file is None):
         fail("give the job file once: JOBS or -i/--input JOBS")
     jobs = jobs or input_file
-    _check_backend_options(backend, model_source, profile_first)
+    _check_backend_options(backend, model_source, profile_first, plan_file)
     if output_dir is not None:
         out, errors_out = _output_dir_files(output_dir, out, errors_out)
     with json_mode(json_out), one_line_errors():
@@ -62,7 +63,7 @@ def submit(
                                 spot=spot, clouds=cloud_list(clouds), available=available, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
                                 replica=replica, out=out, errors_out=errors_out, resume_from=resume_from,
                                 skip_invalid=skip_invalid, strict=strict, model_override=model_override,
-                                model_source=model_source, profile_first=profile_first)
+                                model_source=model_source, profile_first=profile_first, plan_file=plan_file)
         if detach:
             if not yes:
                 fail("--detach: pass --yes too (a run in the background cannot ask for confirmation)")
@@ -73,10 +74,12 @@ def submit(
     raise typer.Exit(code)
 
 
-def _check_backend_options(backend: str, model_source: str | None, profile_first: bool) -> None:
+def _check_backend_options(backend: str, model_source: str | None, profile_first: bool, plan_file: Path | None) -> None:
     """One line for a backend costserve lacks, or an option the chosen backend does not use."""
     if backend not in ("local", "sky"):
         fail(f"--backend: {backend!r} is not a backend (local or sky)")
+    if plan_file is not None and backend != "sky":
+        fail("--plan: a plan from `costserve plan` is a cloud fleet; pass --backend sky with it")
     if model_source is not None and backend != "sky":
         fail("--model-source: only a SkyPilot fleet (--backend sky) downloads weights; here pass --model DIR")
     if profile_first and backend != "local":

@@ -33,21 +33,25 @@ def run_plan(
     def measured(path: Path) -> None:
         console.print(f"CPU offerings: throughput from the measured profile {path} (per thread x vCPUs)", markup=False)
 
-    workload = _workload(request, workload_file, load_settings(), profiles)
+    workload, sha256 = _workload(request, workload_file, load_settings(), profiles)
     if profiles is not None:
         console.print(f"jobs bucketed on the profile's own grid: {len(workload.classes)} classes", markup=False)
     with console.status("planning (fleet MILP and baselines)..."):
-        plan = plan_request(request, workload, profiles, baselines, on_cpu_profile=measured)
+        plan = plan_request(request, workload, profiles, baselines, on_cpu_profile=measured, jobs_sha256=sha256)
     show_plan(plan, f"fleet for {workload.requests:,} jobs of {plan.model}")
     if out is not None:
         out.write_text(plan.model_dump_json(indent=2))
-        console.print(f"plan written to {out}", markup=False)
+        console.print(
+            f"plan written to {out}; `costserve submit {request.jobs or 'JOBS'} --plan {out}` runs it", markup=False
+        )
     if json_out:
         emit_json(plan.model_dump(mode="json"))
     return plan
 
 
-def _workload(request: BatchRequest, workload_file: Path | None, settings: Settings, profiles: Path | None) -> Workload:
+def _workload(
+    request: BatchRequest, workload_file: Path | None, settings: Settings, profiles: Path | None
+) -> tuple[Workload, str | None]:
     """planning.batch.plan_workload, with bad lines printed and a job file with bad lines refused in one line."""
     from costserve.planning.batch import plan_workload
 

@@ -41,9 +41,10 @@ def plan_workload(
     profiles: Path | None,
     default_max_tokens: int,
     on_bad_line: Callable[[Any], None],
-) -> Workload:
+) -> tuple[Workload, str | None]:
     """What `plan` plans: a workload JSON, else the request's job file (streamed, each bad line to `on_bad_line`),
-    bucketed on the throughput profile's own grid when `profiles` is given, so each class is one profiled bucket."""
+    bucketed on the throughput profile's own grid when `profiles` is given, so each class is one profiled bucket; and
+    the job file's SHA-256 (None for a workload JSON), which the plan records for `submit --plan`."""
     from costserve.jobs.scan import scan_jobs
     from solver.workload import load_workload_json
 
@@ -54,8 +55,9 @@ def plan_workload(
 
         grid = load_profile(profiles, set(load_gpus()["gpu"])).grid()
     if workload_file is not None:
-        return load_workload_json(workload_file, grid)
-    return scan_jobs(request, default_max_tokens, on_bad_line, grid=grid).workload
+        return load_workload_json(workload_file, grid), None
+    scan = scan_jobs(request, default_max_tokens, on_bad_line, grid=grid)
+    return scan.workload, scan.sha256
 
 
 def plan_request(
@@ -65,13 +67,15 @@ def plan_request(
     with_baselines: bool = True,
     on_cpu_profile: Callable[[Path], None] | None = None,
     check_clouds: bool = True,
+    jobs_sha256: str | None = None,
 ) -> Plan:
     """The cheapest fleet for `workload` under the request's model, deadline, budget, quality, spot, clouds and GPU caps.
 
-    `profiles` is a Mélange-format file of measured throughputs; `on_cpu_profile(path)` is told when the model's
-    measured CPU profile prices CPU offerings. Without `--clouds`, the clouds SkyPilot reports enabled are planned
-    (unless `check_clouds` or the check_clouds setting is off; planning/cloud_scope.py). Raises BadRequestError, CatalogError, ProfileError or PlanningError
-    (one line each).
+        `profiles` is a Mélange-format file of measured throughputs; `on_cpu_profile(path)` is told when the model's
+        measured CPU profile prices CPU offerings. Without `--clouds`, the clouds SkyPilot reports enabled are planned
+        (unless `check_clouds` or the check_clouds setting is off; planning/cloud_scope.py). `jobs_sha256`, the job
+    file's hash, is recorded in the plan (`submit --plan` checks the file is still that one). Raises BadRequestError, CatalogError, ProfileError or PlanningError
+        (one line each).
     """
     from solver.planner import plan_batch
 
@@ -105,7 +109,7 @@ def plan_request(
         calibrate=cloud_calibration(str(row["model"])),
         own_weights=request.model_source is not None,
     )
-    return plan.model_copy(update={"output_share": share, "clouds": clouds})
+    return plan.model_copy(update={"output_share": share, "clouds": clouds, "jobs_sha256": jobs_sha256})
 
 
 def cloud_calibration(model: str) -> Calibrate | None:

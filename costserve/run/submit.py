@@ -212,11 +212,17 @@ def _submit_sky(
     from costserve.run.sky import launch_sky
     from costserve.run.sky_tasks import node_tasks
 
-    if dry_run:
-        say(f"offline dryrun: planning over {', '.join(DRYRUN_CLOUDS)} offerings (the account the dryrun fakes)")
-        request = request.model_copy(update={"clouds": DRYRUN_CLOUDS})
-    with step("planning (fleet MILP and baselines)..."):
-        plan = plan_request(request, scan.workload, check_clouds=not dry_run)  # a dry run's account is faked
+    if request.plan_file is not None:
+        from costserve.run.given_plan import given_plan
+
+        plan, request = given_plan(request, scan.sha256)
+        say(f"--plan {request.plan_file}: running that plan (its job file, model and prices are unchanged)")
+    else:
+        if dry_run:
+            say(f"offline dryrun: planning over {', '.join(DRYRUN_CLOUDS)} offerings (the account the dryrun fakes)")
+            request = request.model_copy(update={"clouds": DRYRUN_CLOUDS})
+        with step("planning (fleet MILP and baselines)..."):
+            plan = plan_request(request, scan.workload, check_clouds=not dry_run)  # a dry run's account is faked
     view.plan(plan, f"fleet for {scan.jobs:,} jobs of {plan.model}")
     if dry_run:  # a gated model without a token is a warning there
         return _dry_run(request, scan, plan, view)
