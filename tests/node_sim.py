@@ -42,6 +42,12 @@ def persistent_fake_sky() -> types.ModuleType:
 Task = persistent_fake_sky().Task  # a task's YAML config and the secrets its launch supplies
 
 
+def skypilot_api_server(up: bool = True) -> types.SimpleNamespace:
+    """`sky.server` as costserve asks it (deploy/sky_api.py): the API server's status; up, so costserve stops nothing."""
+    status = types.SimpleNamespace(status=types.SimpleNamespace(value="healthy" if up else "unhealthy"))
+    return types.SimpleNamespace(common=types.SimpleNamespace(get_api_server_status=lambda: status))
+
+
 def node_path() -> str:
     """A node image's PATH: the machine's own Python (the one this venv was made from) and the system's binaries."""
     base = Path(getattr(sys, "_base_executable", sys.executable)).parent
@@ -72,6 +78,7 @@ class SimulatedCloud:
         module.Task = Task  # type: ignore[attr-defined]
         module.launch, module.down, module.status = self.launch, self.down, self.status  # type: ignore[attr-defined]
         module.tail_logs, module.get = self.tail_logs, (lambda request: request)  # type: ignore[attr-defined]
+        module.server = skypilot_api_server()  # type: ignore[attr-defined]
         return module
 
     def launch(self, task: Task, cluster_name: str, idle_minutes_to_autostop: int, down: bool) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from conftest import REDIS_PASSWORD
 from costserve.jobs.assignment import assign_jobs, split_counts
 from costserve.store.runs import RunStore, runs_dir
 from deploy.skypilot import REDIS_PASSWORD_SECRET, REDIS_PORT, head_task_config
-from node_sim import FAKE_SKY, Task, on_this_cpu, persistent_fake_sky
+from node_sim import FAKE_SKY, Task, on_this_cpu, persistent_fake_sky, skypilot_api_server
 
 pytestmark = pytest.mark.slow
 
@@ -62,8 +62,7 @@ def fake_sky(model: Path, log_dir: Path) -> types.ModuleType:
 
     sky.launch, sky.down, sky.status, sky.preempt = launch, down, status, preempt  # type: ignore[attr-defined]
     sky.get = lambda request: request  # type: ignore[attr-defined]
-    up = types.SimpleNamespace(status=types.SimpleNamespace(value="healthy"))  # SkyPilot's API server: not costserve's
-    sky.server = types.SimpleNamespace(common=types.SimpleNamespace(get_api_server_status=lambda: up))  # type: ignore[attr-defined]
+    sky.server = skypilot_api_server()  # type: ignore[attr-defined]
     return sky
 
 
