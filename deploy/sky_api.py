@@ -8,6 +8,8 @@ server again when it was the one that started it, so that a `plan` leaves nothin
 
 from __future__ import annotations
 
+from costserve.errors import DeployError
+
 
 def local_api_server_up() -> bool:
     """Whether SkyPilot's API server answers now (a local one or a remote endpoint the user configured)."""
@@ -51,7 +53,7 @@ def enabled_clouds() -> list[str]:
 CHECK_TIMEOUT_S = 180.0  # s for the child below: starting SkyPilot's API server and its check take about 30 s
 
 
-class SkyCheckError(RuntimeError):
+class SkyCheckError(DeployError):
     """SkyPilot's check could not answer (the message says why, in one line)."""
 
 

@@ -74,8 +74,10 @@ def test_a_generated_task_sets_up_a_node_that_serves_its_group(kind: str, cli, t
     assert [line["custom_id"] for line in lines] == ids  # each once, in input order
     assert all(line["response"]["body"]["model"] == "SmolLM2-135M" for line in lines)
     (run_dir,) = [d for d in runs_dir().iterdir() if d != dry]
-    if dry is not None:
-        assert task_files(dry, dry.name) == task_files(run_dir, run_dir.name)
+    if dry is not None:  # the same files, but the head node's: this launch was given --broker
+        written = task_files(dry, dry.name)
+        assert written.pop("sky/broker.yaml").startswith(b"# costserve run RUN: the broker head node")
+        assert written == task_files(run_dir, run_dir.name)
     plan = RunStore.open(run_dir.name).plan()
     assert plan is not None and [g.instance_type for g in plan.groups] == [GROUPS[kind][2]]
     (name, config, secrets), = cloud.launched

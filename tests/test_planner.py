@@ -89,7 +89,9 @@ def test_plan_command_writes_json_and_prints_savings(cli, tmp_path: Path) -> Non
     workload.write_text(json.dumps({"classes": [{"input_tokens": 1000, "output_tokens": 200, "count": 5000}]}))
     assert cli.invoke(app, ["plan", "--workload", str(workload), "--model", "Mistral-7B"]).exit_code == 0
     bad = cli.invoke(app, ["plan", str(EXAMPLES / "jobs.jsonl"), "--model", "Llama-3.1-70B", "--deadline", "1h", "--budget", "0.1"])
-    assert bad.exit_code == 1 and bad.output.startswith("costserve: budget $0.10 is below the cheapest fleet")
+    said, refused = bad.output.strip().splitlines()  # the file names SmolLM2-135M: --model wins, said in one line
+    assert said.startswith("--model Llama-3.1-70B overrides the model 200 line(s) of jobs.jsonl name")
+    assert bad.exit_code == 1 and refused.startswith("costserve: budget $0.10 is below the cheapest fleet")
     assert cli.invoke(app, ["plan"]).exit_code == 2  # neither jobs nor --workload
 
 
@@ -113,7 +115,8 @@ def test_plan_refuses_a_job_file_with_bad_lines(cli, tmp_path: Path) -> None:
     path.write_text("\n".join([good[0], '{"id": "x", "prompt": ""}', good[1], "not json", good[2]]) + "\n")
     result = cli.invoke(app, ["plan", str(path), "--model", "Llama-3.1-8B"])
     assert result.exit_code == 1
-    lines = result.output.strip().splitlines()
+    said, *lines = result.output.strip().splitlines()
+    assert said.startswith("--model Llama-3.1-8B overrides the model")
     assert lines[0] == f"{path}:2: prompt: empty prompt (got '')"
     assert lines[1].startswith(f"{path}:4: json: malformed JSON")
     assert lines[2] == f"costserve: {path}: 2 bad lines; fix them (costserve validate {path} lists them all)"

@@ -79,7 +79,7 @@ def build_request(
         if said is not None and (plan_only or not said.startswith("--model")):  # a run's scan counts an override
             from costserve.cli.output import err_console
 
-            err_console.print(said, markup=False, highlight=False)
+            err_console.print(said, markup=False, highlight=False, soft_wrap=True)
     try:
         return BatchRequest(
             deadline_s=deadline_s, budget=budget, quality=quality, model=model or settings.default_model, **fields
