@@ -169,3 +169,19 @@ def test_plan_review_submit_runs_that_plan_or_says_what_changed(cli, tmp_path: P
     line = refused()
     assert f"g0 {g0['cloud']}/{g0['region']}/{g0['instance_type']}" in line and "planned" in line
     shutil.rmtree(user_catalog.parent)
+
+
+@pytest.mark.parametrize("raw, model", [
+    (b'{"custom_id": "a", "body": {"model": "meta-llama/Llama-3.1-8B-Instruct", "messages": []}}',
+     "meta-llama/Llama-3.1-8B-Instruct"),
+    (b'{"prompt": "a", "model":"m"}', "m"),
+    (b'{"id": "a", "prompt": "say \\"model\\": \\"x\\""}', None),  # inside a string: not the line's model
+    (b'{"model": "a", "metadata": {"model": "b"}}', "a"),  # twice: the line is parsed to tell which
+    (b'{"body": {"model": "q\\u00e9"}}', "q\u00e9"),  # an escape: parsed
+    (b'{"model": null}', None),
+    (b'not json "model"', None),
+])
+def test_the_model_a_line_names(raw: bytes, model: str | None) -> None:
+    from costserve.jobs.file_model import line_model
+
+    assert line_model(raw) == model
