@@ -40,7 +40,7 @@ def test_short_options_the_latest_run_id_prefixes_and_no_empty_errors_file(cli, 
     (line,) = ambiguous.output.strip().splitlines()
     assert ambiguous.exit_code == 2 and f"matches 2 runs ({run.id}, {other.id}): give more of it" in line
     missing = cli.invoke(app, ["status", "1999"])
-    assert missing.exit_code == 2 and "no run '1999'" in missing.output
+    assert missing.exit_code == 2 and "no such run '1999'" in missing.output
 
 
 def test_status_without_any_run_is_one_line(cli) -> None:  # type: ignore[no-untyped-def]

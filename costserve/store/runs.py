@@ -110,7 +110,7 @@ class RunStore(RunEvents):
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            what = f"no run {run_id!r}" if run_id else "no runs yet"
+            what = f"no such run {run_id!r}" if run_id else "no runs yet"
             raise FileNotFoundError(f"{runs_dir()}: {what}")
         listed = ", ".join(r.id for r in matches[:5]) + (", ..." if len(matches) > 5 else "")
         raise FileNotFoundError(f"run id prefix {run_id!r} matches {len(matches)} runs ({listed}): give more of it")
