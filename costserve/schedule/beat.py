@@ -38,7 +38,6 @@ LOCK_FILE = "scheduler.lock"  # held (flock) by the running scheduler for its wh
 def scheduler_pid() -> int | None:
     """The pid of the scheduler running for this COSTSERVE_HOME, None when none is (nobody holds its lock)."""
     import fcntl
-    import os
 
     path = costserve_home() / "scheduler" / LOCK_FILE
     if not path.is_file():
@@ -58,7 +57,6 @@ def hold_scheduler_lock() -> int:
     """Become this COSTSERVE_HOME's only scheduler (two would fire every schedule twice); the lock's fd, kept open for
     the life of the process. ScheduleError naming the running one otherwise."""
     import fcntl
-    import os
 
     from costserve.schedule.store import ScheduleError
 
