@@ -7,7 +7,7 @@
     run.wait()
     for line in run.results():
         print(line["custom_id"], line["response"]["body"]["choices"][0]["message"]["content"])
-    print(run.report()["totals"]["cost $"])
+    print(run.report()["totals"]["cost_usd"])
 
 `plan` runs in the caller's process. `submit` starts a driver process with the typed request
 (run/spawn.py), so the run has its own driver (worker processes, the embedded Redis and the live view

@@ -56,7 +56,7 @@ def _exact(seconds: float) -> str:
 
 def format_money(dollars: float) -> str:
     """`dollars` as `$`: whole dollars from $100 (`$1,234`), cents from $1 (`$12.35`), three significant digits
-    below (`$0.0123`), `<$0.0001` for a sliver, `$0` for nothing."""
+    below but never fewer than cents (`$0.0123`, `$0.30`), `<$0.0001` for a sliver, `$0` for nothing."""
     if dollars == 0:
         return "$0"
     sign = "-" if dollars < 0 else ""
@@ -65,4 +65,7 @@ def format_money(dollars: float) -> str:
         return f"{sign}${value:,.0f}"
     if value >= 1:
         return f"{sign}${value:,.2f}"
-    return f"{sign}${value:.3g}" if value >= 1e-4 else f"{sign}<$0.0001"
+    if value < 1e-4:
+        return f"{sign}<$0.0001"
+    digits = f"{value:.3g}"
+    return f"{sign}${value:.2f}" if len(digits.partition(".")[2]) < 2 else f"{sign}${digits}"

@@ -8,6 +8,7 @@ server again when it was the one that started it, so that a `plan` leaves nothin
 
 from __future__ import annotations
 
+from costserve.durations import format_duration
 from costserve.errors import DeployError
 
 
@@ -77,7 +78,7 @@ def enabled_clouds_in_child(timeout_s: float = CHECK_TIMEOUT_S) -> list[str] | N
             cwd=Path(__file__).resolve().parents[1],
         )
     except subprocess.TimeoutExpired:
-        raise SkyCheckError(f"no answer in {timeout_s:.0f}s") from None
+        raise SkyCheckError(f"no answer in {format_duration(timeout_s)}") from None
     answers = [line for line in proc.stdout.splitlines() if line.startswith('{"')]
     if not answers:
         last = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]

@@ -13,9 +13,12 @@ hybrid ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from solver.fleet import FleetProblem, FleetSolution, Infeasible, solve_fleet
+from solver.baseline_notes import fleet_difference, fleet_text, nearest_feasible, same_as_earlier
+from solver.fleet import FleetGroup, FleetProblem, FleetSolution, Infeasible, solve_fleet
+from solver.plan import BaselinePlan, FleetGroupPlan
 
 BASELINES = ("single-type-16bit", "single-type-best-precision", "melange")
 
@@ -30,7 +33,8 @@ class BaselineResult:
 
 
 def solve_baselines(problem: FleetProblem) -> list[BaselineResult]:
-    """Solve each baseline under the problem's deadline, budget and availability."""
+    """Solve each baseline under the problem's deadline, budget and availability; one with no fleet says the cheapest
+    point where it gets one and the knob that reaches it (solver/baseline_notes.nearest_feasible)."""
     whole = [c for c in problem.candidates if c.whole_model_uniform]  # already within the quality target
     sixteen = [c for c in whole if c.sixteen_bit]
     problems = {
@@ -45,5 +49,38 @@ def solve_baselines(problem: FleetProblem) -> list[BaselineResult]:
             solution = solve_fleet(problem.with_(candidates=subset), one_gpu_type=single)
             results.append(BaselineResult(name, solution))
         except Infeasible:
-            results.append(BaselineResult(name, None, "infeasible under the same deadline, budget and availability"))
+            nearest = nearest_feasible(problem.with_(candidates=subset), one_gpu_type=single)
+            results.append(BaselineResult(name, None, f"infeasible; {nearest}"))
     return results
+
+
+def baseline_plans(
+    results: list[BaselineResult],
+    best: FleetSolution,
+    ours: list[FleetGroupPlan],
+    group_plans: Callable[[Sequence[FleetGroup]], list[FleetGroupPlan]],
+) -> list[BaselinePlan]:
+    """Each baseline beside costserve's fleet `ours` (cost $ `best.cost`): what it rents, at which bits, how that
+    differs, what costserve saves (its cost ÷ costserve's); one with no fleet carries its nearest feasible point."""
+    out = []
+    for result in results:
+        if result.solution is None:
+            out.append(BaselinePlan(name=result.name, cost=None, makespan_s=None, note=result.reason))
+            continue
+        cost = result.solution.cost
+        # every baseline is a restriction of the same MILP: it can never be cheaper
+        assert cost >= best.cost - 1e-6 * max(1.0, cost), (result.name, cost, best.cost)
+        theirs = group_plans(result.solution.groups)
+        rents, precision = fleet_text(theirs)
+        out.append(
+            BaselinePlan(
+                name=result.name,
+                cost=cost,
+                makespan_s=result.solution.makespan_seconds,
+                savings=cost / best.cost if best.cost > 0 else None,
+                fleet=rents,
+                precision=precision,
+                differs=fleet_difference(ours, theirs),
+            )
+        )
+    return same_as_earlier(out, best.cost, best.makespan_seconds)

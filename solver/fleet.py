@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pyomo.environ as pyo
 
+from costserve.durations import format_duration, format_money
 from costserve.errors import PlanningError
 from solver.candidates import Candidate
 from solver.fleet_model import FleetProblem, build_fleet_model, class_work
@@ -120,7 +121,9 @@ def fastest_within_budget(
     try:
         best = solve_fleet(problem.with_(deadline_s=longest_s))
     except Infeasible:
-        raise Infeasible(f"no fleet finishes within {longest_s / 3600:.0f}h for ${problem.budget:.2f}") from None
+        raise Infeasible(
+            f"no fleet finishes within {format_duration(longest_s)} for {format_money(problem.budget or 0.0)}"
+        ) from None
     low = min(c.startup_seconds for c in problem.candidates)
     high = best.makespan_seconds
     while high - low > tolerance_s:

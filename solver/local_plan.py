@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from solver.costmodel import Device, ModelShape, class_throughput
 from solver.device_profile import CpuProfile
-from solver.plan import BaselinePlan, FleetGroupPlan, Plan, Replica, WorkloadClassPlan
+from solver.plan import LOCAL_CLOUD, BaselinePlan, FleetGroupPlan, Plan, Replica, WorkloadClassPlan
 from solver.quality import model_quality
 from solver.workload import Workload
 
 if TYPE_CHECKING:
     import pandas as pd
 
-LOCAL_CLOUD = "local"
 # Bytes/s at which a local worker reads the fp32 safetensors and builds its stages (quantizing included), the
 # start-up of a run before any calibrates it: SmolLM2-135M's 538 MB took 2.3 s from queueing to the first shard's
 # work on the 2-vCPU Xeon this was measured on (2026-12-02, `costserve calibration show` of a first run).
@@ -156,7 +155,7 @@ def _cloud_baselines(workload: Workload, model_row: pd.Series | dict[str, Any], 
         cloud = plan_batch(workload, model_row, offerings, gpus, deadline_s, None, quality_target, cpu_profile=cpu_profile)
     except PlanningError as exc:
         return [BaselinePlan(name="costserve-cloud", cost=None, makespan_s=None, note=str(exc))]
-    from solver.planner import fleet_text
+    from solver.baseline_notes import fleet_text
 
     rents, precision = fleet_text(cloud.groups)
     out = [BaselinePlan(name="costserve-cloud", cost=cloud.cost, makespan_s=cloud.makespan_s,

@@ -265,12 +265,17 @@ class BaselinePlan(BaseModel):
     note: str = ""
     fleet: str = Field("", description="what the baseline would rent, e.g. `2x g6.xlarge (1x L4) aws/us-east-1`")
     precision: str = Field("", description="the bits its replicas run, e.g. `16-bit` or `mixed 8/4-bit`")
+    differs: str = Field("", description="how its fleet differs from costserve's (GPU type, precision, mix), or "
+                         "`same fleet`")
 
 
 def hardware_signature(gpu: str, gpus_per_instance: int, instance_type: str) -> str:
     """The hardware a calibration is kept for: `1x H100` for a GPU instance (the GPUs decide its speed), `cpu
     m7i.8xlarge` for a CPU one (its instance type does)."""
     return f"cpu {instance_type}" if gpu == "cpu" else f"{gpus_per_instance}x {gpu}"
+
+
+LOCAL_CLOUD = "local"  # the `cloud` of a fleet group that is this machine (solver/local_plan.py)
 
 
 class Plan(BaseModel):

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from costserve.durations import format_duration, format_money
 from costserve.errors import PlanningError
-from solver.baselines import solve_baselines
+from solver.baseline_notes import budget_advice
+from solver.baselines import baseline_plans, solve_baselines
 from solver.candidates import BIT_WIDTHS, Candidate, build_candidates, profile_calibration
 from solver.costmodel import ModelShape
 from solver.engine_check import check_engine_can_run
@@ -16,7 +18,6 @@ from solver.fleet import FleetGroup, FleetProblem, FleetSolution, Infeasible, fa
 from solver.hybrid_candidates import hybrid_candidates
 from solver.partition_candidates import partitioned_candidates
 from solver.plan import (
-    BaselinePlan,
     FleetGroupPlan,
     HostLayer,
     Plan,
@@ -25,7 +26,6 @@ from solver.plan import (
     VllmSettings,
     WorkloadClassPlan,
     hardware_signature,
-    precision_text,
 )
 from solver.quality import model_quality
 from solver.serving_engine import VLLM
@@ -42,11 +42,6 @@ if TYPE_CHECKING:
 Calibrate = Callable[[str, str], "tuple[float, float, str] | None"]
 
 
-def _hours(seconds: float) -> str:
-    """A duration for messages: minutes below two hours, hours above."""
-    return f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.1f}h"
-
-
 def diagnose(problem: FleetProblem, model: ModelShape, quality_target: float, all_candidates: Callable[[int], bool]) -> str:
     """One line: why `problem` has no fleet, and the nearest feasible point.
 
@@ -59,24 +54,20 @@ def diagnose(problem: FleetProblem, model: ModelShape, quality_target: float, al
                 return (f"no offering has memory for {model.name} at a quality of {quality_target:g}: "
                         f"allow --quality {math.floor(q * 1000) / 1000:g} for {bits}-bit")
         return f"no available offering has memory for {model.name} even at {min(BIT_WIDTHS)}-bit"
-    deadline = _hours(problem.deadline_s)
+    deadline = format_duration(problem.deadline_s)
     if problem.budget is not None:
         try:
             cheapest = solve_fleet(problem.with_(budget=None))
         except Infeasible:
             cheapest = None  # the deadline alone is already impossible: say so below
         if cheapest is not None:
-            message = f"budget ${problem.budget:.2f} is below the cheapest fleet for {deadline}, ${cheapest.cost:.2f}"
-            try:
-                fastest = fastest_within_budget(problem)
-                message += f"; the fastest within ${problem.budget:.2f} takes {_hours(fastest.makespan_seconds)}"
-            except Infeasible:
-                pass
-            return message + " — raise --budget or --deadline"
+            return (f"budget {format_money(problem.budget)} is below the cheapest fleet for {deadline}, "
+                    f"{format_money(cheapest.cost)} — {budget_advice(problem, cheapest)}")
     try:
         fastest = fastest_within_budget(problem.with_(budget=math.inf))
         return (f"deadline {deadline} is too short for the available offerings: the fastest fleet "
-                f"needs {_hours(fastest.makespan_seconds)} (${fastest.cost:.2f}) — raise --deadline or --available")
+                f"needs {format_duration(fastest.makespan_seconds)} ({format_money(fastest.cost)}) — raise --deadline "
+                "or --available")
     except Infeasible as exc:
         return f"no fleet can run this batch: {exc}"
 
@@ -131,14 +122,6 @@ def _group_plan(g: FleetGroup, offerings: pd.DataFrame, workload: Workload, mode
         requests_per_s={k.name: r for k, r in zip(workload.classes, c.requests_per_s)},
         finish_s=g.finish_seconds, startup_s=c.startup_seconds, work_factor=c.work_factor, calibration=c.calibration,
     )
-
-
-def fleet_text(groups: list[FleetGroupPlan]) -> tuple[str, str]:
-    """(what a fleet rents, the bits its replicas run), for a baseline's row: `2x g6.xlarge (1x L4) aws/us-east-1`,
-    `16-bit` or `mixed 8/4-bit`."""
-    rents = "; ".join(f"{g.count}x {g.instance_type} ({g.gpus_per_instance}x {g.gpu}) {g.cloud}/{g.region}"
-                      + (" spot" if g.spot else "") for g in groups)
-    return rents, precision_text(groups)
 
 
 def all_candidates(
@@ -197,24 +180,16 @@ def plan_batch(
             return bool(build_candidates(offerings, gpus, model, workload, 0.0, spot, bit_widths=(bits,),
                                          checkpoints=not own_weights))
         raise PlanningError(diagnose(problem, model, quality_target, any_at)) from None
+    ours = [_group_plan(g, offerings, workload, model, fp8) for g in best.groups]
     baselines = []
     if with_baselines:
-        for result in solve_baselines(problem):
-            if result.solution is None:
-                baselines.append(BaselinePlan(name=result.name, cost=None, makespan_s=None, note=result.reason))
-                continue
-            cost = result.solution.cost
-            # every baseline is a restriction of the same MILP: it can never be cheaper
-            assert cost >= best.cost - 1e-6 * max(1.0, cost), (result.name, cost, best.cost)
-            rents, precision = fleet_text([_group_plan(g, offerings, workload, model, fp8) for g in result.solution.groups])
-            baselines.append(BaselinePlan(name=result.name, cost=cost, makespan_s=result.solution.makespan_seconds,
-                                          savings=cost / best.cost if best.cost > 0 else None, fleet=rents,
-                                          precision=precision))
+        baselines = baseline_plans(solve_baselines(problem), best, ours,
+                                   lambda groups: [_group_plan(g, offerings, workload, model, fp8) for g in groups])
     return Plan(
         model=model.name, deadline_s=deadline_s, budget=budget, quality_target=quality_target, spot_allowed=spot,
         workload=[WorkloadClassPlan(name=k.name, count=k.count, input_tokens=k.input_tokens, output_tokens=k.output_tokens)
                   for k in workload.classes],
-        groups=[_group_plan(g, offerings, workload, model, fp8) for g in best.groups],
+        groups=ours,
         cost=best.cost, makespan_s=best.makespan_seconds,
         quality=min(g.candidate.quality for g in best.groups), baselines=baselines,
     )

@@ -69,8 +69,8 @@ def test_the_second_run_of_a_batch_is_planned_from_the_first(cli, tmp_path: Path
         assert plan is not None
         report = json.loads(cli.invoke(app, ["report", created["run"], "--json"]).stdout)
         predicted.append(plan.makespan_s)
-        actual.append(report["totals"]["makespan s"])
-        written.append(report["totals"]["output tokens"])
+        actual.append(report["totals"]["makespan_s"])
+        written.append(report["totals"]["output_tokens"])
         group = plan.groups[0]
         if attempt == 1:
             assert group.calibration is None and "roofline guess" in result.output

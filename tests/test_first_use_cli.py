@@ -41,6 +41,45 @@ def test_short_options_the_latest_run_id_prefixes_and_no_empty_errors_file(cli, 
     assert ambiguous.exit_code == 2 and f"matches 2 runs ({run.id}, {other.id}): give more of it" in line
     missing = cli.invoke(app, ["status", "1999"])
     assert missing.exit_code == 2 and "no such run '1999'" in missing.output
+    _one_set_of_units(cli, run.id)
+
+
+def _keys(value: object) -> set[str]:
+    """Every key of every object inside a JSON value."""
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    return {k for v in value for k in _keys(v)} if isinstance(value, list) else set()
+
+
+def _one_set_of_units(cli, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Item 3 on a finished run: one JSON convention (snake_case keys, base units, ISO-8601 times) in every --json, one
+    duration and money format in every table, one planned figure per quantity, and a local run's report without the
+    cloud's baselines unless asked."""
+    import re
+    from datetime import datetime
+
+    documents = {args: json.loads(cli.invoke(app, [*args, "--json"]).stdout) for args in
+                 [("runs",), ("status", run_id), ("report", run_id), ("report", "--since", "1d"), ("calibration", "show")]}
+    for args, document in documents.items():
+        assert all(re.fullmatch(r"[a-z][a-z0-9_]*", k) for k in _keys(document)), (args, sorted(_keys(document)))
+    runs, status, report, trend, calibration = documents.values()
+    for when in [runs[0]["last_event_at"], *(e["at"] for e in status["events"]), trend[0]["created"], calibration[0]["at"]]:
+        assert datetime.fromisoformat(when).tzinfo is not None  # ISO-8601 with its zone, not a formatted local time
+    totals = report["totals"]
+    assert isinstance(totals["makespan_s"], float) and isinstance(totals["cost_usd"], float)
+    assert isinstance(status["spent_usd"], float)
+    checks = {c["metric"]: c for c in report["prediction"]["checks"]}
+    assert round(checks["output_tokens_per_s"]["predicted"], 2) == totals["planned_output_tokens_per_s"]  # one figure
+    shown = cli.invoke(app, ["report", run_id]).output
+    started = totals["planned_output_tokens_per_s_once_started"]
+    for planned in re.findall(r"output tokens/s against the ([\d,.]+) planned", shown):
+        assert float(planned.replace(",", "")) == pytest.approx(started, abs=0.051)  # the totals' once-started figure
+    assert re.search(r"(\d+m\d\ds|\b\d+s)\b", shown) and "$" in shown  # durations and money as every view writes them
+    assert "×" in shown and "x)" not in shown  # ratios one way
+    words = " ".join(shown.split())
+    assert "what the cloud would cost for the same batch" not in words and f"costserve report {run_id} --baselines" in words
+    asked = cli.invoke(app, ["report", run_id, "--baselines"]).output
+    assert "what the cloud would cost for the same batch" in " ".join(asked.split())
 
 
 def test_status_without_any_run_is_one_line(cli) -> None:  # type: ignore[no-untyped-def]

@@ -95,7 +95,7 @@ def test_submit_backend_sky_dry_run_command(cli, tmp_path: Path, monkeypatch: py
     # a dry run launched nothing: marked as such, left out of `runs` and of the trend unless asked for
     assert json.loads(cli.invoke(app, ["runs", "--json"]).stdout) == []
     (listed,) = json.loads(cli.invoke(app, ["runs", "--json", "--dry-runs"]).stdout)
-    assert listed["run"] == run_dir.name and listed["dry run"] is True
+    assert listed["run"] == run_dir.name and listed["dry_run"] is True
     assert json.loads(cli.invoke(app, ["report", "--since", "1d", "--json"]).stdout) == []
     status = json.loads(cli.invoke(app, ["status", run_dir.name, "--json"]).stdout)
     assert status["dry_run"] is True and status["jobs"] == 200 and status["results"] == 0

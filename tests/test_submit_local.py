@@ -91,9 +91,9 @@ def check_report_equals_run_store(cli, store: RunStore, tmp_path: Path) -> None:
     # how good the prediction was: predicted ÷ actual from the same store, flagged outside ±25%, with causes when off
     prediction = json.loads(cli.invoke(app, ["report", store.id, "--json"]).stdout)["prediction"]
     checks = {c["metric"]: c for c in prediction["checks"]}
-    assert checks["cost $"]["predicted / actual"] == pytest.approx(plan.cost / cost, rel=1e-3)
-    assert checks["makespan s"]["predicted"] == pytest.approx(plan.makespan_s)
-    assert all(c["off"] == (abs(c["predicted / actual"] - 1) > 0.25) for c in checks.values())
+    assert checks["cost_usd"]["predicted_over_actual"] == pytest.approx(plan.cost / cost, rel=1e-3)
+    assert checks["makespan_s"]["predicted"] == pytest.approx(plan.makespan_s)
+    assert all(c["off"] == (abs(c["predicted_over_actual"] - 1) > 0.25) for c in checks.values())
     assert bool(prediction["causes"]) == any(c["off"] for c in checks.values())
     assert "predicted ÷ actual" in (store.dir / "report.html").read_text()
     trend = cli.invoke(app, ["report", "--since", "1d", "--csv", str(tmp_path / "trend.csv")])
@@ -207,9 +207,9 @@ def test_a_sixteen_slot_replica_fed_shards_of_four_keeps_sixteen_in_flight(cli, 
     (run_dir,) = runs_dir().iterdir()
     report = cli.invoke(app, ["report", run_dir.name, "--json"])
     (group,) = json.loads(report.output.splitlines()[0])["groups"]
-    assert group["planned batch"] == 16 and group["peak occupancy"] == 16
-    assert group["steady occupancy"] == 16.0  # every round between the first full batch and the drain
-    assert group["occupancy/planned batch"] == 1.0
+    assert group["planned_batch"] == 16 and group["peak_occupancy"] == 16
+    assert group["steady_occupancy"] == 16.0  # every round between the first full batch and the drain
+    assert group["occupancy_over_planned_batch"] == 1.0
     # 24 shards, of which the driver sent only a window (run/shard_window.py) and the rest as the worker finished them
     from costserve.run.shard_window import window_size
 

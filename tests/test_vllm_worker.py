@@ -160,5 +160,5 @@ def test_a_vllm_replica_fed_shards_of_four_keeps_max_num_seqs_in_flight(tmp_path
     (run_dir,) = runs_dir().iterdir()
     report = subprocess.run([*cli, "report", run_dir.name, "--json"], capture_output=True, text=True, timeout=120)
     (group,) = json.loads(report.stdout.splitlines()[0])["groups"]
-    assert group["planned batch"] == 16 and group["peak occupancy"] == 16
-    assert group["steady occupancy"] == 16.0
+    assert group["planned_batch"] == 16 and group["peak_occupancy"] == 16
+    assert group["steady_occupancy"] == 16.0

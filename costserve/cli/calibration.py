@@ -9,6 +9,7 @@ import typer
 from costserve.cli.commands_inspect import JSON_FLAG
 from costserve.cli.help import PLAN, HelpGroup, command
 from costserve.cli.output import console, emit_json, frame_table, json_mode, one_line_errors
+from costserve.units import iso_time, json_keys
 
 calibration_app = typer.Typer(
     help="Show or forget what finished runs measured (start-up, work vs the model) for later plans.",
@@ -28,14 +29,18 @@ def show(json_out: Annotated[bool, JSON_FLAG] = False) -> None:
     with json_mode(json_out), one_line_errors():
         rows = calibration_rows()
         if json_out:
-            emit_json(rows)
+            emit_json([json_keys(row | {"at": iso_time(float(row["at"]))}) for row in rows])  # type: ignore[arg-type]
             return
         if not rows:
             console.print(f"no run has calibrated this home yet ({calibration_path()}); a finished local run does")
             return
         import pandas as pd
 
-        console.print(frame_table(pd.DataFrame(rows), f"calibration ({calibration_path()})"))
+        frame = pd.DataFrame(rows)
+        frame["at"] = (
+            pd.to_datetime(frame["at"], unit="s", utc=True).dt.tz_convert(None).dt.strftime("%Y-%m-%d %H:%M UTC")
+        )
+        console.print(frame_table(frame, f"calibration ({calibration_path()})"))
 
 
 @command(calibration_app, PLAN, "costserve calibration reset --yes", name="reset")

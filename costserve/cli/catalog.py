@@ -11,9 +11,10 @@ import typer
 from catalog.availability import apply_availability, parse_gpu_limits
 from catalog.load import CatalogError, load_gpus, load_models
 from costserve.cli.help import CATALOG, HelpGroup, command
-from costserve.cli.output import console, emit_json, fail, frame_table, one_line_errors, records
+from costserve.cli.output import console, emit_json, fail, frame_table, one_line_errors
 from costserve.config import costserve_home
 from costserve.planning.offerings import current_offerings
+from costserve.units import json_records
 
 catalog_app = typer.Typer(
     help="Show, refresh and export the GPU / offering / model catalogs.",
@@ -134,7 +135,7 @@ def gpus_view(gpu: str | None, json_out: bool = False) -> None:
         if gpus.empty:
             fail(f"unknown GPU {gpu!r}; `costserve catalog gpus` lists them")
     if json_out:
-        emit_json(records(gpus[["gpu", *GPU_COLUMNS]]))
+        emit_json(json_records(gpus[["gpu", *GPU_COLUMNS]]))
         return
     shown = gpus.set_index("gpu")[list(GPU_COLUMNS)].rename(columns=GPU_COLUMNS)
     console.print(frame_table(shown, "GPUs (cpu: per vCPU)", index_name="gpu"))
@@ -169,7 +170,7 @@ def offerings_view(
     )
     shown = shown.sort_values(["gpu", "per_gpu_hour"])[list(OFFERING_COLUMNS)]
     if json_out:
-        emit_json(records(shown))
+        emit_json(json_records(shown))
         return
     shown = shown.rename(columns=OFFERING_COLUMNS)
     console.print(frame_table(shown.reset_index(drop=True), f"offerings ({len(shown)} rows, from {path})"))
@@ -178,7 +179,7 @@ def offerings_view(
 def models_view(json_out: bool = False) -> None:
     """Print the model architecture table (the names a job file may use: the catalog name or the Hugging Face id)."""
     if json_out:
-        emit_json(records(load_models()))
+        emit_json(json_records(load_models()))
         return
     models = load_models().drop(columns=["source", "as_of"]).rename(columns={"hf_id": "Hugging Face id"})
     console.print(frame_table(models.set_index("model"), "models", index_name="model"))

@@ -62,7 +62,8 @@ def results(
 @command(app, INSPECT, "costserve report 20261202-071530-ab12 --html report.html")
 def report(
     run: Annotated[
-        Optional[str], typer.Argument(help="run id (see `costserve runs`)", show_default="with --since: every run")
+        Optional[str],
+        typer.Argument(help="run id, or a unique prefix of it (see `costserve runs`)", show_default="the latest run"),
     ] = None,
     html: Annotated[
         Optional[Path], typer.Option(help="write a self-contained HTML report (tables and plots) here")
@@ -73,15 +74,21 @@ def report(
         typer.Option(help="instead, every run of the last e.g. 30d: the nightly trend (dry runs left out)"),
     ] = None,
     json_out: Annotated[bool, JSON_FLAG] = False,
+    baselines: Annotated[
+        bool,
+        typer.Option(
+            help="a run on this machine: also show what the cloud would cost for the same batch (a cloud "
+            "run shows its baselines anyway)"
+        ),
+    ] = False,
 ) -> None:
     """Cost report of a run: planned vs actual per fleet group, $/1M output tokens, makespan, baselines."""
     from costserve.cli.report import show_run_report, show_trend
 
-    if (run is None) == (since is None):
-        fail("give a run id or --since PERIOD (one of them)")
+    if run is not None and since is not None:
+        fail("give a run id or --since PERIOD, not both")
     with json_mode(json_out):
         if since is not None:
             show_trend(since, html, csv, json_out)
         else:
-            assert run is not None  # exactly one of run and --since, checked above
-            show_run_report(run, html, csv, json_out)
+            show_run_report(run, html, csv, json_out, baselines)

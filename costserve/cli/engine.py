@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from costserve.cli.output import BadLinePrinter, console, err_console, fail
 from costserve.config import ConfigError, load_settings
+from costserve.durations import format_duration
 from costserve.request import errors_path_for
 
 
@@ -65,7 +66,7 @@ def run_local(jobs_path: Path, replica_path: Path | None, model: str | None, out
     secs = time.perf_counter() - t0
     failed = sum(1 for r in results.values() if r["error"] is not None)
     console.print(
-        f"{len(jobs)} jobs, {tokens} output tokens in {secs:.1f} s ({tokens / secs:.1f} tokens/s), "
+        f"{len(jobs)} jobs, {tokens} output tokens in {format_duration(secs)} ({tokens / secs:.1f} tokens/s), "
         f"{failed} failed -> {out}"
         + (f" (errors in {errors_out})" if failed else "")
         + (f"; {bad.count} bad lines skipped" if bad.count else "")

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from costserve.cli.terminal import console, err_console, warn
+from costserve.units import format_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +72,7 @@ def frame_table(df: pd.DataFrame, title: str | None = None, index_name: str | No
         df = df.rename_axis(index_name).reset_index()
     df = _fitted(df, table)
     rows = [
-        ["" if _missing(v) else _format(v.item() if hasattr(v, "item") else v) for v in values]
+        ["" if _missing(v) else format_value(str(c), v) for c, v in zip(df.columns, values)]
         for _, *values in df.itertuples(name=None)  # itertuples keeps each column's type
     ]
     for k, column in enumerate(df.columns):
@@ -84,18 +85,10 @@ def frame_table(df: pd.DataFrame, title: str | None = None, index_name: str | No
     return table
 
 
-def records(df: pd.DataFrame) -> list[dict[str, object]]:
-    """A table's rows as `--json` gives them: one object per row, its columns' own (snake_case) names, NaN as null."""
-    import json
-
-    rows: list[dict[str, object]] = json.loads(df.to_json(orient="records"))
-    return rows
-
-
 def _fitted(df: pd.DataFrame, table: Table) -> pd.DataFrame:
     """`df` without its last non-identifying columns while the rest cannot each get MIN_COLUMN characters."""
     whole = [c for c in df.columns if str(c) in IDENTIFYING]
-    fixed = sum(max([len(str(c)), *(len(_format(v)) for v in df[c])]) + 3 for c in whole)
+    fixed = sum(max([len(str(c)), *(len(format_value(str(c), v)) for v in df[c])]) + 3 for c in whole)
     others = [c for c in df.columns if c not in whole]
     dropped = []
     while others and fixed + MIN_COLUMN * len(others) > console.width:
@@ -107,16 +100,6 @@ def _fitted(df: pd.DataFrame, table: Table) -> pd.DataFrame:
 
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value)
-
-
-def _format(value: object) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
 
 
 @contextmanager

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 
 from costserve.cli.output import console, frame_table
 from costserve.durations import format_duration, format_money
+from solver.plan import LOCAL_CLOUD
 
 if TYPE_CHECKING:
     from solver.plan import FleetGroupPlan, Plan
-
-LOCAL_CLOUD = "local"  # solver.local_plan.LOCAL_CLOUD (not imported: solver pulls in pandas and Pyomo)
 
 
 def offering_label(g: FleetGroupPlan) -> str:
@@ -79,17 +78,23 @@ def quality_line(plan: Plan) -> str:
 def _alternatives(plan: Plan, local: bool):
     import pandas as pd
 
+    from costserve.units import format_ratio
+
     rows = []
     for b in plan.baselines:
         row = {
             "plan": "cloud fleet (costserve)" if b.name == "costserve-cloud" else b.name,
-            "fleet": b.fleet or b.note,
-            "precision": b.precision,
+            "fleet": b.fleet or "none",
+            "precision": b.precision or "–",
             "cost": format_money(b.cost) if b.cost is not None else "–",
             "makespan": format_duration(b.makespan_s) if b.makespan_s else "–",
         }
         if not local:
-            row["costserve saves"] = f"{b.savings:.2f}x" if b.savings else b.note
+            row["against costserve's fleet"] = b.differs or b.note
+            same = b.differs.startswith("same fleet")
+            row["costserve saves"] = "nothing" if same else format_ratio(b.savings) if b.savings else "–"
+        elif b.cost is None:
+            row["fleet"] = b.note
         rows.append(row)
     title = (
         "what the cloud would cost for the same batch (deadline, quality; includes each fleet's start-up)"

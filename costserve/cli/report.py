@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from costserve.cli.output import console, emit_json, fail, frame_table
 from costserve.report.files import write_report_files
 from costserve.store.runs import RunStore
+from costserve.units import format_value
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from costserve.report.data import RunReport
 
 SHOWN_GROUP_COLUMNS = [
     "group",
@@ -25,8 +32,11 @@ SHOWN_GROUP_COLUMNS = [
 ]
 
 
-def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None, json_out: bool = False) -> None:
-    """Print one run's report (one JSON object with `json_out`: totals, groups, baselines); write HTML/CSV when asked."""
+def show_run_report(
+    run_id: str | None, html_path: Path | None, csv_path: Path | None, json_out: bool = False, baselines: bool = False
+) -> None:
+    """Print one run's report (None: the latest run; one JSON object with `json_out`: totals, groups, baselines); write HTML/CSV when asked.
+    A run on this machine shows what the cloud would cost for the same batch only with `baselines`."""
     import pandas as pd
 
     from costserve.report.data import build_report
@@ -42,18 +52,30 @@ def show_run_report(run_id: str, html_path: Path | None, csv_path: Path | None, 
         console.print(
             frame_table(report.groups[[c for c in SHOWN_GROUP_COLUMNS if c in report.groups]], f"run {store.id}: fleet")
         )
-    console.print(frame_table(pd.DataFrame([report.totals()]).drop(columns=["run"]), "totals"))
+    totals = [(k, format_value(k, v)) for k, v in report.totals().items() if k != "run"]
+    console.print(frame_table(pd.DataFrame(totals, columns=["figure", "value"]), "totals"))
     prediction = report.prediction()
     if prediction["checks"]:
-        console.print(frame_table(pd.DataFrame(prediction["checks"]), "prediction vs this run (off: more than ±25%)"))
+        console.print(frame_table(_checks_frame(report), "prediction vs this run (off: more than ±25%)"))
         for cause in prediction["causes"]:
             console.print(f"  likely cause: {cause}", markup=False)
     for line in prediction["batch"]:
         if line not in prediction["causes"]:
             console.print(f"  {line}", markup=False)
-    if len(report.baselines):
-        console.print(frame_table(report.baselines, "baselines for the same batch (predicted)"))
-    write_report_files(report, html_path, csv_path)
+    shown = len(report.baselines) and (baselines or not report.local)
+    if shown:
+        title = (
+            "what the cloud would cost for the same batch (predicted)"
+            if report.local
+            else "baselines for the same batch (predicted)"
+        )
+        console.print(frame_table(report.baselines, title))
+    elif len(report.baselines):
+        console.print(
+            f"a run on this machine: `costserve report {store.id} --baselines` shows what the cloud would cost",
+            markup=False,
+        )
+    write_report_files(report, html_path, csv_path, baselines=bool(shown))
     for path in (html_path, csv_path):
         if path is not None:
             console.print(f"report written to {path}", markup=False)
@@ -63,7 +85,8 @@ def show_trend(since: str, html_path: Path | None, csv_path: Path | None, json_o
     """Runs of the last `since` (e.g. 30d): cost per run, $/1M tokens, jobs; HTML with a trend plot when asked;
     the rows as a JSON list with `json_out`."""
     from costserve.durations import parse_duration
-    from costserve.report.data import json_records, runs_since
+    from costserve.report.data import runs_since
+    from costserve.units import json_records
 
     try:
         since_s = parse_duration(since)
@@ -86,3 +109,24 @@ def show_trend(since: str, html_path: Path | None, csv_path: Path | None, json_o
 
         html_path.write_text(render_trend_html(frame, since))
         console.print(f"trend written to {html_path}", markup=False)
+
+
+def _checks_frame(report: RunReport) -> pd.DataFrame:
+    """Predicted vs actual per figure, in the figure's own unit, and their ratio (costserve/report/accuracy.py)."""
+    import pandas as pd
+
+    from costserve.report.accuracy import prediction_checks
+    from costserve.units import format_ratio, format_value
+
+    return pd.DataFrame(
+        [
+            {
+                "figure": c.label,
+                "predicted": format_value(c.metric, c.predicted),
+                "actual": format_value(c.metric, c.actual),
+                "predicted ÷ actual": "–" if c.ratio is None else format_ratio(c.ratio),
+                "off": c.off,
+            }
+            for c in prediction_checks(report)
+        ]
+    )

@@ -12,6 +12,7 @@ from costserve.durations import format_money
 from costserve.errors import StopReason
 from costserve.store.run_state import RunState
 from costserve.store.runs import RunStore, list_runs
+from costserve.units import iso_time, json_keys
 
 
 def open_run(run_id: str | None) -> RunStore:
@@ -44,14 +45,16 @@ def show_runs(json_out: bool = False, dry_runs: bool = False) -> None:
                 "results": run.results_done(),
                 "state": _state_words(run.state(), run.stop_reason()),
                 "last event": kind,
-                "at": _when(ts),
+                "last event at": ts,
                 "input": run.input_info()["path"],
             }
             | ({"dry run": run.dry_run} if dry_runs else {})
         )
     if json_out:
-        emit_json(rows)
+        emit_json([json_keys(row | {"last event at": iso_time(float(row["last event at"]))}) for row in rows])
         return
+    for row in rows:
+        row["last event at"] = _when(float(row["last event at"]))
     if not rows:
         console.print("no runs yet: `costserve submit JOBS` starts one")
         return
@@ -74,13 +77,15 @@ def show_status(run_id: str | None, json_out: bool = False) -> None:
                 "jobs": info["jobs"],
                 "results": run.results_done(),
                 "shards": states,
-                "spent": run.spend(),
+                "spent_usd": float(run.spend()),
                 "state": state,
                 "stop_reason": reason,
                 "ended": run.ended(),
                 "dry_run": run.dry_run,
                 "driver_pid": run.driver_pid(),
-                "events": [{"at": ts, "kind": kind, "detail": detail} for ts, kind, detail in run.recent_events(5)],
+                "events": [
+                    {"at": iso_time(ts), "kind": kind, "detail": detail} for ts, kind, detail in run.recent_events(5)
+                ],
             }
         )
         return

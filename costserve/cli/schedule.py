@@ -21,6 +21,7 @@ from costserve.schedule.store import (
     next_fire,
     remove_schedule,
 )
+from costserve.units import iso_time, json_keys
 
 if TYPE_CHECKING:
     from costserve.config import Settings
@@ -114,7 +115,7 @@ def schedule_list(
             {
                 "name": e.name,
                 "cron": e.cron,
-                "next fire": f"{next_fire(e, now):%Y-%m-%d %H:%M %Z}",
+                "next fire": next_fire(e, now),
                 "jobs": e.jobs,
                 "request": e.request.describe(),
             }
@@ -124,8 +125,11 @@ def schedule_list(
         fail(str(exc))
     pid = scheduler_pid()
     if json_out:
-        emit_json({"scheduler_pid": pid, "schedules": [{k.replace(" ", "_"): v for k, v in r.items()} for r in rows]})
+        iso = [json_keys(r | {"next fire": iso_time(r["next fire"].timestamp())}) for r in rows]  # type: ignore[attr-defined]
+        emit_json({"scheduler_pid": pid, "schedules": iso})
         return
+    for r in rows:
+        r["next fire"] = f"{r['next fire']:%Y-%m-%d %H:%M %Z}"
     if not rows:
         console.print('no schedules: `costserve schedule add NAME --cron "0 2 * * *" JOBS --budget 40` adds one')
     else:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from costserve.config import costserve_home
+from costserve.durations import format_duration
 from costserve.errors import BadRequestError
 
 ENABLED_CLOUDS_TTL_S = 3600.0  # s a cached `sky check` answer is used; `sky check` after adding an account, then wait
@@ -45,7 +46,7 @@ def cached_enabled_clouds() -> tuple[list[str] | None, str]:
         saved = json.loads(cache.read_text())
         age_s = time.time() - float(saved["at"])
         if 0 <= age_s < ENABLED_CLOUDS_TTL_S:
-            return list(saved["clouds"]), f"SkyPilot's check, {age_s / 60:.0f} min ago"
+            return list(saved["clouds"]), f"SkyPilot's check, {format_duration(age_s)} ago"
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no cache, or an unreadable one: ask again
     import importlib.util

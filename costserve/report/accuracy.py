@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from costserve.durations import format_duration
+from costserve.units import format_ratio
 
 
 class RunReport(Protocol):
@@ -63,11 +64,13 @@ class PredictionCheck:
 
     def as_json(self) -> dict[str, Any]:
         """The check as JSON-ready values."""
+        from costserve.units import json_key
+
         return {
-            "metric": self.metric,
+            "metric": json_key(self.metric),
             "predicted": self.predicted,
             "actual": self.actual,
-            "predicted / actual": None if self.ratio is None else float(f"{self.ratio:.4g}"),
+            "predicted_over_actual": None if self.ratio is None else float(f"{self.ratio:.4g}"),
             "off": self.off,
         }
 
@@ -134,13 +137,23 @@ def likely_causes(report: RunReport) -> list[str]:
             f"output: the jobs wrote {report.output_tokens:,} tokens, {report.output_tokens / planned:.0%} of the "
             f"{planned:,.0f} the plan costed"
         )
-    working_s = report.makespan_s - (startup or 0.0)
-    planned_work_s = (report.predicted_makespan_s or 0.0) - planned_startup
-    if planned and planned_work_s > 0 and working_s > 0 and report.output_tokens:
-        measured, promised = report.output_tokens / working_s, planned / planned_work_s
-        if abs(measured / promised - 1) > TOLERANCE:
-            causes.append(
-                f"throughput: once started, the fleet made {measured:,.1f} output tokens/s against the "
-                f"{promised:,.1f} planned ({measured / promised:.2f}x)"
-            )
+    rates = once_started(report)
+    if rates is not None and abs(rates[0] / rates[1] - 1) > TOLERANCE:
+        measured, promised = rates
+        causes.append(
+            f"throughput: once started, the fleet made {measured:,.1f} output tokens/s against the "
+            f"{promised:,.1f} planned ({format_ratio(measured / promised)})"
+        )
     return causes or ["none found in the run's record"]
+
+
+def once_started(report: RunReport) -> tuple[float, float] | None:
+    """Output tokens/s once the fleet had started, (measured, planned): the tokens over the makespan less its
+    start-up, and the plan's tokens over its makespan less the start-up it counted; None when either is unknown. The
+    report's totals show these same two figures."""
+    working_s = report.makespan_s - (report.first_start_s or 0.0)
+    planned_work_s = (report.predicted_makespan_s or 0.0) - report.planned_startup_s
+    planned = report.planned_output_tokens
+    if not planned or planned_work_s <= 0 or working_s <= 0 or not report.output_tokens:
+        return None
+    return report.output_tokens / working_s, planned / planned_work_s

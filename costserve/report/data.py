@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
+from solver.plan import LOCAL_CLOUD
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +47,7 @@ class RunReport:
     planned_output_tokens: float | None = None  # what the plan costs: the jobs' max_tokens × plan.output_share
     first_start_s: float | None = None  # the run's start-up (s): workers starting and loading the model (startup_seconds)
     planned_startup_s: float = 0.0  # the start-up the plan counted (s): its groups' longest
+    local: bool = False  # the run's fleet was this machine: its baselines are what the cloud would cost instead
 
     def prediction(self) -> dict[str, Any]:
         """Predicted ÷ actual per figure, and the likely causes of a miss (costserve/report/accuracy.py)."""
@@ -65,7 +67,13 @@ class RunReport:
         return self.output_tokens / self.makespan_s if self.makespan_s > 0 else 0.0
 
     def totals(self) -> dict[str, float | int | str | None]:
-        """The headline figures, as the CSV and HTML show them."""
+        """The headline figures, as the CSV and HTML show them: each planned figure once, under the name the cause
+        lines use (costserve/report/accuracy.py)."""
+        from costserve.report.accuracy import once_started
+
+        started = once_started(self)
+        planned = (self.planned_output_tokens / self.predicted_makespan_s
+                   if self.planned_output_tokens and self.predicted_makespan_s else None)
         return {
             "run": self.run_id, "model": self.model, "jobs": self.jobs, "results": self.results, "failed": self.failed,
             "retried jobs": self.retried, "output tokens": self.output_tokens, "cost $": round(self.cost, 6),
@@ -73,21 +81,19 @@ class RunReport:
             "$ per 1M output tokens": None if self.usd_per_million_tokens is None else round(self.usd_per_million_tokens, 4),
             "makespan s": round(self.makespan_s, 1),
             "predicted makespan s": None if self.predicted_makespan_s is None else round(self.predicted_makespan_s, 1),
-            "output tokens/s": round(self.tokens_per_s, 2), "mean queue wait s": round(self.queue_wait_s, 1),
-            "max queue wait s": round(self.max_queue_wait_s, 1),
+            "output tokens/s": round(self.tokens_per_s, 2),
+            "planned output tokens/s": None if planned is None else round(planned, 2),
+            "output tokens/s once started": None if started is None else round(started[0], 2),
+            "planned output tokens/s once started": None if started is None else round(started[1], 2),
+            "mean queue wait s": round(self.queue_wait_s, 1), "max queue wait s": round(self.max_queue_wait_s, 1),
         }
 
     def as_json(self) -> dict[str, Any]:
         """Totals, per-group rows and baselines as JSON-ready values (NaN as null): `report --json`, `Run.report()`."""
-        return {"totals": self.totals(), "groups": json_records(self.groups), "baselines": json_records(self.baselines),
-                "prediction": self.prediction()}
+        from costserve.units import json_keys, json_records
 
-
-def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A table's rows as JSON-ready dicts (NaN as null)."""
-    import json
-
-    return json.loads(frame.to_json(orient="records")) if len(frame) else []
+        return {"totals": json_keys(self.totals()), "groups": json_records(self.groups),
+                "baselines": json_records(self.baselines), "prediction": self.prediction()}
 
 
 def _planned_tokens(plan: Plan, shares: dict[str, float]) -> float:
@@ -193,8 +199,10 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     groups = _group_frame(store, plan, results, queued, now, occupancy)
     cost = float(groups["cost $"].sum()) if len(groups) else 0.0
     baselines = pd.DataFrame([
-        {"plan": b.name, "predicted cost $": b.cost, "predicted makespan s": b.makespan_s,
-         "cost / this run's cost": (b.cost / cost) if b.cost is not None and cost > 0 else None, "note": b.note}
+        {"plan": b.name, "fleet": b.fleet or "none", "precision": b.precision,
+         "against costserve's fleet": b.differs or b.note, "predicted cost $": b.cost,
+         "predicted makespan s": b.makespan_s,
+         "cost ÷ this run's cost": (b.cost / cost) if b.cost is not None and cost > 0 else None}
         for b in (plan.baselines if plan else [])
     ])
     return RunReport(
@@ -208,17 +216,19 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
         planned_output_tokens=sum(k.count * k.output_tokens for k in plan.workload) if plan else None,
         first_start_s=startup_seconds(runs, queued),
         planned_startup_s=max((g.startup_s for g in plan.groups), default=0.0) if plan else 0.0,
+        local=bool(plan and plan.groups and all(g.cloud == LOCAL_CLOUD for g in plan.groups)),
     )
 
 
 def runs_since(since_s: float, now: float | None = None) -> pd.DataFrame:
-    """One row per run created in the last `since_s` seconds: date, jobs, cost $ and makespan beside their predictions,
+    """One row per run created in the last `since_s` seconds: when (ISO-8601), jobs, cost $ and makespan beside their predictions,
     $/1M tokens (the nightly trend: later nights plan from earlier ones' calibration).
 
     Dry runs (`submit --dry-run`) spent nothing and ran nothing: they are left out."""
     import pandas as pd
 
     from costserve.store.runs import list_runs
+    from costserve.units import iso_time
 
     now = time.time() if now is None else now
     rows = []
@@ -226,10 +236,9 @@ def runs_since(since_s: float, now: float | None = None) -> pd.DataFrame:
         if store.created() < now - since_s or store.dry_run:
             continue
         r = build_report(store, now)
-        rows.append({"run": r.run_id, "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(store.created())),
+        rows.append({"run": r.run_id, "created": iso_time(store.created()),
                      "model": r.model, "jobs": r.jobs, "results": r.results, "failed": r.failed,
                      "output tokens": r.output_tokens, "cost $": r.cost, "predicted cost $": r.predicted_cost,
-                     "$ per 1M output tokens": r.usd_per_million_tokens, "makespan h": r.makespan_s / 3600,
-                     "predicted makespan h": None if r.predicted_makespan_s is None else r.predicted_makespan_s / 3600,
-                     "finished": r.finished})
+                     "$ per 1M output tokens": r.usd_per_million_tokens, "makespan s": r.makespan_s,
+                     "predicted makespan s": r.predicted_makespan_s, "finished": r.finished})
     return pd.DataFrame(rows)

@@ -34,12 +34,15 @@ def report_csv_frame(report: RunReport) -> pd.DataFrame:
     return pd.concat([report.groups, pd.DataFrame([total])], ignore_index=True)
 
 
-def write_report_files(report: RunReport, html_path: Path | None, csv_path: Path | None) -> None:
-    """Write the HTML and/or CSV report."""
+def write_report_files(
+    report: RunReport, html_path: Path | None, csv_path: Path | None, baselines: bool | None = None
+) -> None:
+    """Write the HTML and/or CSV report; the HTML has the baselines of a cloud run, and of a run on this machine only
+    with `baselines` (what the cloud would cost)."""
     if html_path is not None:
         from costserve.report.html import render_html
 
-        html_path.write_text(render_html(report))
+        html_path.write_text(render_html(report, not report.local if baselines is None else baselines))
     if csv_path is not None:
         report_csv_frame(report).to_csv(csv_path, index=False)
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import TYPE_CHECKING
+import numbers
+from typing import TYPE_CHECKING, TypeGuard
 
 from costserve.report.data import RunReport
+from costserve.units import format_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,10 +31,10 @@ th { background: #f4f4f4; } h3 { font-size: 1em; } .plots img { max-width: 100%;
 
 
 def money(x: float | None) -> str:
-    """Dollars with enough digits for cents-sized local runs."""
-    if x is None:
-        return "–"
-    return f"${x:,.2f}" if abs(x) >= 10 else f"${x:,.4f}"
+    """Dollars in costserve's one money format (costserve/durations.format_money), `–` for none."""
+    from costserve.durations import format_money
+
+    return "–" if x is None else format_money(x)
 
 
 def duration(seconds: float | None) -> str:
@@ -40,11 +42,6 @@ def duration(seconds: float | None) -> str:
     from costserve.durations import format_duration
 
     return "–" if seconds is None else format_duration(seconds)
-
-
-def number(v: float) -> str:
-    """A table number: whole numbers without decimals, others to 4 significant digits."""
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.4g}"
 
 
 def _png(fig: Figure) -> str:
@@ -108,7 +105,15 @@ def _plots(report: RunReport) -> list[tuple[str, str]]:
 def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return '<p class="muted">none</p>'
-    return frame.to_html(index=False, na_rep="–", float_format=number, border=0)
+    import pandas as pd
+
+    shown = pd.DataFrame({c: [format_value(str(c), v) for v in frame[c]] for c in frame.columns})
+    return shown.to_html(index=False, border=0)
+
+
+def _number(value: object) -> TypeGuard[float]:
+    """Whether a cell holds a number (numpy's too; not None, not NaN)."""
+    return isinstance(value, numbers.Real) and value == value
 
 
 GROUP_ROWS = [
@@ -127,16 +132,21 @@ def _group_table(row: pd.Series) -> str:
     """One fleet group as rows of (metric, planned, actual)."""
     import pandas as pd
 
-    frame = pd.DataFrame(
-        [
-            {"metric": label, "planned": row[planned] if planned else None, "actual": row[actual]}
-            for label, planned, actual in GROUP_ROWS
-        ]
-    )
-    both = frame["planned"].notna() & (pd.to_numeric(frame["actual"], errors="coerce") > 0)
-    frame["predicted ÷ actual"] = (
-        pd.to_numeric(frame["planned"], errors="coerce") / pd.to_numeric(frame["actual"], errors="coerce")
-    ).where(both)
+    from costserve.units import format_ratio
+
+    rows = []
+    for label, planned_column, actual_column in GROUP_ROWS:
+        planned, actual = (row[planned_column] if planned_column else None), row[actual_column]
+        ratio = float(planned) / float(actual) if _number(planned) and _number(actual) and float(actual) > 0 else None
+        rows.append(
+            {
+                "metric": label,
+                "planned": format_value(label, planned),
+                "actual": format_value(label, actual),
+                "predicted ÷ actual": "–" if ratio is None else format_ratio(ratio),
+            }
+        )
+    frame = pd.DataFrame(rows)
     return (
         f"<h3>group {row['group']}: {html.escape(str(row['offering']))} (queue {html.escape(str(row['queue']))})</h3>"
         + _table(frame)
@@ -146,12 +156,13 @@ def _group_table(row: pd.Series) -> str:
 def _prediction(report: RunReport) -> list[str]:
     """Predicted ÷ actual cards (red when off by more than ±25%) and the likely causes of a miss."""
     from costserve.report.accuracy import TOLERANCE, likely_causes, prediction_checks
+    from costserve.units import format_ratio
 
     checks = [c for c in prediction_checks(report) if c.ratio is not None]
     if not checks:
         return []
     cards = "".join(
-        f"<div class='card{' off' if c.off else ''}'><div class='v'>{c.ratio:.2f}x</div>"
+        f"<div class='card{' off' if c.off else ''}'><div class='v'>{format_ratio(c.ratio or 0.0)}</div>"
         f"<div class='k'>{html.escape(c.label)}: predicted ÷ actual</div></div>"
         for c in checks
     )
@@ -162,8 +173,8 @@ def _prediction(report: RunReport) -> list[str]:
     ]
 
 
-def render_html(report: RunReport) -> str:
-    """The whole report page."""
+def render_html(report: RunReport, baselines: bool = True) -> str:
+    """The whole report page; the baselines table with `baselines` (a run on this machine: what the cloud would cost)."""
     import pandas as pd
 
     state = "finished" if report.finished else "in progress"
@@ -174,7 +185,7 @@ def render_html(report: RunReport) -> str:
         ("predicted cost", money(report.predicted_cost)),
         ("$ per 1M output tokens", money(report.usd_per_million_tokens)),
         ("output tokens", f"{report.output_tokens:,}"),
-        ("output tokens/s", f"{report.tokens_per_s:,.1f}"),
+        ("output tokens/s", format_value("output tokens/s", report.tokens_per_s)),
         ("makespan", duration(report.makespan_s)),
         ("predicted makespan", duration(report.predicted_makespan_s)),
         ("mean queue wait", duration(report.queue_wait_s)),
@@ -190,10 +201,16 @@ def render_html(report: RunReport) -> str:
         *_prediction(report),
         "<h2>Fleet: planned vs actual</h2>",
         *[_group_table(row) for _, row in report.groups.iterrows()],
-        "<h2>Baselines for the same batch (predicted)</h2>",
-        _table(report.baselines),
+        *(
+            [
+                f"<h2>{'What the cloud would cost' if report.local else 'Baselines'} for the same batch (predicted)</h2>",
+                _table(report.baselines),
+            ]
+            if baselines
+            else []
+        ),
         "<h2>Totals</h2>",
-        _table(pd.DataFrame(list(report.totals().items()), columns=["", "value"])),
+        _table(pd.DataFrame([(k, format_value(k, v)) for k, v in report.totals().items()], columns=["", "value"])),
         "<div class='plots'>",
     ]
     for title, png in _plots(report):
@@ -215,16 +232,22 @@ def render_trend_html(frame: pd.DataFrame, since: str) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import pandas as pd
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.0))
-    for ax, column in zip(axes, ["cost $", "makespan h", "$ per 1M output tokens"]):
-        ax.plot(frame["date"], frame[column].astype(float), marker="o", label="actual")
+    when = pd.to_datetime(frame["created"])
+    for ax, column, scale, title in zip(
+        axes,
+        ["cost $", "makespan s", "$ per 1M output tokens"],
+        [1, 3600, 1],
+        ["cost ($)", "makespan (h)", "$ per 1M output tokens"],
+    ):
+        ax.plot(when, frame[column].astype(float) / scale, marker="o", label="actual")
         if f"predicted {column}" in frame:  # predicted beside actual: calibration closes the gap night by night
-            ax.plot(
-                frame["date"], frame[f"predicted {column}"].astype(float), marker="x", linestyle="--", label="predicted"
-            )
+            predicted = frame[f"predicted {column}"].astype(float) / scale
+            ax.plot(when, predicted, marker="x", linestyle="--", label="predicted")
             ax.legend(fontsize=7)
-        ax.set_title(column)
+        ax.set_title(title)
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     png = _png(fig)
     plt.close(fig)

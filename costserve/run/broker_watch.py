@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from costserve.durations import format_duration
 from costserve.errors import BrokerError, BrokerGone
 from costserve.notices import warn
 from costserve.run.broker_url import redact_url
@@ -58,10 +59,12 @@ class BrokerWatch:
         if self.lost_since is None:
             self.lost_since = now
             self.store.event(Event.BROKER_LOST, f"{self.name}: {why}")
-            warn(f"run {self.store.id}: {self.name} does not answer ({why}); waiting up to {self.wait_s:.0f}s for it")
+            warn(
+                f"run {self.store.id}: {self.name} does not answer ({why}); waiting up to {format_duration(self.wait_s)} for it"
+            )
         elif now - self.lost_since >= self.wait_s:
             raise BrokerGone(
-                f"{self.name} has not answered for {now - self.lost_since:.0f}s ({why}); once it is back, "
+                f"{self.name} has not answered for {format_duration(now - self.lost_since)} ({why}); once it is back, "
                 f"`costserve resume {self.store.id}` continues the run"
             )
 

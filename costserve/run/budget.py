@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from costserve.durations import format_duration, format_money
 from costserve.errors import BudgetReached
 from costserve.store.runs import RunStore
 
@@ -40,7 +41,7 @@ class BudgetGuard:
         if spent + next_increment >= self.budget:
             raise BudgetReached(
                 f"budget ${self.budget:g} reached: ${spent:.4f} spent, and the next "
-                f"{self.increment_s:.0f} s of the fleet costs ${next_increment:.4f}"
+                f"{format_duration(self.increment_s)} of the fleet costs {format_money(next_increment)}"
             )
         return spent
 

@@ -149,7 +149,7 @@ def _work_scale(plan: Plan, group: FleetGroupPlan, share: float | None, local: b
 
 
 def _is_local(group: FleetGroupPlan) -> bool:
-    from solver.local_plan import LOCAL_CLOUD
+    from solver.plan import LOCAL_CLOUD
 
     return group.cloud == LOCAL_CLOUD
 

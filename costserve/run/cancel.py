@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from costserve.durations import format_duration
 from costserve.errors import RunStateError, StopReason
 from costserve.notices import say
 from costserve.run.leftovers import driver_alive, stop_leftovers
@@ -26,7 +27,7 @@ def cancel_run(run: RunStore, wait_s: float = 60.0) -> int:
             time.sleep(0.5)
         else:
             raise RunStateError(
-                f"run {run.id}: its driver (pid {driver}) did not stop within {wait_s:.0f}s; cancel again or kill it"
+                f"run {run.id}: its driver (pid {driver}) did not stop within {format_duration(wait_s)}; cancel again or kill it"
             )
     else:  # the driver is gone (killed, machine rebooted): stop what it left running
         stop_leftovers(run)

@@ -114,6 +114,7 @@ def finish_run(
 def _say_prediction_miss(run_id: str, report: RunReport) -> None:
     """One line per figure the plan missed by more than ±25% (predicted vs actual), and the likely causes."""
     from costserve.report.accuracy import likely_causes, occupancy_warnings, prediction_checks
+    from costserve.units import format_ratio
 
     missed = [c for c in prediction_checks(report) if c.off]
     if not missed:
@@ -122,7 +123,7 @@ def _say_prediction_miss(run_id: str, report: RunReport) -> None:
         return
     say(
         "the plan missed: "
-        + ", ".join(f"{c.label} {c.ratio:.2f}x of actual" for c in missed)
+        + ", ".join(f"{c.label} predicted {format_ratio(c.ratio)} the actual" for c in missed if c.ratio is not None)
         + f" (`costserve report {run_id}`)"
     )
     for cause in likely_causes(report):

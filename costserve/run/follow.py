@@ -50,10 +50,12 @@ class DiskWatch:
             return
         if self.full_since is None:
             self.full_since = now
-            warn(f"{self.store.dir}: {free:,} bytes free; the run stops in {FULL_GIVE_UP_S:.0f}s unless space is freed")
+            warn(
+                f"{self.store.dir}: {free:,} bytes free; the run stops in {format_duration(FULL_GIVE_UP_S)} unless space is freed"
+            )
         elif now - self.full_since >= FULL_GIVE_UP_S:
             raise DiskFull(
-                f"{self.store.dir} has had {free:,} bytes free for {now - self.full_since:.0f}s "
+                f"{self.store.dir} has had {free:,} bytes free for {format_duration(now - self.full_since)} "
                 "(disk full); free space there"
             )
 

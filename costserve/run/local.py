@@ -28,6 +28,7 @@ from typing import Any
 
 from rich.console import RenderableType
 
+from costserve.durations import format_duration
 from costserve.errors import BrokerGone, RunStateError, ShardFailed
 from costserve.log_tail import last_line
 from costserve.notices import warn
@@ -208,8 +209,12 @@ class LocalBackend:
         sent = set(self.window.sent)
         done = shards_started(self.results) - sent  # a shard leaves the window when its every job has a result
         for stall in stalled_workers(self.results, self.spawned, done, sent, self.stall_s, time.time()):
-            self._tasks().problem = f"worker pid {stall.pgid} made no progress for {stall.idle_s:.0f}s ({stall.on})"
-            self.store.event(Event.WORKER_STALLED, f"{self._tasks().problem}; allowed {self.stall_s:.0f}s; killed")
+            self._tasks().problem = (
+                f"worker pid {stall.pgid} made no progress for {format_duration(stall.idle_s)} ({stall.on})"
+            )
+            self.store.event(
+                Event.WORKER_STALLED, f"{self._tasks().problem}; allowed {format_duration(self.stall_s)}; killed"
+            )
             self.spawned.pop(stall.pgid)
             try:
                 os.killpg(stall.pgid, signal.SIGKILL)

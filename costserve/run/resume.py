@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 
 from costserve.config import load_settings
+from costserve.durations import format_duration
 from costserve.errors import RunStateError
 from costserve.jobs.assignment import GroupAssigner, class_counts
 from costserve.notices import say, step
@@ -93,7 +94,7 @@ def _remaining_s(store: RunStore, request: BatchRequest, deadline_s: float | Non
     remaining_s = request.deadline_s - (time.time() - store.created())
     if remaining_s < MIN_DEADLINE_S:
         raise RunStateError(
-            f"run {store.id}: only {max(0.0, remaining_s) / 60:.0f}m of its deadline is left; "
+            f"run {store.id}: only {format_duration(max(0.0, remaining_s))} of its deadline is left; "
             f"`costserve resume {store.id} --deadline 2h` gives it more"
         )
     return remaining_s

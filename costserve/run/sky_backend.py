@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import RenderableType
 from rich.table import Table
 
+from costserve.durations import format_duration
 from costserve.notices import say, step
 from costserve.request import BatchRequest
 from costserve.run.broker_url import redact_url
@@ -155,6 +156,11 @@ class SkyBackend:
             n, tok, last = done.get(queue, (0, 0, None))
             waiting = len(self.windows[queue]) if queue in self.windows else 0
             table.add_row(
-                queue, str(instances), str(n), str(waiting), f"{tok or 0:,}", f"{now - last:.0f}s ago" if last else "–"
+                queue,
+                str(instances),
+                str(n),
+                str(waiting),
+                f"{tok or 0:,}",
+                f"{format_duration(now - last)} ago" if last else "–",
             )
         return table

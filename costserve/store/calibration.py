@@ -159,7 +159,7 @@ def output_share_for(model: str, path: Path | None = None) -> OutputShare | None
 
 
 def calibration_rows(path: Path | None = None) -> list[dict[str, object]]:
-    """Every recorded run, newest first (`costserve calibration show`)."""
+    """Every recorded run, newest first (`costserve calibration show`); `at` in unix time (s)."""
     path = path or calibration_path()
     if not path.is_file():
         return []
@@ -172,7 +172,7 @@ def calibration_rows(path: Path | None = None) -> list[dict[str, object]]:
         con.close()
     return [
         {
-            "at": time.strftime("%Y-%m-%d %H:%M", time.localtime(at)),
+            "at": at,
             "machine": machine,
             "model": model,
             "replica": replica,

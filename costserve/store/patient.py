@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from costserve.durations import format_duration
 from costserve.errors import StoreFull, StoreLocked
 from costserve.notices import warn
 
@@ -58,16 +59,18 @@ class PatientConnection(sqlite3.Connection):
                 if first is None:
                     first = now - (LOCK_WAIT_S if locked else 0.0)  # the busy timeout already waited this long
                     what = "is locked by another process" if locked else "cannot be written: its disk is full"
-                    warn(f"{self.path} {what}; waiting up to {LOCKED_GIVE_UP_S if locked else FULL_GIVE_UP_S:.0f}s")
+                    warn(
+                        f"{self.path} {what}; waiting up to {format_duration(LOCKED_GIVE_UP_S if locked else FULL_GIVE_UP_S)}"
+                    )
                 if locked and now - first >= LOCKED_GIVE_UP_S:
                     raise StoreLocked(
-                        f"{self.path} stayed locked by another process for {now - first:.0f}s "
+                        f"{self.path} stayed locked by another process for {format_duration(now - first)} "
                         f"(find it with `fuser {self.path}`); the run stopped, resume it once the lock is gone"
                     ) from None
                 if full and now - first >= FULL_GIVE_UP_S:
                     self.full = True
                     raise StoreFull(
-                        f"{self.path} could not be written for {now - first:.0f}s (disk full); free space there"
+                        f"{self.path} could not be written for {format_duration(now - first)} (disk full); free space there"
                     ) from None
                 time.sleep(RETRY_PAUSE_S)
 
