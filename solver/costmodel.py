@@ -41,8 +41,8 @@ RUNTIME_OVERHEAD_GIB = {"gpu": 0.8, "cpu": 4.0}
 ALLREDUCE_LATENCY_S = 110e-6
 # Achieved fraction of the device-to-device link's bandwidth (per direction) in a ring all-reduce. Fitted.
 LINK_EFFICIENCY = 0.5
-# Extra compute for dequantising weights inside the matmul (weight-only kernels).
-DEQUANT_OVERHEAD = {16: 1.0, 8: 1.1, 4: 1.2, 3: 1.3}
+# Extra compute for dequantising weights inside the matmul (weight-only kernels; fp32 and bf16 layers need none).
+DEQUANT_OVERHEAD = {32: 1.0, 16: 1.0, 8: 1.1, 4: 1.2, 3: 1.3}  # 32 and 16: nothing to dequantise
 MAX_BATCH = VLLM.max_batch  # concurrent sequences per replica, as the engine is told (vLLM max_num_seqs)
 PREFILL_CHUNK_TOKENS = 8192  # activation workspace is sized for this many tokens at once
 ACTIVATION_BYTES = 2  # 16-bit activations cross the tensor-parallel links

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 # Weight-only quantisation: stored bits per weight including scales (int8 per-channel:
-# one fp16 scale per row, negligible; int4 group 64: one fp16 scale per 64 weights).
-STORED_BITS = {16: 16.0, 8: 8.0, 4: 4.25, 3: 3.25}
+# one fp16 scale per row, negligible; int4 group 64: one fp16 scale per 64 weights). 32: the
+# engine's unquantized fp32 layers (a `--replica` may ask for them on a CPU).
+STORED_BITS = {32: 32.0, 16: 16.0, 8: 8.0, 4: 4.25, 3: 3.25}
 KV_BYTES_PER_VALUE = 2  # a 16-bit KV cache (vLLM kv_cache_dtype="auto"); "fp8" stores 1 byte
 
 

@@ -24,11 +24,12 @@ def quality_budget(target: float) -> float | None:
 
 
 def predicted_quality(bits: tuple[int, ...], layer_loss: dict[int, list[float]] | None = None) -> float:
-    """Quality in (0, 1] of a replica with layer i at bits[i]; 1.0 is the 16-bit model."""
+    """Quality in (0, 1] of a replica with layer i at bits[i]; 1.0 is the 16-bit model (and an fp32 one)."""
+    kept = [(i, b) for i, b in enumerate(bits) if b != 32]  # fp32 layers (the engine's unquantized ones) lose nothing
     if layer_loss is None:
-        total = sum(DEFAULT_MODEL_LOSS[b] / len(bits) for b in bits)
+        total = sum(DEFAULT_MODEL_LOSS[b] / len(bits) for _, b in kept)
     else:
-        total = sum(layer_loss[b][i] for i, b in enumerate(bits))
+        total = sum(layer_loss[b][i] for i, b in kept)
     return math.exp(-total)
 
 

@@ -118,3 +118,16 @@ def test_a_bad_resume_from_file_is_one_line_naming_file_line_and_field(cli, tmp_
         assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
         assert f"{earlier}{expected}" in result.output
     assert not runs_dir().exists() or not any(runs_dir().iterdir())  # refused before anything was created
+
+
+def test_a_driver_given_an_order_it_cannot_read_says_so_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "order.json"
+    bad.write_text("{not an order")
+    for order in (bad, tmp_path / "missing.json"):
+        done = subprocess.run([sys.executable, "-m", "costserve.cli.driver", str(order)], capture_output=True, text=True,
+                              timeout=120)
+        (line,) = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and line.startswith(f"costserve: {order}: not a submit order (") and not done.stdout

@@ -224,3 +224,12 @@ def test_the_model_a_line_names(raw: bytes, model: str | None) -> None:
     from costserve.jobs.file_model import line_model
 
     assert line_model(raw) == model
+
+
+def test_a_trend_with_no_runs_still_writes_its_files(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    html, csv = tmp_path / "trend.html", tmp_path / "trend.csv"
+    html.write_text("last night's page")  # a nightly job's page must not go stale
+    result = cli.invoke(app, ["report", "--since", "1d", "--html", str(html), "--csv", str(csv)])
+    assert result.exit_code == 0 and "no runs in the last 1d" in result.output
+    assert "costserve runs in the last 1d" in html.read_text() and csv.read_text().startswith("run,created,")
+    assert json.loads(cli.invoke(app, ["report", "--since", "1d", "--json"]).stdout) == []

@@ -120,3 +120,18 @@ def test_plan_refuses_a_job_file_with_bad_lines(cli, tmp_path: Path) -> None:
     assert lines[0] == f"{path}:2: prompt: empty prompt (got '')"
     assert lines[1].startswith(f"{path}:4: json: malformed JSON")
     assert lines[2] == f"costserve: {path}: 2 bad lines; fix them (costserve validate {path} lists them all)"
+
+
+def test_a_replica_with_fp32_layers_is_planned_on_this_machine() -> None:
+    from solver.local_plan import local_plan
+    from solver.plan import Replica, Stage
+    from solver.quality import predicted_quality
+
+    smol = MODELS.loc["SmolLM2-135M"]
+    layers = int(smol["layers"])
+    fp32 = Replica(tp=1, stages=[Stage(device="cpu", first_layer=0, last_layer=layers - 1, bits=[32] * layers)])
+    half = Replica(tp=1, stages=[Stage(device="cpu", first_layer=0, last_layer=layers - 1, bits=[16] * layers)])
+    work = bucket_workload([(100, 20, 8)])
+    plans = [local_plan(work, smol, r, OFFERINGS, GPUS, 3600, 0.0, cloud_baselines=False) for r in (fp32, half)]
+    assert plans[0].groups[0].replica.bits == [32] * layers and plans[0].quality == predicted_quality((32,) * layers) == 1.0
+    assert plans[0].makespan_s >= plans[1].makespan_s > 0  # this CPU widens bf16 to fp32: no faster than 16-bit

@@ -84,7 +84,7 @@ def show_run_report(
 def show_trend(since: str, html_path: Path | None, csv_path: Path | None, json_out: bool = False) -> None:
     """Runs of the last `since` (e.g. 30d): cost per run, $/1M tokens, jobs; HTML with a trend plot when asked;
     the rows as a JSON list with `json_out`."""
-    from costserve.durations import parse_duration
+    from costserve.durations import format_money, parse_duration
     from costserve.report.data import runs_since
     from costserve.units import json_records
 
@@ -95,12 +95,11 @@ def show_trend(since: str, html_path: Path | None, csv_path: Path | None, json_o
     frame = runs_since(since_s)
     if json_out:
         emit_json(json_records(frame))
-    if frame.empty:
+    if frame.empty:  # the files are still written: a nightly trend page must not go stale
         console.print(f"no runs in the last {since}")
-        return
-    console.print(
-        frame_table(frame, f"runs in the last {since}: ${frame['cost $'].sum():.4f}, {frame['jobs'].sum():,} jobs")
-    )
+    else:
+        title = f"runs in the last {since}: {format_money(float(frame['cost $'].sum()))}, {frame['jobs'].sum():,} jobs"
+        console.print(frame_table(frame, title))
     if csv_path is not None:
         frame.to_csv(csv_path, index=False)
         console.print(f"trend written to {csv_path}", markup=False)

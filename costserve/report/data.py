@@ -220,6 +220,10 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
     )
 
 
+TREND_COLUMNS = ["run", "created", "model", "jobs", "results", "failed", "output tokens", "cost $", "predicted cost $",
+                 "$ per 1M output tokens", "makespan s", "predicted makespan s", "finished"]
+
+
 def runs_since(since_s: float, now: float | None = None) -> pd.DataFrame:
     """One row per run created in the last `since_s` seconds: when (ISO-8601), jobs, cost $ and makespan beside their predictions,
     $/1M tokens (the nightly trend: later nights plan from earlier ones' calibration).
@@ -241,4 +245,4 @@ def runs_since(since_s: float, now: float | None = None) -> pd.DataFrame:
                      "output tokens": r.output_tokens, "cost $": r.cost, "predicted cost $": r.predicted_cost,
                      "$ per 1M output tokens": r.usd_per_million_tokens, "makespan s": r.makespan_s,
                      "predicted makespan s": r.predicted_makespan_s, "finished": r.finished})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=TREND_COLUMNS)

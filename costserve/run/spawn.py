@@ -69,8 +69,16 @@ def spawn_driver(
 
 
 def read_order(path: Path) -> SubmitOrder:
-    """The order a driver was started with; its file is removed once read."""
+    """The order a driver was started with; its file is removed once read. An order that cannot be read (missing, not
+    an order) is a BadRequestError naming the file: only a spawned driver reads one, so it is said in one line."""
+    from pydantic import ValidationError
+
+    from costserve.errors import BadRequestError
+
     try:
         return SubmitOrder.model_validate_json(path.read_text())
+    except (OSError, ValidationError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else exc.errors()[0]["msg"]
+        raise BadRequestError(f"{path}: not a submit order ({why})") from None
     finally:
         path.unlink(missing_ok=True)
