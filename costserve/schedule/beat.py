@@ -37,39 +37,20 @@ LOCK_FILE = "scheduler.lock"  # held (flock) by the running scheduler for its wh
 
 def scheduler_pid() -> int | None:
     """The pid of the scheduler running for this COSTSERVE_HOME, None when none is (nobody holds its lock)."""
-    import fcntl
+    from costserve.store.process_lock import holder
 
-    path = costserve_home() / "scheduler" / LOCK_FILE
-    if not path.is_file():
-        return None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = path.read_text().strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)  # closing drops a lock taken just now
-    return None
+    return holder(costserve_home() / "scheduler" / LOCK_FILE)
 
 
 def hold_scheduler_lock() -> int:
     """Become this COSTSERVE_HOME's only scheduler (two would fire every schedule twice); the lock's fd, kept open for
     the life of the process. ScheduleError naming the running one otherwise."""
-    import fcntl
-
     from costserve.schedule.store import ScheduleError
+    from costserve.store.process_lock import hold
 
-    fd = os.open(scheduler_dir() / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ScheduleError(
-            f"a scheduler is already running (pid {scheduler_pid()}); one fires every schedule"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+    fd = hold(scheduler_dir() / LOCK_FILE)
+    if fd is None:
+        raise ScheduleError(f"a scheduler is already running (pid {scheduler_pid()}); one fires every schedule")
     return fd
 
 

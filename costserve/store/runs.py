@@ -118,41 +118,30 @@ class RunStore(RunEvents):
     def claim_driver(self) -> None:
         """Become the run's only driver: an exclusive lock on `driver.lock`, held until this process exits (the kernel
         releases it however the process ends), then the "driver" event. RunStateError when another process holds it."""
-        import fcntl
         import os
 
         from costserve.errors import RunStateError
+        from costserve.store.process_lock import hold
 
-        fd = os.open(self.dir / "driver.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            pids = self.events(Event.DRIVER)
+        fd = hold(self.dir / "driver.lock")
+        if fd is None:
+            pid = self.driver_pid()
             raise RunStateError(
                 f"run {self.id} is being driven by another process"
-                f"{' (pid ' + pids[-1] + ')' if pids else ''}; `costserve cancel {self.id}` stops it"
-            ) from None
+                f"{f' (pid {pid})' if pid and pid > 0 else ''}; `costserve cancel {self.id}` stops it"
+            )
         self._driver_lock = fd  # kept open for the life of this process
         self.event(Event.DRIVER, str(os.getpid()))
 
     def driver_pid(self) -> int | None:
         """The pid of the process driving this run now (it holds `driver.lock`), None when no process does."""
-        import fcntl
-        import os
+        from costserve.store.process_lock import holder
 
-        path = self.dir / "driver.lock"
-        if not path.exists():
-            return None
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        pid = holder(self.dir / "driver.lock")
+        if pid == -1:  # a driver of an earlier version wrote no pid into the lock: its event names it
             pids = self.events(Event.DRIVER)
             return int(pids[-1]) if pids else -1
-        finally:
-            os.close(fd)  # closing drops a shared lock this took
-        return None
+        return pid
 
     def add_shard(self, shard_id: str, queue: str, jobs: int) -> None:
         """Record a shard written to `shards/` and about to be queued."""
