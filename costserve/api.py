@@ -46,7 +46,7 @@ def _request(jobs: str | Path | None, deadline: str, plan_only: bool = False, **
         from costserve.jobs.file_model import run_model
 
         override = plan_only or bool(fields.get("model_override"))  # plan: `model` wins over the file's, as in the CLI
-        fields["model"], _ = run_model(Path(jobs), fields.get("model"), override)
+        fields["model"] = run_model(Path(jobs), fields.get("model"), override).model
     fields["model"] = fields.get("model") or load_settings().default_model
     return BatchRequest(jobs=Path(jobs) if jobs is not None else None, deadline_s=deadline_s, **fields)
 

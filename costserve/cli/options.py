@@ -73,10 +73,11 @@ def build_request(
     jobs = fields.get("jobs")
     if jobs is not None and Path(jobs).is_file():
         try:
-            model, said = run_model(Path(jobs), model, plan_only or bool(fields.get("model_override")))
+            choice = run_model(Path(jobs), model, plan_only or bool(fields.get("model_override")))
         except BadRequestError as exc:
             fail(str(exc))
-        if said is not None and (plan_only or not said.startswith("--model")):  # a run's scan counts an override
+        model, said = choice.model, choice.said
+        if said is not None and (plan_only or not choice.overrides):  # a run's scan counts an override
             from costserve.cli.output import err_console
 
             err_console.print(said, markup=False, highlight=False, soft_wrap=True)

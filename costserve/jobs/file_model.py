@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 from costserve.errors import BadRequestError
 
@@ -71,30 +72,40 @@ def catalog_name(name: str) -> str | None:
     return None
 
 
-def run_model(jobs: Path, asked: str | None, override: bool) -> tuple[str | None, str | None]:
-    """(the run's model: `asked`, else the file's, else None for the configured default; a line saying where it came
-    from when the file chose it, or that `asked` overrides the file's model).
+class ModelChoice(NamedTuple):
+    """The run's model and how it was chosen."""
+
+    model: str | None  # `--model`, else the file's, else None: the configured default
+    said: str | None = None  # the line that says where it came from (None: nothing to say)
+    overrides: bool = False  # `said` is that --model overrides the model of some lines (a run's scan counts those too)
+
+
+def run_model(jobs: Path, asked: str | None, override: bool) -> ModelChoice:
+    """The run's model: `asked`, else the file's, else None for the configured default; with the line saying where it
+    came from when the file chose it, or that `asked` overrides the file's model.
 
     BadRequestError (one line, naming the file) for a file naming several models, or a model no catalog has, or one
     `--model` differs from without `--model-override`."""
     counts = models_named(jobs)
     if not counts:
-        return asked, None
+        return ModelChoice(asked)
     named = ", ".join(f"{m!r} ({n:,} lines)" for m, n in counts.most_common(3)) + (", ..." if len(counts) > 3 else "")
     resolved = {m: catalog_name(m) for m in counts}
     if asked is not None and not Path(asked).expanduser().exists():  # a catalog model asked for (not a directory)
         target = catalog_name(asked) or asked
         others = sum(n for m, n in counts.items() if resolved[m] != target)
         if not others:
-            return asked, None
+            return ModelChoice(asked)
         if not override:
             raise BadRequestError(
                 f"{jobs}: {others:,} line(s) name another model than --model {asked} ({named}); pass "
                 f"--model-override to serve them with {asked}, or drop --model to serve the file's model"
             )
-        return asked, f"--model {asked} overrides the model {others:,} line(s) of {jobs.name} name ({named})"
+        return ModelChoice(
+            asked, f"--model {asked} overrides the model {others:,} line(s) of {jobs.name} name ({named})", True
+        )
     if asked is not None:
-        return asked, None  # a model directory: the scan checks each line against what it holds
+        return ModelChoice(asked)  # a model directory: the scan checks each line against what it holds
     unknown = [m for m, c in resolved.items() if c is None]
     if unknown:
         raise BadRequestError(
@@ -107,4 +118,4 @@ def run_model(jobs: Path, asked: str | None, override: bool) -> tuple[str | None
             "file by model, or pass --model M --model-override to serve every line with M"
         )
     (model,) = set(resolved.values())
-    return model, f"model {model}: named by {sum(counts.values()):,} line(s) of {jobs.name}"
+    return ModelChoice(model, f"model {model}: named by {sum(counts.values()):,} line(s) of {jobs.name}")
