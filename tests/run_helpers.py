@@ -24,9 +24,9 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> No
         time.sleep(0.1)
 
 
-def job_file(tmp_path: Path) -> tuple[Path, list[str]]:
+def job_file(tmp_path: Path, count: int = JOBS) -> tuple[Path, list[str]]:
     jobs = tmp_path / "jobs.jsonl"
-    ids = [f"r{i:02d}" for i in range(JOBS)]
+    ids = [f"r{i:02d}" for i in range(count)]
     jobs.write_text("".join(json.dumps({"id": c, "prompt": f"tell me about {i}", "max_tokens": 48, "temperature": 0}) + "\n"
                             for i, c in enumerate(ids)))
     return jobs, ids
@@ -93,13 +93,13 @@ class RunningSubmit:
                 self.driver.kill()
 
 
-def start_submit(tmp_path: Path, model: Path, first_results: int = 2, *extra: str) -> RunningSubmit:
-    """Submit job_file's jobs and wait until `first_results` have results (the driver is killed if that fails)."""
+def start_submit(tmp_path: Path, model: Path, first_results: int = 2, *extra: str, jobs: int = JOBS) -> RunningSubmit:
+    """Submit job_file's `jobs` jobs and wait until `first_results` have results (the driver is killed if that fails)."""
     from costserve.store.runs import results_rows
 
-    jobs, ids = job_file(tmp_path)
+    jobs_path, ids = job_file(tmp_path, jobs)
     out = tmp_path / "results.jsonl"
-    driver = submit(jobs, model, out, *extra)
+    driver = submit(jobs_path, model, out, *extra)
     try:
         store = the_run()
         wait_for(lambda: results_rows(store.dir, "results") >= first_results, 240, "first results")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -71,9 +72,17 @@ def engine(tiny_llama_dir: Path) -> Engine:
     e.close()
 
 
+def _loading(engine: Engine) -> Engine:
+    """`engine` after a worker's load time: by then every task thread has handed in the shard it holds (loading takes
+    seconds, handing in microseconds), so the first round starts full, as in a worker. Without it the first round
+    could start before the last thread's shard is in, and run one round longer."""
+    time.sleep(0.5)
+    return engine
+
+
 def test_shards_of_four_keep_sixteen_slots_full_across_shard_boundaries(engine: Engine) -> None:
     windows: list[OccupancyWindow] = []
-    feed = EngineFeed(lambda: engine, lambda _: None, windows.append)
+    feed = EngineFeed(lambda: _loading(engine), lambda _: None, windows.append)
     shards = _shards(96)
     out = _feed_as_a_worker(feed, shards, shards_to_hold(SLOTS, SHARD))
     assert sorted(out) == sorted(j.custom_id for s in shards for j in s)  # every job once

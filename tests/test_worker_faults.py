@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from run_helpers import RunningSubmit, check_results, results_column, running, stage_processes, start_submit, wait_for
+from costserve.store.runs import results_rows
 
 pytestmark = pytest.mark.slow
 
@@ -92,10 +93,12 @@ def test_a_worker_killed_while_holding_several_shards_is_replaced_and_every_job_
 def test_a_frozen_worker_is_found_by_the_watchdog_killed_and_replaced(tmp_path: Path, tiny_llama_dir: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COSTSERVE_STALL_FLOOR_S", "30")  # the tiny model's predicted shard time is far below any floor
-    run = start_submit(tmp_path, tiny_llama_dir)
+    # 240 jobs: seconds of work after the first results on a fast machine (48 were done before a freeze could land)
+    run = start_submit(tmp_path, tiny_llama_dir, jobs=240)
     (worker,) = [int(pid) for pid in run.store.events("worker started")]
     (child,) = _pool_children(run)
     os.kill(child, signal.SIGSTOP)  # alive to every process check, holding its shard, doing nothing
+    assert results_rows(run.store.dir, "results") < len(run.ids)  # frozen with work left, or this tests nothing
     _ended_by_itself(run)
     (stalled,) = run.store.events("worker stalled")
     # frozen mid-shard it holds that shard; frozen between shards it holds the next message, not yet started
