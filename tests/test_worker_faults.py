@@ -16,6 +16,9 @@ from run_helpers import RunningSubmit, check_results, results_column, running, s
 from costserve.store.runs import results_rows
 
 pytestmark = pytest.mark.slow
+# Jobs of each run: seconds of work left after its first results on a fast machine (with 48, a quiet machine finished
+# the whole run before the fault could land, and the test saw no stage process, or froze an idle worker)
+LONG_RUN = 240
 
 
 def _ended_by_itself(run: RunningSubmit) -> None:
@@ -57,10 +60,11 @@ def _kill_while_holding_shards(run: RunningSubmit, pid: int, at_least: int) -> l
 
 
 def test_a_killed_pipeline_stage_fails_its_shard_which_is_retried_on_a_rebuilt_replica(tmp_path: Path, tiny_llama_dir: Path) -> None:
-    run = start_submit(tmp_path, tiny_llama_dir)
+    run = start_submit(tmp_path, tiny_llama_dir, jobs=LONG_RUN)
     (worker,) = [int(pid) for pid in run.store.events("worker started")]
     (stage,) = stage_processes(worker)  # the default local replica has two stages: rank 0 is a child process
     os.kill(stage, signal.SIGKILL)
+    assert results_rows(run.store.dir, "results") < len(run.ids)  # killed with work left, or this tests nothing
     _ended_by_itself(run)
     failed = run.store.events("shard failed")
     assert failed and all("; retrying" in f for f in failed), failed
@@ -71,7 +75,7 @@ def test_a_killed_pipeline_stage_fails_its_shard_which_is_retried_on_a_rebuilt_r
 
 def test_a_worker_killed_while_holding_several_shards_is_replaced_and_every_job_runs_once(tmp_path: Path,
                                                                                           tiny_llama_dir: Path) -> None:
-    run = start_submit(tmp_path, tiny_llama_dir)
+    run = start_submit(tmp_path, tiny_llama_dir, jobs=LONG_RUN)
     (worker,) = [int(pid) for pid in run.store.events("worker started")]
     wait_for(lambda: _pool_children(run), 120, "the worker to start a shard")
     assert _pool_children(run) == [worker]  # the worker process itself hosts the engine and holds the shards
@@ -93,8 +97,7 @@ def test_a_worker_killed_while_holding_several_shards_is_replaced_and_every_job_
 def test_a_frozen_worker_is_found_by_the_watchdog_killed_and_replaced(tmp_path: Path, tiny_llama_dir: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COSTSERVE_STALL_FLOOR_S", "30")  # the tiny model's predicted shard time is far below any floor
-    # 240 jobs: seconds of work after the first results on a fast machine (48 were done before a freeze could land)
-    run = start_submit(tmp_path, tiny_llama_dir, jobs=240)
+    run = start_submit(tmp_path, tiny_llama_dir, jobs=LONG_RUN)
     (worker,) = [int(pid) for pid in run.store.events("worker started")]
     (child,) = _pool_children(run)
     os.kill(child, signal.SIGSTOP)  # alive to every process check, holding its shard, doing nothing
