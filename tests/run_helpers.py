@@ -14,7 +14,7 @@ from typing import Any
 
 from costserve.store.runs import RunStore, runs_dir
 
-JOBS = 48
+JOBS = 240  # seconds of work after the first results even on a fast machine: a fault lands while work is left (48 did not)
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
