@@ -115,7 +115,7 @@ def _checks_frame(report: RunReport) -> pd.DataFrame:
     import pandas as pd
 
     from costserve.report.accuracy import prediction_checks
-    from costserve.units import format_ratio, format_value
+    from costserve.units import format_ratio
 
     return pd.DataFrame(
         [
