@@ -60,6 +60,10 @@ class Candidate:
     engine: str = "costserve"
     numerics: Numerics = BF16
     checkpoint: str | None = None  # a pre-quantized checkpoint vLLM serves (Hugging Face id), for `bits` < 16
+    # How far its rates may be off (solver/uncertainty.py): σ of ln(true ÷ predicted), and the source it shares with
+    # other candidates (one draw of error per source).
+    rate_spread: float = 0.0
+    rate_source: str = ""
 
     @property
     def whole_model_uniform(self) -> bool:

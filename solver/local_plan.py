@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 from solver.costmodel import Device, ModelShape, class_throughput
 from solver.device_profile import CpuProfile
 from solver.plan import LOCAL_CLOUD, BaselinePlan, FleetGroupPlan, Plan, Replica, WorkloadClassPlan
+from solver.plan_outlook import Outlook
 from solver.quality import model_quality
+from solver.uncertainty import provenance, rate_spread, spread_words
 from solver.workload import Workload
 
 if TYPE_CHECKING:
@@ -111,13 +113,14 @@ def model_row_from_hf_config(name: str, config: dict[str, Any]) -> dict[str, Any
 def local_plan(workload: Workload, model_row: pd.Series | dict[str, Any], replica: Replica, offerings: pd.DataFrame, gpus: pd.DataFrame,
                deadline_s: float, quality_target: float, price_override: float | None = None,
                cpu_profile: dict[str, Any] | None = None, cloud_baselines: bool = True,
-               calibration: tuple[float, float, str] | None = None) -> Plan:
+               calibration: tuple[float, float, str] | None = None, confidence: float = 0.9) -> Plan:
     """The local run as a Plan: one group (this machine, `replica`), predicted cost ($) and makespan (s).
 
     `calibration` (start-up s, work factor, how it was measured) comes from this machine's earlier runs of this
     model and replica: the makespan is the start-up plus the modelled work × the factor. With `cloud_baselines`, the
     same batch is planned on `offerings` (deadline, quality) and that plan and its baselines become this plan's
-    baselines (savings = their cost / local cost).
+    baselines (savings = their cost / local cost). Its outlook is at `confidence`, from the spread of where its rates
+    come from (a calibration, a profile, or the roofline of a first run).
     """
     model = ModelShape.from_row(model_row)
     vcpus, memory = host_vcpus(), host_memory_gib()
@@ -133,6 +136,7 @@ def local_plan(workload: Workload, model_row: pd.Series | dict[str, Any], replic
         quality=model_quality(tuple(replica.bits), model.name),
         class_shares={c.name: 1.0 for c in workload.classes}, requests_per_s={c.name: r for c, r in zip(workload.classes, rates)},
         finish_s=finish_s, startup_s=startup_s, work_factor=factor, calibration=calibrated,
+        rate_spread=rate_spread("cpu", False, calibration is not None, cpu_profile is not None),
     )
     baselines = _cloud_baselines(workload, model_row, offerings, gpus, deadline_s, quality_target, cost, cpu_profile) \
         if cloud_baselines else []
@@ -141,7 +145,18 @@ def local_plan(workload: Workload, model_row: pd.Series | dict[str, Any], replic
         workload=[WorkloadClassPlan(name=k.name, count=k.count, input_tokens=k.input_tokens, output_tokens=k.output_tokens)
                   for k in workload.classes],
         groups=[group], cost=cost, makespan_s=finish_s, quality=group.quality, baselines=baselines,
+        outlook=local_outlook(group, deadline_s, confidence, calibration is not None, cpu_profile is not None),
     )
+
+
+def local_outlook(group: FleetGroupPlan, deadline_s: float, confidence: float, calibrated: bool, profiled: bool) -> Outlook:
+    """What this machine's run promises at `confidence`: its one group's spread by provenance (solver/uncertainty.py)."""
+    from solver.outlook import GroupRisk, fleet_outlook
+
+    sigma = rate_spread("cpu", False, calibrated, profiled)
+    risk = GroupRisk(source="local", count=1, work_s=group.finish_s - group.startup_s, startup_s=group.startup_s,
+                     price_per_hour=group.price_per_hour, rate_spread=sigma)
+    return fleet_outlook([risk], deadline_s, confidence, spread_words(provenance(calibrated, profiled, "cpu"), sigma))
 
 
 def _cloud_baselines(workload: Workload, model_row: pd.Series | dict[str, Any], offerings: pd.DataFrame, gpus: pd.DataFrame,

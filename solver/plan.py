@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costserve.errors import PlanInputError
+from solver.plan_outlook import Outlook
 from solver.vllm_settings import VllmSettings
 
 # The bit-widths costserve's engine runs (workers/quantize.py: fp32, bf16, int8, int4 weights).
@@ -102,12 +103,10 @@ class Stage(BaseModel):
             raise ValueError(f"stage layers {self.first_layer}..{self.last_layer} are empty")
         if len(self.bits) != n:
             raise ValueError(f"stage {self.first_layer}..{self.last_layer} has {n} layers but {len(self.bits)} bit-widths")
-        bad = sorted(set(self.bits) - set(ENGINE_BITS))
-        if bad:
+        if bad := sorted(set(self.bits) - set(ENGINE_BITS)):
             raise ValueError(f"bits {bad} not supported; use {list(ENGINE_BITS)}")
         host = [h.layer for h in self.host_layers]
-        outside = [layer for layer in host if not self.first_layer <= layer <= self.last_layer]
-        if outside:
+        if outside := [layer for layer in host if not self.first_layer <= layer <= self.last_layer]:
             raise ValueError(f"host layer {outside[0]} is not in stage {self.first_layer}..{self.last_layer}")
         if len(set(host)) != len(host):
             raise ValueError("a host layer is listed twice")
@@ -248,6 +247,7 @@ class FleetGroupPlan(BaseModel):
     work_factor: float = Field(1.0, gt=0, description="measured ÷ modelled work time the plan applied (calibration)")
     calibration: str | None = Field(None, description="where start-up and work factor come from, e.g. "
                                                       "'calibrated from 3 runs, last on 2026-12-02 10:15'")
+    rate_spread: float = Field(0.0, ge=0, description="σ of ln(true ÷ predicted rate) (solver/uncertainty.py)")
 
 
 class WorkloadClassPlan(BaseModel):
@@ -292,6 +292,7 @@ class Plan(BaseModel):
     makespan_s: float
     quality: float = Field(description="lowest predicted quality among the groups")
     baselines: list[BaselinePlan] = []
+    outlook: Outlook | None = Field(None, description="makespan and cost at the confidence, slack, P(meet deadline)")
     clouds: str = Field("", description="the clouds whose offerings were planned, and why (asked for, enabled, all)")
     jobs_sha256: str | None = Field(None, description="SHA-256 of the job file planned (`submit --plan` checks it)")
     output_share: float = Field(1.0, gt=0, le=1, description="the workload's output tokens ÷ its jobs' max_tokens: 1 plans "

@@ -14,8 +14,9 @@ from solver.baselines import baseline_plans, solve_baselines
 from solver.candidates import BIT_WIDTHS, Candidate, build_candidates, profile_calibration
 from solver.costmodel import ModelShape
 from solver.engine_check import check_engine_can_run
-from solver.fleet import FleetGroup, FleetProblem, FleetSolution, Infeasible, fastest_within_budget, solve_fleet
+from solver.fleet import FleetGroup, FleetProblem, Infeasible, fastest_within_budget, solve_fleet
 from solver.hybrid_candidates import hybrid_candidates
+from solver.margin import DEFAULT_CONFIDENCE, solve_at_confidence
 from solver.partition_candidates import partitioned_candidates
 from solver.plan import (
     FleetGroupPlan,
@@ -29,6 +30,7 @@ from solver.plan import (
 )
 from solver.quality import model_quality
 from solver.serving_engine import VLLM
+from solver.uncertainty import provenance, rate_spread
 from solver.vllm_settings import MIN_MODEL_LEN, model_len_for
 from solver.workload import Workload
 
@@ -120,7 +122,7 @@ def _group_plan(g: FleetGroup, offerings: pd.DataFrame, workload: Workload, mode
         quality=c.quality,
         class_shares={k.name: round(s, 6) for k, s in zip(workload.classes, g.shares) if s > 1e-9},
         requests_per_s={k.name: r for k, r in zip(workload.classes, c.requests_per_s)},
-        finish_s=g.finish_seconds, startup_s=c.startup_seconds, work_factor=c.work_factor, calibration=c.calibration,
+        finish_s=g.finish_seconds, startup_s=c.startup_seconds, work_factor=c.work_factor, calibration=c.calibration, rate_spread=c.rate_spread,
     )
 
 
@@ -159,12 +161,15 @@ def plan_batch(
     cpu_profile: dict | None = None,
     calibrate: Calibrate | None = None,
     own_weights: bool = False,
+    confidence: float | None = DEFAULT_CONFIDENCE,
 ) -> Plan:
     """The cheapest plan meeting deadline (s), budget ($), quality and availability; PlanningError if none.
 
     `calibrate(hardware, replica)` gives earlier runs' measured start-up (s), work factor and how it was measured for a
     hardware signature (solver.plan.hardware_signature) and replica summary of this model, or None. `own_weights`: the
-    nodes serve the user's own copy of the weights (`--model-source`), so no pre-quantized checkpoint is planned."""
+    nodes serve the user's own copy of the weights (`--model-source`), so no pre-quantized checkpoint is planned.
+    `confidence`: the fleet's makespan at that quantile fits the deadline and its cost the budget (solver/margin.py);
+    None plans on the deadline itself."""
     model = ModelShape.from_row(model_row)
     fp8 = frozenset(gpus.loc[gpus["fp8_tflops"] > 0, "gpu"]) if "fp8_tflops" in gpus else frozenset()  # GPUs with FP8 tensor cores
     availability = {int(i): int(a) for i, a in offerings["availability"].items()}
@@ -172,9 +177,10 @@ def plan_batch(
                                 own_weights)
     if calibrate is not None:
         candidates = calibrated(candidates, offerings, model, calibrate)
+    candidates = with_spreads(candidates, set(profile.gpu_info) if profile is not None else set(), cpu_profile is not None)
     problem = FleetProblem(candidates, workload, deadline_s, availability, budget, gpu_caps)
     try:
-        best: FleetSolution = solve_fleet(problem)
+        best, problem, outlook = solve_at_confidence(problem, confidence)
     except Infeasible:
         def any_at(bits: int) -> bool:
             return bool(build_candidates(offerings, gpus, model, workload, 0.0, spot, bit_widths=(bits,),
@@ -190,6 +196,18 @@ def plan_batch(
         workload=[WorkloadClassPlan(name=k.name, count=k.count, input_tokens=k.input_tokens, output_tokens=k.output_tokens)
                   for k in workload.classes],
         groups=ours,
-        cost=best.cost, makespan_s=best.makespan_seconds,
-        quality=min(g.candidate.quality for g in best.groups), baselines=baselines,
+        cost=round(best.cost, 6), makespan_s=round(best.makespan_seconds, 1),
+        quality=min(g.candidate.quality for g in best.groups), baselines=baselines, outlook=outlook,
     )
+
+
+def with_spreads(candidates: list[Candidate], profiled_gpus: set[str], cpu_profiled: bool) -> list[Candidate]:
+    """The candidates with the spread of their rates and its source set from their provenance (solver/uncertainty.py)."""
+    out = []
+    for c in candidates:
+        fp8 = c.numerics.activations == "fp8"
+        profiled = c.gpu in profiled_gpus or (c.gpu == "cpu" and cpu_profiled)
+        kind = provenance(c.calibration is not None, profiled, c.gpu)
+        out.append(replace(c, rate_spread=rate_spread(c.gpu, fp8, c.calibration is not None, profiled),
+                           rate_source=f"{c.gpu} {'fp8' if fp8 else c.bits} {kind}"))
+    return out

@@ -22,6 +22,8 @@ def plan(
     budget: Annotated[Optional[float], typer.Option(help="most to spend, $", show_default="no limit")] = None,
     quality: Annotated[float, typer.Option(min=0.0, max=1.0, help="least predicted quality vs the 16-bit model, 0-1 (1.0: no quantization)")] = 0.99,
     spot: Annotated[bool, typer.Option("--spot", help="allow spot instances")] = False,
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="meet the deadline (and budget) with this probability: the plan adds the margin its predictions' spread asks for")] = 0.9,
+    local: Annotated[bool, typer.Option("--local", help="plan the run on this machine (what `submit` runs by default) instead of a cloud fleet")] = False,
     available: AvailableOption = None,
     clouds: CloudsOption = None,
     baselines: Annotated[bool, typer.Option(help="also plan the baselines and show what each would cost")] = True,
@@ -44,7 +46,8 @@ def plan(
     with json_mode(json_out), one_line_errors():
         settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
-                                spot=spot, available=available, clouds=cloud_list(clouds), plan_only=True)
+                                spot=spot, available=available, clouds=cloud_list(clouds), plan_only=True,
+                                confidence=confidence, backend="local" if local else "sky")
         run_plan(request, workload, out, baselines, profiles, json_out)
 
 

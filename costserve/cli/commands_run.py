@@ -34,6 +34,7 @@ def submit(
     replica: Annotated[Optional[Path], typer.Option(help="run this replica JSON instead of the one chosen from --quality", show_default="planned from --quality")] = None,
     broker: Annotated[Optional[str], typer.Option(envvar="COSTSERVE_BROKER", callback=broker_option, help=BROKER_HELP, show_default="local: an embedded Redis per run; sky: a Redis head node")] = None,
     spot: Annotated[bool, typer.Option("--spot", help="sky: allow spot instances")] = False,
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="meet the deadline (and budget) with this probability: the plan adds the margin its predictions' spread asks for")] = 0.9,
     clouds: CloudsOption = None,
     available: AvailableOption = None,
     plan_file: Annotated[Optional[Path], typer.Option("--plan", help="sky: run this plan (`costserve plan --out plan.json`) as reviewed; refused if the job file, model or prices changed since")] = None,
@@ -60,7 +61,7 @@ def submit(
     with json_mode(json_out), one_line_errors():
         settings = cli_settings()
         request = build_request(settings, jobs=jobs, model=model, deadline=deadline, budget=budget, quality=quality,
-                                spot=spot, clouds=cloud_list(clouds), available=available, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
+                                spot=spot, confidence=confidence, clouds=cloud_list(clouds), available=available, backend=backend, workers=workers, stages=stages, shard_size=shard_size,
                                 replica=replica, out=out, errors_out=errors_out, resume_from=resume_from,
                                 skip_invalid=skip_invalid, strict=strict, model_override=model_override,
                                 model_source=model_source, profile_first=profile_first, plan_file=plan_file)

@@ -33,12 +33,25 @@ def run_plan(
     def measured(path: Path) -> None:
         console.print(f"CPU offerings: throughput from the measured profile {path} (per thread x vCPUs)", markup=False)
 
-    workload, sha256 = _workload(request, workload_file, load_settings(), profiles)
+    settings = load_settings()
+    workload, sha256 = _workload(request, workload_file, settings, profiles)
+    if request.backend == "local":
+        from costserve.planning.local import plan_local
+
+        with console.status("planning this machine's run..."):
+            plan = plan_local(request, str(request.model), workload, settings.local_cpu_price_per_hour).plan
+        show_plan(plan, f"this machine's run of {workload.requests:,} jobs of {plan.model}")
+        return _written(plan, request, out, json_out)
     if profiles is not None:
         console.print(f"jobs bucketed on the profile's own grid: {len(workload.classes)} classes", markup=False)
     with console.status("planning (fleet MILP and baselines)..."):
         plan = plan_request(request, workload, profiles, baselines, on_cpu_profile=measured, jobs_sha256=sha256)
     show_plan(plan, f"fleet for {workload.requests:,} jobs of {plan.model}")
+    return _written(plan, request, out, json_out)
+
+
+def _written(plan: Plan, request: BatchRequest, out: Path | None, json_out: bool) -> Plan:
+    """The plan written to `out` (JSON) and printed as JSON on stdout, as asked."""
     if out is not None:
         out.write_text(plan.model_dump_json(indent=2))
         console.print(

@@ -14,6 +14,7 @@ from solver.plan import LOCAL_CLOUD
 
 if TYPE_CHECKING:
     from solver.plan import FleetGroupPlan, Plan
+    from solver.plan_outlook import Outlook
 
 
 def offering_label(g: FleetGroupPlan) -> str:
@@ -115,6 +116,19 @@ def output_line(plan: Plan) -> str:
     )
 
 
+def outlook_line(o: Outlook, deadline_s: float, local: bool = False) -> str:
+    """`at 90% confidence: makespan 4h10m (expected 3h55m), cost $6.40 (expected $5.90), slack 3h50m; P(meet 8h) 0.97;
+    spread: roofline ±15%` — what the plan promises, and on what."""
+    at = f"{o.quantile:.0%}"
+    planned = f"planned at {o.confidence:.0%} confidence" if o.confidence is not None else "planned on the deadline"
+    planned = "this machine's run" if local else planned
+    slack = f"slack {format_duration(o.slack_s)}" if o.slack_s >= 0 else f"short by {format_duration(-o.slack_s)}"
+    return (f"{planned}: makespan at {at} {format_duration(o.makespan_quantile_s)} (expected "
+            f"{format_duration(o.makespan_expected_s)}), cost at {at} {format_money(o.cost_quantile)} (expected "
+            f"{format_money(o.cost_expected)}), {slack}; P(meet {format_duration(deadline_s)}) {o.p_meet:.2f}"
+            + (f"; spread: {o.spread}" if o.spread else ""))
+
+
 def show_plan(plan: Plan, title: str) -> None:
     """Print a plan: its fleet groups (start-up apart from work), predicted cost and makespan, the quality target's
     effect, and the baselines (savings) or, for this machine, what the cloud would cost."""
@@ -125,6 +139,8 @@ def show_plan(plan: Plan, title: str) -> None:
         f"[/] (deadline {format_duration(plan.deadline_s)})",
         highlight=False,
     )
+    if plan.outlook is not None:
+        console.print(outlook_line(plan.outlook, plan.deadline_s, local), markup=False, highlight=False)
     console.print(quality_line(plan), markup=False, highlight=False)
     console.print(output_line(plan), markup=False, highlight=False)
     if plan.clouds:

@@ -108,6 +108,7 @@ def plan_request(
         cpu_profile=cpu_profile,
         calibrate=cloud_calibration(str(row["model"])),
         own_weights=request.model_source is not None,
+        confidence=request.confidence,
     )
     return plan.model_copy(update={"output_share": share, "clouds": clouds, "jobs_sha256": jobs_sha256})
 
@@ -155,4 +156,5 @@ def replan_jobs(
         request.spot,
         with_baselines=False,
         own_weights=request.model_source is not None,
+        confidence=request.confidence,
     )

@@ -82,5 +82,5 @@ def plan_local(request: BatchRequest, model: str, workload: Workload, price_per_
     calibration = (measured.startup_s, measured.work_factor, measured.describe()) if measured else None
     workload, share = expected_workload(str(row["model"]), workload)
     plan = local_plan(workload, row, replica, offerings, gpus, request.deadline_s, request.quality, price_per_hour,
-                      cpu_profile, calibration=calibration)
+                      cpu_profile, calibration=calibration, confidence=request.confidence)
     return LocalPlan(plan.model_copy(update={"output_share": share}), replica, model_dir, name, profiled=cpu_profile is not None)
