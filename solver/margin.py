@@ -48,6 +48,13 @@ def spread_text(candidates: list[Candidate]) -> str:
     return ", ".join(parts)
 
 
+def derated_problem(problem: FleetProblem, confidence: float | None) -> FleetProblem:
+    """`problem` with every candidate taken at the confidence's own quantile (unchanged for None)."""
+    if confidence is None:
+        return problem
+    return problem.with_(candidates=[derated(c, z_of(confidence)) for c in problem.candidates])
+
+
 def outlook_of(solution: FleetSolution, deadline_s: float, confidence: float | None) -> Outlook:
     """The outlook of a fleet (at its candidates' predicted rates) against `deadline_s` (s)."""
     return fleet_outlook([group_risk(g) for g in solution.groups], deadline_s, confidence,
@@ -79,16 +86,18 @@ def solve_at_confidence(
     z = z_of(confidence)
     found: tuple[FleetSolution, FleetProblem, Outlook] | None = None
     for _ in range(MAX_RAISES + 1):
-        candidates = [derated(c, z) for c in problem.candidates]
-        asked = problem.with_(candidates=candidates)
+        asked = problem.with_(candidates=[derated(c, z) for c in problem.candidates])
         try:
             solution = solve(asked)
         except Infeasible:
             if found is None:
                 raise
             break  # a wider margin does not fit: keep the last fleet, stating its P(meet)
-        point = at_predicted_rates(solution, {id(d): c for d, c in zip(candidates, problem.candidates)}, problem)
-        found = (point, asked, outlook_of(point, problem.deadline_s, confidence))
+        point = at_predicted_rates(solution, {id(d): c for d, c in zip(asked.candidates, problem.candidates)}, problem)
+        look = outlook_of(point, problem.deadline_s, confidence)
+        # the budget held the fleet's cost at the quantile's rates: the promise is the higher of that and the draws'
+        look = look.model_copy(update={"cost_quantile": round(max(look.cost_quantile, solution.cost), 4)})
+        found = (point, asked, look)
         if found[2].p_meet >= confidence:
             break
         z += Z_STEP

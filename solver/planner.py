@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from costserve.durations import format_duration, format_money
@@ -16,7 +17,7 @@ from solver.costmodel import ModelShape
 from solver.engine_check import check_engine_can_run
 from solver.fleet import FleetGroup, FleetProblem, Infeasible, fastest_within_budget, solve_fleet
 from solver.hybrid_candidates import hybrid_candidates
-from solver.margin import DEFAULT_CONFIDENCE, solve_at_confidence
+from solver.margin import DEFAULT_CONFIDENCE, at_predicted_rates, derated_problem, solve_at_confidence
 from solver.partition_candidates import partitioned_candidates
 from solver.plan import (
     FleetGroupPlan,
@@ -180,16 +181,21 @@ def plan_batch(
     candidates = with_spreads(candidates, set(profile.gpu_info) if profile is not None else set(), cpu_profile is not None)
     problem = FleetProblem(candidates, workload, deadline_s, availability, budget, gpu_caps)
     try:
-        best, problem, outlook = solve_at_confidence(problem, confidence)
+        best, asked, outlook = solve_at_confidence(problem, confidence)
     except Infeasible:
+        problem = derated_problem(problem, confidence)  # what was asked: the diagnosis speaks of the same margin
         def any_at(bits: int) -> bool:
             return bool(build_candidates(offerings, gpus, model, workload, 0.0, spot, bit_widths=(bits,),
                                          checkpoints=not own_weights))
-        raise PlanningError(diagnose(problem, model, quality_target, any_at)) from None
+        margin = f" (at {confidence:.0%} confidence; a lower --confidence asks less margin)" if confidence else ""
+        raise PlanningError(diagnose(problem, model, quality_target, any_at) + margin) from None
     ours = [_group_plan(g, offerings, workload, model, fp8) for g in best.groups]
     baselines = []
     if with_baselines:
-        baselines = baseline_plans(solve_baselines(problem), best, ours,
+        restate = partial(at_predicted_rates, originals={id(d): c for d, c in zip(asked.candidates, candidates)},
+                          problem=problem)
+        results = [replace(r, solution=restate(r.solution)) if r.solution else r for r in solve_baselines(asked)]
+        baselines = baseline_plans(results, best, ours,
                                    lambda groups: [_group_plan(g, offerings, workload, model, fp8) for g in groups])
     return Plan(
         model=model.name, deadline_s=deadline_s, budget=budget, quality_target=quality_target, spot_allowed=spot,
