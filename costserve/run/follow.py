@@ -18,9 +18,11 @@ from costserve.errors import Cancelled, DiskFull, RunStopped, WorkersGone
 from costserve.notices import Tick, live, warn
 from costserve.run.budget import BudgetGuard
 from costserve.run.signals import deferred, raise_pending
+from costserve.run.steer import steer_for
 from costserve.store.results import progress as results_progress
 from costserve.store.results import worker_progress
 from costserve.store.runs import RunStore
+from solver.steering import MEASURED_MIN_JOBS, Pace
 
 if TYPE_CHECKING:
     from costserve.run.backend import Backend
@@ -96,6 +98,14 @@ def eta_s(left: int, first: tuple[float, int] | None, done: int, elapsed: float,
     return left * elapsed / new if new > 0 else None
 
 
+def run_pace(left: int, first: tuple[float, int] | None, done: int, total: int) -> Pace:
+    """The whole run's pace: jobs left and jobs/s since the first new result, once enough jobs are done to tell."""
+    enough = min(MEASURED_MIN_JOBS, max(1, total // 10))
+    if first is None or done - first[1] < enough:
+        return Pace("run", left, None)
+    return Pace("run", left, (done - first[1]) / max(time.monotonic() - first[0], 1e-9))
+
+
 def follow(
     store: RunStore,
     results: sqlite3.Connection,
@@ -113,6 +123,7 @@ def follow(
     done0: int | None = None
     first: tuple[float, int] | None = None  # (when, done) at the first poll with a new result: the rate starts there
     disk = DiskWatch(store)
+    steer = steer_for(store, getattr(backend, "add_capacity", None))  # only the sky backend can add capacity
     with live(total) as show, deferred():
         while True:
             raise_pending()  # a TERM, INT or HUP since the last poll (run/signals.py)
@@ -130,6 +141,9 @@ def follow(
                 backend.may_add_capacity = guard.may_add_capacity(store, remaining_s)
             projected = spent + price_per_hour * remaining_s / 3600 if remaining_s is not None else None
             show(Tick(done, total, tokens / elapsed, spent, projected, remaining_s, backend.status(time.time())))
+            if steer is not None and done < total:
+                paces = getattr(backend, "paces", None)  # per group where the backend knows them, else the whole run
+                steer.check(paces(time.time()) if paces else [run_pace(total - done, first, done, total)], time.time())
             if done >= total:
                 backend.settle()
                 return

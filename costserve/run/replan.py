@@ -119,6 +119,29 @@ class GroupReplacer:
             (o["cloud"] == group.cloud) & (o["region"] == group.region) & (o["instance_type"] == group.instance_type)
         ].index
 
+    def add(self, shards: list[str], why: str, windows: dict[str, Any]) -> str | None:
+        """Re-plan the jobs of `shards` on new groups that finish them by the deadline within what the budget leaves
+        once the running fleet is paid to the deadline, and launch them (the deadline steering); None when nothing
+        fits, nothing launched."""
+        from costserve.durations import format_money
+        from costserve.errors import PlanningError
+        from costserve.planning.batch import replan_jobs
+        from costserve.store.shard_files import read_shard
+
+        remaining_s = self.deadline_s - (time.time() - self.started)
+        committed = self.store.running_price_per_hour() * max(0.0, remaining_s) / 3600  # the running fleet, to the end
+        budget = None if self.budget is None else self.budget - self.store.spend() - committed
+        if remaining_s <= 0 or (budget is not None and budget <= 0):
+            return None
+        jobs = [job for sid in shards for job in read_shard(self.store.dir, sid)]
+        try:
+            new = replan_jobs(jobs, self.request, self.plan.model, self.offerings, self.gpus, remaining_s, budget)
+        except PlanningError:
+            return None
+        fleet = ", ".join(f"{g.count}x {g.cloud}/{g.region}/{g.instance_type}" for g in new.groups)
+        self._launch(new, shards, windows)
+        return f"added {fleet} for {len(jobs):,} job(s) ({len(shards)} shard(s)), planned {format_money(new.cost)}"
+
     def _replan(self, left: list[str], why: str, windows: dict[str, Any]) -> None:
         """Re-plan the jobs of shards `left` within the deadline and budget that remain, launch the new groups and send
         the shards to them; NoCapacity (the run stops, resumable) when no fleet fits."""

@@ -41,6 +41,8 @@ class Event(StrEnum):
     REPLACED = "replaced"
     NO_REPLACEMENT = "no replacement"
     REBALANCED = "rebalanced"
+    STEERED = "steered"  # the deadline steering added capacity: what it measured, what it added, at what cost
+    DEADLINE_MISS = "deadline miss"  # the steering cannot make the deadline: by how much, measured how
     CANCEL_REQUESTED = "cancel requested"
     STOP_REASON = "stop reason"  # the StopReason of the stop recorded next
     STOPPED = "stopped"
