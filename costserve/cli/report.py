@@ -62,6 +62,8 @@ def show_run_report(
     for line in prediction["batch"]:
         if line not in prediction["causes"]:
             console.print(f"  {line}", markup=False)
+    for line in report.steering:
+        console.print(f"deadline steering: {line}", markup=False, highlight=False)
     shown = len(report.baselines) and (baselines or not report.local)
     if shown:
         title = (

@@ -48,6 +48,7 @@ class RunReport:
     first_start_s: float | None = None  # the run's start-up (s): workers starting and loading the model (startup_seconds)
     planned_startup_s: float = 0.0  # the start-up the plan counted (s): its groups' longest
     local: bool = False  # the run's fleet was this machine: its baselines are what the cloud would cost instead
+    steering: tuple[str, ...] = ()  # the deadline steering's decisions: what it measured, what it added, what it cost
 
     def prediction(self) -> dict[str, Any]:
         """Predicted ÷ actual per figure, and the likely causes of a miss (costserve/report/accuracy.py)."""
@@ -93,7 +94,7 @@ class RunReport:
         from costserve.units import json_keys, json_records
 
         return {"totals": json_keys(self.totals()), "groups": json_records(self.groups),
-                "baselines": json_records(self.baselines), "prediction": self.prediction()}
+                "baselines": json_records(self.baselines), "prediction": self.prediction(), "steering": list(self.steering)}
 
 
 def _planned_tokens(plan: Plan, shares: dict[str, float]) -> float:
@@ -217,6 +218,7 @@ def build_report(store: RunStore, now: float | None = None) -> RunReport:
         first_start_s=startup_seconds(runs, queued),
         planned_startup_s=max((g.startup_s for g in plan.groups), default=0.0) if plan else 0.0,
         local=bool(plan and plan.groups and all(g.cloud == LOCAL_CLOUD for g in plan.groups)),
+        steering=tuple(f"{kind}: {d}" for kind in (Event.STEERED, Event.DEADLINE_MISS) for d in store.events(kind)),
     )
 
 
