@@ -110,7 +110,10 @@ class Sim:
         g.down = self.t
 
     def capacity(self, offering: int) -> int:
-        """Instances of a spot offering that can be held now (its trace), less what the run holds."""
+        """Instances of a spot offering that can be held now (its trace), less what the run holds; one without a trace
+        has whatever the catalog says (the MILP's availability already bounds it)."""
+        if offering not in self.traces:
+            return 1 << 30
         trace, offset = self.traces[offering]
         held = sum(g.count for g in self.live() if g.c.offering == offering and g.c.spot)
         return trace.at(self.t, offset) - held  # type: ignore[attr-defined]

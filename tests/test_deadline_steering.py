@@ -1,0 +1,145 @@
+"""The deadline is a promise (issue 36): the run steers to it. No sleeps: the driver's steering on a store with a fake
+clock, and the deadline simulator (bench/deadline_sim.py, a virtual clock) running the real planner, verdict,
+re-planning and budget guard."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.deadline import Scenario, run_once
+from bench.deadline_sim import Policy
+from bench.spot_traces import Trace
+from catalog.load import load_gpus, load_models, load_offerings
+from costserve import notices
+from costserve.run.steer import DeadlineSteer
+from costserve.store.run_state import Event
+from costserve.store.runs import RunStore
+from solver.costmodel import ModelShape
+from solver.fleet import FleetProblem
+from solver.margin import solve_at_confidence
+from solver.planner import all_candidates, with_spreads
+from solver.steering import STEER_CHECK_S, Pace
+from solver.workload import bucket_workload
+
+STEERED = Policy("c margin+steer", 0.9, steer=True)
+OPEN_LOOP = Policy("b margin", 0.9)
+
+
+class Said(notices.Quiet):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def say(self, message: str) -> None:
+        self.lines.append(message)
+
+    def warn(self, message: str) -> None:
+        self.lines.append(message)
+
+
+@pytest.fixture
+def said() -> Said:
+    previous, recorder = notices._installed[0], Said()
+    notices.install(recorder)
+    yield recorder
+    notices.install(previous)
+
+
+def _store(tmp_path: Path) -> RunStore:
+    jobs = tmp_path / "j.jsonl"
+    jobs.write_text(json.dumps({"id": "a", "prompt": "hi"}) + "\n")
+    return RunStore.create(jobs, 1)
+
+
+def test_a_run_that_cannot_meet_its_deadline_says_so_once_early_with_the_projected_miss(tmp_path: Path,
+                                                                                       said: Said) -> None:
+    store = _store(tmp_path)
+    start = store.created()
+    steer = DeadlineSteer(store, deadline_at=start + 3600, z=1.28)  # the local backend: it cannot add capacity
+    # 10 minutes in, 1,000 jobs done at 1 job/s and 10,000 left: 10,000 s more at best, the deadline is 50 minutes away
+    for minute in range(10, 20):
+        steer.check([Pace("run", 10_000 - 60 * (minute - 10), 1.0)], start + 60 * minute)
+    (line,) = said.lines  # once, not every minute
+    miss = re.search(r"the deadline will be missed by about (\d+)h(\d+)m", line)
+    assert miss, line
+    # at the cautious rate (1 job/s × e^(−1.28·0.05)) the 10,000 jobs end ~10,660 s after minute 10: ~2h07m late
+    assert 2 * 3600 <= int(miss.group(1)) * 3600 + int(miss.group(2)) * 60 <= 2 * 3600 + 15 * 60
+    assert "cannot add capacity" in line and "\n" not in line
+    assert store.events(Event.DEADLINE_MISS) == [line]
+
+
+def test_late_jobs_are_handed_to_added_capacity_and_the_decision_recorded(tmp_path: Path, said: Said) -> None:
+    store = _store(tmp_path)
+    start = store.created()
+    asked: list[dict[str, float]] = []
+
+    def add(late: dict[str, float], why: str) -> str:
+        asked.append(late)
+        return "added 1x aws/us-east-1/g6e.xlarge for 2,100 job(s), planned $1.10"
+
+    steer = DeadlineSteer(store, deadline_at=start + 3600, z=1.28, add=add)
+    steer.check([Pace("g0", 1000, 1.0), Pace("g1", 5000, 1.0)], start + 600)  # g1: 3,000 s of work in 3,000 s left
+    assert list(asked[0]) == ["g1"] and 2_000 < asked[0]["g1"] < 2_300  # what its cautious rate cannot finish
+    steer.check([Pace("g1", 5000, 1.0)], start + 600 + STEER_CHECK_S / 2)  # not again before STEER_CHECK_S
+    assert len(asked) == 1
+    (event,) = store.events(Event.STEERED)
+    assert "g1 1.00 jobs/s, 5,000 left" in event and "added 1x aws/us-east-1/g6e.xlarge" in event
+
+
+def _scenario(model: str, hours: float, budget_times: float) -> Scenario:
+    """A simulated scenario of issue 36's 500,000 jobs on on-demand offerings, its budget a multiple of the plan made on
+    the deadline."""
+    gpus, offerings, models = load_gpus(), load_offerings(), load_models().set_index("model", drop=False)
+    workload = bucket_workload([(1000, 300, 200_000), (150, 100, 300_000)])
+    shape = ModelShape.from_row(models.loc[model])
+    candidates = with_spreads(all_candidates(offerings, gpus, shape, workload, 0.99, False, partitioned=False), set(), False)
+    base = FleetProblem(candidates, workload, hours * 3600, {int(i): int(a) for i, a in offerings["availability"].items()})
+    open_loop, _, look = solve_at_confidence(base, None)
+    problem = base.with_(budget=budget_times * open_loop.cost)
+    margin, _, stated = solve_at_confidence(problem, 0.9)
+    return Scenario(model, problem, {STEERED.name: (margin, stated.p_meet), OPEN_LOOP.name: (margin, stated.p_meet)})
+
+
+def _speeds(s: Scenario, factor: float) -> dict[str, float]:
+    return {c.rate_source: factor for c in s.problem.candidates}
+
+
+def test_a_group_at_half_its_planned_rate_gets_capacity_added_and_the_run_meets_its_deadline() -> None:
+    s = _scenario("Llama-3.1-8B", 2, budget_times=3.0)  # half the rate costs twice the work: the budget allows it
+    slow = run_once(s, STEERED, _speeds(s, 0.5), {}, seed=1)
+    assert slow.steered >= 1 and slow.met, slow
+    assert slow.cost <= s.problem.budget
+    open_loop = run_once(s, OPEN_LOOP, _speeds(s, 0.5), {}, seed=1)  # the same plan, not steered
+    assert not open_loop.met and open_loop.steered == 0
+
+
+def test_steering_never_spends_past_the_budget() -> None:
+    s = _scenario("Llama-3.1-8B", 2, budget_times=1.6)  # room for the margin, not for twice the work
+    for speed in (0.3, 0.5, 0.7):
+        out = run_once(s, STEERED, _speeds(s, speed), {}, seed=2)
+        assert out.cost <= s.problem.budget + 1e-9 and not out.overrun, (speed, out)
+    hopeless = run_once(s, STEERED, _speeds(s, 0.3), {}, seed=2)
+    assert not hopeless.met and hopeless.warned_miss_at is not None
+    assert hopeless.warned_miss_at <= 0.5 * s.problem.deadline_s  # said early, not at the deadline
+
+
+def test_a_spot_group_lost_with_its_capacity_is_replaced_and_the_loss_is_paid_for() -> None:
+    gpus, offerings, models = load_gpus(), load_offerings(), load_models().set_index("model", drop=False)
+    workload = bucket_workload([(1000, 300, 40_000), (150, 100, 60_000)])
+    shape = ModelShape.from_row(models.loc["Llama-3.1-8B"])
+    candidates = with_spreads(all_candidates(offerings, gpus, shape, workload, 0.99, True, partitioned=False), set(), False)
+    base = FleetProblem(candidates, workload, 4 * 3600, {int(i): int(a) for i, a in offerings["availability"].items()})
+    plan, _, look = solve_at_confidence(base, 0.9)
+    spot = sorted({g.candidate.offering for g in plan.groups if g.candidate.spot})
+    assert spot, "the cheapest 8B fleet with spot allowed holds spot instances"
+    gone = Trace(600.0, (8, 8, 0) + (0,) * 100, "capacity for 20 minutes, then none")  # lost after 20 minutes
+    s = Scenario("8B spot", base.with_(budget=3 * plan.cost), {STEERED.name: (plan, look.p_meet)})
+    out = run_once(s, STEERED, _speeds(s, 1.0), {o: (gone, 0.0) for o in spot}, seed=3)
+    assert out.met, out  # replaced (on-demand or another offering) in time
+    assert out.cost > plan.cost  # the lost start-up and the replacement are paid for
+    assert not math.isnan(out.cost) and np.isfinite(out.finish_s or math.inf)
