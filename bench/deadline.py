@@ -71,7 +71,12 @@ def scenario(model: str, hours: int, spot: bool) -> Scenario:
         solution, _, look = solve_at_confidence(problem, 0.9, partial(solve_fleet, one_gpu_type=one))
         plans[name] = (solution, look.p_meet)
     plans["c margin+steer"] = plans["b margin"]
-    return Scenario(f"{model.removeprefix('Llama-3.1-')} {hours}h {'spot' if spot else 'on-demand'}", problem, plans)
+    return Scenario(scenario_name(model, hours, spot), problem, plans)
+
+
+def scenario_name(model: str, hours: int, spot: bool) -> str:
+    """`8B 2h spot`, `70B 12h on-demand`."""
+    return f"{model.removeprefix('Llama-3.1-')} {hours}h {'spot' if spot else 'on-demand'}"
 
 
 def draw_world(s: Scenario, rng: np.random.Generator, traces: list[Trace], pessimistic: bool
@@ -167,6 +172,7 @@ def main() -> None:
     p.add_argument("--pessimistic", action="store_true", help="true rates ×0.5–1.5 of the prediction, uniform")
     p.add_argument("--runs", type=int, default=200, help="runs of policy (c) per scenario")
     p.add_argument("--others", type=int, default=50, help="runs of every other policy per scenario")
+    p.add_argument("--only", action="append", default=[], help="only the scenarios whose name contains this (repeatable)")
     a = p.parse_args()
     try:
         traces = [read_trace(f) for f in a.availability_trace]
@@ -175,7 +181,8 @@ def main() -> None:
     print("spot capacity: " + (", ".join(t.source for t in traces) if traces else
                                "generated from published rates (17-90% available, 2-33 losses per available day)"))
     start = time.perf_counter()
-    rows = [row for spec in SCENARIOS for row in bench(scenario(*spec), a.runs, a.others, traces, a.pessimistic)]
+    chosen = [spec for spec in SCENARIOS if not a.only or any(o in scenario_name(*spec) for o in a.only)]
+    rows = [row for spec in chosen for row in bench(scenario(*spec), a.runs, a.others, traces, a.pessimistic)]
     pd.set_option("display.width", 250)
     print(pd.DataFrame(rows).round(3).to_string(index=False))
     print(f"{time.perf_counter() - start:.0f} s")
