@@ -9,7 +9,12 @@ the count where only costserve finds a fleet (no scenario is dropped silently); 
 where the baseline is cheaper, which must be 0 (asserted: each baseline is a restriction of the
 same MILP).
 
-    python -m bench.planner [--no-partition]
+    python -m bench.planner [--no-partition] [--confidence C | --on-deadline]
+
+Plans are made at `--confidence` (default 0.9, the planner's: the makespan at that quantile fits the deadline, the
+cost there the budget; solver/margin.py); `--on-deadline` plans as before issue 36, the makespan on the deadline.
+Baselines are planned at the same confidence and restated at the predicted rates, so one may come out a sliver cheaper
+than costserve's plan where its GPU's prediction is surer: counted, not asserted.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ SCALE = 10  # nightly-batch sizes: 0.5M-2M requests per scenario
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--no-partition", action="store_true", help="only whole-model uniform-bit configurations")
+    p.add_argument("--confidence", type=float, default=0.9, help="plan so the deadline is met with this probability")
+    p.add_argument("--on-deadline", action="store_true", help="plan on the deadline itself (no margin)")
     a = p.parse_args()
     gpus, offerings, models = load_gpus(), load_offerings(), load_models().set_index("model", drop=False)
     rows = []
@@ -59,11 +66,13 @@ def main() -> None:
                 try:
                     plan = plan_batch(workload, models.loc[model], limited, gpus, s["deadline_h"] * 3600, s["budget"],
                                       QUALITY, s["spot"], s["caps"],
-                                      partitioned=not a.no_partition)
+                                      partitioned=not a.no_partition,
+                                      confidence=None if a.on_deadline else a.confidence)
                 except PlanningError as exc:
                     rows.append({"model": model, "mix": mix, "setting": setting, "costserve $": math.nan, "note": str(exc)[:60]})
                     continue
                 row = {"model": model, "mix": mix, "setting": setting, "costserve $": plan.cost,
+                       "P(meet)": plan.outlook.p_meet if plan.outlook else math.nan,
                        "makespan h": plan.makespan_s / 3600, "plan s": time.perf_counter() - start,
                        "fleet": " + ".join(f"{g.count}x{g.instance_type}{'*' if g.spot else ''}" for g in plan.groups)}
                 for b in plan.baselines:
@@ -85,7 +94,8 @@ def main() -> None:
                         **{f"{k}": _geomean(ratios[both["setting"] == k]) for k in SETTINGS},
                         "only costserve plans": len(solved) - len(both), "baseline cheaper": cheaper})
     print(pd.DataFrame(summary).round(3).to_string(index=False))
-    assert all(row["baseline cheaper"] == 0 for row in summary), "a baseline is cheaper than costserve's plan"
+    if a.on_deadline:  # the same MILP over a subset, at the same rates: never cheaper
+        assert all(row["baseline cheaper"] == 0 for row in summary), "a baseline is cheaper than costserve's plan"
 
 
 def _geomean(ratios: "pd.Series") -> float:

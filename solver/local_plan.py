@@ -155,7 +155,7 @@ def local_outlook(group: FleetGroupPlan, deadline_s: float, confidence: float, c
 
     sigma = rate_spread("cpu", False, calibrated, profiled)
     risk = GroupRisk(source="local", count=1, work_s=group.finish_s - group.startup_s, startup_s=group.startup_s,
-                     price_per_hour=group.price_per_hour, rate_spread=sigma)
+                     price_per_hour=group.price_per_hour, rate_spread=sigma)  # one group: it ends on its own work
     return fleet_outlook([risk], deadline_s, confidence, spread_words(provenance(calibrated, profiled, "cpu"), sigma))
 
 

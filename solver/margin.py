@@ -19,6 +19,7 @@ from solver.fleet import FleetGroup, FleetProblem, FleetSolution, Infeasible, so
 from solver.outlook import GroupRisk, fleet_outlook
 from solver.plan_outlook import Outlook
 from solver.uncertainty import SPOT_LOSSES_PER_HOUR, STARTUP_LOG_SPREAD, spread_words, z_of
+from solver.workload import Workload
 
 DEFAULT_CONFIDENCE = 0.9
 Z_STEP = 0.4
@@ -32,12 +33,13 @@ def derated(c: Candidate, z: float) -> Candidate:
                    startup_seconds=c.startup_seconds * math.exp(z * STARTUP_LOG_SPREAD))
 
 
-def group_risk(g: FleetGroup) -> GroupRisk:
-    """A fleet group as the outlook sees it."""
+def group_risk(g: FleetGroup, workload: Workload) -> GroupRisk:
+    """A fleet group as the outlook sees it (its jobs: its share of each class of `workload`)."""
     c = g.candidate
     return GroupRisk(source=c.rate_source or f"{c.gpu} {c.bits}-bit", count=g.count, work_s=g.busy_seconds,
                      startup_s=c.startup_seconds, price_per_hour=c.price_per_hour, rate_spread=c.rate_spread,
-                     losses_per_hour=SPOT_LOSSES_PER_HOUR if c.spot else 0.0)
+                     losses_per_hour=SPOT_LOSSES_PER_HOUR if c.spot else 0.0,
+                     jobs=sum(k.count * s for k, s in zip(workload.classes, g.shares)))
 
 
 def spread_text(candidates: list[Candidate]) -> str:
@@ -55,9 +57,9 @@ def derated_problem(problem: FleetProblem, confidence: float | None) -> FleetPro
     return problem.with_(candidates=[derated(c, z_of(confidence)) for c in problem.candidates])
 
 
-def outlook_of(solution: FleetSolution, deadline_s: float, confidence: float | None) -> Outlook:
-    """The outlook of a fleet (at its candidates' predicted rates) against `deadline_s` (s)."""
-    return fleet_outlook([group_risk(g) for g in solution.groups], deadline_s, confidence,
+def outlook_of(solution: FleetSolution, problem: FleetProblem, confidence: float | None) -> Outlook:
+    """The outlook of a fleet (at its candidates' predicted rates) against the problem's deadline (s)."""
+    return fleet_outlook([group_risk(g, problem.workload) for g in solution.groups], problem.deadline_s, confidence,
                          spread_text([g.candidate for g in solution.groups]))
 
 
@@ -82,7 +84,7 @@ def solve_at_confidence(
     at the confidence's own quantile."""
     if confidence is None:
         best = solve(problem)
-        return best, problem, outlook_of(best, problem.deadline_s, None)
+        return best, problem, outlook_of(best, problem, None)
     z = z_of(confidence)
     found: tuple[FleetSolution, FleetProblem, Outlook] | None = None
     for _ in range(MAX_RAISES + 1):
@@ -94,7 +96,7 @@ def solve_at_confidence(
                 raise
             break  # a wider margin does not fit: keep the last fleet, stating its P(meet)
         point = at_predicted_rates(solution, {id(d): c for d, c in zip(asked.candidates, problem.candidates)}, problem)
-        look = outlook_of(point, problem.deadline_s, confidence)
+        look = outlook_of(point, problem, confidence)
         # the budget held the fleet's cost at the quantile's rates: the promise is the higher of that and the draws'
         look = look.model_copy(update={"cost_quantile": round(max(look.cost_quantile, solution.cost), 4)})
         found = (point, asked, look)

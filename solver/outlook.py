@@ -31,21 +31,36 @@ class GroupRisk:
     price_per_hour: float
     rate_spread: float
     losses_per_hour: float = 0.0
+    jobs: float = 0.0  # the jobs it was planned to run (0: unknown; it then ends on its own work alone)
 
 
 def draw_outcomes(risks: list[GroupRisk], draws: int = DRAWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(makespan s, cost $) of `draws` draws of the fleet."""
+    """(makespan s, cost $) of `draws` draws of the fleet.
+
+    The groups pool their jobs as the driver's rebalancing makes them (run/shard_window.py: a group that has finished
+    its own takes waiting jobs of a busier one), so the fleet ends when its groups together have done every job: the
+    T with Σ_g jobs/s_g · (T − start_g)⁺ = Σ_g jobs_g. Every instance is billed until then (the fleet goes down at
+    the end of the run); a spot loss adds a replacement's start-up to its group's start and bill."""
     rng = np.random.default_rng(seed)
     shared = {s: rng.standard_normal(draws) for s in sorted({r.source for r in risks})}
-    makespan, cost = np.zeros(draws), np.zeros(draws)
+    starts, rates, alone = [], [], []
     for r in risks:
         speed = np.exp(r.rate_spread * shared[r.source])
         startup = r.startup_s * np.exp(STARTUP_LOG_SPREAD * rng.standard_normal(draws)) if r.startup_s > 0 else np.zeros(draws)
         work_wall = r.work_s / (r.count * speed)
         losses = rng.poisson(r.losses_per_hour * (r.startup_s + work_wall) / 3600) if r.losses_per_hour else 0
-        finish = startup * (1 + losses) + work_wall
-        makespan = np.maximum(makespan, finish)
-        cost += r.price_per_hour / 3600 * (r.count * startup * (1 + losses) + r.work_s / speed)
+        starts.append(startup * (1 + losses))
+        rates.append(r.jobs / work_wall if r.jobs > 0 else np.zeros(draws))  # jobs/s of the whole group once started
+        alone.append(starts[-1] + work_wall)
+    total = sum(r.jobs for r in risks)
+    low, high = np.min(starts, axis=0), np.max(alone, axis=0)  # pooled, the fleet ends no later than its last group
+    for _ in range(40):  # bisection on T, every draw at once
+        mid = (low + high) / 2
+        done = sum(rate * np.clip(mid - start, 0, None) for rate, start in zip(rates, starts))
+        short = done < total
+        low, high = np.where(short, mid, low), np.where(short, high, mid)
+    makespan = high if total > 0 else np.max(alone, axis=0)
+    cost = sum(r.price_per_hour / 3600 * r.count * makespan for r in risks)
     return makespan, cost
 
 
