@@ -17,8 +17,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from costserve.errors import BudgetReached
-from costserve.run.budget import BudgetGuard
 from solver.candidates import Candidate
 from solver.fleet import FleetProblem, Infeasible
 from solver.margin import solve_at_confidence

@@ -33,7 +33,9 @@ class BatchRequest(BaseModel):
     deadline_s: float = Field(8 * 3600.0, gt=0, description="finish within (s)")
     budget: float | None = Field(None, gt=0, description="most to spend ($)")
     quality: float = Field(0.99, ge=0.0, le=1.0, description="least predicted quality vs the 16-bit model")
-    confidence: float = Field(0.9, gt=0.0, lt=1.0, description="the fleet's makespan at this quantile must fit the deadline")
+    confidence: float = Field(
+        0.9, gt=0.0, lt=1.0, description="the fleet's makespan at this quantile must fit the deadline"
+    )
     spot: bool = False
     clouds: tuple[str, ...] | None = Field(None, description="only these clouds' offerings")
     available: str | None = Field(None, description="GPU caps, e.g. H100=2,L4=16")

@@ -29,17 +29,26 @@ MAX_RAISES = 5
 def derated(c: Candidate, z: float) -> Candidate:
     """`c` with its rates (requests/s) at e^(−z·σ) of the prediction and its start-up (s) at e^(z·σ_startup)."""
     down = math.exp(-z * c.rate_spread)
-    return replace(c, requests_per_s=tuple(r * down for r in c.requests_per_s),
-                   startup_seconds=c.startup_seconds * math.exp(z * STARTUP_LOG_SPREAD))
+    return replace(
+        c,
+        requests_per_s=tuple(r * down for r in c.requests_per_s),
+        startup_seconds=c.startup_seconds * math.exp(z * STARTUP_LOG_SPREAD),
+    )
 
 
 def group_risk(g: FleetGroup, workload: Workload) -> GroupRisk:
     """A fleet group as the outlook sees it (its jobs: its share of each class of `workload`)."""
     c = g.candidate
-    return GroupRisk(source=c.rate_source or f"{c.gpu} {c.bits}-bit", count=g.count, work_s=g.busy_seconds,
-                     startup_s=c.startup_seconds, price_per_hour=c.price_per_hour, rate_spread=c.rate_spread,
-                     losses_per_hour=SPOT_LOSSES_PER_HOUR if c.spot else 0.0,
-                     jobs=sum(k.count * s for k, s in zip(workload.classes, g.shares)))
+    return GroupRisk(
+        source=c.rate_source or f"{c.gpu} {c.bits}-bit",
+        count=g.count,
+        work_s=g.busy_seconds,
+        startup_s=c.startup_seconds,
+        price_per_hour=c.price_per_hour,
+        rate_spread=c.rate_spread,
+        losses_per_hour=SPOT_LOSSES_PER_HOUR if c.spot else 0.0,
+        jobs=sum(k.count * s for k, s in zip(workload.classes, g.shares)),
+    )
 
 
 def spread_text(candidates: list[Candidate]) -> str:
@@ -59,11 +68,17 @@ def derated_problem(problem: FleetProblem, confidence: float | None) -> FleetPro
 
 def outlook_of(solution: FleetSolution, problem: FleetProblem, confidence: float | None) -> Outlook:
     """The outlook of a fleet (at its candidates' predicted rates) against the problem's deadline (s)."""
-    return fleet_outlook([group_risk(g, problem.workload) for g in solution.groups], problem.deadline_s, confidence,
-                         spread_text([g.candidate for g in solution.groups]))
+    return fleet_outlook(
+        [group_risk(g, problem.workload) for g in solution.groups],
+        problem.deadline_s,
+        confidence,
+        spread_text([g.candidate for g in solution.groups]),
+    )
 
 
-def at_predicted_rates(solution: FleetSolution, originals: dict[int, Candidate], problem: FleetProblem) -> FleetSolution:
+def at_predicted_rates(
+    solution: FleetSolution, originals: dict[int, Candidate], problem: FleetProblem
+) -> FleetSolution:
     """A solution over derated candidates restated at their predicted rates: the same counts and shares, the work
     (instance-seconds) and cost ($) the predictions give."""
     classes = problem.workload.classes
@@ -72,7 +87,9 @@ def at_predicted_rates(solution: FleetSolution, originals: dict[int, Candidate],
         c = originals[id(g.candidate)]
         busy = sum(k.count * s / r for k, s, r in zip(classes, g.shares, c.requests_per_s) if s and r > 0)
         groups.append(FleetGroup(c, g.count, g.shares, busy))
-    cost = sum(g.candidate.price_per_hour / 3600 * (g.count * g.candidate.startup_seconds + g.busy_seconds) for g in groups)
+    cost = sum(
+        g.candidate.price_per_hour / 3600 * (g.count * g.candidate.startup_seconds + g.busy_seconds) for g in groups
+    )
     return FleetSolution(cost, tuple(groups))
 
 

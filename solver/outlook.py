@@ -46,7 +46,11 @@ def draw_outcomes(risks: list[GroupRisk], draws: int = DRAWS, seed: int = 0) -> 
     starts, rates, alone = [], [], []
     for r in risks:
         speed = np.exp(r.rate_spread * shared[r.source])
-        startup = r.startup_s * np.exp(STARTUP_LOG_SPREAD * rng.standard_normal(draws)) if r.startup_s > 0 else np.zeros(draws)
+        startup = (
+            r.startup_s * np.exp(STARTUP_LOG_SPREAD * rng.standard_normal(draws))
+            if r.startup_s > 0
+            else np.zeros(draws)
+        )
         work_wall = r.work_s / (r.count * speed)
         losses = rng.poisson(r.losses_per_hour * (r.startup_s + work_wall) / 3600) if r.losses_per_hour else 0
         starts.append(startup * (1 + losses))
@@ -71,8 +75,13 @@ def fleet_outlook(risks: list[GroupRisk], deadline_s: float, confidence: float |
     q = confidence if confidence is not None else DISPLAY_QUANTILE
     at_q = float(np.quantile(makespan, q))
     return Outlook(
-        confidence=confidence, quantile=q, makespan_expected_s=round(float(makespan.mean()), 1),
-        makespan_quantile_s=round(at_q, 1), cost_expected=round(float(cost.mean()), 4),
-        cost_quantile=round(float(np.quantile(cost, q)), 4), slack_s=round(deadline_s - at_q, 1),
-        p_meet=round(float((makespan <= deadline_s).mean()), 3), spread=spread,
+        confidence=confidence,
+        quantile=q,
+        makespan_expected_s=round(float(makespan.mean()), 1),
+        makespan_quantile_s=round(at_q, 1),
+        cost_expected=round(float(cost.mean()), 4),
+        cost_quantile=round(float(np.quantile(cost, q)), 4),
+        slack_s=round(deadline_s - at_q, 1),
+        p_meet=round(float((makespan <= deadline_s).mean()), 3),
+        spread=spread,
     )

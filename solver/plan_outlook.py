@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field
 class Outlook(BaseModel):
     """A plan's makespan (s) and cost ($) as distributions, from the spread of every prediction it rests on."""
 
-    confidence: float | None = Field(description="the confidence the fleet was planned at (its makespan at this "
-                                     "quantile fits the deadline); None: planned on the deadline, open loop")
+    confidence: float | None = Field(
+        description="the confidence the fleet was planned at (its makespan at this "
+        "quantile fits the deadline); None: planned on the deadline, open loop"
+    )
     quantile: float = Field(description="the quantile the *_quantile figures are at (the confidence, or 0.9)")
     makespan_expected_s: float
     makespan_quantile_s: float

@@ -123,10 +123,12 @@ def outlook_line(o: Outlook, deadline_s: float, local: bool = False) -> str:
     planned = f"planned at {o.confidence:.0%} confidence" if o.confidence is not None else "planned on the deadline"
     planned = "this machine's run" if local else planned
     slack = f"slack {format_duration(o.slack_s)}" if o.slack_s >= 0 else f"short by {format_duration(-o.slack_s)}"
-    return (f"{planned}: makespan at {at} {format_duration(o.makespan_quantile_s)} (expected "
-            f"{format_duration(o.makespan_expected_s)}), cost at {at} {format_money(o.cost_quantile)} (expected "
-            f"{format_money(o.cost_expected)}), {slack}; P(meet {format_duration(deadline_s)}) {o.p_meet:.2f}"
-            + (f"; spread: {o.spread}" if o.spread else ""))
+    return (
+        f"{planned}: makespan at {at} {format_duration(o.makespan_quantile_s)} (expected "
+        f"{format_duration(o.makespan_expected_s)}), cost at {at} {format_money(o.cost_quantile)} (expected "
+        f"{format_money(o.cost_expected)}), {slack}; P(meet {format_duration(deadline_s)}) {o.p_meet:.2f}"
+        + (f"; spread: {o.spread}" if o.spread else "")
+    )
 
 
 def show_plan(plan: Plan, title: str) -> None:

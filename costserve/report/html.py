@@ -199,8 +199,15 @@ def render_html(report: RunReport, baselines: bool = True) -> str:
         )
         + "</div>",
         *_prediction(report),
-        *(["<h2>Deadline steering</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in report.steering) + "</ul>"]
-          if report.steering else []),
+        *(
+            [
+                "<h2>Deadline steering</h2><ul>"
+                + "".join(f"<li>{html.escape(s)}</li>" for s in report.steering)
+                + "</ul>"
+            ]
+            if report.steering
+            else []
+        ),
         "<h2>Fleet: planned vs actual</h2>",
         *[_group_table(row) for _, row in report.groups.iterrows()],
         *(

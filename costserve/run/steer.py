@@ -55,7 +55,9 @@ class DeadlineSteer:
             return
         self.warned = True
         by = f"by about {format_duration(found.miss_s)}" if found.finish is not None else f"({late:,.0f} job(s) late)"
-        line = f"the deadline will be missed {by}: {why}" + ("" if self.add is not None else "; this backend cannot add capacity")
+        line = f"the deadline will be missed {by}: {why}" + (
+            "" if self.add is not None else "; this backend cannot add capacity"
+        )
         self.store.event(Event.DEADLINE_MISS, line)
         warn(line)
 
