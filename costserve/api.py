@@ -60,6 +60,7 @@ def plan(
     budget: float | None = None,
     quality: float = 0.99,
     spot: bool = False,
+    confidence: float = 0.9,
     clouds: list[str] | None = None,
     available: str | None = None,
     baselines: bool = True,
@@ -67,8 +68,9 @@ def plan(
 ) -> Plan:
     """The cheapest cloud fleet for a job file (or a workload JSON): `costserve plan` without the printing.
 
-    `deadline` is a duration (`8h`, `90m`), `budget` in $; `profiles` a Mélange-format throughput file (the jobs are
-    then bucketed on its grid). Returns the Plan (cost $, makespan_s, groups, baselines);
+    `deadline` is a duration (`8h`, `90m`), `budget` in $; `confidence` the probability the fleet meets both (its
+    margin, solver/margin.py); `profiles` a Mélange-format throughput file (the jobs are then bucketed on its grid).
+    Returns the Plan (cost $, makespan_s, groups, baselines, outlook: P(meet), slack, quantiles);
     raises a named one-line error (CostserveError, PlanningError, CatalogError) when there is none."""
     from costserve.config import load_settings
     from costserve.planning.batch import plan_request, plan_workload
@@ -83,6 +85,7 @@ def plan(
         budget=budget,
         quality=quality,
         spot=spot,
+        confidence=confidence,
         clouds=tuple(clouds) if clouds else None,
         available=available,
     )
@@ -111,7 +114,7 @@ def submit(
     exists.
 
     `options` are submit's other options by their Python names (out, errors_out, resume_from, workers, stages,
-    shard_size, replica, backend, spot, skip_invalid, strict, model_override). The driver gets the typed request
+    shard_size, replica, backend, spot, confidence, skip_invalid, strict, model_override). The driver gets the typed request
     (run/spawn.py); `broker` travels in its environment ($COSTSERVE_BROKER), never in a file or on a command line.
     Raises CostserveError with the CLI's one-line message when the run could not start (a bad job file, a budget
     the plan exceeds)."""
