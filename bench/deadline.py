@@ -105,7 +105,7 @@ def run_once(s: Scenario, policy: Policy, speed: dict[str, float], traces: dict,
     finish = None
     while sim.t < HORIZON * s.problem.deadline_s and sim.stopped is None:
         sim.step()
-        if sim.progress() >= 1 - 0.5 / sum(k.count for k in classes):
+        if sim.stopped is None and sim.progress() >= 1 - 0.5 / sum(k.count for k in classes):
             finish = sim.t
             break
         try:
