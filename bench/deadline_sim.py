@@ -122,7 +122,7 @@ class Sim:
         if c.spot and self.capacity(c.offering) < count:
             self.ruled_out.add(c.offering)
             if not self.replan(jobs, confidence):
-                self.stopped = "no capacity"
+                self._to_survivors(jobs)
             return
         startup = c.startup_seconds * math.exp(STARTUP_LOG_SPREAD * self.rng.standard_normal())
         self.groups.append(Group(c, count, jobs.astype(float), self.t, self.t + startup, self.speed[c.rate_source]))
@@ -153,6 +153,15 @@ class Sim:
             self.launch(g.candidate, g.count, jobs * np.array(g.shares), confidence)
         return True
 
+    def _to_survivors(self, jobs: np.ndarray) -> None:
+        """No replacement fits: the groups still running take the jobs (run/replan.py); with none, the run stops."""
+        live = [g for g in self.live() if all(r > 0 for r in g.c.requests_per_s)]
+        if not live:
+            self.stopped = "no capacity"
+            return
+        for g in live:
+            g.left = g.left + jobs / len(live)
+
     def _as_measured(self, c: Candidate, measured: dict[str, float]) -> Candidate:
         """A candidate whose prediction source a running group has measured: at the measured speed, measured spread."""
         if c.rate_source not in measured:
@@ -167,7 +176,7 @@ class Sim:
             if g.c.spot and self.capacity(g.c.offering) < 0:
                 self.stop(g)
                 if not self.replan(g.left, self.policy.confidence, spot=self._spot_ok()):
-                    self.stopped = "no capacity"
+                    self._to_survivors(g.left)
         for g in self.live():
             if g.up_at <= self.t + DT_S and g.left.sum() > 0:
                 work = g.count * (self.t + DT_S - max(self.t, g.up_at))
@@ -234,7 +243,7 @@ class Sim:
         for g in [g for g in self.live() if g.c.spot and g.left.sum() >= 1]:
             self.stop(g)
             if not self.replan(g.left, self.policy.confidence, spot=False):
-                self.stopped = "no capacity"
+                self._to_survivors(g.left)
 
 
 def scaled(workload: Workload, jobs: np.ndarray) -> Workload:

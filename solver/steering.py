@@ -17,9 +17,9 @@ from solver.uncertainty import MEASURED_LOG_SPREAD
 
 STEER_CHECK_S = 60.0  # how often the driver compares progress with the deadline (s)
 MEASURED_MIN_JOBS = 64  # jobs a group must have finished before its rate is trusted
-# A group is late only when its shortfall is at least this share of its queue: a measured rate wobbles a little from
-# one check to the next, and each added group pays a start-up, so slivers of lateness are not chased.
-LATE_SHARE = 0.05
+# A group is late only when its shortfall is at least this share of its queue (and MEASURED_MIN_JOBS): a measured rate
+# wobbles a little from one check to the next, and each added group pays a start-up, so slivers are not chased.
+LATE_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -67,5 +67,9 @@ def verdict(paces: list[Pace], now: float, deadline: float, z: float) -> Verdict
     """Compare the run's measured progress with `deadline` at quantile z (every time on `now`'s clock)."""
     ends = [finish_at(p, now, z) for p in paces if p.jobs_left > 0]
     finish = None if any(e is None for e in ends) else max((e for e in ends if e is not None), default=now)
-    late = {p.name: n for p in paces if (n := shortfall(p, now, deadline, z)) >= max(1.0, LATE_SHARE * p.jobs_left)}
+    late = {
+        p.name: n
+        for p in paces
+        if (n := shortfall(p, now, deadline, z)) >= max(MEASURED_MIN_JOBS, LATE_SHARE * p.jobs_left)
+    }
     return Verdict(finish, late, max(0.0, (finish or now) - deadline))

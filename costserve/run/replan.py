@@ -162,6 +162,17 @@ class GroupReplacer:
             )
         except PlanningError as exc:
             self.store.event(Event.NO_REPLACEMENT, str(exc))
+            if windows:  # groups still running take the shards (late, maybe, but not stopped): the steering says so
+                survivors = sorted(windows)
+                for j, sid in enumerate(left):
+                    queue = survivors[j % len(survivors)]
+                    self.store.move_shard(sid, queue)
+                    windows[queue].waiting.append(sid)
+                say(
+                    f"{why} and no replacement fits the remaining budget and deadline ({exc}): its {len(left)} shard(s) "
+                    f"go to {', '.join(survivors)}"
+                )
+                return
             tried = f"; ruled out: {', '.join(self.tried)}" if self.tried else ""
             raise NoCapacity(
                 f"{why} and no replacement fits the remaining budget and deadline: {exc}{tried}; "
