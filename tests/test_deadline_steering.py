@@ -143,3 +143,54 @@ def test_a_spot_group_lost_with_its_capacity_is_replaced_and_the_loss_is_paid_fo
     assert out.met, out  # replaced (on-demand or another offering) in time
     assert out.cost > plan.cost  # the lost start-up and the replacement are paid for
     assert not math.isnan(out.cost) and np.isfinite(out.finish_s or math.inf)
+
+
+def test_the_sky_backend_hands_a_late_groups_last_waiting_shards_to_added_capacity_or_keeps_them() -> None:
+    from types import SimpleNamespace
+
+    from costserve.run.shard_window import ShardWindow
+    from costserve.run.sky_steer import add_capacity
+
+    handed: list[list[str]] = []
+    fits = {"now": False}
+
+    def add(shards: list[str], why: str, windows: dict) -> str | None:  # GroupReplacer.add: re-plan and launch
+        handed.append(list(shards))
+        return "added 1x aws/us-east-1/g6e.xlarge" if fits["now"] else None
+
+    window: ShardWindow[None] = ShardWindow(2, lambda sid: None, [f"s{i}" for i in range(10)])
+    window.fill()  # s0, s1 sent; s2..s9 waiting
+    backend = SimpleNamespace(replacer=SimpleNamespace(add=add), may_add_capacity=True, windows={"g0": window},
+                              spec=SimpleNamespace(request=SimpleNamespace(shard_size=32)))
+    assert add_capacity(backend, {"g0": 70.0}, "late") is None  # nothing fits: every shard stays, in order
+    assert handed == [["s9", "s8", "s7"]] and list(window.waiting) == [f"s{i}" for i in range(2, 10)]
+    fits["now"] = True
+    assert add_capacity(backend, {"g0": 70.0}, "late") == "added 1x aws/us-east-1/g6e.xlarge"
+    assert list(window.waiting) == [f"s{i}" for i in range(2, 7)] and set(window.sent) == {"s0", "s1"}
+    backend.may_add_capacity = False  # the budget guard's projection is over budget: nothing is added
+    assert add_capacity(backend, {"g0": 70.0}, "late") is None and len(handed) == 2
+
+
+def test_a_lost_group_with_no_replacement_that_fits_hands_its_shards_to_the_groups_still_running(tmp_path: Path,
+                                                                                                said: Said) -> None:
+    from types import SimpleNamespace
+
+    from catalog.load import load_offerings
+    from costserve.request import BatchRequest
+    from costserve.run.replan import GroupReplacer
+    from costserve.run.shard_window import ShardWindow
+    from costserve.store.shard_files import write_shard
+    from solver.plan import Job
+
+    store = _store(tmp_path)
+    for sid in ("a", "b", "c"):
+        store.add_shard(sid, "g0", 1)
+        write_shard(store.dir, sid, [Job(custom_id=sid, line=1, max_tokens=8, prompt="hi")])
+    survivor: ShardWindow[None] = ShardWindow(4, lambda sid: None)
+    request = BatchRequest(jobs=tmp_path / "j.jsonl", model="Llama-3.1-70B", deadline_s=60.0)
+    replacer = GroupReplacer(store, SimpleNamespace(), SimpleNamespace(), SimpleNamespace(model="Llama-3.1-70B"),
+                             load_offerings(), load_gpus(), request, "redis://x", SimpleNamespace(), 60.0, None)
+    replacer._replan(["a", "b", "c"], "g0 (1x aws/us-east-1/p5.48xlarge spot) is gone", {"g1": survivor})
+    assert list(survivor.waiting) == ["a", "b", "c"]  # a 70B fleet cannot start in 60 s: the survivor takes them
+    assert {s.shard_id: s.group for s in store.shards()} == {"a": "g1", "b": "g1", "c": "g1"}
+    assert store.events(Event.NO_REPLACEMENT) and any("go to g1" in line for line in said.lines)
