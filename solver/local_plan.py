@@ -113,10 +113,10 @@ def model_row_from_hf_config(name: str, config: dict[str, Any]) -> dict[str, Any
 def local_plan(workload: Workload, model_row: pd.Series | dict[str, Any], replica: Replica, offerings: pd.DataFrame, gpus: pd.DataFrame,
                deadline_s: float, quality_target: float, price_override: float | None = None,
                cpu_profile: dict[str, Any] | None = None, cloud_baselines: bool = True,
-               calibration: tuple[float, float, str] | None = None, confidence: float = 0.9) -> Plan:
+               calibration: tuple[float, float, str, float] | None = None, confidence: float = 0.9) -> Plan:
     """The local run as a Plan: one group (this machine, `replica`), predicted cost ($) and makespan (s).
 
-    `calibration` (start-up s, work factor, how it was measured) comes from this machine's earlier runs of this
+    `calibration` (start-up s, work factor, how it was measured, σ of ln rate) comes from this machine's earlier runs of this
     model and replica: the makespan is the start-up plus the modelled work × the factor. With `cloud_baselines`, the
     same batch is planned on `offerings` (deadline, quality) and that plan and its baselines become this plan's
     baselines (savings = their cost / local cost). Its outlook is at `confidence`, from the spread of where its rates
@@ -126,7 +126,8 @@ def local_plan(workload: Workload, model_row: pd.Series | dict[str, Any], replic
     vcpus, memory = host_vcpus(), host_memory_gib()
     price, priced_as = local_price_per_hour(offerings, vcpus, price_override)
     cpu_spec = gpus.set_index("gpu", drop=False).loc["cpu"]
-    startup_s, factor, calibrated = calibration or (first_run_startup_s(model), 1.0, None)
+    startup_s, factor, calibrated, measured_spread = calibration or (first_run_startup_s(model), 1.0, None, 0.0)
+    sigma = measured_spread if calibration else rate_spread("cpu", False, False, cpu_profile is not None)
     rates = [r / factor for r in local_requests_per_s(model, cpu_spec, vcpus, memory, replica.bits, workload, cpu_profile)]
     finish_s = startup_s + sum(c.count / r for c, r in zip(workload.classes, rates) if c.count)
     cost = price * finish_s / 3600
@@ -136,7 +137,7 @@ def local_plan(workload: Workload, model_row: pd.Series | dict[str, Any], replic
         quality=model_quality(tuple(replica.bits), model.name),
         class_shares={c.name: 1.0 for c in workload.classes}, requests_per_s={c.name: r for c, r in zip(workload.classes, rates)},
         finish_s=finish_s, startup_s=startup_s, work_factor=factor, calibration=calibrated,
-        rate_spread=rate_spread("cpu", False, calibration is not None, cpu_profile is not None),
+        rate_spread=sigma,
     )
     baselines = _cloud_baselines(workload, model_row, offerings, gpus, deadline_s, quality_target, cost, cpu_profile) \
         if cloud_baselines else []
@@ -145,18 +146,19 @@ def local_plan(workload: Workload, model_row: pd.Series | dict[str, Any], replic
         workload=[WorkloadClassPlan(name=k.name, count=k.count, input_tokens=k.input_tokens, output_tokens=k.output_tokens)
                   for k in workload.classes],
         groups=[group], cost=cost, makespan_s=finish_s, quality=group.quality, baselines=baselines,
-        outlook=local_outlook(group, deadline_s, confidence, calibration is not None, cpu_profile is not None),
+        outlook=local_outlook(group, deadline_s, confidence, provenance(calibration is not None, cpu_profile is not None, "cpu")),
     )
 
 
-def local_outlook(group: FleetGroupPlan, deadline_s: float, confidence: float, calibrated: bool, profiled: bool) -> Outlook:
-    """What this machine's run promises at `confidence`: its one group's spread by provenance (solver/uncertainty.py)."""
+def local_outlook(group: FleetGroupPlan, deadline_s: float, confidence: float, kind: str) -> Outlook:
+    """What this machine's run promises at `confidence`: its one group's spread (`rate_spread`, from where its rates
+    come from: `kind`, solver/uncertainty.py)."""
     from solver.outlook import GroupRisk, fleet_outlook
 
-    sigma = rate_spread("cpu", False, calibrated, profiled)
+    sigma = group.rate_spread
     risk = GroupRisk(source="local", count=1, work_s=group.finish_s - group.startup_s, startup_s=group.startup_s,
                      price_per_hour=group.price_per_hour, rate_spread=sigma)  # one group: it ends on its own work
-    return fleet_outlook([risk], deadline_s, confidence, spread_words(provenance(calibrated, profiled, "cpu"), sigma))
+    return fleet_outlook([risk], deadline_s, confidence, spread_words(kind, sigma))
 
 
 def _cloud_baselines(workload: Workload, model_row: pd.Series | dict[str, Any], offerings: pd.DataFrame, gpus: pd.DataFrame,

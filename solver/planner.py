@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from solver.profiles import ThroughputProfile
 
 
-# (hardware signature, replica summary) -> (start-up s, work factor, how it was measured), or None
-Calibrate = Callable[[str, str], "tuple[float, float, str] | None"]
+# (hardware signature, replica summary) -> (start-up s, work factor, how it was measured, σ of ln rate over its runs)
+Calibrate = Callable[[str, str], "tuple[float, float, str, float] | None"]
 
 
 def diagnose(problem: FleetProblem, model: ModelShape, quality_target: float, all_candidates: Callable[[int], bool]) -> str:
@@ -103,9 +103,9 @@ def calibrated(candidates: list[Candidate], offerings: pd.DataFrame, model: Mode
         if found is None:
             out.append(c)
             continue
-        startup_s, factor, text = found
+        startup_s, factor, text, spread = found
         out.append(replace(c, requests_per_s=tuple(r / factor for r in c.requests_per_s), startup_seconds=startup_s,
-                           work_factor=factor, calibration=text))
+                           work_factor=factor, calibration=text, rate_spread=spread))
     return out
 
 
@@ -213,7 +213,8 @@ def with_spreads(candidates: list[Candidate], profiled_gpus: set[str], cpu_profi
     for c in candidates:
         fp8 = c.numerics.activations == "fp8"
         profiled = c.gpu in profiled_gpus or (c.gpu == "cpu" and cpu_profiled)
-        kind = provenance(c.calibration is not None, profiled, c.gpu)
-        out.append(replace(c, rate_spread=rate_spread(c.gpu, fp8, c.calibration is not None, profiled),
-                           rate_source=f"{c.gpu} {'fp8' if fp8 else c.bits} {kind}"))
+        calibrated = c.calibration is not None  # its spread is its runs' own (planner.calibrated)
+        spread = c.rate_spread if calibrated else rate_spread(c.gpu, fp8, False, profiled)
+        kind = provenance(calibrated, profiled, c.gpu)
+        out.append(replace(c, rate_spread=spread, rate_source=f"{c.gpu} {'fp8' if fp8 else c.bits} {kind}"))
     return out

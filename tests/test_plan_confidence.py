@@ -60,7 +60,7 @@ def test_the_first_local_run_states_its_wide_uncertainty_and_a_calibrated_one_a_
     work_s = first.makespan_s - first.groups[0].startup_s
     assert first.outlook.makespan_quantile_s >= 4 * work_s  # not a point estimate: up to ×5.9 at 90%
     calibrated = local_plan(work, smol, replica, OFFERINGS, GPUS, 3600, 0.0, cloud_baselines=False,
-                            calibration=(2.0, 1.0, "calibrated from 2 runs"))
+                            calibration=(2.0, 1.0, "calibrated from 2 runs", 0.10))
     assert calibrated.outlook is not None and calibrated.outlook.spread == "calibrated ±11%"
     assert calibrated.outlook.makespan_quantile_s < 1.3 * calibrated.makespan_s
     assert FIRST_RUN_LOG_SPREAD > 1 > 0.1 < roofline_spread("H100", fp8=True) < 0.3
@@ -80,3 +80,20 @@ def test_bench_deadline_reads_availability_traces_and_prints_its_table(tmp_path:
     refused = subprocess.run([sys.executable, "-m", "bench.deadline", "--availability-trace", str(bad)],
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert refused.returncode != 0 and f"{bad}: not a spot trace" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_calibration_spreads_as_its_runs_do_once_it_has_three(tmp_path: Path) -> None:
+    import math
+    import statistics
+
+    from costserve.store.calibration import calibration_for, record_run
+
+    db = tmp_path / "calibration.sqlite"
+    for i, factor in enumerate((1.0, 1.3)):
+        record_run(f"r{i}", "this machine", "SmolLM2-135M", "cpu 16-bit", 2.0, factor, path=db)
+    two = calibration_for("this machine", "SmolLM2-135M", "cpu 16-bit", db)
+    assert two is not None and two.log_spread == 0.10  # too few runs: the shipped ±10%
+    record_run("r2", "this machine", "SmolLM2-135M", "cpu 16-bit", 2.0, 0.8, path=db)
+    three = calibration_for("this machine", "SmolLM2-135M", "cpu 16-bit", db)
+    assert three is not None
+    assert three.log_spread == statistics.stdev([math.log(1.0), math.log(1.3), math.log(0.8)])  # 0.24: its own

@@ -124,7 +124,7 @@ def cloud_calibration(model: str) -> Calibrate | None:
 
     def lookup(hardware: str, replica: str) -> tuple[float, float, str] | None:
         found = known.get((hardware, replica))
-        return None if found is None else (found.startup_s, found.work_factor, found.describe())
+        return None if found is None else (found.startup_s, found.work_factor, found.describe(), found.log_spread)
 
     return lookup
 

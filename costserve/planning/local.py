@@ -79,7 +79,7 @@ def plan_local(request: BatchRequest, model: str, workload: Workload, price_per_
     offerings, gpus, _ = current_offerings()
     cpu_profile, _ = cpu_profile_for(row["model"])
     measured = calibration_for(machine_signature(), str(row["model"]), replica.summary())
-    calibration = (measured.startup_s, measured.work_factor, measured.describe()) if measured else None
+    calibration = (measured.startup_s, measured.work_factor, measured.describe(), measured.log_spread) if measured else None
     workload, share = expected_workload(str(row["model"]), workload)
     plan = local_plan(workload, row, replica, offerings, gpus, request.deadline_s, request.quality, price_per_hour,
                       cpu_profile, calibration=calibration, confidence=request.confidence)

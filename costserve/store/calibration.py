@@ -35,6 +35,7 @@ class Calibration:
     work_factor: float
     runs: int
     last_at: float  # unix s of the newest run weighed
+    log_spread: float = 0.10  # σ of ln(work factor) over its runs (solver/uncertainty.calibrated_spread)
 
     def describe(self) -> str:
         """`calibrated from N runs, last on DATE`, as plans show it."""
@@ -116,9 +117,27 @@ def calibrations_of(model: str, path: Path | None = None) -> dict[tuple[str, str
             work_factor=_recent_mean([r[2] for r in kept]),
             runs=len(kept),
             last_at=kept[0][0],
+            log_spread=calibrated_spread([r[2] for r in kept]),
         )
         for key, kept in recent.items()
     }
+
+
+def calibrated_spread(factors: list[float]) -> float:
+    """σ of ln(true ÷ calibrated rate) of a calibration from its runs' work factors: their own spread once there are
+    SPREAD_MIN_RUNS of them (never below MEASURED_LOG_SPREAD), else CALIBRATED_LOG_SPREAD (solver/uncertainty.py)."""
+    import math
+    import statistics
+
+    from solver.uncertainty import CALIBRATED_LOG_SPREAD, MEASURED_LOG_SPREAD
+
+    logs = [math.log(f) for f in factors if f > 0]
+    if len(logs) < SPREAD_MIN_RUNS:
+        return CALIBRATED_LOG_SPREAD
+    return max(MEASURED_LOG_SPREAD, statistics.stdev(logs))
+
+
+SPREAD_MIN_RUNS = 3  # runs a calibration needs before its own spread replaces the shipped one
 
 
 def _recent_mean(values: list[float]) -> float:
