@@ -154,7 +154,7 @@ def test_the_sky_backend_hands_a_late_groups_last_waiting_shards_to_added_capaci
     handed: list[list[str]] = []
     fits = {"now": False}
 
-    def add(shards: list[str], why: str, windows: dict) -> str | None:  # GroupReplacer.add: re-plan and launch
+    def add(shards: list[str], why: str, windows: dict, measured: object = None) -> str | None:  # GroupReplacer.add
         handed.append(list(shards))
         return "added 1x aws/us-east-1/g6e.xlarge" if fits["now"] else None
 
@@ -194,3 +194,23 @@ def test_a_lost_group_with_no_replacement_that_fits_hands_its_shards_to_the_grou
     assert list(survivor.waiting) == ["a", "b", "c"]  # a 70B fleet cannot start in 60 s: the survivor takes them
     assert {s.shard_id: s.group for s in store.shards()} == {"a": "g1", "b": "g1", "c": "g1"}
     assert store.events(Event.NO_REPLACEMENT) and any("go to g1" in line for line in said.lines)
+
+
+def test_added_capacity_is_planned_at_the_rate_the_running_hardware_measured() -> None:
+    from costserve.run.sky_steer import measured_calibration, planned_jobs_per_s
+    from solver.planner import plan_batch
+
+    llama = load_models().set_index("model", drop=False).loc["Llama-3.1-8B"]
+    work = bucket_workload([(1000, 300, 20_000), (150, 100, 30_000)])
+    plan = plan_batch(work, llama, load_offerings(), load_gpus(), 2 * 3600, None, 0.99, with_baselines=False)
+    planned = planned_jobs_per_s(plan.groups[0], plan)
+    assert planned > 0
+    calibrate = measured_calibration(plan, [Pace("g0", 10_000, planned / 2)])  # g0 runs at half its planned rate
+    slower = plan_batch(work, llama, load_offerings(), load_gpus(), 2 * 3600, None, 0.99, with_baselines=False,
+                        calibrate=calibrate)
+    g = plan.groups[0]
+    same = [h for h in slower.groups if (h.gpu, h.replica.summary()) == (g.gpu, g.replica.summary())]
+    for h in same:  # that hardware is planned at the measured rate, and says so
+        assert h.work_factor == pytest.approx(2.0, rel=1e-6) and "measured in this run" in (h.calibration or "")
+        assert all(h.requests_per_s[k] == pytest.approx(r / 2, rel=1e-6) for k, r in g.requests_per_s.items())
+    assert slower.cost > plan.cost  # the same jobs at a measured half rate cost more (or take another GPU)

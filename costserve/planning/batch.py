@@ -122,7 +122,7 @@ def cloud_calibration(model: str) -> Calibrate | None:
     if not known:
         return None
 
-    def lookup(hardware: str, replica: str) -> tuple[float, float, str] | None:
+    def lookup(hardware: str, replica: str) -> tuple[float, float, str, float] | None:
         found = known.get((hardware, replica))
         return None if found is None else (found.startup_s, found.work_factor, found.describe(), found.log_spread)
 
@@ -137,10 +137,13 @@ def replan_jobs(
     gpus: pd.DataFrame,
     remaining_s: float,
     remaining_budget: float | None,
+    measured: Calibrate | None = None,
 ) -> Plan:
     """A fleet for a run's unfinished `jobs` on what is left of its deadline (s) and budget ($), no baselines.
 
-    `offerings` may have had availability taken away (groups just lost). Raises PlanningError when none fits.
+    `offerings` may have had availability taken away (groups just lost); `measured` is what the run's own groups
+    measured, as a calibration (run/sky_steer.py), else finished runs' calibrations count. Raises PlanningError when
+    none fits.
     """
     from solver.planner import plan_batch
     from solver.workload import workload_from_jobs
@@ -155,6 +158,7 @@ def replan_jobs(
         request.quality,
         request.spot,
         with_baselines=False,
+        calibrate=measured or cloud_calibration(model),
         own_weights=request.model_source is not None,
         confidence=request.confidence,
     )

@@ -119,10 +119,11 @@ class GroupReplacer:
             (o["cloud"] == group.cloud) & (o["region"] == group.region) & (o["instance_type"] == group.instance_type)
         ].index
 
-    def add(self, shards: list[str], why: str, windows: dict[str, Any]) -> str | None:
+    def add(self, shards: list[str], why: str, windows: dict[str, Any], measured: Any = None) -> str | None:
         """Re-plan the jobs of `shards` on new groups that finish them by the deadline within what the budget leaves
         once the running fleet is paid to the deadline, and launch them (the deadline steering); None when nothing
-        fits, nothing launched."""
+        fits, nothing launched. `measured`: the running groups' measured rates as a calibration (solver.planner's
+        Calibrate), so hardware already running is planned at the rate it shows."""
         from costserve.durations import format_money
         from costserve.errors import PlanningError
         from costserve.planning.batch import replan_jobs
@@ -135,7 +136,9 @@ class GroupReplacer:
             return None
         jobs = [job for sid in shards for job in read_shard(self.store.dir, sid)]
         try:
-            new = replan_jobs(jobs, self.request, self.plan.model, self.offerings, self.gpus, remaining_s, budget)
+            new = replan_jobs(
+                jobs, self.request, self.plan.model, self.offerings, self.gpus, remaining_s, budget, measured
+            )
         except PlanningError:
             return None
         fleet = ", ".join(f"{g.count}x {g.cloud}/{g.region}/{g.instance_type}" for g in new.groups)

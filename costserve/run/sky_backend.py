@@ -27,7 +27,7 @@ from costserve.run.broker_watch import BrokerWatch, broker_errors
 from costserve.run.replan import GroupReplacer
 from costserve.run.shard_window import ShardWindow, rebalance
 from costserve.run.sky_launch import launch_clusters, shard_windows
-from costserve.run.sky_steer import add_capacity, group_paces
+from costserve.run.sky_steer import add_capacity, group_paces, measured_calibration
 from costserve.run.sky_tasks import node_tasks
 from costserve.store.results import queue_run_stats
 from costserve.store.run_state import Event
@@ -142,7 +142,7 @@ class SkyBackend:
 
     def add_capacity(self, late: dict[str, float], why: str) -> str | None:
         """New groups for the jobs that would finish after the deadline, within the budget left (run/sky_steer.py)."""
-        return add_capacity(self, late, why)
+        return add_capacity(self, late, why, measured_calibration(self.spec.plan, group_paces(self, time.time())))
 
     def replace_lost(self) -> None:
         if self.replacer is not None and self.error is None:
