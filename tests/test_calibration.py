@@ -105,15 +105,16 @@ def test_cloud_candidates_plan_from_what_their_hardware_and_replica_measured() -
     (first,) = plain.groups[:1]
     mine = (hardware_signature(first.gpu, first.gpus_per_instance, first.instance_type), first.replica.summary())
 
-    def lookup(hardware: str, replica: str) -> tuple[float, float, str] | None:
-        return (420.0, 2.0, "calibrated from 3 runs, last on 2026-12-01 03:00") if (hardware, replica) == mine else None
+    def lookup(hardware: str, replica: str) -> tuple[float, float, str, float] | None:
+        found = (420.0, 2.0, "calibrated from 3 runs, last on 2026-12-01 03:00", 0.07)
+        return found if (hardware, replica) == mine else None
 
     candidates = build_candidates(offerings, gpus, model, workload, 0.0)
     for before, after in zip(candidates, calibrated(candidates, offerings, model, lookup)):
         key = (hardware_signature(before.gpu, before.gpus_per_instance, str(offerings.loc[before.offering]["instance_type"])),
                replica_of(before, model).summary())
         if key == mine:  # the measured start-up and half the modelled rate
-            assert after.startup_seconds == 420.0 and after.work_factor == 2.0
+            assert after.startup_seconds == 420.0 and after.work_factor == 2.0 and after.rate_spread == 0.07
             assert after.requests_per_s == tuple(r / 2 for r in before.requests_per_s)
         else:
             assert after == before
@@ -123,7 +124,7 @@ def test_cloud_candidates_plan_from_what_their_hardware_and_replica_measured() -
         calibrated_group = (hardware_signature(g.gpu, g.gpus_per_instance, g.instance_type), g.replica.summary()) == mine
         assert (g.calibration is not None) == calibrated_group
         if calibrated_group:
-            assert g.startup_s == 420.0 and g.work_factor == 2.0
+            assert g.startup_s == 420.0 and g.work_factor == 2.0 and g.rate_spread == 0.07  # its runs' own spread
 
 
 def test_profile_first_measures_this_machine_before_planning(cli, tmp_path: Path, smollm2_dir: Path) -> None:  # type: ignore[no-untyped-def]
