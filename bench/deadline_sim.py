@@ -20,7 +20,7 @@ import numpy as np
 from solver.candidates import Candidate
 from solver.fleet import FleetProblem, Infeasible
 from solver.margin import solve_at_confidence
-from solver.steering import MEASURED_MIN_JOBS, Pace, verdict
+from solver.steering import MEASURED_MIN_JOBS, Pace, budget_for_added, verdict
 from solver.uncertainty import MEASURED_LOG_SPREAD, STARTUP_LOG_SPREAD, z_of
 from solver.workload import Workload, WorkloadClass
 
@@ -226,8 +226,7 @@ class Sim:
             share = min(1.0, n / max(float(g.left.sum()), 1e-9))
             jobs, g.left = jobs + g.left * share, g.left * (1 - share)
         remaining = self.plan_problem.deadline_s - self.t
-        budget = None if self.plan_problem.budget is None else (
-            self.plan_problem.budget - self.spend() - self.running_price_per_hour() * remaining / 3600)
+        budget = budget_for_added(self.plan_problem.budget, self.spend(), self.running_price_per_hour(), remaining)
         if (budget is None or budget > 0) and self.replan(jobs, self.policy.confidence, budget=budget, measured=measured):
             self.steered += 1
             return

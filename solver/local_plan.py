@@ -127,7 +127,7 @@ def local_plan(workload: Workload, model_row: pd.Series | dict[str, Any], replic
     price, priced_as = local_price_per_hour(offerings, vcpus, price_override)
     cpu_spec = gpus.set_index("gpu", drop=False).loc["cpu"]
     startup_s, factor, calibrated, measured_spread = calibration or (first_run_startup_s(model), 1.0, None, 0.0)
-    sigma = measured_spread if calibration else rate_spread("cpu", False, False, cpu_profile is not None)
+    sigma = measured_spread if calibration else rate_spread("cpu", False, cpu_profile is not None)
     rates = [r / factor for r in local_requests_per_s(model, cpu_spec, vcpus, memory, replica.bits, workload, cpu_profile)]
     finish_s = startup_s + sum(c.count / r for c, r in zip(workload.classes, rates) if c.count)
     cost = price * finish_s / 3600

@@ -59,11 +59,11 @@ def spread_text(candidates: list[Candidate]) -> str:
     return ", ".join(parts)
 
 
-def derated_problem(problem: FleetProblem, confidence: float | None) -> FleetProblem:
-    """`problem` with every candidate taken at the confidence's own quantile (unchanged for None)."""
+def derated_problem(problem: FleetProblem, confidence: float | None, z: float | None = None) -> FleetProblem:
+    """`problem` with every candidate taken at quantile `z`, by default the confidence's own (unchanged for None)."""
     if confidence is None:
         return problem
-    return problem.with_(candidates=[derated(c, z_of(confidence)) for c in problem.candidates])
+    return problem.with_(candidates=[derated(c, z_of(confidence) if z is None else z) for c in problem.candidates])
 
 
 def outlook_of(solution: FleetSolution, problem: FleetProblem, confidence: float | None) -> Outlook:
@@ -105,7 +105,7 @@ def solve_at_confidence(
     z = z_of(confidence)
     found: tuple[FleetSolution, FleetProblem, Outlook] | None = None
     for _ in range(MAX_RAISES + 1):
-        asked = problem.with_(candidates=[derated(c, z) for c in problem.candidates])
+        asked = derated_problem(problem, confidence, z)
         try:
             solution = solve(asked)
         except Infeasible:

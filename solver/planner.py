@@ -214,7 +214,7 @@ def with_spreads(candidates: list[Candidate], profiled_gpus: set[str], cpu_profi
         fp8 = c.numerics.activations == "fp8"
         profiled = c.gpu in profiled_gpus or (c.gpu == "cpu" and cpu_profiled)
         calibrated = c.calibration is not None  # its spread is its runs' own (planner.calibrated)
-        spread = c.rate_spread if calibrated else rate_spread(c.gpu, fp8, False, profiled)
+        spread = c.rate_spread if calibrated else rate_spread(c.gpu, fp8, profiled)
         kind = provenance(calibrated, profiled, c.gpu)
         out.append(replace(c, rate_spread=spread, rate_source=f"{c.gpu} {'fp8' if fp8 else c.bits} {kind}"))
     return out

@@ -53,6 +53,12 @@ def shortfall(pace: Pace, now: float, deadline: float, z: float) -> float:
     return max(0.0, pace.jobs_left - cautious_rate(pace, z) * max(0.0, deadline - now))
 
 
+def budget_for_added(budget: float | None, spent: float, running_per_hour: float, remaining_s: float) -> float | None:
+    """What added capacity may cost ($): the budget less what is spent and what the running fleet costs ($/h) until
+    the deadline `remaining_s` away; None without a budget."""
+    return None if budget is None else budget - spent - running_per_hour * max(0.0, remaining_s) / 3600
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the measured paces say: the projected finish (s; None until every group with work is measured), the

@@ -73,11 +73,10 @@ def roofline_spread(gpu: str, fp8: bool) -> float:
     return spreads.get((gpu, "fp8" if fp8 else "fp16"), spreads[("*", "*")])
 
 
-def rate_spread(gpu: str, fp8: bool, calibrated: bool, profiled: bool) -> float:
-    """σ of ln(true ÷ predicted rate) of a candidate by provenance: calibrated, profiled, the CPU roofline of a
-    model never run (FIRST_RUN_LOG_SPREAD), else the GPU roofline."""
-    if calibrated:
-        return CALIBRATED_LOG_SPREAD
+def rate_spread(gpu: str, fp8: bool, profiled: bool) -> float:
+    """σ of ln(true ÷ predicted rate) of an uncalibrated candidate by provenance: profiled, the CPU roofline of a
+    model never run (FIRST_RUN_LOG_SPREAD), else the GPU roofline. A calibration has its runs' own spread
+    (costserve/store/calibration.calibrated_spread)."""
     if profiled:
         return PROFILED_LOG_SPREAD
     return FIRST_RUN_LOG_SPREAD if gpu == "cpu" else roofline_spread(gpu, fp8)

@@ -78,7 +78,7 @@ def test_late_jobs_are_handed_to_added_capacity_and_the_decision_recorded(tmp_pa
     start = store.created()
     asked: list[dict[str, float]] = []
 
-    def add(late: dict[str, float], why: str) -> str:
+    def add(late: dict[str, float], why: str, paces: list[Pace]) -> str:
         asked.append(late)
         return "added 1x aws/us-east-1/g6e.xlarge for 2,100 job(s), planned $1.10"
 

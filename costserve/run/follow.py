@@ -142,8 +142,8 @@ def follow(
             projected = spent + price_per_hour * remaining_s / 3600 if remaining_s is not None else None
             show(Tick(done, total, tokens / elapsed, spent, projected, remaining_s, backend.status(time.time())))
             if steer is not None and done < total:
-                paces = getattr(backend, "paces", None)  # per group where the backend knows them, else the whole run
-                steer.check(paces(time.time()) if paces else [run_pace(total - done, first, done, total)], time.time())
+                now, paces = time.time(), getattr(backend, "paces", None)  # per group where known, else the whole run
+                steer.check(paces(now) if paces else [run_pace(total - done, first, done, total)], now)
             if done >= total:
                 backend.settle()
                 return

@@ -128,10 +128,10 @@ class GroupReplacer:
         from costserve.errors import PlanningError
         from costserve.planning.batch import replan_jobs
         from costserve.store.shard_files import read_shard
+        from solver.steering import budget_for_added
 
         remaining_s = self.deadline_s - (time.time() - self.started)
-        committed = self.store.running_price_per_hour() * max(0.0, remaining_s) / 3600  # the running fleet, to the end
-        budget = None if self.budget is None else self.budget - self.store.spend() - committed
+        budget = budget_for_added(self.budget, self.store.spend(), self.store.running_price_per_hour(), remaining_s)
         if remaining_s <= 0 or (budget is not None and budget <= 0):
             return None
         jobs = [job for sid in shards for job in read_shard(self.store.dir, sid)]
@@ -144,6 +144,14 @@ class GroupReplacer:
         fleet = ", ".join(f"{g.count}x {g.cloud}/{g.region}/{g.instance_type}" for g in new.groups)
         self._launch(new, shards, windows)
         return f"added {fleet} for {len(jobs):,} job(s) ({len(shards)} shard(s)), planned {format_money(new.cost)}"
+
+    def _deal(self, left: list[str], queues: list[str]) -> dict[str, list[str]]:
+        """Deal `left`'s shards to `queues` in turn and record each move in the store; the shards of each queue."""
+        moved: dict[str, list[str]] = {q: [] for q in queues}
+        for j, sid in enumerate(left):
+            moved[queues[j % len(queues)]].append(sid)
+            self.store.move_shard(sid, queues[j % len(queues)])
+        return moved
 
     def _replan(self, left: list[str], why: str, windows: dict[str, Any]) -> None:
         """Re-plan the jobs of shards `left` within the deadline and budget that remain, launch the new groups and send
@@ -167,10 +175,8 @@ class GroupReplacer:
             self.store.event(Event.NO_REPLACEMENT, str(exc))
             if windows:  # groups still running take the shards (late, maybe, but not stopped): the steering says so
                 survivors = sorted(windows)
-                for j, sid in enumerate(left):
-                    queue = survivors[j % len(survivors)]
-                    self.store.move_shard(sid, queue)
-                    windows[queue].waiting.append(sid)
+                for queue, shards in self._deal(left, survivors).items():
+                    windows[queue].waiting.extend(shards)
                 say(
                     f"{why} and no replacement fits the remaining budget and deadline ({exc}): its {len(left)} shard(s) "
                     f"go to {', '.join(survivors)}"
@@ -191,11 +197,7 @@ class GroupReplacer:
         self.plan.groups.extend(new.groups)
         self.store.write_json("plan.json", self.plan.model_dump_json(indent=2))
         queues = [f"g{k}" for k in range(first, first + len(new.groups))]
-        moved: dict[str, list[str]] = {q: [] for q in queues}
-        for j, sid in enumerate(left):
-            moved[queues[j % len(queues)]].append(sid)
-            self.store.move_shard(sid, queues[j % len(queues)])
-        for (queue, shards), g in zip(moved.items(), new.groups):
+        for (queue, shards), g in zip(self._deal(left, queues).items(), new.groups):
             size = window_size(g.count * g.replicas, g.replica.planned_batch, self.request.shard_size)
             windows[queue] = group_window(self.shard_tasks, queue, size, shards)
         for path, queue, g in zip(files, queues, new.groups):

@@ -140,9 +140,10 @@ class SkyBackend:
         """Each running group's measured pace, for the deadline steering (run/sky_steer.py)."""
         return group_paces(self, now)
 
-    def add_capacity(self, late: dict[str, float], why: str) -> str | None:
-        """New groups for the jobs that would finish after the deadline, within the budget left (run/sky_steer.py)."""
-        return add_capacity(self, late, why, measured_calibration(self.spec.plan, group_paces(self, time.time())))
+    def add_capacity(self, late: dict[str, float], why: str, paces: list[Any]) -> str | None:
+        """New groups for the jobs that would finish after the deadline, within the budget left, planned at the rates
+        `paces` measured (run/sky_steer.py)."""
+        return add_capacity(self, late, why, measured_calibration(self.spec.plan, paces))
 
     def replace_lost(self) -> None:
         if self.replacer is not None and self.error is None:

@@ -19,8 +19,8 @@ from costserve.store.run_state import Event
 from costserve.store.runs import RunStore
 from solver.steering import STEER_CHECK_S, Pace, verdict
 
-# late jobs per group, and why -> what was added (one line) or None when nothing could be
-AddCapacity = Callable[[dict[str, float], str], "str | None"]
+# late jobs per group, why, and the paces measured -> what was added (one line) or None when nothing could be
+AddCapacity = Callable[[dict[str, float], str, list[Pace]], "str | None"]
 
 
 @dataclass
@@ -47,7 +47,7 @@ class DeadlineSteer:
         measured = measured_text(paces)
         late = sum(found.late_jobs.values())
         why = f"measured {measured}: {late:,.0f} job(s) would finish after the deadline"
-        if self.add is not None and (added := self.add(found.late_jobs, why)) is not None:
+        if self.add is not None and (added := self.add(found.late_jobs, why, paces)) is not None:
             self.store.event(Event.STEERED, f"{why}; {added}")
             say(f"steering to the deadline: {why}; {added}")
             return

@@ -15,12 +15,15 @@ model calibrates the output length the next plan of that model expects (`output_
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.home import costserve_home
+from solver.uncertainty import CALIBRATED_LOG_SPREAD, MEASURED_LOG_SPREAD
 
 RECENT_RUNS = 8  # rows a calibration weighs; each older row has half the weight of the one after it
 CALIBRATION_FILE = "calibration.sqlite"
@@ -35,7 +38,7 @@ class Calibration:
     work_factor: float
     runs: int
     last_at: float  # unix s of the newest run weighed
-    log_spread: float = 0.10  # σ of ln(work factor) over its runs (solver/uncertainty.calibrated_spread)
+    log_spread: float = CALIBRATED_LOG_SPREAD  # σ of ln(work factor) over its runs (calibrated_spread)
 
     def describe(self) -> str:
         """`calibrated from N runs, last on DATE`, as plans show it."""
@@ -126,11 +129,6 @@ def calibrations_of(model: str, path: Path | None = None) -> dict[tuple[str, str
 def calibrated_spread(factors: list[float]) -> float:
     """σ of ln(true ÷ calibrated rate) of a calibration from its runs' work factors: their own spread once there are
     SPREAD_MIN_RUNS of them (never below MEASURED_LOG_SPREAD), else CALIBRATED_LOG_SPREAD (solver/uncertainty.py)."""
-    import math
-    import statistics
-
-    from solver.uncertainty import CALIBRATED_LOG_SPREAD, MEASURED_LOG_SPREAD
-
     logs = [math.log(f) for f in factors if f > 0]
     if len(logs) < SPREAD_MIN_RUNS:
         return CALIBRATED_LOG_SPREAD
