@@ -5,9 +5,10 @@ solver/outlook.py assumes), each launch's start-up, spot capacity from traces (b
 second. What is real: the plans and every re-plan (solver/margin.solve_at_confidence over the run's candidate set —
 the fleet MILP alone is re-solved), the steering's verdict (solver/steering.py), the budget guard
 (costserve/run/budget.BudgetGuard, on the simulated ledger), and the driver's rules around them — a lost or refused
-group's jobs re-planned within the deadline and budget left without what failed (run/replan.py), late jobs moved to
-added capacity within the budget left once the running fleet is paid to the deadline (run/replan.GroupReplacer.add),
-idle groups taking waiting jobs from busy ones (run/shard_window.rebalance). No sleeps: a step is DT_S of virtual time.
+group's jobs re-planned within the deadline and budget left without what failed, the jobs of every group lost in one
+step in one re-plan (run/replan.py), late jobs moved to added capacity within the budget left once the running fleet is
+paid to the deadline (run/replan.GroupReplacer.add), idle groups taking waiting jobs from the group that would finish
+last, up or still starting (run/shard_window.rebalance). No sleeps: a step is DT_S of virtual time.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ class Group:
         """True instance-seconds its jobs left need."""
         return float(sum(n / (r * self.speed) for n, r in zip(self.left, self.c.requests_per_s) if n > 0 and r > 0))
 
-    def jobs_per_s(self) -> float:
-        """True jobs/s of all its instances at its current class mix."""
-        need = self.instance_s()
-        return float(self.left.sum()) * self.count / need if need > 0 else 0.0
+    def jobs_per_s(self, mix: np.ndarray | None = None) -> float:
+        """True jobs/s of all its instances at the class mix of `mix` (default: its own jobs left)."""
+        jobs = self.left if mix is None else mix
+        need = float(sum(n / (r * self.speed) for n, r in zip(jobs, self.c.requests_per_s) if n > 0 and r > 0))
+        return float(jobs.sum()) * self.count / need if need > 0 else 0.0
 
 
 @dataclass
@@ -89,6 +91,8 @@ class Sim:
     ruled_out: set[int] = field(default_factory=set)
     billed: float = 0.0  # $ of groups already down
     one_gpu: str | None = None
+    line_from: float = 0.0  # when the uniform-progress line leaves 0 (s): the first plan's start-up
+    worked_until: float = 0.0  # when (s) the last job done in the latest step finished: a run ends then, not at DT_S
     steered: int = 0
     warned_at: float | None = None
     stopped: str | None = None  # why the run stopped before its jobs were done (the driver's NoCapacity)
@@ -150,7 +154,9 @@ class Sim:
         except Infeasible:
             return False
         for g in solution.groups:
-            self.launch(g.candidate, g.count, jobs * np.array(g.shares), confidence)
+            share = jobs * np.array(g.shares)
+            if share.sum() >= 1:  # not a group the MILP planned for `scaled`'s stand-in job of an empty class
+                self.launch(g.candidate, g.count, share, confidence)
         return True
 
     def _to_survivors(self, jobs: np.ndarray) -> None:
@@ -170,20 +176,27 @@ class Sim:
         return replace(c, requests_per_s=tuple(r * factor for r in c.requests_per_s), rate_spread=MEASURED_LOG_SPREAD)
 
     def step(self) -> None:
-        """One DT_S: spot capacity taken away (a group losing instances is lost whole, its jobs re-planned), work done,
-        idle groups take waiting jobs from the busiest."""
+        """One DT_S: spot capacity taken away (a group losing instances is lost whole; the lost groups' jobs are
+        re-planned together), work done, idle groups take waiting jobs from the one that would finish last."""
+        lost = []
         for g in self.live():
             if g.c.spot and self.capacity(g.c.offering) < 0:
                 self.stop(g)
-                if not self.replan(g.left, self.policy.confidence, spot=self._spot_ok()):
-                    self._to_survivors(g.left)
+                lost.append(g)
+        if lost:  # one re-plan for every group lost at this check, as the driver's GroupReplacer.check
+            jobs = np.sum([g.left for g in lost], axis=0)
+            if not self.replan(jobs, self.policy.confidence, spot=self._spot_ok()):
+                self._to_survivors(jobs)
+        self.worked_until = self.t
         for g in self.live():
             if g.up_at <= self.t + DT_S and g.left.sum() > 0:
-                work = g.count * (self.t + DT_S - max(self.t, g.up_at))
+                start = max(self.t, g.up_at)
+                work = g.count * (self.t + DT_S - start)
                 need = g.instance_s()
                 share = min(1.0, work / need) if need > 0 else 1.0
                 g.done += float(g.left.sum()) * share
                 g.left = g.left * (1 - share) if share < 1 else np.zeros_like(g.left)
+                self.worked_until = max(self.worked_until, start + need / g.count if share >= 1 else self.t + DT_S)
         self._rebalance()
         self.t += DT_S
 
@@ -194,12 +207,31 @@ class Sim:
                     and all(r > 0 for r, n in zip(g.c.requests_per_s, v.left) if n > 0)]
             if not busy:
                 return
-            v = max(busy, key=lambda v: v.instance_s() / v.count)
-            mine = g.count * g.speed / (g.count * g.speed + v.count * v.speed)  # a share both finish together
+            v = max(busy, key=lambda v: self._finish(v))
+            # the share of v's jobs with which both finish together, v's start-up still to come counted (the real
+            # window takes waiting shards whether or not their group is up yet)
+            mine_rate, theirs_rate = g.jobs_per_s(v.left), v.jobs_per_s()
+            lead = theirs_rate * max(0.0, v.up_at - self.t)
+            total = float(v.left.sum())
+            if total <= 0 or mine_rate + theirs_rate <= 0:
+                continue
+            mine = min(1.0, (total + lead) * mine_rate / (mine_rate + theirs_rate) / total)
             g.left, v.left = v.left * mine, v.left * (1 - mine)
 
+    def _finish(self, g: Group) -> float:
+        """When (s) `g` finishes its queue at its true rate, start-up included."""
+        if g.left.sum() <= 0:
+            return self.t
+        rate = g.jobs_per_s()
+        return max(g.up_at, self.t) + (float(g.left.sum()) / rate if rate > 0 else math.inf)
+
     def _spot_ok(self) -> bool:
-        return not self.policy.uniform_progress or self.progress() >= self.t / self.plan_problem.deadline_s
+        """Whether spot may be used: always, but under Uniform Progress only while progress is on or ahead of the line
+        from 0 once the first plan's groups are up (`line_from`, s) to 1 at the deadline."""
+        if not self.policy.uniform_progress:
+            return True
+        line = (self.t - self.line_from) / (self.plan_problem.deadline_s - self.line_from)
+        return self.progress() >= line
 
     def progress(self) -> float:
         total = float(sum(k.count for k in self.plan_problem.workload.classes))

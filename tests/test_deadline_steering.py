@@ -196,6 +196,41 @@ def test_a_lost_group_with_no_replacement_that_fits_hands_its_shards_to_the_grou
     assert store.events(Event.NO_REPLACEMENT) and any("go to g1" in line for line in said.lines)
 
 
+def test_the_groups_lost_at_one_check_are_replanned_together(tmp_path: Path, said: Said) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from costserve.request import BatchRequest
+    from costserve.run.replan import GroupReplacer
+    from costserve.run.shard_window import ShardWindow
+    from costserve.store.shard_files import write_shard
+    from deploy.sky_fleet import cluster_name
+    from solver.plan import Job
+
+    store = _store(tmp_path)
+    windows: dict[str, ShardWindow[None]] = {}
+    for queue, shards in (("g0", ["a", "b"]), ("g1", ["c"]), ("g2", [])):
+        store.fleet_up(queue, int(queue[1:]), 1, 55.0)
+        for sid in shards:
+            store.add_shard(sid, queue, 1)
+            write_shard(store.dir, sid, [Job(custom_id=sid, line=1, max_tokens=8, prompt="hi")])
+        windows[queue] = ShardWindow(4, lambda sid: None, shards)
+    p5 = SimpleNamespace(count=1, cloud="aws", region="us-east-1", instance_type="p5.48xlarge", spot=True)
+    status = {cluster_name(store.id, "g0"): None, cluster_name(store.id, "g1"): "INIT", cluster_name(store.id, "g2"): "UP"}
+    forgotten: list[str] = []
+    fleet = SimpleNamespace(statuses=lambda names: {n: status[n] for n in names}, forget=forgotten.append)
+    request = BatchRequest(jobs=tmp_path / "j.jsonl", model="Llama-3.1-70B", deadline_s=60.0)
+    replacer = GroupReplacer(store, fleet, SimpleNamespace(), SimpleNamespace(model="Llama-3.1-70B", groups=[p5] * 3),
+                             load_offerings(), load_gpus(), request, "redis://x", SimpleNamespace(), 60.0, None,
+                             last_check=time.monotonic() - 3600)
+    replacer.check(windows)  # type: ignore[arg-type]
+    assert sorted(forgotten) == sorted([cluster_name(store.id, "g0"), cluster_name(store.id, "g1")])
+    assert len(store.events(Event.GROUP_LOST)) == 2
+    assert len(store.events(Event.NO_REPLACEMENT)) == 1  # one re-plan for both groups' jobs (none fits 60 s: g2 takes them)
+    assert set(windows) == {"g2"} and sorted(windows["g2"].waiting) == ["a", "b", "c"]
+    assert any("g0" in line and "g1" in line and "go to g2" in line for line in said.lines)
+
+
 def test_added_capacity_is_planned_at_the_rate_the_running_hardware_measured() -> None:
     from costserve.run.sky_steer import measured_calibration, planned_jobs_per_s
     from solver.planner import plan_batch
@@ -214,3 +249,18 @@ def test_added_capacity_is_planned_at_the_rate_the_running_hardware_measured() -
         assert h.work_factor == pytest.approx(2.0, rel=1e-6) and "measured in this run" in (h.calibration or "")
         assert all(h.requests_per_s[k] == pytest.approx(r / 2, rel=1e-6) for k, r in g.requests_per_s.items())
     assert slower.cost > plan.cost  # the same jobs at a measured half rate cost more (or take another GPU)
+
+
+def test_in_the_simulator_an_idle_group_takes_jobs_from_one_still_starting_so_both_finish_together() -> None:
+    from bench.deadline_sim import Group, Sim
+
+    s = _scenario("Llama-3.1-8B", 2, budget_times=2.0)
+    c = next(c for c in s.problem.candidates if all(r > 0 for r in c.requests_per_s))
+    sim = Sim(STEERED, s.problem, _speeds(s, 1.0), {}, np.random.default_rng(0))
+    jobs = np.full(len(c.requests_per_s), 200_000.0)
+    idle, starting = Group(c, 1, np.zeros_like(jobs), 0.0, 0.0, 1.0), Group(c, 1, jobs, 0.0, 1200.0, 1.0)
+    sim.groups, sim.t = [idle, starting], 600.0
+    sim._rebalance()  # the real window takes waiting shards from a group that is not up yet, as from any other
+    assert idle.left.sum() > starting.left.sum()  # the starting group's 600 s still to come count against it
+    assert sim._finish(idle) == pytest.approx(sim._finish(starting), rel=1e-9)
+    assert idle.left.sum() + starting.left.sum() == pytest.approx(jobs.sum())

@@ -4,6 +4,7 @@ at the confidence's quantile, and the plan states expected and quantile makespan
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +74,11 @@ def test_bench_deadline_reads_availability_traces_and_prints_its_table(tmp_path:
                           "--runs", "4", "--others", "2"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "spot capacity: us-east-1a_v100_1.json" in out.stdout
-    rows = [line for line in out.stdout.splitlines() if line.strip().startswith("8B 2h spot")]
-    assert len(rows) == 5 and "c margin+steer" in out.stdout  # one row per policy
+    table, targets = out.stdout.split("issue 36's targets for (c):")
+    rows = [line for line in table.splitlines() if line.strip().startswith("8B 2h spot")]
+    assert len(rows) == 5 and "c margin+steer" in table  # one row per policy
+    (target,) = [line for line in targets.splitlines() if line.strip().startswith("8B 2h spot")]
+    assert "(c) vs (d)" in targets and re.search(r"met [01]\.\d{3} vs [01]\.\d{3}, cost", target)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"data": [1, 2]}))
     refused = subprocess.run([sys.executable, "-m", "bench.deadline", "--availability-trace", str(bad)],

@@ -2,12 +2,14 @@
 
 Every PREEMPTION_CHECK_S the driver asks SkyPilot for the status of each running group's
 cluster. A cluster that is gone or not UP is a lost group: it is torn down and its billing
-stops; its unfinished shards are re-planned with the fleet MILP over the jobs they hold, with
-that offering's availability reduced by the instances just lost, within the budget and
+stops. The unfinished shards of every group lost at one check (a zone's preemption takes all
+its groups at once) are re-planned together with the fleet MILP over the jobs they hold, with
+those offerings' availability reduced by the instances just lost, within the budget and
 deadline that remain; the new groups are launched (queues numbered after the run's existing
 ones) and the shards re-sent to them. The user is told each step. A group whose launch the cloud
-refuses (no capacity, a quota) takes the same path, without what failed (run/launch_failure.py);
-when nothing fits, the run stops (NoCapacity), resumable. Results are keyed by
+refuses (no capacity, a quota) takes the same path, without what failed (run/launch_failure.py).
+When nothing fits, the groups still running take the shards (the steering says if the deadline
+will be missed); with none left, the run stops (NoCapacity), resumable. Results are keyed by
 custom_id, so a shard the lost group had half done cannot be duplicated.
 """
 
@@ -58,25 +60,31 @@ class GroupReplacer:
         running = sorted({r.group for r in self.store.fleet() if r.down is None and r.group != "broker"})
         names = {q: cluster_name(self.store.id, q) for q in running}
         statuses = self.fleet.statuses(list(names.values()))
-        for queue in running:
-            status = statuses.get(names[queue])
-            if status != "UP":
-                self._replace(queue, names[queue], status or "gone", windows)
+        lost = {q: statuses.get(names[q]) or "gone" for q in running if statuses.get(names[q]) != "UP"}
+        if lost:
+            self._replace(lost, names, windows)
 
-    def _replace(self, queue: str, name: str, status: str, windows: dict[str, Any]) -> None:
-        group = self.plan.groups[int(queue[1:])]
-        self.fleet.forget(name)
-        self.store.fleet_down(queue)
-        lost = f"{_described(queue, group)} is {status}"
-        left = self._take(queue, windows)
-        self.store.event(Event.GROUP_LOST, f"{lost}; {len(left)} shard(s) to re-plan")
-        say(f"{lost}: re-planning its {len(left)} unfinished shard(s)")
-        if left:
-            row = self._offering(group)
-            self.offerings.loc[row, "availability"] = (self.offerings.loc[row, "availability"] - group.count).clip(
-                lower=0
-            )
-            self._replan(left, lost, windows)
+    def _replace(self, lost: dict[str, str], names: dict[str, str], windows: dict[str, Any]) -> None:
+        """Tear down the `lost` groups (queue -> status) and re-plan their unfinished shards together: one fleet for
+        all the jobs a zone's preemption took, not one per group, so the replacement pays one round of start-ups and
+        rounds its instances up once."""
+        left: list[str] = []
+        why: list[str] = []
+        for queue, status in lost.items():
+            group = self.plan.groups[int(queue[1:])]
+            self.fleet.forget(names[queue])
+            self.store.fleet_down(queue)
+            why.append(f"{_described(queue, group)} is {status}")
+            shards = self._take(queue, windows)
+            self.store.event(Event.GROUP_LOST, f"{why[-1]}; {len(shards)} shard(s) to re-plan")
+            say(f"{why[-1]}: re-planning its {len(shards)} unfinished shard(s)")
+            if shards:
+                row = self._offering(group)
+                self.offerings.loc[row, "availability"] = (self.offerings.loc[row, "availability"] - group.count).clip(
+                    lower=0
+                )
+            left += shards
+        self._replan(left, " and ".join(why), windows)
 
     def launch_failed(self, queue: str, exc: BaseException, started: float, windows: dict[str, Any]) -> None:
         """Group `queue`'s launch (begun at `started`, epoch s) raised `exc`: record it (an event and the attempt's
