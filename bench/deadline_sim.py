@@ -54,14 +54,15 @@ class Group:
     done: float = 0.0
     down: float | None = None
 
-    def instance_s(self) -> float:
-        """True instance-seconds its jobs left need."""
-        return float(sum(n / (r * self.speed) for n, r in zip(self.left, self.c.requests_per_s) if n > 0 and r > 0))
+    def instance_s(self, jobs: np.ndarray | None = None) -> float:
+        """True instance-seconds `jobs` (per class; default: its own jobs left) need on it."""
+        jobs = self.left if jobs is None else jobs
+        return float(sum(n / (r * self.speed) for n, r in zip(jobs, self.c.requests_per_s) if n > 0 and r > 0))
 
     def jobs_per_s(self, mix: np.ndarray | None = None) -> float:
         """True jobs/s of all its instances at the class mix of `mix` (default: its own jobs left)."""
         jobs = self.left if mix is None else mix
-        need = float(sum(n / (r * self.speed) for n, r in zip(jobs, self.c.requests_per_s) if n > 0 and r > 0))
+        need = self.instance_s(jobs)
         return float(jobs.sum()) * self.count / need if need > 0 else 0.0
 
 
@@ -212,8 +213,8 @@ class Sim:
             # window takes waiting shards whether or not their group is up yet)
             mine_rate, theirs_rate = g.jobs_per_s(v.left), v.jobs_per_s()
             lead = theirs_rate * max(0.0, v.up_at - self.t)
-            total = float(v.left.sum())
-            if total <= 0 or mine_rate + theirs_rate <= 0:
+            total = float(v.left.sum())  # ≥ 1: v is busy
+            if mine_rate + theirs_rate <= 0:
                 continue
             mine = min(1.0, (total + lead) * mine_rate / (mine_rate + theirs_rate) / total)
             g.left, v.left = v.left * mine, v.left * (1 - mine)
